@@ -1,0 +1,266 @@
+"""AdminServer: the admin Unix socket, a supervised Service.
+
+Binds the socket (removing a stale one left by a crashed daemon, refusing to start when
+another daemon still answers on it), sets its mode before it accepts, then serves
+JSON-lines requests, many per connection, each answered in order. For every request the
+peer's role is resolved from SO_PEERCRED against ``app.config.admin.roles`` (read on each
+request, so a config reload applies to open connections), checked, the arguments
+validated and the handler run. Mutating commands and refusals of them go to the audit
+log::
+
+    server = AdminServer(app, app.commands, Path("/run/promod/admin.sock"), 0o660)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.run)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import structlog
+
+from promod.admin.protocol import (
+    MAX_LINE,
+    LineReader,
+    LineTooLong,
+    MalformedRequest,
+    Request,
+    decode_request,
+    encode_error,
+    encode_result,
+)
+from promod.admin.registry import Caller, Command, CommandContext, CommandError, CommandRegistry
+from promod.admin.roles import peer_credentials, resolve_caller
+
+__all__ = ["AdminServer", "SocketInUse"]
+
+log = structlog.get_logger("promod.admin")
+
+
+class SocketInUse(RuntimeError):
+    """Another process is accepting connections on the admin socket path."""
+
+
+def _socket_is_live(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(os.fspath(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+class AdminServer:
+    """Serves ``registry``'s commands for ``app`` on the Unix socket ``socket_path``."""
+
+    name = "admin"
+
+    def __init__(
+        self,
+        app: Any,
+        registry: CommandRegistry,
+        socket_path: Path | str,
+        mode: int = 0o660,
+        *,
+        line_limit: int = MAX_LINE,
+    ) -> None:
+        self.app = app
+        self.registry = registry
+        self.socket_path = Path(socket_path)
+        self.mode = mode
+        self.line_limit = line_limit
+        self.connections = 0  # currently open
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no connection is open (e.g. to let clients finish before a stop)."""
+        while self.connections:
+            await self._idle.wait()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        listener = await self._bind()
+        inode = os.stat(self.socket_path).st_ino
+        log.info("admin socket listening", path=str(self.socket_path), mode=oct(self.mode))
+        try:
+            task_status.started()
+            await listener.serve(self._serve_connection)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+            self._unlink_if_ours(inode)
+
+    async def _bind(self) -> anyio.abc.SocketListener:
+        path = self.socket_path
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise SocketInUse(f"{path} exists and is not a socket; refusing to replace it")
+            if await anyio.to_thread.run_sync(_socket_is_live, path):
+                raise SocketInUse(f"another process is serving the admin socket {path}")
+            log.info("removing stale admin socket", path=str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return await anyio.create_unix_listener(path, mode=self.mode)
+
+    def _unlink_if_ours(self, inode: int) -> None:
+        try:
+            if os.lstat(self.socket_path).st_ino == inode:
+                os.unlink(self.socket_path)
+        except OSError:
+            pass
+
+    async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
+        if self.connections == 0:
+            self._idle = anyio.Event()
+        self.connections += 1
+        try:
+            async with stream:
+                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
+                pid, uid, gid = peer_credentials(raw)
+                reader = LineReader(stream, self.line_limit)
+                while True:
+                    try:
+                        line = await reader.readline()
+                    except LineTooLong as exc:
+                        await stream.send(encode_error(None, CommandError("bad_request", str(exc))))
+                        continue
+                    if line is None:
+                        return
+                    if not line.strip():
+                        continue
+                    await stream.send(await self.handle_line(line, pid, uid, gid))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
+            pass
+        except Exception:
+            log.exception("admin connection failed")
+        finally:
+            self.connections -= 1
+            if self.connections == 0:
+                self._idle.set()
+
+    async def handle_line(self, line: bytes, pid: int, uid: int, gid: int) -> bytes:
+        """The response line for one request line from the peer ``(pid, uid, gid)``."""
+        try:
+            request = decode_request(line)
+        except MalformedRequest as exc:
+            return encode_error(exc.request_id, exc)
+        caller = resolve_caller(pid, uid, gid, self._roles())
+        try:
+            result = await self.dispatch(caller, request)
+        except CommandError as exc:
+            return encode_error(request.id, exc)
+        try:
+            return encode_result(request.id, result)
+        except (TypeError, ValueError):
+            log.exception("admin result is not JSON", command=request.cmd)
+            error = CommandError("internal", f"{request.cmd}: result is not JSON serialisable")
+            return encode_error(request.id, error)
+
+    def _roles(self) -> Any:
+        config = getattr(self.app, "config", None)
+        admin = getattr(config, "admin", None)
+        return getattr(admin, "roles", None)
+
+    async def dispatch(self, caller: Caller, request: Request) -> Any:
+        """Run ``request`` for ``caller``; raises CommandError for any refusal or failure."""
+        cmd = self.registry.get(request.cmd)
+        if cmd is None:
+            raise CommandError(
+                "unknown_command",
+                f"unknown command {request.cmd!r}; 'help' lists the commands",
+                {"command": request.cmd},
+            )
+        raw_args = request.args if isinstance(request.args, dict) else {}
+        try:
+            mutating = cmd.is_mutating(raw_args)
+        except Exception:
+            mutating = True
+        if not cmd.allows(caller.role):
+            error = CommandError(
+                "forbidden",
+                f"{cmd.name} needs role {cmd.role.label if cmd.role else '?'}; "
+                f"{caller.user} (uid {caller.uid}) has "
+                + (caller.role.label if caller.role else "no role"),
+                {"required": cmd.role.label if cmd.role else None},
+            )
+            log.warning(
+                "admin command refused",
+                command=cmd.name,
+                user=caller.user,
+                uid=caller.uid,
+                role=caller.role.label if caller.role else None,
+            )
+            if mutating:
+                await self._audit(cmd, caller, raw_args, "refused", error)
+            raise error
+        if mutating and getattr(self.app, "shutting_down", False):
+            error = CommandError("unavailable", "the daemon is shutting down")
+            await self._audit(cmd, caller, raw_args, "refused", error)
+            raise error
+        try:
+            args = self.registry.validate_args(cmd, request.args)
+        except CommandError as exc:
+            if mutating:
+                await self._audit(cmd, caller, raw_args, "error", exc)
+            raise
+        try:
+            result = await cmd.handler(
+                CommandContext(app=self.app, caller=caller, registry=self.registry), args
+            )
+        except CommandError as exc:
+            if mutating:
+                await self._audit(cmd, caller, args, "error", exc)
+            raise
+        except Exception as exc:
+            log.exception("admin command failed", command=cmd.name, user=caller.user)
+            error = CommandError(
+                "internal",
+                f"{cmd.name} failed ({type(exc).__name__}); see the daemon log",
+                {"type": type(exc).__name__},
+            )
+            if mutating:
+                await self._audit(cmd, caller, args, "error", error)
+            raise error from None
+        if mutating:
+            await self._audit(cmd, caller, args, "ok", None)
+            log.info("admin command", command=cmd.name, user=caller.user, uid=caller.uid)
+        return result
+
+    async def _audit(
+        self,
+        cmd: Command,
+        caller: Caller,
+        args: dict[str, Any],
+        outcome: str,
+        error: CommandError | None,
+    ) -> None:
+        audit = getattr(self.app, "audit", None)
+        if audit is None:
+            log.error("no audit log; admin command not recorded", command=cmd.name)
+            return
+        secret = frozenset(name for name, spec in cmd.args.items() if spec.secret)
+        try:
+            await audit.append(
+                caller,
+                cmd.name,
+                args,
+                outcome,
+                str(error) if error is not None else None,
+                secret=secret,
+            )
+        except Exception:
+            log.exception("audit write failed", command=cmd.name, outcome=outcome)

@@ -1,0 +1,892 @@
+"""Segments: the rule language of campaign specs, validated into an AST and compiled to SQL.
+
+A segment selects customers by profile (tags, attributes, custom lists, consents) and by
+behaviour (events in a time window before the run's ``as_of`` time). ``parse_segment``
+reports every problem at once with its key path; ``compile_segment`` turns the AST into one
+``SELECT`` over the customer tables of migration 0002 that returns a distinct
+``customer_id`` column. Numbers compare and sum exactly through two SQL functions that
+``register_sql_functions`` installs on a connection. The language is described in
+docs/segments.md.
+
+    >>> seg = parse_segment({"all": [{"tag": "vip"}, {"event": "purchase", "within": "90d"}]})
+    >>> sql, params = compile_segment(seg, as_of=1_790_000_000)
+    >>> register_sql_functions(conn)  # doctest: +SKIP
+    >>> ids = [row[0] for row in conn.execute(sql, params)]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Context, Decimal, Inexact, Overflow
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+from promod.units import parse_duration
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+__all__ = [
+    "SQL_FUNCTIONS",
+    "AllRule",
+    "AnyRule",
+    "AttrRule",
+    "Comparison",
+    "ConsentRule",
+    "EventRule",
+    "ListRule",
+    "NotRule",
+    "PropertyTest",
+    "Rule",
+    "Segment",
+    "SegmentError",
+    "TagRule",
+    "compile_segment",
+    "decimal_value",
+    "parse_segment",
+    "register_sql_functions",
+    "register_sql_functions_async",
+]
+
+Scalar: TypeAlias = str | int | bool | Decimal
+"""An operand in a rule: a string, an integer, a boolean or an exact decimal."""
+
+ORDER_OPS = ("gt", "gte", "lt", "lte")
+VALUE_OPS = ("eq", "ne", *ORDER_OPS)
+ATTR_OPS = (*VALUE_OPS, "in", "exists")
+LEAF_KINDS = ("tag", "attr", "event", "list", "consent")
+COMBINATORS = ("all", "any", "not")
+EVENT_OPTIONS = ("within", "where", "sum", *VALUE_OPS)
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "tag": (),
+    "list": (),
+    "consent": (),
+    "attr": ATTR_OPS,
+    "event": EVENT_OPTIONS,
+}
+
+SQL_FUNCTIONS = ("promod_dec_cmp", "promod_dec_sum")
+"""The SQL functions compiled segments call; ``register_sql_functions`` installs them."""
+
+_DECIMAL_STRING = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_NUMBER_TEXT = re.compile(r'"(-?[0-9]+(?:\.[0-9]+)?)"|(-?[0-9]+(?:\.[0-9]+)?)([eE][+-]?[0-9]+)?')
+_MAX_NUMBER_TEXT = 200
+_MAX_EXPONENT = 900
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# Wide enough that any sum of in-range numbers is exact; Inexact would raise otherwise.
+_SUM_CONTEXT = Context(prec=2400, Emax=10_000, Emin=-10_000, traps=[Inexact, Overflow])
+
+
+# ---------------------------------------------------------------------------
+# Numbers
+# ---------------------------------------------------------------------------
+
+
+def _bounded(number: Decimal) -> Decimal | None:
+    if not number.is_finite():
+        return None
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if number.adjusted() > _MAX_EXPONENT or exponent < -_MAX_EXPONENT:
+        return None
+    return number
+
+
+def decimal_value(value: object) -> Decimal | None:
+    """The exact number a stored value stands for, or None when it is not a number.
+
+    Numbers are JSON integers and JSON decimals (given as their JSON text, as SQLite's
+    ``->`` operator returns them), Python ints and Decimals, and strings in decimal
+    notation (``"59.90"``, ``"-3"``; a JSON string's quotes may be included). Booleans
+    and any other string are not numbers; neither are values beyond 10^900 in size or
+    precision.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return _bounded(Decimal(value))
+    if isinstance(value, Decimal):
+        return _bounded(value)
+    if isinstance(value, float):
+        return _bounded(Decimal(repr(value))) if value == value else None
+    if not isinstance(value, str) or len(value) > _MAX_NUMBER_TEXT:
+        return None
+    match = _NUMBER_TEXT.fullmatch(value)
+    if match is None:
+        return None
+    if match.group(3) is None:
+        # At most _MAX_NUMBER_TEXT digits without an exponent: always within bounds.
+        return Decimal(match.group(1) or match.group(2))
+    return _bounded(Decimal(value))
+
+
+def _dec_cmp(left: object, right: object) -> int | None:
+    a = decimal_value(left)
+    b = decimal_value(right)
+    if a is None or b is None:
+        return None
+    return (a > b) - (a < b)
+
+
+class _DecimalSum:
+    """SQL aggregate ``promod_dec_sum(x)``: the exact sum of the numbers among x, as text."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: object) -> None:
+        number = decimal_value(value)
+        if number is not None:
+            self.total = _SUM_CONTEXT.add(self.total, number)
+
+    def finalize(self) -> str:
+        return _number_text(self.total)
+
+
+def _number_text(number: Decimal) -> str:
+    return format(number, "f")
+
+
+def register_sql_functions(conn: sqlite3.Connection) -> None:
+    """Install ``promod_dec_cmp`` and ``promod_dec_sum`` on a sqlite3 connection.
+
+    ``promod_dec_cmp(a, b)`` is -1, 0 or 1 comparing two numbers exactly, NULL when either
+    is not a number (see :func:`decimal_value`); ``promod_dec_sum(x)`` is the exact sum
+    of the numbers among x as decimal text (``"0"`` over no rows).
+    """
+    conn.create_function("promod_dec_cmp", 2, _dec_cmp, deterministic=True)
+    conn.create_aggregate("promod_dec_sum", 1, cast(Any, _DecimalSum))
+
+
+async def register_sql_functions_async(conn: aiosqlite.Connection) -> None:
+    """Install the segment SQL functions on an aiosqlite connection (in its own thread)."""
+    # aiosqlite has no public create_aggregate; run the sync registration in its thread.
+    await conn._execute(lambda: register_sql_functions(conn._conn))  # type: ignore[no-untyped-call]
+
+
+# ---------------------------------------------------------------------------
+# AST
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One operator and its operand: ``op`` in eq ne gt gte lt lte in exists."""
+
+    op: str
+    value: Scalar | tuple[Scalar, ...]
+
+
+@dataclass(frozen=True)
+class TagRule:
+    """The customer carries ``tag``."""
+
+    tag: str
+
+
+@dataclass(frozen=True)
+class ListRule:
+    """The customer is on the custom list ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ConsentRule:
+    """The customer has granted ``consent`` (and not withdrawn it)."""
+
+    consent: str
+
+
+@dataclass(frozen=True)
+class AttrRule:
+    """Every comparison holds for the profile attribute ``attr``."""
+
+    attr: str
+    tests: tuple[Comparison, ...]
+
+
+@dataclass(frozen=True)
+class PropertyTest:
+    """Every comparison holds for the event property ``prop`` (an event ``where`` entry)."""
+
+    prop: str
+    tests: tuple[Comparison, ...]
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """Events named ``event`` in the window, filtered by ``where``, counted or summed.
+
+    ``within`` is the window in seconds before ``as_of`` (None: all history up to
+    ``as_of``). Without ``tests`` at least one such event must exist; with them, every
+    comparison must hold for the aggregate: the number of events, or the exact sum of
+    the property ``sum`` when it is given.
+    """
+
+    event: str
+    within: int | None = None
+    where: tuple[PropertyTest, ...] = ()
+    sum: str | None = None
+    tests: tuple[Comparison, ...] = ()
+
+
+@dataclass(frozen=True)
+class AllRule:
+    """Every rule holds (true when empty)."""
+
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class AnyRule:
+    """At least one rule holds (false when empty)."""
+
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class NotRule:
+    """The rule does not hold."""
+
+    rule: Rule
+
+
+Rule: TypeAlias = (
+    TagRule | ListRule | ConsentRule | AttrRule | EventRule | AllRule | AnyRule | NotRule
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A validated segment; ``rule`` is the root (an empty ``AllRule`` selects everyone)."""
+
+    rule: Rule
+
+    def to_dict(self) -> dict[str, Any]:
+        """The segment as a table that ``parse_segment`` reads back into an equal Segment."""
+        if isinstance(self.rule, AllRule) and not self.rule.rules:
+            return {}
+        return _rule_to_dict(self.rule)
+
+
+def _operand_out(value: Scalar | tuple[Scalar, ...]) -> Any:
+    if isinstance(value, tuple):
+        return [_operand_out(item) for item in value]
+    if isinstance(value, Decimal):
+        return _number_text(value)
+    return value
+
+
+def _tests_out(tests: tuple[Comparison, ...]) -> dict[str, Any]:
+    return {test.op: _operand_out(test.value) for test in tests}
+
+
+def _rule_to_dict(rule: Rule) -> dict[str, Any]:
+    if isinstance(rule, TagRule):
+        return {"tag": rule.tag}
+    if isinstance(rule, ListRule):
+        return {"list": rule.name}
+    if isinstance(rule, ConsentRule):
+        return {"consent": rule.consent}
+    if isinstance(rule, AttrRule):
+        return {"attr": rule.attr, **_tests_out(rule.tests)}
+    if isinstance(rule, EventRule):
+        out: dict[str, Any] = {"event": rule.event}
+        if rule.within is not None:
+            out["within"] = f"{rule.within}s"
+        if rule.where:
+            out["where"] = {test.prop: _tests_out(test.tests) for test in rule.where}
+        if rule.sum is not None:
+            out["sum"] = rule.sum
+        out.update(_tests_out(rule.tests))
+        return out
+    if isinstance(rule, AllRule):
+        return {"all": [_rule_to_dict(item) for item in rule.rules]}
+    if isinstance(rule, AnyRule):
+        return {"any": [_rule_to_dict(item) for item in rule.rules]}
+    return {"not": _rule_to_dict(rule.rule)}
+
+
+# ---------------------------------------------------------------------------
+# Parsing and validation
+# ---------------------------------------------------------------------------
+
+
+class SegmentError(ValueError):
+    """A segment with problems; ``issues`` lists every one as (key path, message)."""
+
+    def __init__(self, issues: Sequence[tuple[str, str]]) -> None:
+        self.issues: list[tuple[str, str]] = list(issues)
+        super().__init__("\n".join(f"{path}: {message}" for path, message in self.issues))
+
+
+def parse_segment(obj: Any, path: str = "segment") -> Segment:
+    """Validate a segment table (as read from TOML or JSON) into a :class:`Segment`.
+
+    Raises :class:`SegmentError` listing every problem with its exact key path, such as
+    ``segment.all[2].within: bad duration "9x" ...``. ``None`` or an empty table is the
+    segment of every customer.
+    """
+    parser = _Parser()
+    if obj is None:
+        return Segment(AllRule(()))
+    rule = parser.rule(obj, path, top=True)
+    if parser.issues:
+        raise SegmentError(parser.issues)
+    assert rule is not None
+    return Segment(rule)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+_FLOAT_MESSAGE = 'floats are not exact: write the number as a decimal string, e.g. "12.5"'
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.issues: list[tuple[str, str]] = []
+
+    def issue(self, path: str, message: str) -> None:
+        self.issues.append((path, message))
+
+    # -- names -------------------------------------------------------------
+
+    def name(self, value: object, path: str, what: str) -> str | None:
+        if not isinstance(value, str):
+            self.issue(path, f"expected {what} as a string, got {_describe(value)}")
+            return None
+        if not value.strip():
+            self.issue(path, f"{what} must not be empty")
+            return None
+        return value
+
+    def json_key(self, value: object, path: str, what: str) -> str | None:
+        name = self.name(value, path, what)
+        if name is None:
+            return None
+        if any(ch in name for ch in '"\\') or any(ord(ch) < 0x20 for ch in name):
+            self.issue(
+                path,
+                f"{what} {json.dumps(name)} cannot contain quotes, backslashes"
+                " or control characters",
+            )
+            return None
+        return name
+
+    # -- operands ----------------------------------------------------------
+
+    def scalar(self, value: object, path: str) -> Scalar | None:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if decimal_value(value) is None:
+                self.issue(path, "number out of range")
+                return None
+            return value
+        if isinstance(value, float):
+            self.issue(path, _FLOAT_MESSAGE)
+            return None
+        if isinstance(value, Decimal):
+            if decimal_value(value) is None:
+                self.issue(path, "number out of range")
+                return None
+            return value
+        if isinstance(value, str):
+            if _DECIMAL_STRING.fullmatch(value) and decimal_value(value) is None:
+                self.issue(path, "number out of range")
+                return None
+            return value
+        self.issue(path, f"expected a string, number or boolean, got {_describe(value)}")
+        return None
+
+    def value_test(self, op: str, value: object, path: str) -> Comparison | None:
+        if op == "exists":
+            if not isinstance(value, bool):
+                self.issue(path, f"expected true or false, got {_describe(value)}")
+                return None
+            return Comparison(op, value)
+        if op == "in":
+            if not isinstance(value, list | tuple):
+                self.issue(path, f"expected a list of values, got {_describe(value)}")
+                return None
+            if not value:
+                self.issue(path, "must list at least one value")
+                return None
+            items = [self.scalar(item, f"{path}[{i}]") for i, item in enumerate(value)]
+            if any(item is None for item in items):
+                return None
+            return Comparison(op, tuple(item for item in items if item is not None))
+        operand = self.scalar(value, path)
+        if operand is None:
+            return None
+        if op in ORDER_OPS and isinstance(operand, bool):
+            self.issue(path, f"{op} needs a number or a string, not a boolean")
+            return None
+        return Comparison(op, operand)
+
+    def value_tests(
+        self, table: dict[str, Any], ops: Sequence[str], path: str, owner: str
+    ) -> tuple[Comparison, ...] | None:
+        tests: list[Comparison] = []
+        ok = True
+        for op in ops:
+            if op not in table:
+                continue
+            test = self.value_test(op, table[op], f"{path}.{op}")
+            if test is None:
+                ok = False
+            else:
+                tests.append(test)
+        present = [op for op in ops if op in table]
+        if not present:
+            self.issue(path, f"{owner} needs an operator: one of {', '.join(ops)}")
+            return None
+        if "exists" in present and len(present) > 1:
+            self.issue(f"{path}.exists", "exists cannot be combined with other operators")
+            return None
+        return tuple(tests) if ok else None
+
+    def aggregate_test(self, op: str, value: object, path: str, summed: bool) -> Comparison | None:
+        if summed:
+            if isinstance(value, float):
+                self.issue(path, _FLOAT_MESSAGE)
+                return None
+            if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
+                self.issue(path, f"expected a number or a decimal string, got {json.dumps(value)}")
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+                self.issue(path, f"expected a number or a decimal string, got {_describe(value)}")
+                return None
+            number = decimal_value(value)
+            if number is None:
+                self.issue(path, "number out of range")
+                return None
+            return Comparison(op, value if isinstance(value, int) else number)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.issue(path, f"expected a whole number of events, got {_describe(value)}")
+            return None
+        if value < 0:
+            self.issue(path, "a number of events cannot be negative")
+            return None
+        return Comparison(op, value)
+
+    # -- rules -------------------------------------------------------------
+
+    def rule(self, obj: object, path: str, top: bool = False) -> Rule | None:
+        if not isinstance(obj, dict):
+            self.issue(path, f"expected a table, got {_describe(obj)}")
+            return None
+        kinds = [kind for kind in LEAF_KINDS if kind in obj]
+        if len(kinds) > 1:
+            self.issue(
+                path,
+                f"one condition per table, found {' and '.join(kinds)}: "
+                "list them in all = [...] or any = [...]",
+            )
+            return None
+        kind = kinds[0] if kinds else None
+        allowed = set(COMBINATORS)
+        if kind is not None:
+            allowed.add(kind)
+            allowed.update(_OPTIONS[kind])
+        for key in obj:
+            if key in allowed:
+                continue
+            if not isinstance(key, str):
+                self.issue(path, f"unknown key {key!r}")
+                continue
+            owners = [k for k, options in _OPTIONS.items() if key in options]
+            if owners and kind is None:
+                hint = " or ".join(f"{k} = ..." for k in owners)
+                self.issue(f"{path}.{key}", f"unknown key (it goes with {hint})")
+            elif owners:
+                self.issue(f"{path}.{key}", f"unknown key for a {kind} rule")
+            else:
+                self.issue(f"{path}.{key}", "unknown key")
+
+        parts: list[Rule | None] = []
+        if kind is not None:
+            parts.append(self.leaf(kind, obj, path))
+        if "all" in obj:
+            parts.append(self.combination(AllRule, obj["all"], f"{path}.all"))
+        if "any" in obj:
+            parts.append(self.combination(AnyRule, obj["any"], f"{path}.any"))
+        if "not" in obj:
+            inner = self.rule(obj["not"], f"{path}.not")
+            parts.append(NotRule(inner) if inner is not None else None)
+        if not parts:
+            if top:
+                return AllRule(())
+            if not any(isinstance(key, str) and key not in allowed for key in obj):
+                self.issue(
+                    path,
+                    "empty rule: expected one of " + ", ".join((*LEAF_KINDS, *COMBINATORS)),
+                )
+            return None
+        if any(part is None for part in parts):
+            return None
+        rules = tuple(part for part in parts if part is not None)
+        return rules[0] if len(rules) == 1 else AllRule(rules)
+
+    def combination(
+        self, cls: type[AllRule] | type[AnyRule], items: object, path: str
+    ) -> Rule | None:
+        if not isinstance(items, list | tuple):
+            self.issue(path, f"expected a list of rules, got {_describe(items)}")
+            return None
+        rules = [self.rule(item, f"{path}[{i}]") for i, item in enumerate(items)]
+        if any(rule is None for rule in rules):
+            return None
+        return cls(tuple(rule for rule in rules if rule is not None))
+
+    def leaf(self, kind: str, obj: dict[str, Any], path: str) -> Rule | None:
+        target = f"{path}.{kind}"
+        if kind == "tag":
+            tag = self.name(obj["tag"], target, "a tag")
+            return TagRule(tag) if tag is not None else None
+        if kind == "list":
+            name = self.name(obj["list"], target, "a list name")
+            return ListRule(name) if name is not None else None
+        if kind == "consent":
+            consent = self.name(obj["consent"], target, "a consent name")
+            return ConsentRule(consent) if consent is not None else None
+        if kind == "attr":
+            attr = self.json_key(obj["attr"], target, "an attribute name")
+            tests = self.value_tests(obj, ATTR_OPS, path, "an attr rule")
+            if attr is None or tests is None:
+                return None
+            return AttrRule(attr, tests)
+        return self.event(obj, path)
+
+    def event(self, obj: dict[str, Any], path: str) -> Rule | None:
+        ok = True
+        name = self.name(obj["event"], f"{path}.event", "an event name")
+        ok = ok and name is not None
+        within: int | None = None
+        if "within" in obj:
+            within = self.window(obj["within"], f"{path}.within")
+            ok = ok and within is not None
+        where: list[PropertyTest] = []
+        if "where" in obj:
+            table = obj["where"]
+            if not isinstance(table, dict):
+                self.issue(
+                    f"{path}.where", f"expected a table of properties, got {_describe(table)}"
+                )
+                ok = False
+            else:
+                for prop, prop_tests in table.items():
+                    condition = self.property_test(prop, prop_tests, f"{path}.where.{prop}")
+                    if condition is None:
+                        ok = False
+                    else:
+                        where.append(condition)
+        summed: str | None = None
+        if "sum" in obj:
+            summed = self.json_key(obj["sum"], f"{path}.sum", "a property name")
+            ok = ok and summed is not None
+        tests: list[Comparison] = []
+        for op in VALUE_OPS:
+            if op in obj:
+                test = self.aggregate_test(op, obj[op], f"{path}.{op}", "sum" in obj)
+                if test is None:
+                    ok = False
+                else:
+                    tests.append(test)
+        if "sum" in obj and not any(op in obj for op in VALUE_OPS):
+            self.issue(f"{path}.sum", "a sum needs a comparison: one of " + ", ".join(VALUE_OPS))
+            ok = False
+        if not ok:
+            return None
+        assert name is not None
+        return EventRule(name, within, tuple(where), summed, tuple(tests))
+
+    def property_test(self, prop: object, tests: object, path: str) -> PropertyTest | None:
+        name = self.json_key(prop, path, "a property name")
+        if not isinstance(tests, dict):
+            self.issue(
+                path,
+                f"expected a table of operators such as {{ gte = 50 }}, got {_describe(tests)}",
+            )
+            return None
+        for key in tests:
+            if key not in ATTR_OPS:
+                self.issue(f"{path}.{key}", "unknown operator")
+        checked = self.value_tests(tests, ATTR_OPS, path, "a property condition")
+        if name is None or checked is None or any(key not in ATTR_OPS for key in tests):
+            return None
+        return PropertyTest(name, checked)
+
+    def window(self, value: object, path: str) -> int | None:
+        if not isinstance(value, str):
+            self.issue(path, f'expected a duration such as "90d", got {_describe(value)}')
+            return None
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            self.issue(
+                path,
+                f"bad duration {json.dumps(value)} "
+                '(a number with a unit s, m, h or d, such as "90d")',
+            )
+            return None
+        if seconds < 1:
+            self.issue(path, f"window {json.dumps(value)} is shorter than one second")
+            return None
+        return int(seconds)
+
+
+# ---------------------------------------------------------------------------
+# Compilation
+# ---------------------------------------------------------------------------
+
+Fragment: TypeAlias = tuple[str, list[Any]]
+_SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def compile_segment(seg: Segment, *, as_of: int) -> tuple[str, list[Any]]:
+    """SQL and parameters selecting the distinct ``customer_id`` of every matching customer.
+
+    ``as_of`` (unix seconds) is the end of every event window: events after it are
+    ignored and ``within = "90d"`` covers ``as_of - 90d <= ts <= as_of``. The SQL needs
+    the functions of :func:`register_sql_functions` on the connection that runs it.
+    """
+    if isinstance(as_of, bool) or not isinstance(as_of, int):
+        raise TypeError(f"as_of must be unix seconds as an int, not {type(as_of).__name__}")
+    where, params = _Compiler(as_of).rule(seg.rule)
+    return f"SELECT c.id AS customer_id FROM customers AS c WHERE {where}", params
+
+
+def _holds(op: str, left: Decimal, right: Decimal) -> bool:
+    if op == "eq":
+        return left == right
+    if op == "ne":
+        return left != right
+    if op == "gt":
+        return left > right
+    if op == "gte":
+        return left >= right
+    if op == "lt":
+        return left < right
+    return left <= right
+
+
+def _numeric_operand(value: Scalar) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    return decimal_value(value)
+
+
+def _json_path(key: str) -> str:
+    """A SQL string literal of the JSON path of one object key (no quotes or backslashes)."""
+    return "'$.\"" + key.replace("'", "''") + "\"'"
+
+
+def _aggregate_operand(test: Comparison) -> Decimal:
+    assert not isinstance(test.value, tuple | bool)
+    number = decimal_value(test.value)
+    assert number is not None
+    return number
+
+
+class _Compiler:
+    def __init__(self, as_of: int) -> None:
+        self.as_of = as_of
+
+    def rule(self, rule: Rule) -> Fragment:
+        if isinstance(rule, TagRule):
+            return "c.id IN (SELECT customer_id FROM customer_tags WHERE tag = ?)", [rule.tag]
+        if isinstance(rule, ListRule):
+            return "c.id IN (SELECT customer_id FROM custom_lists WHERE name = ?)", [rule.name]
+        if isinstance(rule, ConsentRule):
+            return (
+                "EXISTS (SELECT 1 FROM customer_consents AS cc WHERE cc.customer_id = c.id"
+                " AND cc.consent = ? AND cc.granted = 1)",
+                [rule.consent],
+            )
+        if isinstance(rule, AttrRule):
+            return self.tests("c.attributes", rule.attr, rule.tests)
+        if isinstance(rule, EventRule):
+            return self.event(rule)
+        if isinstance(rule, NotRule):
+            sql, params = self.rule(rule.rule)
+            return f"NOT ({sql})", params
+        if not rule.rules:
+            return ("1" if isinstance(rule, AllRule) else "0"), []
+        joiner = " AND " if isinstance(rule, AllRule) else " OR "
+        parts = [self.rule(item) for item in rule.rules]
+        return (
+            "(" + joiner.join(sql for sql, _ in parts) + ")",
+            [param for _, part in parts for param in part],
+        )
+
+    # -- JSON values -------------------------------------------------------
+
+    def tests(self, column: str, key: str, tests: tuple[Comparison, ...]) -> Fragment:
+        path = _json_path(key)
+        parts = [self.test(column, path, test) for test in tests]
+        if len(parts) == 1:
+            return parts[0]
+        return (
+            "(" + " AND ".join(sql for sql, _ in parts) + ")",
+            [param for _, part in parts for param in part],
+        )
+
+    def test(self, column: str, path: str, test: Comparison) -> Fragment:
+        present = f"coalesce(json_type({column}, {path}), 'null') <> 'null'"
+        if test.op == "exists":
+            return (present if test.value else f"NOT {present}"), []
+        if test.op == "in":
+            assert isinstance(test.value, tuple)
+            return self.equal_any(column, path, test.value)
+        assert not isinstance(test.value, tuple)
+        if test.op == "eq":
+            return self.equal_any(column, path, (test.value,))
+        if test.op == "ne":
+            sql, params = self.equal_any(column, path, (test.value,))
+            return f"({present} AND NOT {sql})", params
+        return self.order(column, path, test.op, test.value)
+
+    def equal_any(self, column: str, path: str, values: tuple[Scalar, ...]) -> Fragment:
+        texts: list[str] = []
+        booleans: list[str] = []
+        numbers: list[Decimal] = []
+        for value in values:
+            if isinstance(value, bool):
+                booleans.append("true" if value else "false")
+                continue
+            number = _numeric_operand(value)
+            if number is not None:
+                numbers.append(number)
+            else:
+                assert isinstance(value, str)
+                texts.append(value)
+        parts: list[Fragment] = []
+        if texts:
+            marks = ", ".join("?" for _ in texts)
+            parts.append(
+                (
+                    f"(json_type({column}, {path}) = 'text'"
+                    f" AND json_extract({column}, {path}) IN ({marks}))",
+                    list(texts),
+                )
+            )
+        if booleans:
+            marks = ", ".join("?" for _ in booleans)
+            parts.append((f"coalesce(json_type({column}, {path}) IN ({marks}), 0)", booleans))
+        for number in numbers:
+            parts.append(self.numeric(column, path, "eq", number))
+        if len(parts) == 1:
+            return parts[0]
+        return (
+            "(" + " OR ".join(sql for sql, _ in parts) + ")",
+            [param for _, part in parts for param in part],
+        )
+
+    def order(self, column: str, path: str, op: str, value: Scalar) -> Fragment:
+        number = _numeric_operand(value)
+        if number is not None:
+            return self.numeric(column, path, op, number)
+        return (
+            f"(json_type({column}, {path}) = 'text'"
+            f" AND json_extract({column}, {path}) {_SQL_OPS[op]} ?)",
+            [value],
+        )
+
+    def numeric(self, column: str, path: str, op: str, number: Decimal) -> Fragment:
+        """Exact numeric comparison of a JSON value, in C for all but near ties.
+
+        64-bit JSON integers against an integral operand compare exactly in SQL. Other
+        numbers (JSON decimals, decimal strings) compare as doubles when they are
+        clearly apart, far beyond any rounding error; only near ties and values out of
+        double range are decided by ``promod_dec_cmp``.
+        """
+        sql_op = _SQL_OPS[op]
+        value = f"json_extract({column}, {path})"
+        kind = f"json_type({column}, {path})"
+        body = f"substr({value}, 1 + ({value} GLOB '-*'))"
+        decimal_text = (
+            f"({kind} = 'text' AND length({value}) <= {_MAX_NUMBER_TEXT}"
+            f" AND {body} <> '' AND {body} NOT GLOB '*[^0-9.]*'"
+            f" AND {body} NOT GLOB '*.*.*' AND {body} NOT GLOB '.*' AND {body} NOT GLOB '*.')"
+        )
+        approx = f"CAST({value} AS REAL)"
+        sql = (
+            f"CASE WHEN NOT ({kind} IN ('integer', 'real') OR {decimal_text}) THEN 0"
+            f" WHEN abs({approx} - ?) > 1e-9 * (abs({approx}) + abs(?)) THEN {approx} {sql_op} ?"
+            f" ELSE coalesce(promod_dec_cmp({column} -> {path}, ?) {sql_op} 0, 0) END"
+        )
+        approx_operand = float(number)
+        params: list[Any] = [approx_operand] * 3 + [_number_text(number)]
+        if number == number.to_integral_value() and _INT64_MIN <= number <= _INT64_MAX:
+            # SQLite compares 64-bit integers exactly.
+            sql = (
+                f"CASE WHEN {kind} = 'integer' AND typeof({value}) = 'integer'"
+                f" THEN {value} {sql_op} ? ELSE {sql} END"
+            )
+            params = [int(number), *params]
+        return f"({sql})", params
+
+    # -- events ------------------------------------------------------------
+
+    def event(self, rule: EventRule) -> Fragment:
+        filters = ["e.name = ?", "e.ts <= ?"]
+        params: list[Any] = [rule.event, self.as_of]
+        if rule.within is not None:
+            filters.append("e.ts >= ?")
+            params.append(self.as_of - rule.within)
+        for prop in rule.where:
+            sql, more = self.tests("e.properties", prop.prop, prop.tests)
+            filters.append(sql)
+            params.extend(more)
+        source = "SELECT e.customer_id FROM events AS e WHERE " + " AND ".join(filters)
+        if not rule.tests:
+            return f"c.id IN ({source})", params
+        if rule.sum is not None:
+            return self.event_sum(rule, filters, params)
+        checks = [f"count(*) {_SQL_OPS[t.op]} ?" for t in rule.tests]
+        having = " AND ".join(checks)
+        having_params = [t.value for t in rule.tests]
+        grouped = f"{source} GROUP BY e.customer_id HAVING "
+        if all(_holds(t.op, Decimal(0), _aggregate_operand(t)) for t in rule.tests):
+            # Customers without any matching event qualify too: exclude the failing ones.
+            return f"c.id NOT IN ({grouped}NOT ({having}))", [*params, *having_params]
+        return f"c.id IN ({grouped}{having})", [*params, *having_params]
+
+    def event_sum(self, rule: EventRule, filters: list[str], params: list[Any]) -> Fragment:
+        # Per customer, so that the exact (Python) sum only runs for customers that pass
+        # the cheaper conditions evaluated before it.
+        assert rule.sum is not None
+        total = (
+            f"(SELECT promod_dec_sum(e.properties -> {_json_path(rule.sum)}) FROM events AS e"
+            " WHERE e.customer_id = c.id AND " + " AND ".join(filters) + ")"
+        )
+        total_params = params
+        checks = [f"promod_dec_cmp({total}, ?) {_SQL_OPS[t.op]} 0" for t in rule.tests]
+        checks_params = [
+            param
+            for t in rule.tests
+            for param in (*total_params, _number_text(_aggregate_operand(t)))
+        ]
+        if len(checks) == 1:
+            return checks[0], checks_params
+        return "(" + " AND ".join(checks) + ")", checks_params

@@ -1,0 +1,428 @@
+"""``promodctl``: the operators' front end of the admin socket.
+
+``promodctl [--socket PATH] [--config PATH] [--json] [--timeout S] COMMAND ...``. Every
+subcommand is one :class:`CtlCommand` row of :data:`COMMANDS`; its words joined by dots
+name the daemon command (``campaign pause X`` -> ``campaign.pause {"campaign": "X"}``).
+Adding a subcommand is adding one row::
+
+    CtlCommand("campaign pause", "pause a running campaign",
+               params=(param("campaign", help="campaign id"),))
+
+Exit status: 0 ok, 1 refused or failed (``promodctl: CODE: message`` on stderr), 2 usage,
+3 daemon unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promod import __version__
+from promod.ctl.client import AdminClient, CommandError, DaemonUnreachable
+from promod.ctl.imports import (
+    render_customer,
+    render_import_summary,
+    run_customers_import,
+    run_events_import,
+)
+from promod.ctl.render import format_timestamp, render_kv, render_table, render_value
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_SOCKET",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CtlCommand",
+    "Param",
+    "UsageError",
+    "build_parser",
+    "main",
+    "param",
+    "resolve_socket",
+]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+DEFAULT_SOCKET = Path("/run/promod/admin.sock")
+DEFAULT_TIMEOUT = 30.0
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class UsageError(Exception):
+    """Bad command-line input found after parsing (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One command-line argument and the request argument it fills."""
+
+    flags: tuple[str, ...]  # ("campaign",) positional, or ("--since", "-s")
+    arg: str | None  # request argument name; None: not sent (a custom runner reads it)
+    options: Mapping[str, Any] = field(default_factory=dict)  # add_argument keywords
+
+    @property
+    def dest(self) -> str:
+        name = self.arg or self.flags[0].lstrip("-")
+        return "p_" + name.replace("-", "_")
+
+
+def param(*flags: str, arg: str | None = "", **options: Any) -> Param:
+    """A :class:`Param`; ``arg`` defaults to the flag's name (``--dry-run`` -> ``dry_run``)."""
+    if not flags:
+        raise ValueError("param needs a name or flags")
+    if arg == "":
+        arg = max(flags, key=len).lstrip("-").replace("-", "_")
+    return Param(flags=tuple(flags), arg=arg, options=options)
+
+
+Renderer = Callable[[Any], str]
+Runner = Callable[["CtlCommand", AdminClient, argparse.Namespace], Any]
+
+
+@dataclass(frozen=True)
+class CtlCommand:
+    """One ``promodctl`` subcommand: words, help, parameters, how to run and show it."""
+
+    words: str  # "status", "campaign pause"
+    help: str
+    params: tuple[Param, ...] = ()
+    cmd: str | None = None  # daemon command; default: the words joined by dots
+    render: Renderer = render_value  # human output of the result
+    run: Runner | None = None  # custom request(s); default: one call with the params' args
+    timeout: float | None = None  # overrides --timeout's default for long work
+    description: str = ""
+
+    @property
+    def command(self) -> str:
+        return self.cmd or ".".join(self.words.split())
+
+    def request_args(self, ns: argparse.Namespace) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        for p in self.params:
+            value = getattr(ns, p.dest, None)
+            if p.arg is not None and value is not None:
+                args[p.arg] = value
+        return args
+
+
+def call_default(command: CtlCommand, client: AdminClient, ns: argparse.Namespace) -> Any:
+    return client.call(command.command, command.request_args(ns))
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def _when(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format_timestamp(value)
+    return value
+
+
+def render_status(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return render_value(result)
+    shown = dict(result)
+    actors = shown.pop("actors", None)
+    for key in ("started_at", "time"):
+        if key in shown:
+            shown[key] = _when(shown[key])
+    text = render_kv(shown)
+    if isinstance(actors, list):
+        text += "\n\n" + render_actors(actors)
+    return text
+
+
+def render_actors(result: Any) -> str:
+    if not isinstance(result, list):
+        return render_value(result)
+    rows = [{**row, "started_at": _when(row.get("started_at"))} for row in result]
+    return render_table(
+        rows, ["name", "state", "restarts", "restart_type", "started_at", "last_error"]
+    )
+
+
+def render_plugins(result: Any) -> str:
+    if not isinstance(result, list):
+        return render_value(result)
+    rows = []
+    for row in result:
+        registers = row.get("registers") or ()
+        if isinstance(registers, Mapping):
+            registers = [f"{kind}:{name}" for kind, names in registers.items() for name in names]
+        rows.append({**row, "registers": list(registers)})
+    return render_table(rows, ["name", "version", "source", "hooks", "registers"])
+
+
+def render_audit(result: Any) -> str:
+    if not isinstance(result, list):
+        return render_value(result)
+    return render_table(result, ["id", "ts", "user", "role", "command", "args", "outcome", "error"])
+
+
+def render_help(result: Any) -> str:
+    if isinstance(result, list):
+        rows = [row for row in result if row.get("allowed", True)]
+        return render_table(rows, ["name", "role", "summary"])
+    if isinstance(result, Mapping):
+        lines = [f"usage: {result.get('usage') or result.get('name')}", ""]
+        lines.append(str(result.get("summary", "")))
+        role = result.get("role")
+        lines.append(f"role: {role or 'anyone'}; mutating: {result.get('mutating')}")
+        args = result.get("args") or {}
+        if args:
+            lines.append("")
+            lines.append(
+                render_table(
+                    [{"arg": name, **spec} for name, spec in args.items()],
+                    ["arg", "type", "required", "help"],
+                )
+            )
+        return "\n".join(lines)
+    return render_value(result)
+
+
+def render_log_level(result: Any) -> str:
+    if isinstance(result, Mapping) and "previous" in result:
+        return f"log level {result['previous']} -> {result['level']}"
+    if isinstance(result, Mapping):
+        return f"log level {result.get('level')}"
+    return render_value(result)
+
+
+def render_ping(result: Any) -> str:
+    if isinstance(result, Mapping):
+        role = result.get("role") or "no role"
+        return f"pong ({result.get('user')}, {role})"
+    return render_value(result)
+
+
+def render_version(result: Any) -> str:
+    if isinstance(result, Mapping):
+        return f"promod {result.get('version')} (promodctl {__version__})"
+    return render_value(result)
+
+
+def run_call(command: CtlCommand, client: AdminClient, ns: argparse.Namespace) -> Any:
+    text = ns.p_json_args
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        args = json.loads(text) if text else {}
+    except ValueError as exc:
+        raise UsageError(f"call: JSON_ARGS is not valid JSON: {exc}") from None
+    if not isinstance(args, dict):
+        raise UsageError("call: JSON_ARGS must be a JSON object")
+    return client.call(ns.p_target, args)
+
+
+# ---------------------------------------------------------------- the table
+
+COMMANDS: tuple[CtlCommand, ...] = (
+    CtlCommand("status", "daemon status", render=render_status),
+    CtlCommand("actors", "supervised actors and servers", render=render_actors),
+    CtlCommand("plugins", "loaded plugins", render=render_plugins),
+    CtlCommand(
+        "log-level",
+        "show or set the daemon's log level",
+        params=(param("level", nargs="?", choices=LOG_LEVELS, help="new level"),),
+        render=render_log_level,
+    ),
+    CtlCommand(
+        "audit",
+        "read the audit log",
+        params=(
+            param("--since", help="ISO time, or a duration back from now (1h, 30m, 7d)"),
+            param("--limit", type=int, help="at most N newest rows (default 100)"),
+            param("--command", help="only rows of this daemon command"),
+        ),
+        render=render_audit,
+    ),
+    CtlCommand("ping", "check the daemon answers", render=render_ping),
+    CtlCommand("version", "the daemon's version", render=render_version),
+    CtlCommand(
+        "help",
+        "list the daemon's commands, or describe one",
+        params=(param("command", nargs="?", help="daemon command, e.g. campaign.pause"),),
+        render=render_help,
+    ),
+    CtlCommand(
+        "call",
+        "run any daemon command: call CMD [JSON_ARGS]",
+        params=(
+            param("target", arg=None, metavar="CMD", help="daemon command, e.g. status"),
+            param(
+                "json_args",
+                arg=None,
+                nargs="?",
+                metavar="JSON_ARGS",
+                help="arguments as a JSON object ('-' reads stdin)",
+            ),
+        ),
+        run=run_call,
+    ),
+    CtlCommand(
+        "customers import",
+        "import customers from a CSV or JSON-lines file, all or nothing",
+        params=(
+            param("file", arg=None, metavar="FILE", help="a .csv or .jsonl file"),
+            param("--format", arg=None, choices=("jsonl", "csv"), help="default: by extension"),
+        ),
+        run=run_customers_import,
+        render=render_import_summary,
+        timeout=600.0,
+    ),
+    CtlCommand(
+        "customers show",
+        "a customer's profile, tags, consents and attributes",
+        params=(param("customer", help="customer id"),),
+        render=render_customer,
+    ),
+    CtlCommand(
+        "events import",
+        "import events from a JSON-lines file, all or nothing",
+        params=(param("file", arg=None, metavar="FILE", help="a .jsonl file"),),
+        run=run_events_import,
+        render=render_import_summary,
+        timeout=600.0,
+    ),
+)
+
+GROUP_HELP: dict[str, str] = {}  # help of command groups, e.g. {"campaign": "campaigns"}
+
+
+# ---------------------------------------------------------------- parser and main
+
+
+def build_parser(commands: Sequence[CtlCommand] | None = None) -> argparse.ArgumentParser:
+    """The argparse tree for ``commands`` (default: :data:`COMMANDS`)."""
+    if commands is None:
+        commands = COMMANDS
+    parser = argparse.ArgumentParser(
+        prog="promodctl",
+        description="Control a running promod daemon over its admin socket.",
+        epilog="exit status: 0 ok, 1 refused or failed, 2 usage, 3 daemon unreachable",
+    )
+    parser.add_argument(
+        "--socket", metavar="PATH", help="admin socket (default: $PROMOD_SOCKET, the config's)"
+    )
+    parser.add_argument("--config", metavar="PATH", help="read admin_socket from this config")
+    parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"seconds to wait for the daemon (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument("--version", action="version", version=f"promodctl {__version__}")
+    root = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[tuple[str, ...], Any] = {(): root}
+    for command in commands:
+        words = tuple(command.words.split())
+        for depth in range(1, len(words)):
+            prefix = words[:depth]
+            if prefix not in groups:
+                helptext = GROUP_HELP.get(" ".join(prefix), f"{' '.join(prefix)} commands")
+                group = groups[words[: depth - 1]].add_parser(prefix[-1], help=helptext)
+                groups[prefix] = group.add_subparsers(
+                    dest="_".join(("sub", *prefix)), metavar="COMMAND", required=True
+                )
+        sub = groups[words[:-1]].add_parser(
+            words[-1], help=command.help, description=command.description or command.help
+        )
+        for p in command.params:
+            options = dict(p.options)
+            if p.flags[0].startswith("-"):
+                sub.add_argument(*p.flags, dest=p.dest, **options)
+            else:
+                options.setdefault("metavar", p.flags[0].upper())
+                sub.add_argument(p.dest, **options)
+        sub.set_defaults(ctl_command=command)
+    return parser
+
+
+def _config_socket(path: Path) -> Path | None:
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    daemon = data.get("daemon")
+    value = daemon.get("admin_socket") if isinstance(daemon, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+    socket_path = Path(value).expanduser()
+    return socket_path if socket_path.is_absolute() else path.parent / socket_path
+
+
+def resolve_socket(
+    socket_opt: str | None, config_opt: str | None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """--socket, else $PROMOD_SOCKET, else the config's admin_socket, else the default.
+
+    The config is --config (must be readable) or $PROMOD_CONFIG (skipped when unreadable).
+    """
+    env = os.environ if environ is None else environ
+    if socket_opt:
+        return Path(socket_opt)
+    if env.get("PROMOD_SOCKET"):
+        return Path(env["PROMOD_SOCKET"])
+    if config_opt:
+        try:
+            found = _config_socket(Path(config_opt))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"--config {config_opt}: {exc}") from None
+        return found or DEFAULT_SOCKET
+    if env.get("PROMOD_CONFIG"):
+        try:
+            found = _config_socket(Path(env["PROMOD_CONFIG"]))
+        except (OSError, tomllib.TOMLDecodeError):
+            found = None
+        return found or DEFAULT_SOCKET
+    return DEFAULT_SOCKET
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``promodctl`` with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    command: CtlCommand = ns.ctl_command
+    try:
+        socket_path = resolve_socket(ns.socket, ns.config)
+        timeout = ns.timeout if ns.timeout is not None else command.timeout or DEFAULT_TIMEOUT
+        if timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        with AdminClient(socket_path, timeout=timeout) as client:
+            result = (command.run or call_default)(command, client, ns)
+    except UsageError as exc:
+        print(f"promodctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DaemonUnreachable as exc:
+        print(f"promodctl: daemon unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except CommandError as exc:
+        print(f"promodctl: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("promodctl: interrupted", file=sys.stderr)
+        return 130
+    if ns.json:
+        _print_json(result)
+    else:
+        print(command.render(result))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""All-or-nothing streaming imports of customers and events (the daemon's side).
+
+A client (``promodctl customers import FILE``) streams a file in chunks of at most
+5,000 line-numbered rows; each row is validated as it arrives and valid ones are
+staged on disk (table ``import_staging``), so a million rows never sit in memory.
+Errors are counted, the first 100 kept with their line numbers. ``commit`` either
+refuses the whole import (nothing written, every kept error reported) or moves the
+staging rows into the real tables in ONE transaction::
+
+    import_id = await begin_import(db, "customers", "csv", now=clock.now(),
+                                   columns=["id", "email", "attr.ltv"])
+    await stage_chunk(db, "customers", import_id,
+                      [{"line": 2, "row": {"id": "c1", "email": "", "attr.ltv": "10.5"}}],
+                      now=clock.now())
+    summary = await commit_import(db, "customers", import_id, now=clock.now())
+    # {"imported": 1, "created": 1, "updated": 0}
+
+A row is ``{"line": N, "text": "<a JSON line>"}`` (jsonl), ``{"line": N, "row": {...}}``
+(a ``csv.DictReader`` row) or ``{"line": N, "error": "..."}`` (a problem the client
+found reading the file, e.g. a line too long to send). A customer imported again is
+replaced: profile, attributes, tags and consents as given (consents it does not list
+are dropped; a consent's ``updated_at`` only moves when its value changes). Events with
+an ``id`` already stored (or repeated in the file) are skipped and counted. Imports
+untouched for an hour are discarded by the next ``begin``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+import anyio
+
+from promod.admin.registry import CommandError
+from promod.clock import utc_iso
+from promod.customers.records import (
+    Customer,
+    RecordError,
+    check_csv_columns,
+    customer_from_csv_row,
+    loads_record,
+    parse_customer,
+    parse_event,
+)
+from promod.store.database import Database
+
+__all__ = [
+    "ABANDONED_AFTER",
+    "FORMATS",
+    "MAX_CHUNK_ROWS",
+    "MAX_REPORTED_ERRORS",
+    "ImportKind",
+    "abort_import",
+    "begin_import",
+    "commit_import",
+    "import_status",
+    "stage_chunk",
+]
+
+ImportKind: TypeAlias = Literal["customers", "events"]
+
+FORMATS: dict[str, tuple[str, ...]] = {"customers": ("jsonl", "csv"), "events": ("jsonl",)}
+MAX_CHUNK_ROWS = 5000
+MAX_REPORTED_ERRORS = 100
+ABANDONED_AFTER = 3600.0  # seconds without a chunk
+COMMIT_BATCH = 5000
+CONSENT_SOURCE = "import"
+
+_Error: TypeAlias = dict[str, Any]  # {"line": int, "message": str}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _new_import_id() -> str:
+    return "imp_" + secrets.token_hex(8)
+
+
+async def _discard(conn: Any, import_id: str) -> None:
+    await conn.execute("DELETE FROM import_staging WHERE import_id = ?", (import_id,))
+    await conn.execute("DELETE FROM imports WHERE import_id = ?", (import_id,))
+
+
+async def begin_import(
+    db: Database,
+    kind: ImportKind,
+    fmt: str,
+    *,
+    now: float,
+    columns: Sequence[str] | None = None,
+) -> str:
+    """Start an import of ``kind`` in ``fmt``; returns its id. Cleans abandoned imports.
+
+    ``columns`` is the CSV header (checked here, reported as line 1 when wrong).
+    """
+    if fmt not in FORMATS[kind]:
+        raise CommandError(
+            "invalid_args",
+            f"{kind} import: format must be {' or '.join(FORMATS[kind])}, not {fmt!r}",
+        )
+    if columns is not None:
+        if fmt != "csv":
+            raise CommandError("invalid_args", "columns are only given for a csv import")
+        try:
+            check_csv_columns(columns)
+        except RecordError as exc:
+            error = {"line": 1, "message": str(exc)}
+            raise CommandError(
+                "invalid_args",
+                f"line 1: {exc}; nothing imported",
+                {"errors": [error], "error_count": 1},
+            ) from None
+    import_id = _new_import_id()
+    async with db.transaction() as conn:
+        stale = await conn.execute_fetchall(
+            "SELECT import_id FROM imports WHERE touched_at < ?", (int(now - ABANDONED_AFTER),)
+        )
+        for row in stale:
+            await _discard(conn, row[0])
+        await conn.execute(
+            "INSERT INTO imports (import_id, kind, format, started_at, touched_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (import_id, kind, fmt, int(now), int(now)),
+        )
+    return import_id
+
+
+async def _load(conn: Any, kind: ImportKind, import_id: str) -> sqlite3.Row:
+    """The ``imports`` row; ``conn`` is a Database or the connection of an open transaction."""
+    fetch = conn.fetchall if isinstance(conn, Database) else conn.execute_fetchall
+    rows = await fetch(
+        "SELECT import_id, kind, format, rows, staged, error_count, errors"
+        " FROM imports WHERE import_id = ?",
+        (import_id,),
+    )
+    if not rows or rows[0][1] != kind:
+        raise CommandError(
+            "not_found",
+            f"no {kind} import {import_id!r} in progress (committed, aborted or abandoned?)",
+        )
+    row: sqlite3.Row = rows[0]
+    return row
+
+
+def _line_of(item: Any, index: int) -> int:
+    if not isinstance(item, Mapping):
+        raise CommandError("invalid_args", f"rows[{index}] must be an object")
+    line = item.get("line")
+    if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+        raise CommandError("invalid_args", f"rows[{index}].line must be a positive integer")
+    return line
+
+
+def _validate_rows(
+    kind: ImportKind, fmt: str, rows: Sequence[Any]
+) -> tuple[list[tuple[int, str]], list[_Error]]:
+    """(line, payload JSON) for valid rows and {"line", "message"} for invalid ones."""
+    valid: list[tuple[int, str]] = []
+    errors: list[_Error] = []
+    for index, item in enumerate(rows):
+        line = _line_of(item, index)
+        try:
+            if "error" in item:
+                message = item["error"]
+                raise RecordError(message if isinstance(message, str) else "unreadable line")
+            if fmt == "csv":
+                data = item.get("row")
+                if not isinstance(data, Mapping):
+                    raise CommandError("invalid_args", f"rows[{index}].row must be an object")
+                record: Any = customer_from_csv_row(data)
+            else:
+                text = item.get("text")
+                if not isinstance(text, str):
+                    raise CommandError("invalid_args", f"rows[{index}].text must be a string")
+                obj = loads_record(text)
+                record = parse_customer(obj) if kind == "customers" else parse_event(obj)
+        except RecordError as exc:
+            errors.append({"line": line, "message": str(exc)})
+        else:
+            valid.append((line, _dumps(record.to_dict())))
+    return valid, errors
+
+
+async def stage_chunk(
+    db: Database, kind: ImportKind, import_id: str, rows: Sequence[Any], *, now: float
+) -> dict[str, Any]:
+    """Validate and stage one chunk; returns the import's running counts.
+
+    Once any row has failed, valid rows are no longer staged (the import cannot commit).
+    """
+    if len(rows) > MAX_CHUNK_ROWS:
+        raise CommandError(
+            "invalid_args", f"a chunk holds at most {MAX_CHUNK_ROWS} rows, got {len(rows)}"
+        )
+    state = await _load(db, kind, import_id)
+    valid, errors = await anyio.to_thread.run_sync(_validate_rows, kind, state["format"], rows)
+    async with db.transaction() as conn:
+        state = await _load(conn, kind, import_id)
+        error_count = int(state["error_count"]) + len(errors)
+        kept: list[_Error] = json.loads(state["errors"])
+        kept.extend(errors[: max(0, MAX_REPORTED_ERRORS - len(kept))])
+        staged = int(state["staged"])
+        if error_count == 0:
+            try:
+                await conn.executemany(
+                    "INSERT INTO import_staging (import_id, line, payload) VALUES (?, ?, ?)",
+                    [(import_id, line, payload) for line, payload in valid],
+                )
+            except sqlite3.IntegrityError:
+                raise CommandError(
+                    "conflict", "a line of this chunk was already received; nothing staged"
+                ) from None
+            staged += len(valid)
+        elif int(state["error_count"]) == 0 and staged:
+            await conn.execute("DELETE FROM import_staging WHERE import_id = ?", (import_id,))
+        total = int(state["rows"]) + len(rows)
+        await conn.execute(
+            "UPDATE imports SET rows = ?, staged = ?, error_count = ?, errors = ?, touched_at = ?"
+            " WHERE import_id = ?",
+            (total, staged, error_count, _dumps(kept), int(now), import_id),
+        )
+    return {
+        "import_id": import_id,
+        "rows": total,
+        "valid": total - error_count,
+        "error_count": error_count,
+    }
+
+
+async def import_status(db: Database, kind: ImportKind, import_id: str) -> dict[str, Any]:
+    """Counts and the kept errors of an import in progress."""
+    state = await _load(db, kind, import_id)
+    return {
+        "import_id": import_id,
+        "format": state["format"],
+        "rows": int(state["rows"]),
+        "error_count": int(state["error_count"]),
+        "errors": sorted(json.loads(state["errors"]), key=lambda e: e["line"]),
+    }
+
+
+async def abort_import(db: Database, kind: ImportKind, import_id: str) -> dict[str, Any]:
+    """Discard an import in progress."""
+    async with db.transaction() as conn:
+        state = await _load(conn, kind, import_id)
+        await _discard(conn, import_id)
+    return {"import_id": import_id, "aborted": True, "rows": int(state["rows"])}
+
+
+async def commit_import(
+    db: Database, kind: ImportKind, import_id: str, *, now: float
+) -> dict[str, Any]:
+    """Write the whole import in one transaction, or refuse it with its line-numbered errors.
+
+    Customers: ``{"imported", "created", "updated"}``; events: ``{"imported", "skipped"}``.
+    A refusal is CommandError ``invalid_args`` with details ``{"errors", "error_count"}``.
+    """
+    refused: CommandError | None = None
+    async with db.transaction() as conn:
+        state = await _load(conn, kind, import_id)
+        error_count = int(state["error_count"])
+        if error_count:
+            errors = sorted(json.loads(state["errors"]), key=lambda e: e["line"])
+            await _discard(conn, import_id)
+            first = errors[0] if errors else {"line": "?", "message": "?"}
+            refused = CommandError(
+                "invalid_args",
+                f"{error_count} invalid row{'s' if error_count != 1 else ''}, first at line "
+                f"{first['line']}: {first['message']}; nothing imported",
+                {"errors": errors, "error_count": error_count},
+            )
+        else:
+            if kind == "customers":
+                summary = await _commit_customers(conn, import_id, utc_iso(now))
+            else:
+                summary = await _commit_events(conn, import_id)
+            await _discard(conn, import_id)
+    if refused is not None:
+        raise refused
+    return summary
+
+
+_UPSERT_CUSTOMER = """
+INSERT INTO customers (id, email, timezone, attributes, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    email = excluded.email,
+    timezone = excluded.timezone,
+    attributes = excluded.attributes,
+    updated_at = excluded.updated_at
+"""
+
+_UPSERT_CONSENT = """
+INSERT INTO customer_consents (customer_id, consent, granted, updated_at, source)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (customer_id, consent) DO UPDATE SET
+    updated_at = CASE WHEN granted = excluded.granted THEN updated_at
+                      ELSE excluded.updated_at END,
+    granted = excluded.granted,
+    source = excluded.source
+"""
+
+
+async def _commit_customers(conn: Any, import_id: str, stamp: str) -> dict[str, Any]:
+    imported = created = 0
+    last_line = 0
+    while True:
+        rows = await conn.execute_fetchall(
+            "SELECT line, payload FROM import_staging WHERE import_id = ? AND line > ?"
+            " ORDER BY line LIMIT ?",
+            (import_id, last_line, COMMIT_BATCH),
+        )
+        if not rows:
+            break
+        last_line = int(rows[-1][0])
+        batch: dict[str, Customer] = {}
+        order: list[str] = []
+        for _line, payload in rows:
+            customer = Customer.from_dict(json.loads(payload))
+            order.append(customer.id)
+            batch.pop(customer.id, None)  # the last occurrence wins, in its own place
+            batch[customer.id] = customer
+        existing = {
+            row[0]
+            for row in await conn.execute_fetchall(
+                "SELECT id FROM customers WHERE id IN (SELECT value FROM json_each(?))",
+                (_dumps(list(batch)),),
+            )
+        }
+        seen: set[str] = set()
+        for customer_id in order:
+            if customer_id not in existing and customer_id not in seen:
+                created += 1
+            seen.add(customer_id)
+        imported += len(order)
+        customers = list(batch.values())
+        await conn.executemany(
+            _UPSERT_CUSTOMER,
+            [(c.id, c.email, c.timezone, _dumps(c.attributes), stamp, stamp) for c in customers],
+        )
+        await conn.executemany(
+            "DELETE FROM customer_tags WHERE customer_id = ?", [(c.id,) for c in customers]
+        )
+        await conn.executemany(
+            "INSERT OR IGNORE INTO customer_tags (tag, customer_id) VALUES (?, ?)",
+            [(tag, c.id) for c in customers for tag in c.tags],
+        )
+        await conn.executemany(
+            "DELETE FROM customer_consents WHERE customer_id = ?"
+            " AND consent NOT IN (SELECT value FROM json_each(?))",
+            [(c.id, _dumps(list(c.consents))) for c in customers],
+        )
+        await conn.executemany(
+            _UPSERT_CONSENT,
+            [
+                (c.id, name, int(granted), stamp, CONSENT_SOURCE)
+                for c in customers
+                for name, granted in c.consents.items()
+            ],
+        )
+    return {"imported": imported, "created": created, "updated": imported - created}
+
+
+async def _commit_events(conn: Any, import_id: str) -> dict[str, Any]:
+    rows = await conn.execute_fetchall(
+        "SELECT count(*) FROM import_staging WHERE import_id = ?", (import_id,)
+    )
+    total = int(rows[0][0])
+    await conn.execute(
+        """
+        INSERT INTO events (event_id, customer_id, name, ts, properties)
+        SELECT json_extract(payload, '$.id'), json_extract(payload, '$.customer_id'),
+               json_extract(payload, '$.name'), json_extract(payload, '$.ts'),
+               json_extract(payload, '$.properties')
+        FROM import_staging WHERE import_id = ? ORDER BY line
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        (import_id,),
+    )
+    changed = await conn.execute_fetchall("SELECT changes()")
+    inserted = int(changed[0][0])
+    return {"imported": inserted, "skipped": total - inserted}

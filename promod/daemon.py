@@ -1,0 +1,244 @@
+"""``promod run``: assemble the app, supervise actors and servers, handle signals.
+
+Start-up order: config (already validated), logging, plugins, store, commands,
+then the supervisor starts the actors and, last, the servers; only then is
+``READY=1`` sent. SIGTERM/SIGINT stop accepting work, drain and exit 0; SIGHUP
+re-reads the config (a broken one is logged and the old one kept)::
+
+    exit_code = anyio.run(serve, config_path, config)
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from promod import __version__, logs, systemd
+from promod.actors.clearance import ClearanceActor
+from promod.actors.codepool import CodePoolActor
+from promod.actors.crmsync import CrmSyncActor
+from promod.actors.ledger import LedgerActor
+from promod.actors.notifier import NotifierActor
+from promod.actors.scheduler import SchedulerActor
+from promod.actors.supervisor import ChildSpec, ChildStartFailed, Supervisor, SupervisorGaveUp
+from promod.admin.audit import AuditLog
+from promod.admin.registry import CommandRegistry
+from promod.admin.server import AdminServer
+from promod.app import App
+from promod.clock import Clock, ManualClock, SystemClock
+from promod.config import Config, ConfigError, load_config
+from promod.http.server import HttpService
+from promod.plugins.host import PluginError, PluginHost
+from promod.store.database import Database, SchemaTooNew
+
+log = logs.get_logger("promod.daemon")
+
+EXIT_OK = 0
+EXIT_STARTUP = 1  # bad config, a plugin that cannot load, a store that cannot open
+EXIT_GAVE_UP = 70  # the supervisor gave up after too many restarts (EX_SOFTWARE)
+
+# Actors in start order; servers come after them so work is only accepted once
+# every actor is up, and they stop first.
+ACTORS: tuple[tuple[str, Any], ...] = (
+    ("ledger", LedgerActor),
+    ("codepool", CodePoolActor),
+    ("notifier", NotifierActor),
+    ("clearance", ClearanceActor),
+    ("scheduler", SchedulerActor),
+    ("crmsync", CrmSyncActor),
+)
+
+# Keys whose change needs a restart; a reload keeps the running value and says so.
+RESTART_KEYS = ("daemon.state_dir", "daemon.admin_socket", "store", "http", "plugins")
+
+
+def make_clock(env: dict[str, str]) -> Clock:
+    """The system clock, or a manual one started at ``$PROMOD_TEST_CLOCK`` (epoch seconds)."""
+    start = env.get("PROMOD_TEST_CLOCK")
+    if start:
+        return ManualClock(start=float(start))
+    return SystemClock()
+
+
+def build_registry(plugins: PluginHost) -> CommandRegistry:
+    registry = CommandRegistry()
+    for plugin, cmd in plugins.commands:
+        try:
+            registry.register(cmd)
+        except ValueError as exc:
+            raise PluginError(f"plugin {plugin!r}: {exc}") from exc
+    return registry
+
+
+def child_specs(app: App) -> list[ChildSpec]:
+    specs = [ChildSpec(name=name, factory=_actor_factory(cls, app)) for name, cls in ACTORS]
+    specs.append(
+        ChildSpec(
+            name="admin",
+            factory=lambda: AdminServer(
+                app,
+                app.commands,
+                app.config.daemon.admin_socket,
+                app.config.daemon.admin_socket_mode,
+            ),
+        )
+    )
+    if app.config.http.enabled:
+        specs.append(ChildSpec(name="http", factory=lambda: HttpService(app)))
+    return specs
+
+
+def _actor_factory(cls: Any, app: App) -> Any:
+    return lambda: cls(app)
+
+
+def _changed_restart_keys(old: Config, new: Config) -> list[str]:
+    changed = []
+    if old.daemon.state_dir != new.daemon.state_dir:
+        changed.append("daemon.state_dir")
+    if old.daemon.admin_socket != new.daemon.admin_socket:
+        changed.append("daemon.admin_socket")
+    if old.store != new.store:
+        changed.append("store")
+    if old.http != new.http:
+        changed.append("http")
+    if old.plugins != new.plugins:
+        changed.append("plugins")
+    return changed
+
+
+async def reload_config(app: App, notifier: systemd.Notifier) -> bool:
+    """SIGHUP: apply a valid config, keep the old one on any error."""
+    notifier.reloading()
+    try:
+        try:
+            new = await anyio.to_thread.run_sync(load_config, app.config_path)
+        except ConfigError as exc:
+            log.error(
+                "config_reload_rejected",
+                path=str(app.config_path),
+                errors=[f"{i.path}: {i.message}" if i.path else i.message for i in exc.issues],
+            )
+            return False
+        needs_restart = _changed_restart_keys(app.config, new)
+        if needs_restart:
+            log.warning("config_reload_needs_restart", keys=needs_restart)
+        if new.log.level != app.config.log.level:
+            logs.set_level(new.log.level)
+        app.config = new
+        app.reloads += 1
+        log.info("config_reloaded", path=str(app.config_path))
+        return True
+    finally:
+        notifier.ready(status=_status_line(app))
+
+
+def _status_line(app: App) -> str:
+    n = len(ACTORS)
+    return f"serving: {n} actors, admin socket {app.config.daemon.admin_socket}"
+
+
+async def serve(config_path: Path, config: Config, env: dict[str, str] | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the process exit code."""
+    import os
+
+    notifier = systemd.Notifier.from_env()
+    environ = dict(os.environ if env is None else env)
+    try:
+        plugins = PluginHost.load(config.plugins.dirs, config.plugins.disable)
+        registry = build_registry(plugins)
+    except PluginError as exc:
+        log.error("plugin_error", error=str(exc))
+        return EXIT_STARTUP
+    try:
+        db = await Database.open(config.store.path)
+    except SchemaTooNew as exc:
+        log.error("store_refused", error=str(exc))
+        return EXIT_STARTUP
+    except Exception as exc:
+        log.error("store_open_failed", path=str(config.store.path), error=repr(exc))
+        return EXIT_STARTUP
+
+    app = App(
+        config=config,
+        config_path=config_path,
+        db=db,
+        plugins=plugins,
+        commands=registry,
+        audit=AuditLog(db),
+        clock=make_clock(environ),
+    )
+    supervisor = Supervisor(
+        child_specs(app),
+        max_restarts=config.supervisor.max_restarts,
+        restart_window=config.supervisor.restart_window,
+        backoff_initial=config.supervisor.backoff_initial,
+        backoff_max=config.supervisor.backoff_max,
+        on_event=lambda kind, info: log.warning(kind, **info),
+    )
+    app.supervisor = supervisor
+    exit_code = EXIT_OK
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def supervise(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+                nonlocal exit_code
+                try:
+                    await supervisor.run(task_status=task_status)
+                except ChildStartFailed:
+                    raise  # before started(): tg.start() raises it, exit 1
+                except SupervisorGaveUp as exc:
+                    log.critical("supervisor_gave_up", error=str(exc))
+                    exit_code = EXIT_GAVE_UP
+                    tg.cancel_scope.cancel()
+
+            try:
+                await tg.start(supervise)
+            except Exception as exc:
+                log.error("startup_failed", error=repr(exc))
+                exit_code = EXIT_STARTUP
+                tg.cancel_scope.cancel()
+                return exit_code
+            app.ready = True
+            plugins.startup(app)
+            log.info("ready", version=__version__, config=str(config_path), pid=os.getpid())
+            notifier.ready(status=_status_line(app))
+            tg.start_soon(_watchdog, app, notifier)
+            await _signals(app, notifier, tg.cancel_scope)
+    finally:
+        with anyio.CancelScope(shield=True):
+            plugins.shutdown(app)
+            await db.close()
+    log.info("stopped", exit_code=exit_code)
+    return exit_code
+
+
+async def _watchdog(app: App, notifier: systemd.Notifier) -> None:
+    period = notifier.watchdog_period()
+    if not period:
+        return
+    while True:
+        if app.supervisor is not None and app.supervisor.healthy and not app.shutting_down:
+            notifier.watchdog_ping()
+        await anyio.sleep(period / 2)
+
+
+async def _signals(app: App, notifier: systemd.Notifier, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                await reload_config(app, notifier)
+                continue
+            log.info("stopping", signal=signal.Signals(signum).name)
+            notifier.stopping(status="stopping: draining")
+            app.shutting_down = True
+            assert app.supervisor is not None
+            with anyio.move_on_after(app.config.daemon.shutdown_timeout) as drain:
+                await app.supervisor.stop()
+            if drain.cancelled_caught:
+                log.error("drain_timeout", timeout=app.config.daemon.shutdown_timeout)
+            scope.cancel()
+            return

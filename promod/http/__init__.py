@@ -1,0 +1,1 @@
+"""The HTTP integration API (Starlette served by uvicorn)."""

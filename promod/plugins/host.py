@@ -1,0 +1,237 @@
+"""The plugin host: the only code that touches pluggy's ``pm.hook``.
+
+It loads the built-in plugins (registered exactly like outside ones), the
+``promod`` entry points of installed packages and the ``*.py`` files of the
+configured ``plugins.dirs``, refuses implementations of unknown hooks, and
+offers one typed method per hook::
+
+    host = PluginHost.load(config.plugins)
+    providers = host.reward_providers()
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from promod.logs import get_logger
+from promod.plugins import hookspecs
+
+log = get_logger("promod.plugins")
+
+# Built-in plugins, registered through the same hooks outside plugins use.
+DEFAULT_PLUGINS: tuple[str, ...] = ("promod.builtin.commands",)
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded or implements a hook that does not exist."""
+
+
+@dataclass
+class PluginInfo:
+    """What the host knows of one registered plugin."""
+
+    name: str
+    source: str  # builtin | entrypoint | dir
+    version: str | None
+    location: str
+    hooks: list[str] = field(default_factory=list)
+
+
+def _module_from_file(path: Path) -> ModuleType:
+    module_name = f"promod_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"cannot load plugin file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise PluginError(f"plugin {path} failed to import: {exc!r}") from exc
+    return module
+
+
+class PluginHost:
+    """A typed facade over one pluggy ``PluginManager`` for project ``promod``."""
+
+    def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+        self.pm = pm
+        self._infos = infos
+        self._registers: dict[str, list[str]] = {}
+        # register_* hooks run once, here; the results are kept.
+        self.reward_providers: dict[str, Any] = self._named(
+            self._collect(pm.hook.promod_register_reward_providers), "name", "provider"
+        )
+        self.channel_types: dict[str, Any] = self._named(
+            self._collect(pm.hook.promod_register_channels), "type", "channel"
+        )
+        self.crm_connector_types: dict[str, Any] = self._named(
+            self._collect(pm.hook.promod_register_crm_connectors), "type", "connector"
+        )
+        self.commands: list[tuple[str, Any]] = self._collect(pm.hook.promod_register_commands)
+        for plugin, cmd in self.commands:
+            self._registers.setdefault(plugin, []).append(f"command:{getattr(cmd, 'name', cmd)}")
+
+    @classmethod
+    def load(
+        cls,
+        dirs: Sequence[Path] = (),
+        disable: Iterable[str] = (),
+        *,
+        builtins: Sequence[str] = DEFAULT_PLUGINS,
+        entry_points: bool = True,
+    ) -> PluginHost:
+        """Register built-ins, entry points and directory plugins; raise PluginError."""
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        disabled = set(disable)
+        for name in disabled:
+            pm.set_blocked(name)
+        infos: dict[str, PluginInfo] = {}
+
+        for modname in builtins:
+            if modname in disabled:
+                continue
+            module = importlib.import_module(modname)
+            pm.register(module, name=modname)
+            infos[modname] = PluginInfo(modname, "builtin", _version(), modname)
+
+        if entry_points:
+            try:
+                pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            except Exception as exc:
+                raise PluginError(f"an installed plugin failed to load: {exc!r}") from exc
+            for plugin, dist in pm.list_plugin_distinfo():
+                name = pm.get_name(plugin) or repr(plugin)
+                infos[name] = PluginInfo(
+                    name,
+                    "entrypoint",
+                    getattr(dist, "version", None),
+                    getattr(dist, "project_name", None) or dist.metadata["name"],
+                )
+
+        for directory in dirs:
+            if not directory.is_dir():
+                raise PluginError(f"plugins.dirs: {directory} is not a directory")
+            for path in sorted(directory.glob("*.py")):
+                if path.name.startswith("_") or path.stem in disabled:
+                    continue
+                if pm.has_plugin(path.stem):
+                    raise PluginError(f"plugin name {path.stem!r} ({path}) is already registered")
+                module = _module_from_file(path)
+                pm.register(module, name=path.stem)
+                infos[path.stem] = PluginInfo(
+                    path.stem, "dir", getattr(module, "__version__", None), str(path)
+                )
+
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from exc
+
+        for name, info in infos.items():
+            plugin = pm.get_plugin(name)
+            if plugin is not None:
+                info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        return cls(pm, infos)
+
+    # -- one method per hook -------------------------------------------------
+
+    @staticmethod
+    def _collect(caller: Any) -> list[tuple[str, Any]]:
+        """Call a register_* hook plugin by plugin, tagging each object with its plugin."""
+        out: list[tuple[str, Any]] = []
+        for impl in caller.get_hookimpls():
+            try:
+                result = impl.function()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {caller.name}: {exc!r}"
+                ) from exc
+            for obj in result or []:
+                out.append((impl.plugin_name, obj))
+        return out
+
+    def _named(self, items: list[tuple[str, Any]], attr: str, kind: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        owner: dict[str, str] = {}
+        for plugin, obj in items:
+            key = getattr(obj, attr, None)
+            if not isinstance(key, str) or not key:
+                raise PluginError(f"plugin {plugin!r} registered an object without a {attr}")
+            if key in found:
+                raise PluginError(
+                    f"{attr} {key!r} is registered by both {owner[key]!r} and {plugin!r}"
+                )
+            found[key] = obj
+            owner[key] = plugin
+            self._registers.setdefault(plugin, []).append(f"{kind}:{key}")
+        return found
+
+    def eligibility_check(self, customer: Any, campaign: Any) -> list[str]:
+        """Reasons to veto ``customer``; a plugin that raises vetoes with its error."""
+        reasons: list[str] = []
+        for impl in self.pm.hook.promod_eligibility_check.get_hookimpls():
+            try:
+                reason = impl.function(**_args(impl, customer=customer, campaign=campaign))
+            except Exception as exc:
+                log.error("eligibility_check_failed", plugin=impl.plugin_name, error=repr(exc))
+                reasons.append(f"plugin_error:{impl.plugin_name}")
+                continue
+            if reason:
+                reasons.append(str(reason))
+        return reasons
+
+    def has_eligibility_checks(self) -> bool:
+        return bool(self.pm.hook.promod_eligibility_check.get_hookimpls())
+
+    def startup(self, app: Any) -> None:
+        self._call_isolated("promod_startup", app=app)
+
+    def shutdown(self, app: Any) -> None:
+        self._call_isolated("promod_shutdown", app=app)
+
+    def _call_isolated(self, hook_name: str, **kwargs: Any) -> None:
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            try:
+                impl.function(**_args(impl, **kwargs))
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed", plugin=impl.plugin_name, hook=hook_name, error=repr(exc)
+                )
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every plugin with its version, source, hooks and what it registers."""
+        return [
+            {
+                "name": info.name,
+                "source": info.source,
+                "version": info.version,
+                "location": info.location,
+                "hooks": info.hooks,
+                "registers": sorted(self._registers.get(info.name, [])),
+            }
+            for info in self._infos.values()
+        ]
+
+
+def _version() -> str:
+    from promod import __version__
+
+    return __version__
+
+
+def _args(impl: Any, **available: Any) -> dict[str, Any]:
+    """Pass an implementation only the hook arguments it asks for (pluggy's rule)."""
+    return {name: available[name] for name in impl.argnames}

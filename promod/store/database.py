@@ -1,0 +1,407 @@
+"""The embedded SQLite store: connection, transactions, schema migrations, backup and check.
+
+Owns the one aiosqlite connection of the daemon (WAL, foreign keys, busy timeout,
+synchronous=FULL), the migrations runner over ``promod/store/migrations/NNNN_name.sql``
+(each migration in its own transaction together with ``PRAGMA user_version``), and the
+offline tools behind ``promod db migrate|backup|check``.
+
+    db = await Database.open(state_dir / "promod.db")
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("k", "v"))
+    row = await db.fetchone("SELECT value FROM meta WHERE key = ?", ("k",))
+    await db.close()
+
+Every statement goes through one connection, so :meth:`Database.transaction` holds an
+``anyio.Lock`` for its whole duration, and :meth:`Database.execute`, :meth:`Database.fetchone`
+and :meth:`Database.fetchall` take the same lock unless they are called from inside the
+transaction (the task that opened it, or a task it started): nothing from another task can
+slip into an open transaction or read its uncommitted rows.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import sqlite3
+import stat
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import aiosqlite
+import anyio
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "MIGRATIONS_DIR",
+    "Database",
+    "Migration",
+    "MigrationError",
+    "Params",
+    "SchemaTooNew",
+    "backup_sync",
+    "check_sync",
+    "latest_version",
+    "migrate_sync",
+    "migrations",
+    "split_statements",
+]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 5000
+
+Params: TypeAlias = Sequence[Any] | Mapping[str, Any]
+
+_MIGRATION_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer promod than this one."""
+
+    def __init__(self, found: int, known: int) -> None:
+        self.found = found
+        self.known = known
+        super().__init__(
+            f"database schema version {found} is newer than this promod "
+            f"(knows up to {known}); upgrade promod"
+        )
+
+
+class MigrationError(Exception):
+    """A migration failed; the database stays at the version before it."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step, read from ``NNNN_name.sql``."""
+
+    version: int
+    name: str
+    path: Path
+    sql: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+def migrations(directory: Path | None = None) -> list[Migration]:
+    """Every migration in *directory* (default: the package's), sorted by version.
+
+    Versions must run 1, 2, 3 ... without gaps or duplicates; any other ``.sql`` file name
+    is refused, so a misnamed migration is never silently skipped.
+    """
+    directory = MIGRATIONS_DIR if directory is None else directory
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if match is None:
+            raise ValueError(f"{path}: migration file names look like 0001_name.sql")
+        version = int(match["version"])
+        if version in found:
+            raise ValueError(f"{path}: duplicate migration version {version}")
+        found[version] = Migration(
+            version=version,
+            name=match["name"],
+            path=path,
+            sql=path.read_text(encoding="utf-8"),
+        )
+    ordered = [found[v] for v in sorted(found)]
+    for expected, migration in enumerate(ordered, start=1):
+        if migration.version != expected:
+            raise ValueError(f"{directory}: migration {expected:04d} is missing")
+    return ordered
+
+
+def latest_version(directory: Path | None = None) -> int:
+    """The schema version this promod knows (the newest migration), 0 without any."""
+    known = migrations(directory)
+    return known[-1].version if known else 0
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (trigger bodies stay whole)."""
+    statements: list[str] = []
+    buffer = ""
+    pieces = script.split(";")
+    for piece in pieces[:-1]:
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if _has_sql(buffer):
+                statements.append(buffer.strip())
+            buffer = ""
+    buffer += pieces[-1]
+    if _has_sql(buffer):
+        statements.append(buffer.strip())
+    return statements
+
+
+def _has_sql(text: str) -> bool:
+    for line in text.splitlines():
+        code = line.split("--", 1)[0].strip().strip(";").strip()
+        if code:
+            return True
+    return False
+
+
+def _connect_sync(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate_sync(path: Path, directory: Path | None = None) -> list[int]:
+    """Apply pending migrations to the database at *path*; return the versions applied.
+
+    Each migration runs in its own ``BEGIN IMMEDIATE`` transaction with the matching
+    ``PRAGMA user_version``; a failing one is rolled back and raised as
+    :class:`MigrationError`, leaving the database at the previous version. Foreign keys are
+    off while a migration runs (so tables can be rebuilt) and checked before its commit.
+    Raises :class:`SchemaTooNew` when the database is newer than the newest migration.
+    """
+    available = migrations(directory)
+    known = available[-1].version if available else 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect_sync(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        current = _user_version(conn)
+        if current > known:
+            raise SchemaTooNew(current, known)
+        applied: list[int] = []
+        for migration in available:
+            if migration.version > current and _apply(conn, migration):
+                applied.append(migration.version)
+        return applied
+    finally:
+        conn.close()
+
+
+def _apply(conn: sqlite3.Connection, migration: Migration) -> bool:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if _user_version(conn) >= migration.version:
+            conn.execute("ROLLBACK")
+            return False
+        for statement in split_statements(migration.sql):
+            conn.execute(statement)
+            if not conn.in_transaction:
+                raise MigrationError(
+                    f"migration {migration.label} ended its transaction itself; "
+                    "migration files must not contain BEGIN/COMMIT/ROLLBACK"
+                )
+        violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if violations:
+            raise MigrationError(
+                f"migration {migration.label} leaves {len(violations)} foreign key violation(s), "
+                f"first in table {violations[0][0]}"
+            )
+        conn.execute(f"PRAGMA user_version = {migration.version:d}")
+        conn.execute("COMMIT")
+        return True
+    except sqlite3.Error as exc:
+        conn.rollback()
+        raise MigrationError(f"migration {migration.label} failed: {exc}") from exc
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def backup_sync(src: Path, dest: Path) -> None:
+    """Copy the database at *src* to *dest* with SQLite's online backup API.
+
+    Safe while the daemon writes: the copy is one consistent snapshot (whole transactions
+    only). It is written next to *dest*, switched to a self-contained rollback journal,
+    fsynced and then renamed over *dest*, and gets the file mode of *src*.
+    """
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such database file")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and dest.resolve() == src.resolve():
+        raise ValueError(f"{dest}: backup destination is the database itself")
+    partial_path = dest.with_name(f".{dest.name}.partial")
+    partial_path.unlink(missing_ok=True)
+    source = _connect_sync(src)
+    try:
+        target = sqlite3.connect(partial_path, isolation_level=None)
+        try:
+            source.backup(target, pages=-1)
+            target.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            target.close()
+    except BaseException:
+        partial_path.unlink(missing_ok=True)
+        raise
+    finally:
+        source.close()
+    os.chmod(partial_path, stat.S_IMODE(src.stat().st_mode))
+    _fsync(partial_path)
+    os.replace(partial_path, dest)
+    _fsync(dest.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_sync(path: Path) -> list[str]:
+    """Problems found by ``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check``; [] if ok."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such database file")
+    try:
+        conn = _connect_sync(path)
+    except sqlite3.DatabaseError as exc:
+        return [f"cannot open database: {exc}"]
+    try:
+        problems: list[str] = []
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+        problems.extend(str(row[0]) for row in rows if row[0] != "ok")
+        for table, rowid, parent, _fkid in conn.execute("PRAGMA foreign_key_check"):
+            problems.append(
+                f"foreign key violation: {table} row {rowid} refers to a missing row in {parent}"
+            )
+        return problems
+    except sqlite3.DatabaseError as exc:
+        return [f"database is damaged: {exc}"]
+    finally:
+        conn.close()
+
+
+_open_transaction: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "promod_store_transaction", default=None
+)
+
+
+class Database:
+    """The daemon's SQLite database over one aiosqlite connection (rows are ``sqlite3.Row``)."""
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self._lock = anyio.Lock()
+        self._current: object | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        migrate: bool = True,
+        migrations_dir: Path | None = None,
+    ) -> Database:
+        """Open (creating file and parent directory) and, by default, migrate to the newest schema.
+
+        Raises :class:`SchemaTooNew` when the database is newer than this promod, and
+        :class:`MigrationError` when a pending migration fails.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if migrate:
+            await anyio.to_thread.run_sync(partial(migrate_sync, path, migrations_dir))
+        known = latest_version(migrations_dir)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        db = cls(path, conn)
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = FULL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            found = await db.schema_version()
+            if found > known:
+                raise SchemaTooNew(found, known)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.close()
+
+    def _inside_transaction(self) -> bool:
+        current = self._current
+        return current is not None and _open_transaction.get() is current
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises.
+
+        Transactions are serialised; one is not re-entrant (RuntimeError).
+        """
+        if self._inside_transaction():
+            raise RuntimeError("a transaction is already open in this task; they do not nest")
+        async with self._lock:
+            marker = object()
+            self._current = marker
+            token = _open_transaction.set(marker)
+            try:
+                try:
+                    await self.conn.execute("BEGIN IMMEDIATE")
+                    yield self.conn
+                    with anyio.CancelScope(shield=True):
+                        await self.conn.execute("COMMIT")
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await self.conn.rollback()
+                    raise
+            finally:
+                _open_transaction.reset(token)
+                self._current = None
+
+    @asynccontextmanager
+    async def _access(self) -> AsyncIterator[None]:
+        if self._inside_transaction():
+            yield
+        else:
+            async with self._lock:
+                yield
+
+    async def execute(self, sql: str, params: Params = ()) -> aiosqlite.Cursor:
+        """Run one statement (autocommit outside a transaction); return its cursor."""
+        async with self._access():
+            return await self.conn.execute(sql, params)
+
+    async def executemany(self, sql: str, params: Iterable[Params]) -> aiosqlite.Cursor:
+        async with self._access():
+            return await self.conn.executemany(sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        async with self._access(), self.conn.execute(sql, params) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._access(), self.conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("PRAGMA user_version")
+        return 0 if row is None else int(row[0])

@@ -1,0 +1,108 @@
+"""Fixtures for the customer tests: a real database, a real admin socket, an App-shaped object."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from promod import __version__
+from promod.admin.audit import AuditLog
+from promod.admin.commands import register_builtin_commands
+from promod.admin.registry import CommandRegistry
+from promod.admin.server import AdminServer
+from promod.clock import ManualClock
+from promod.config import Config, parse_config
+from promod.customers.commands import register_customer_commands
+from promod.store.database import Database
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+T0 = 1_790_000_000.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class CustomerApp:
+    """The App attributes the admin server and the customer commands use."""
+
+    config: Config
+    db: Database
+    audit: AuditLog
+    commands: CommandRegistry
+    clock: ManualClock
+    config_path: Path = Path("/nonexistent/promod.toml")
+    version: str = __version__
+    started_at: float = field(default_factory=time.time)
+    shutting_down: bool = False
+
+    def status(self) -> dict[str, Any]:
+        return {"version": self.version}
+
+
+def make_config(role: str) -> Config:
+    return parse_config(
+        {"admin": {"roles": {role: {"users": [ME]}}}}, Path("/nonexistent/promod.toml")
+    )
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "promod.db")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=T0)
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pm"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def role() -> str:
+    """The role the test user has on the admin socket (override in a test module)."""
+    return "operator"
+
+
+@pytest.fixture
+async def app(db: Database, clock: ManualClock, role: str) -> CustomerApp:
+    registry = register_builtin_commands(CommandRegistry())
+    register_customer_commands(registry)
+    return CustomerApp(
+        config=make_config(role), db=db, audit=AuditLog(db), commands=registry, clock=clock
+    )
+
+
+@pytest.fixture
+async def socket_path(app: CustomerApp, sock_dir: Path) -> AsyncIterator[Path]:
+    """A real AdminServer serving ``app`` on a Unix socket for the test's duration."""
+    server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.run)
+        try:
+            yield server.socket_path
+        finally:
+            tg.cancel_scope.cancel()

@@ -1,0 +1,196 @@
+"""The daemon as a subprocess: readiness, status, signals, supervision, roles, plugins."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import Daemon, _script, init_instance, new_instance_dir
+
+HERE = Path(__file__).parent
+ACTORS = {"scheduler", "clearance", "ledger", "codepool", "notifier", "crmsync"}
+
+pytestmark = pytest.mark.slow
+
+
+def _children(d: Daemon) -> dict[str, dict]:
+    status = d.ctl_json("status")
+    return {c["name"]: c for c in status["actors"]}
+
+
+def test_ready_status_and_clean_stop(daemon_factory) -> None:
+    d = daemon_factory()
+    children = _children(d)
+    assert ACTORS <= set(children)
+    assert {"admin", "http"} <= set(children)
+    assert all(children[name]["state"] == "running" for name in ACTORS)
+    assert os.stat(d.socket).st_mode & 0o777 == 0o660
+
+    human = d.ctl("status")
+    assert human.returncode == 0
+    for name in ACTORS:
+        assert name in human.stdout
+
+    started = time.monotonic()
+    assert d.stop(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    assert d.notify is not None
+    d.notify.wait_for("STOPPING=1", timeout=1)
+    assert not d.socket.exists()
+
+
+def test_crashed_actor_is_restarted_and_counted(daemon_factory) -> None:
+    d = daemon_factory(edits={r"^dirs = \[\]": f'dirs = ["{HERE / "plugins"}"]'})
+    assert d.ctl_json("call", "test.crash", '{"actor": "scheduler"}') == {"told": "scheduler"}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        child = _children(d)["scheduler"]
+        if child["restarts"] == 1 and child["state"] == "running":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"scheduler not restarted: {child}")
+    assert _children(d)["ledger"]["restarts"] == 0  # one_for_one
+
+
+def test_restart_storm_exits_non_zero(daemon_factory) -> None:
+    d = daemon_factory(
+        edits={
+            r"^dirs = \[\]": f'dirs = ["{HERE / "plugins"}"]',
+            r"^max_restarts = \d+": "max_restarts = 2",
+        }
+    )
+    for _ in range(10):
+        if d.proc is not None and d.proc.poll() is not None:
+            break
+        try:
+            d.call("test.crash", {"actor": "ledger"}, timeout=2)
+        except (OSError, ValueError):  # the daemon went away mid-answer
+            break
+        time.sleep(0.3)
+    code = d.wait(timeout=10)
+    assert code == 70, d.logs()
+    assert "supervisor_gave_up" in d.logs()
+
+
+def test_viewer_is_refused_a_mutating_command_and_it_is_audited(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    text = d.config_path.read_text()
+    # Map this user (root in CI, whoever runs the tests elsewhere) to viewer only.
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    start = text.index("[admin.roles]")
+    end = text.index("\n[", start + 1)
+    d.config_path.write_text(
+        text[:start] + f'[admin.roles]\nviewer = {{ users = ["{me}"] }}\n' + text[end:]
+    )
+    d.start()
+    assert d.ctl("status").returncode == 0
+    res = d.ctl("log-level", "debug")
+    assert res.returncode == 1
+    assert "forbidden" in res.stderr
+    rows = d.ctl_json("audit")
+    refused = [r for r in rows if r["command"] == "log-level"]
+    assert refused and refused[-1]["outcome"] == "refused"
+    assert refused[-1]["user"] == me
+    db = d.root / "state" / "promod.db"
+    with sqlite3.connect(db) as conn:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE command = 'log-level' AND outcome = 'refused'"
+        ).fetchone()
+    assert n == 1
+
+
+def test_config_with_three_errors_reports_all_and_exits_1() -> None:
+    root = new_instance_dir()
+    init_instance(root)
+    cfg = root / "promod.toml"
+    text = cfg.read_text()
+    text = text.replace("[supervisor]\n", "[supervisor]\nmax_restart = 5\n", 1)
+    text = text.replace('level = "info"', 'level = "loud"', 1)
+    text = text.replace('shutdown_timeout = "30s"', 'shutdown_timeout = "30 seconds"', 1)
+    cfg.write_text(text)
+    for cmd in (["check-config"], ["run"]):
+        res = subprocess.run(
+            [*_script("promod"), *cmd, "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert res.returncode == 1, res
+        for path in ("supervisor.max_restart", "log.level", "daemon.shutdown_timeout"):
+            assert path in res.stderr, res.stderr
+    assert not (root / "state" / "promod.db").exists()  # nothing was touched
+
+
+def test_sighup_with_broken_config_keeps_running_on_the_old_one(daemon_factory) -> None:
+    d = daemon_factory()
+    good = d.config_path.read_text()
+    d.config_path.write_text(good.replace("[supervisor]\n", "[supervisor]\nbogus = 1\n", 1))
+    d.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "config_reload_rejected" not in d.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "supervisor.bogus" in d.logs()
+    assert d.ctl_json("status")["reloads"] == 0
+    assert d.ctl_json("log-level")["level"] == "info"
+
+    d.config_path.write_text(good.replace('level = "info"', 'level = "debug"', 1))
+    d.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while d.ctl_json("status")["reloads"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert d.ctl_json("log-level")["level"] == "debug"
+    assert d.stop() == 0
+
+
+def _entry_point_site(root: Path) -> Path:
+    """A distribution with a ``promod`` entry point, installed on a path of its own."""
+    site = root / "site"
+    dist = site / "promod_hello-1.2.3.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: promod-hello\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[promod]\nhello = promod_hello\n")
+    (site / "promod_hello.py").write_text(
+        '"""Entry-point plugin."""\n'
+        "from promod import hookimpl\n\n"
+        "@hookimpl\n"
+        "def promod_startup(app):\n"
+        "    app.extras['hello'] = True\n"
+    )
+    return site
+
+
+def test_plugins_from_entry_point_and_dir_are_listed(daemon_factory) -> None:
+    root = new_instance_dir()
+    site = _entry_point_site(root)
+    d = daemon_factory(
+        edits={r"^dirs = \[\]": f'dirs = ["{HERE / "plugins"}"]'},
+        env={"PYTHONPATH": str(site)},
+    )
+    plugins = {p["name"]: p for p in d.ctl_json("plugins")}
+    assert plugins["hello"]["source"] == "entrypoint"
+    assert plugins["hello"]["version"] == "1.2.3"
+    assert "promod_startup" in plugins["hello"]["hooks"]
+    assert plugins["crashy"]["source"] == "dir"
+    assert "command:test.crash" in plugins["crashy"]["registers"]
+    human = d.ctl("plugins")
+    assert "hello" in human.stdout and "crashy" in human.stdout
+
+
+def test_misspelled_hook_is_refused_at_start(daemon_factory) -> None:
+    root = new_instance_dir()
+    pdir = root / "plugins"
+    pdir.mkdir()
+    (pdir / "misspelled.py").write_text((HERE / "plugins" / "misspelled.py.txt").read_text())
+    d = daemon_factory(start=False, edits={r"^dirs = \[\]": f'dirs = ["{pdir}"]'})
+    d.start(wait_ready=False)
+    assert d.wait(timeout=20) == 1
+    assert "promod_register_chanels" in d.logs()

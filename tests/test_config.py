@@ -1,0 +1,451 @@
+"""Loading and validating the configuration file (promod.config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promod.config import (
+    DEFAULT_CONFIG_PATH,
+    ChannelConfig,
+    Config,
+    ConfigError,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
+
+# The sample of DESIGN §11 (one over-long comment shortened).
+DESIGN_SAMPLE = """
+[daemon]
+state_dir = "/var/lib/promod"            # database and durable state
+admin_socket = "/run/promod/admin.sock"
+timezone = "UTC"                          # default for campaigns without one
+shutdown_timeout = "30s"
+
+[supervisor]
+max_restarts = 5
+restart_window = "60s"
+
+[log]
+level = "info"
+format = "auto"                           # auto (console on a TTY, else JSON) | json | console
+
+[store]
+url = "sqlite:///var/lib/promod/promod.db"   # later also postgresql://...
+
+[admin.roles]                             # who may do what on the admin socket
+admin = { users = ["root"], groups = ["promod-admin"] }
+operator = { groups = ["promod-ops"] }
+viewer = { groups = ["promod"] }
+
+[http]
+listen = "127.0.0.1:8470"
+public_url = "http://127.0.0.1:8470"     # used in webhook payloads and unsubscribe links
+trusted_proxies = []
+max_body = "1MiB"
+
+[[http.tokens]]                           # bearer tokens; only the hex SHA-256 is stored
+name = "backend"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+scopes = ["customers:write", "events:write", "clearance", "redeem", "read"]
+
+[plugins]
+dirs = []
+disable = []
+
+[channels.mail]                           # channel instances: the name is the site's
+type = "smtp"
+host = "localhost"
+port = 25
+tls = "none"                              # none | starttls | implicit
+from = "Promotions <promo@example.org>"
+rate = 50                                 # messages per second
+
+[channels.backend]
+type = "webhook"
+url = "http://127.0.0.1:9000/promod"
+secret_env = "PROMOD_BACKEND_SECRET"      # or secret = "..."
+
+[webhooks]
+clearance = "backend"                     # the channel that receives clearance.required
+events = "backend"                        # reward.granted, campaign.* (optional)
+
+[alerts]                                  # event type -> channels
+"cap.reached" = ["backend"]
+"codepool.low" = ["backend"]
+"fraud.suspected" = ["backend"]
+
+[policy]
+frequency = { max = 3, days = 30 }        # at most 3 rewards per customer in 30 days, all campaigns
+[policy.budgets]                          # per reward provider, across campaigns
+wallet_points = { lifetime = "100000.00", daily = "5000.00" }
+
+[fraud]
+redemptions_per_ip_per_hour = 20
+redemptions_per_customer_per_hour = 5
+failed_redemptions_per_ip_per_hour = 10
+block_for = "1h"
+
+[crm.main]                                # CRM connector instances
+connector = "csv"
+path = "/var/lib/promod/crm/recipients.csv"
+schedule = "daily 03:00"
+consent = "marketing_email"
+"""
+
+WEBHOOK = """
+[channels.backend]
+type = "webhook"
+url = "http://127.0.0.1:9000/promod"
+secret = "s3cret"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "promod.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str) -> Config:
+    return load_config(write(tmp_path, text))
+
+
+def issues(tmp_path: Path, text: str) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    return {issue.path: issue.message for issue in caught.value.issues}
+
+
+def test_design_sample_loads_with_every_value(tmp_path: Path) -> None:
+    config = load(tmp_path, DESIGN_SAMPLE)
+    assert config.daemon.state_dir == Path("/var/lib/promod")
+    assert config.daemon.shutdown_timeout == 30.0
+    assert config.supervisor.max_restarts == 5
+    assert config.supervisor.restart_window == 60.0
+    assert config.store.path == Path("/var/lib/promod/promod.db")
+    assert config.admin.roles["admin"].users == ("root",)
+    assert config.admin.roles["operator"].groups == ("promod-ops",)
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8470)
+    assert config.http.max_body == 1024 * 1024
+    assert config.http.tokens[0].scopes == {
+        "customers:write",
+        "events:write",
+        "clearance",
+        "redeem",
+        "read",
+    }
+    mail = config.channels["mail"]
+    assert (mail.type, mail.options["port"], mail.options["tls"]) == ("smtp", 25, "none")
+    assert config.channels["backend"].options["secret_env"] == "PROMOD_BACKEND_SECRET"
+    assert config.webhooks.clearance == "backend"
+    assert config.alerts["cap.reached"] == ("backend",)
+    assert config.policy.frequency is not None
+    assert (config.policy.frequency.max, config.policy.frequency.days) == (3, 30)
+    budget = config.policy.budgets["wallet_points"]
+    assert (budget.lifetime, budget.daily) == (10_000_000, 500_000)
+    assert config.fraud.block_for == 3600.0
+    assert config.crm["main"].schedule == "daily 03:00"
+    assert config.crm["main"].options["path"] == Path("/var/lib/promod/crm/recipients.csv")
+    assert config.source == tmp_path / "promod.toml"
+
+
+def test_empty_file_gives_the_dataclass_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    assert load_config(path) == Config(source=path)
+
+
+def test_three_errors_are_all_reported_with_their_paths(tmp_path: Path) -> None:
+    found = issues(
+        tmp_path,
+        """
+        [supervisor]
+        max_restarts = "5"
+        [channels.mail]
+        type = "smtp"
+        from = "promo@example.org"
+        port = 70000
+        [policy.budgets]
+        wallet_points = { lifetime = 100.5 }
+        """,
+    )
+    assert found == {
+        "supervisor.max_restarts": "expected an integer, got string",
+        "channels.mail.port": "must be between 1 and 65535, got 70000",
+        "policy.budgets.wallet_points.lifetime": (
+            'money must be a decimal string such as "5.00", not a float (100.5)'
+        ),
+    }
+
+
+def test_error_message_lists_every_issue(tmp_path: Path) -> None:
+    path = write(tmp_path, '[log]\nlevel = "loud"\nformat = "xml"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert text.splitlines()[0] == f"{path}: 2 configuration errors"
+    assert "log.level: expected one of debug, info, warning, error, got 'loud'" in text
+    assert "log.format: expected one of auto, json, console, got 'xml'" in text
+    assert caught.value.source == str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("colour = 1", "colour"),
+        ("[daemon]\nstatedir = '/x'", "daemon.statedir"),
+        ("[admin]\nusers = []", "admin.users"),
+        ("[admin.roles]\nadmin = { users = [], gropus = [] }", "admin.roles.admin.gropus"),
+        (
+            '[[http.tokens]]\nname = "a"\nsha256 = "' + "0" * 64 + '"\nscopes = ["read"]\nx = 1',
+            "http.tokens[0].x",
+        ),
+        ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\nhots = "x"', "channels.m.hots"),
+        (WEBHOOK + "retries = 3", "channels.backend.retries"),
+        ("[policy]\nfrequency = { max = 1, days = 1, weeks = 2 }", "policy.frequency.weeks"),
+        ("[fraud]\nblock = '1h'", "fraud.block"),
+        ('[webhooks]\nclearence = "x"', "webhooks.clearence"),
+        ('[crm.main]\nconnector = "csv"\npath = "a.csv"\nschedul = "hourly"', None),
+    ],
+)
+def test_unknown_keys_are_errors_anywhere(tmp_path: Path, text: str, path: str | None) -> None:
+    if path is None:
+        # Keys of a connector are the connector's own: passed through, not refused.
+        assert load(tmp_path, text).crm["main"].options["schedul"] == "hourly"
+        return
+    assert issues(tmp_path, text) == {path: "unknown key"}
+
+
+def test_plugin_channel_options_pass_through(tmp_path: Path) -> None:
+    config = load(tmp_path, '[channels.sms]\ntype = "twilio"\nsender = "+4912345"\nrate = 2\n')
+    assert config.channels["sms"] == ChannelConfig(
+        name="sms", type="twilio", options={"sender": "+4912345", "rate": 2}
+    )
+
+
+def test_toml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, '[daemon]\ntimezone = "UTC"\nshutdown_timeout = 30s\n')
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.column) == (3, 22)
+    assert issue.message.startswith("invalid TOML at line 3, column 22:")
+
+
+def test_duplicate_key_is_a_syntax_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="line 3"):
+        load(tmp_path, "[log]\nlevel = 'info'\nlevel = 'debug'\n")
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "promod.toml"
+    path.write_bytes(b'[log]\nlevel = "\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "message"),
+    [
+        ("[daemon]\nshutdown_timeout = 30", "daemon.shutdown_timeout", "duration string"),
+        ("[daemon]\nshutdown_timeout = '30'", "daemon.shutdown_timeout", "invalid duration"),
+        ("[supervisor]\nrestart_window = '0s'", "supervisor.restart_window", "longer than zero"),
+        ("[supervisor]\nmax_restarts = 2.0", "supervisor.max_restarts", "got float"),
+        ("[supervisor]\nmax_restarts = -1", "supervisor.max_restarts", "at least 0"),
+        ("[supervisor]\nbackoff_initial = '10s'", "supervisor.backoff_max", "backoff_initial"),
+        ("[daemon]\ntimezone = 'Mars/Olympus'", "daemon.timezone", "unknown time zone"),
+        ("[daemon]\nadmin_socket_mode = '0999'", "daemon.admin_socket_mode", "octal"),
+        ("daemon = 5", "daemon", "expected a table, got integer"),
+        ("[http]\nlisten = '127.0.0.1'", "http.listen", "HOST:PORT"),
+        ("[http]\nlisten = 'localhost:99999'", "http.listen", "out of range"),
+        ("[http]\npublic_url = 'ftp://x'", "http.public_url", "http:// or https://"),
+        ("[http]\ntrusted_proxies = ['10.0.0.0/8', 'nope']", "http.trusted_proxies[1]", "IP"),
+        ("[http]\nmax_body = '1 parsec'", "http.max_body", "invalid size"),
+        ("[http]\nenabled = 'yes'", "http.enabled", "boolean"),
+        ("[store]\nurl = 'postgresql://db/promod'", "store.url", "not supported yet"),
+        ("[store]\nurl = 'mysql://db'", "store.url", "unsupported"),
+        ("[admin.roles]\nroot = { users = ['root'] }", "admin.roles.root", "unknown role"),
+        ("[admin.roles]\nadmin = { users = 'root' }", "admin.roles.admin.users", "array"),
+        ("[plugins]\ndisable = ['a', 3]", "plugins.disable[1]", "expected a string"),
+        ("[webhooks]\nclearance = 'backend'", "webhooks.clearance", "no channel named"),
+        ('[alerts]\n"cap.reachd" = []', 'alerts."cap.reachd"', "unknown event type"),
+        ('[alerts]\n"cap.reached" = ["pager"]', 'alerts."cap.reached"[0]', "no channel"),
+        ("[policy]\nfrequency = { max = 0, days = 30 }", "policy.frequency.max", "at least 1"),
+        ("[policy]\nfrequency = { max = 3 }", "policy.frequency.days", "required"),
+        ("[policy.budgets]\nw = { daily = 5000 }", "policy.budgets.w.daily", "decimal string"),
+        ("[policy.budgets]\nw = { daily = '-5' }", "policy.budgets.w.daily", "invalid amount"),
+        ("[policy.budgets]\nw = { daily = '5.001' }", "policy.budgets.w.daily", "2 decimals"),
+        ("[policy.budgets]\nw = {}", "policy.budgets.w", "lifetime and/or daily"),
+        ("[fraud]\nblock_for = 3600", "fraud.block_for", "duration string"),
+        ("[fraud]\nredemptions_per_ip_per_hour = 0", "fraud.redemptions_per_ip_per_hour", "1"),
+        ("[crm.main]\nconnector = 'csv'", "crm.main.path", "required"),
+        ("[crm.x]\nconnector = 'y'\nschedule = 'daily 25:00'", "crm.x.schedule", "daily HH:MM"),
+        ("[crm.x]\nschedule = 'hourly'", "crm.x.connector", "required"),
+        ('[channels.mail]\ntype = "smtp"', "channels.mail.from", "required"),
+        ('[channels.mail]\ntype = "smtp"\nfrom = "nobody"', "channels.mail.from", "email"),
+        ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\ntls = "ssl"', "channels.m.tls", "one of"),
+        ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\nrate = 0', "channels.m.rate", "positive"),
+        ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\nhost = "a b"', "channels.m.host", "host"),
+        ('[channels.b]\ntype = "webhook"\nurl = "http://x"', "channels.b", "secret"),
+        ('[channels.b]\ntype = "webhook"\nsecret = "s"', "channels.b.url", "required"),
+        ("[channels.b]\nurl = 'http://x'", "channels.b.type", "required"),
+        ('["channels"."my mail"]\ntype = "x"', 'channels."my mail"', "invalid channel name"),
+    ],
+)
+def test_invalid_values_are_reported_at_their_key(
+    tmp_path: Path, text: str, path: str, message: str
+) -> None:
+    found = issues(tmp_path, text)
+    assert path in found, found
+    assert message in found[path]
+
+
+def test_http_tokens_are_checked(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    found = issues(
+        tmp_path,
+        f"""
+        [[http.tokens]]
+        name = "backend"
+        sha256 = "{digest.upper()}"
+        scopes = ["read", "write"]
+        [[http.tokens]]
+        name = "backend"
+        sha256 = "{digest}"
+        scopes = []
+        [[http.tokens]]
+        scopes = ["read"]
+        """,
+    )
+    assert found == {
+        "http.tokens[0].sha256": "expected the SHA-256 of the token as 64 lowercase hex digits",
+        "http.tokens[0].scopes[1]": (
+            "unknown scope 'write' (known: clearance, customers:write, events:write, read, redeem)"
+        ),
+        "http.tokens[1].scopes": "a token needs at least one scope",
+        "http.tokens[1].name": "duplicate token name 'backend'",
+        "http.tokens[2].name": "required key is missing",
+        "http.tokens[2].sha256": "required key is missing",
+    }
+
+
+def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [daemon]
+        state_dir = "state"
+        admin_socket = "run/admin.sock"
+        [store]
+        url = "sqlite:data/promod.db"
+        [plugins]
+        dirs = ["plugins", "/opt/more"]
+        [crm.main]
+        connector = "csv"
+        path = "crm.csv"
+        """,
+    )
+    assert config.daemon.state_dir == tmp_path / "state"
+    assert config.daemon.admin_socket == tmp_path / "run" / "admin.sock"
+    assert config.store.path == tmp_path / "data" / "promod.db"
+    assert config.plugins.dirs == (tmp_path / "plugins", Path("/opt/more"))
+    assert config.crm["main"].options["path"] == tmp_path / "crm.csv"
+
+
+def test_store_defaults_to_the_state_dir(tmp_path: Path) -> None:
+    config = load(tmp_path, '[daemon]\nstate_dir = "/srv/promod"\n')
+    assert config.store.path == Path("/srv/promod/promod.db")
+    assert config.store.url == "sqlite:///srv/promod/promod.db"
+
+
+def test_absolute_sqlite_url(tmp_path: Path) -> None:
+    config = load(tmp_path, '[store]\nurl = "sqlite:///srv/db/promod.db"\n')
+    assert config.store.path == Path("/srv/db/promod.db")
+
+
+def test_admin_roles_not_listed_are_empty(tmp_path: Path) -> None:
+    config = load(tmp_path, '[admin.roles]\noperator = { users = ["ops"] }\n')
+    assert list(config.admin.roles) == ["admin", "operator", "viewer"]
+    assert config.admin.roles["operator"].users == ("ops",)
+    assert config.admin.roles["admin"].users == ()
+
+
+def test_socket_mode_as_string_or_toml_octal(tmp_path: Path) -> None:
+    assert (
+        load(tmp_path, '[daemon]\nadmin_socket_mode = "0600"\n').daemon.admin_socket_mode == 0o600
+    )
+    assert load(tmp_path, "[daemon]\nadmin_socket_mode = 0o640\n").daemon.admin_socket_mode == 0o640
+
+
+def test_socket_path_too_long_for_unix_sockets(tmp_path: Path) -> None:
+    long_path = "/tmp/" + "x" * 120 + "/admin.sock"
+    found = issues(tmp_path, f'[daemon]\nadmin_socket = "{long_path}"\n')
+    assert "too long" in found["daemon.admin_socket"]
+
+
+def test_smtp_defaults_follow_tls(tmp_path: Path) -> None:
+    config = load(tmp_path, '[channels.m]\ntype = "smtp"\nfrom = "a@example.org"\n')
+    options = config.channels["m"].options
+    assert (options["host"], options["tls"], options["port"]) == ("localhost", "starttls", 587)
+    assert options["timeout"] == 30.0
+    assert options["rate"] is None
+
+
+def test_smtp_password_and_password_env_are_exclusive(tmp_path: Path) -> None:
+    text = '[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\npassword = "x"\npassword_env = "PW"\n'
+    assert issues(tmp_path, text) == {
+        "channels.m.password_env": "set only one of password and password_env"
+    }
+
+
+def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
+    assert load(tmp_path, '[log]\nlevel = "DEBUG"\n').log.level == "debug"
+
+
+def test_http_listen_ipv6_and_public_url_default(tmp_path: Path) -> None:
+    config = load(tmp_path, '[http]\nlisten = "[::1]:9000"\n')
+    assert (config.http.host, config.http.port) == ("::1", 9000)
+    assert config.http.listen == "[::1]:9000"
+    assert config.http.public_url == "http://[::1]:9000"
+
+
+def test_webhooks_and_alerts_reference_channels(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        WEBHOOK + '[webhooks]\nclearance = "backend"\n[alerts]\n"actor.restarted" = ["backend"]\n',
+    )
+    assert config.webhooks.clearance == "backend"
+    assert config.webhooks.events is None
+    assert config.alerts == {"actor.restarted": ("backend",)}
+
+
+def test_schedule_forms(tmp_path: Path) -> None:
+    for schedule in ("daily 03:00", "hourly", "every 6h"):
+        text = f'[crm.x]\nconnector = "api"\nschedule = "{schedule}"\n'
+        assert load(tmp_path, text).crm["x"].schedule == schedule
+
+
+def test_parse_config_takes_a_dict() -> None:
+    data: dict[str, Any] = {"supervisor": {"max_restarts": 1, "restart_window": "5s"}}
+    config = parse_config(data, Path("/etc/promod/promod.toml"))
+    assert config.supervisor.max_restarts == 1
+    assert config.supervisor.restart_window == 5.0
+
+
+def test_resolve_config_path_precedence() -> None:
+    assert resolve_config_path("a.toml", environ={"PROMOD_CONFIG": "b.toml"}) == Path("a.toml")
+    assert resolve_config_path(None, environ={"PROMOD_CONFIG": "b.toml"}) == Path("b.toml")
+    assert resolve_config_path(None, environ={}) == DEFAULT_CONFIG_PATH
+    assert resolve_config_path(None, environ={"PROMOD_CONFIG": ""}) == DEFAULT_CONFIG_PATH
+
+
+def test_resolve_config_path_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOD_CONFIG", "/srv/promod.toml")
+    assert resolve_config_path(None) == Path("/srv/promod.toml")
