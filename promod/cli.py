@@ -4,6 +4,7 @@
     promod check-config [--config PATH]   validate; every error with its key path; exit 1 on error
     promod init [DIR]                     write DIR/promod.toml and DIR/state for a first run
     promod db migrate|backup PATH|check   schema migrations, online backup, integrity check
+    promod token create NAME --scopes a,b  a new HTTP API token and its [[http.tokens]] lines
     promod version
 
 The config is ``--config``, else ``$PROMOD_CONFIG``, else ``/etc/promod/promod.toml``.
@@ -44,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     backup = with_config(dbsub.add_parser("backup", help="online backup to PATH"))
     backup.add_argument("path", help="destination file")
     with_config(dbsub.add_parser("check", help="integrity and foreign key check"))
+    token = sub.add_parser("token", help="HTTP API bearer tokens")
+    tokensub = token.add_subparsers(dest="token_command", required=True, metavar="TOKENCOMMAND")
+    create = tokensub.add_parser(
+        "create", help="make a token; print it once and the config lines to add"
+    )
+    create.add_argument("name", help="a name for the token (who uses it)")
+    create.add_argument(
+        "--scopes",
+        required=True,
+        help="comma-separated: customers:write, events:write, clearance, redeem, read",
+    )
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -67,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "init":
         return _init(Path(args.dir), args.force)
+    if args.command == "token":
+        return _token_create(args.name, args.scopes)
     loaded = _load(args.config)
     if loaded is None:
         return 1
@@ -89,6 +103,29 @@ def _init(target: Path, force: bool) -> int:
         return 1
     print(f"wrote {written}")
     print(f"start it with:  promod run --config {written}")
+    return 0
+
+
+def _token_create(name: str, scopes_text: str) -> int:
+    import re
+
+    from promod.http.auth import new_token
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+        print(f"promod: token name {name!r}: use letters, digits, '_' and '-'", file=sys.stderr)
+        return 2
+    scopes = [s.strip() for s in scopes_text.split(",") if s.strip()]
+    try:
+        token, lines = new_token(name, scopes)
+    except ValueError as exc:
+        print(f"promod: {exc}", file=sys.stderr)
+        return 2
+    print(f"token: {token}")
+    print("(shown once; only its SHA-256 goes into the config)")
+    print()
+    print("add to promod.toml, then reload (systemctl reload promod):")
+    print()
+    print(lines, end="")
     return 0
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "HttpConfig",
     "HttpToken",
     "LogConfig",
+    "NotifyConfig",
     "PluginsConfig",
     "PolicyConfig",
     "ProviderBudget",
@@ -256,6 +257,24 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    """``[notify]``: how the notifier retries deliveries and where templates live.
+
+    A failed delivery is retried after ``backoff_initial`` doubling up to
+    ``backoff_max`` (with jitter), at most ``max_attempts`` times in all, then
+    dead-lettered. ``templates_dir`` holds ``NAME.toml`` files for campaigns'
+    ``notify.template``; None means ``templates`` next to the config file.
+    """
+
+    max_attempts: int = 10
+    backoff_initial: float = 5.0
+    backoff_max: float = 3600.0
+    poll_interval: float = 1.0
+    batch_size: int = 200
+    templates_dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class FrequencyCap:
     """At most ``max`` rewards per customer in ``days`` days, across campaigns."""
 
@@ -290,6 +309,16 @@ class FraudConfig:
 
 
 @dataclass(frozen=True)
+class LedgerConfig:
+    """``[ledger]``: how grants are batched and how outside providers are called."""
+
+    batch_size: int = 1000
+    provider_timeout: float = 10.0
+    provider_max_attempts: int = 5
+    provider_retry: float = 1.0
+
+
+@dataclass(frozen=True)
 class CrmConfig:
     """``[crm.NAME]``: a CRM connector instance; ``options`` are its other keys."""
 
@@ -314,8 +343,10 @@ class Config:
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     alerts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
     crm: dict[str, CrmConfig] = field(default_factory=dict)
     source: Path = DEFAULT_CONFIG_PATH
 
@@ -375,8 +406,11 @@ def parse_config(data: dict[str, Any], source: Path) -> Config:
     known_channels = set(channels) | _raw_names(data.get("channels"))
     webhooks = _webhooks(root.table("webhooks"), known_channels)
     alerts = _alerts(root.table("alerts"), known_channels)
+    _check_smtp_routes(checker, channels, webhooks, alerts)
+    notify = _notify(root.table("notify"), checker)
     policy = _policy(root.table("policy"))
     fraud = _fraud(root.table("fraud"))
+    ledger = _ledger(root.table("ledger"))
     crm = _crm(root.table("crm"), checker)
     root.finish()
     if checker.issues:
@@ -392,8 +426,10 @@ def parse_config(data: dict[str, Any], source: Path) -> Config:
         channels=channels,
         webhooks=webhooks,
         alerts=alerts,
+        notify=notify,
         policy=policy,
         fraud=fraud,
+        ledger=ledger,
         crm=crm,
         source=source,
     )
@@ -980,6 +1016,7 @@ def _smtp_options(t: _Table) -> dict[str, Any]:
         "password_env": t.optional("password_env", _env_name),
         "timeout": t.get("timeout", _duration(), 30.0),
         "rate": t.optional("rate", _positive_number),
+        "alerts_to": t.get("alerts_to", _array(_sender, "email addresses"), _NO_NAMES),
     }
     if t.has("password") and t.has("password_env"):
         t.report("password_env", "set only one of password and password_env")
@@ -1055,6 +1092,39 @@ def _alerts(t: _Table, known: set[str]) -> dict[str, tuple[str, ...]]:
     return alerts
 
 
+def _check_smtp_routes(
+    checker: _Checker,
+    channels: dict[str, ChannelConfig],
+    webhooks: WebhooksConfig,
+    alerts: dict[str, tuple[str, ...]],
+) -> None:
+    """Alerts and events sent to an smtp channel need its ``alerts_to`` recipients."""
+    routes = [(f"alerts.{_quote_key(e)}", names) for e, names in alerts.items()]
+    routes += [(f"webhooks.{key}", (name,)) for key, name in vars(webhooks).items() if name]
+    for path, names in routes:
+        for name in names:
+            channel = channels.get(name)
+            if channel and channel.type == "smtp" and not channel.options.get("alerts_to"):
+                checker.issue(
+                    path, f"channel {name!r} is smtp: set channels.{name}.alerts_to to send there"
+                )
+
+
+def _notify(t: _Table, checker: _Checker) -> NotifyConfig:
+    config = NotifyConfig(
+        max_attempts=t.get("max_attempts", _integer(1, 1000), 10),
+        backoff_initial=t.get("backoff_initial", _duration(), 5.0),
+        backoff_max=t.get("backoff_max", _duration(), 3600.0),
+        poll_interval=t.get("poll_interval", _duration(), 1.0),
+        batch_size=t.get("batch_size", _integer(1, 10000), 200),
+        templates_dir=t.optional("templates_dir", _path(checker)),
+    )
+    if config.backoff_max < config.backoff_initial:
+        t.report("backoff_max", "must not be shorter than backoff_initial")
+    t.finish()
+    return config
+
+
 def _policy(t: _Table) -> PolicyConfig:
     frequency: FrequencyCap | None = None
     if t.has("frequency"):
@@ -1091,6 +1161,17 @@ def _fraud(t: _Table) -> FraudConfig:
             "failed_redemptions_per_ip_per_hour", _integer(1), 10
         ),
         block_for=t.get("block_for", _duration(), 3600.0),
+    )
+    t.finish()
+    return config
+
+
+def _ledger(t: _Table) -> LedgerConfig:
+    config = LedgerConfig(
+        batch_size=t.get("batch_size", _integer(1, 100_000), 1000),
+        provider_timeout=t.get("provider_timeout", _duration(), 10.0),
+        provider_max_attempts=t.get("provider_max_attempts", _integer(1, 100), 5),
+        provider_retry=t.get("provider_retry", _duration(), 1.0),
     )
     t.finish()
     return config

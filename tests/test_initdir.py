@@ -37,6 +37,7 @@ DESIGN_SECTIONS = [
     "[channels.backend]",
     "[webhooks]",
     "[alerts]",
+    "[notify]",
     "[policy]",
     "[policy.budgets]",
     "[fraud]",

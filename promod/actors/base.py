@@ -233,7 +233,7 @@ class Actor:
 
         error: BaseException | None = None
         try:
-            await self._loop()
+            await self._loop_with_background()
         except BaseException as exc:
             error = exc
             raise
@@ -250,6 +250,33 @@ class Actor:
                 log.exception("on_stop failed after a crash", actor=self.name)
             finally:
                 self.state = "failed" if failed else "stopped"
+
+    async def background(self) -> None:
+        """Optional long-running work beside the mailbox (timers, queues).
+
+        It runs from after ``on_start`` until the actor stops; an exception in it
+        crashes the actor like a failed ``tell``.
+        """
+
+    async def _loop_with_background(self) -> None:
+        if type(self).background is Actor.background:
+            await self._loop()
+            return
+        failure: list[BaseException] = []
+
+        async def guarded() -> None:
+            try:
+                await self.background()
+            except Exception as exc:
+                failure.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(guarded)
+            await self._loop()
+            tg.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
 
     async def _loop(self) -> None:
         async for envelope in self._recv:

@@ -1,16 +1,35 @@
 """The scheduler actor: owns the campaign timeline.
 
-It decides when runs start, when clearance deadlines pass, when each customer's
-local-time delivery is due, when daily cap windows roll over and when recurring
-jobs fire. It reads the time from the app's clock only.
+It starts runs when a campaign's start (or its next daily recurrence) comes,
+resumes campaigns paused by a daily cap when their next local day begins, and
+tells the ledger when targets fall due (at once, or at each customer's local
+or best time). Between those moments it sleeps until the earliest next one, a
+change of the app's clock, or a ``Kick`` (sent when campaigns change), so tests
+can move time with a manual clock and nothing waits on the wall clock.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import anyio
+
 from promod.actors.base import Actor
+from promod.actors.ledger import ProcessDue
 from promod.actors.messages import Inspect
+from promod.campaigns import store as campaigns
+from promod.campaigns.runs import create_run_sync
+from promod.logs import get_logger
+
+log = get_logger("promod.scheduler", actor="scheduler")
+
+
+@dataclass(frozen=True)
+class Kick:
+    """Something changed (a launch, a resume, the kill switch): look again now."""
 
 
 class SchedulerActor(Actor):
@@ -19,8 +38,102 @@ class SchedulerActor(Actor):
     def __init__(self, app: Any) -> None:
         super().__init__()
         self.app = app
+        self._kick = anyio.Event()
+        self.next_wake: float | None = None
+        self.ticks = 0
 
     async def receive(self, message: object) -> object:
         if isinstance(message, Inspect):
-            return {"clock": self.app.clock.now()}
+            return {"clock": self.app.clock.now(), "next_wake": self.next_wake, "ticks": self.ticks}
+        if isinstance(message, Kick):
+            self._kick.set()
+            return None
         raise TypeError(f"scheduler: unknown message {type(message).__name__}")
+
+    async def background(self) -> None:
+        while True:
+            self._kick = anyio.Event()
+            now = self.app.clock.now()
+            await self.tick(now)
+            self.next_wake = await self.app.db.run_sync(
+                partial(next_wake_sync, now=now), write=False
+            )
+            await self._sleep(self.next_wake)
+
+    async def _sleep(self, until: float | None) -> None:
+        clock = self.app.clock
+        changed = clock.changed()
+        async with anyio.create_task_group() as tg:
+
+            async def wake(waiter: Any) -> None:
+                await waiter()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wake, self._kick.wait)
+            tg.start_soon(wake, changed.wait)
+            if until is not None:
+                tg.start_soon(wake, lambda: clock.sleep_until(until))
+
+    async def tick(self, now: float) -> None:
+        """Start due runs, lift daily pauses, then let the ledger grant what is due."""
+        self.ticks += 1
+        started = await self.app.db.run_sync(lambda conn: self._start_runs(conn, now))
+        for campaign_id, run_id in started:
+            log.info("run_started", campaign=campaign_id, run=run_id)
+        ledger = self.app.actor("ledger")
+        await ledger.send(ProcessDue())
+
+    def _start_runs(self, conn: sqlite3.Connection, now: float) -> list[tuple[str, int]]:
+        for (campaign_id,) in conn.execute(
+            "SELECT id FROM campaigns WHERE state = 'paused' AND paused_until IS NOT NULL"
+            " AND paused_until <= ?",
+            (now,),
+        ).fetchall():
+            campaigns.resume_sync(conn, campaign_id, now=now)
+        started = []
+        due = conn.execute(
+            "SELECT id FROM campaigns WHERE state IN ('scheduled', 'running')"
+            " AND next_run_at IS NOT NULL AND next_run_at <= ?",
+            (now,),
+        ).fetchall()
+        for (campaign_id,) in due:
+            campaign = campaigns.get_sync(conn, campaign_id)
+            if campaign is None or campaigns.active_run_sync(conn, campaign_id) is not None:
+                continue
+            end = campaign.spec.schedule.end
+            if end is not None and end.timestamp() <= now:
+                conn.execute(
+                    "UPDATE campaigns SET state = 'completed', next_run_at = NULL,"
+                    " updated_at = ? WHERE id = ?",
+                    (now, campaign_id),
+                )
+                continue
+            run_id = create_run_sync(
+                conn, campaign_id, campaign.version, campaign.spec, now=now, pilot=campaign.pilot
+            )
+            conn.execute(
+                "UPDATE campaigns SET state = 'running', next_run_at = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (now, campaign_id),
+            )
+            started.append((campaign_id, run_id))
+        return started
+
+
+def next_wake_sync(conn: sqlite3.Connection, now: float) -> float | None:
+    """The earliest future moment the timeline has anything to do."""
+    candidates = [
+        row[0]
+        for row in conn.execute(
+            "SELECT min(next_run_at) FROM campaigns WHERE state IN ('scheduled', 'running')"
+            " AND next_run_at > ?"
+            " UNION ALL SELECT min(paused_until) FROM campaigns WHERE state = 'paused'"
+            " AND paused_until > ?"
+            " UNION ALL SELECT min(t.due_at) FROM run_targets t JOIN runs r ON r.id = t.run_id"
+            " JOIN campaigns c ON c.id = r.campaign_id WHERE c.state = 'running'"
+            " AND r.state IN ('pilot', 'running') AND t.status = 'pending' AND t.due_at > ?",
+            (now, now, now),
+        )
+        if row[0] is not None
+    ]
+    return min(candidates) if candidates else None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, Overflow
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -51,8 +51,10 @@ __all__ = [
     "register_sql_functions_async",
 ]
 
-Scalar: TypeAlias = str | int | bool | Decimal
-"""An operand in a rule: a string, an integer, a boolean or an exact decimal."""
+Scalar: TypeAlias = str | int | bool
+"""An operand in a rule: a string (decimal strings are numbers), an integer or a boolean.
+
+Decimal operands given by the caller are kept as their decimal string."""
 
 ORDER_OPS = ("gt", "gte", "lt", "lte")
 VALUE_OPS = ("eq", "ne", *ORDER_OPS)
@@ -274,6 +276,13 @@ class Segment:
         return _rule_to_dict(self.rule)
 
 
+def _window_text(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _operand_out(value: Scalar | tuple[Scalar, ...]) -> Any:
     if isinstance(value, tuple):
         return [_operand_out(item) for item in value]
@@ -298,7 +307,7 @@ def _rule_to_dict(rule: Rule) -> dict[str, Any]:
     if isinstance(rule, EventRule):
         out: dict[str, Any] = {"event": rule.event}
         if rule.within is not None:
-            out["within"] = f"{rule.within}s"
+            out["within"] = _window_text(rule.within)
         if rule.where:
             out["where"] = {test.prop: _tests_out(test.tests) for test in rule.where}
         if rule.sum is not None:
@@ -351,7 +360,7 @@ def _describe(value: object) -> str:
         return "a float"
     if isinstance(value, str):
         return "a string"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "a table"
     if isinstance(value, list | tuple):
         return "a list"
@@ -409,7 +418,7 @@ class _Parser:
             if decimal_value(value) is None:
                 self.issue(path, "number out of range")
                 return None
-            return value
+            return _number_text(value)
         if isinstance(value, str):
             if _DECIMAL_STRING.fullmatch(value) and decimal_value(value) is None:
                 self.issue(path, "number out of range")
@@ -444,7 +453,7 @@ class _Parser:
         return Comparison(op, operand)
 
     def value_tests(
-        self, table: dict[str, Any], ops: Sequence[str], path: str, owner: str
+        self, table: Mapping[str, Any], ops: Sequence[str], path: str, owner: str
     ) -> tuple[Comparison, ...] | None:
         tests: list[Comparison] = []
         ok = True
@@ -480,7 +489,7 @@ class _Parser:
             if number is None:
                 self.issue(path, "number out of range")
                 return None
-            return Comparison(op, value if isinstance(value, int) else number)
+            return Comparison(op, value if isinstance(value, int | str) else _number_text(number))
         if isinstance(value, bool) or not isinstance(value, int):
             self.issue(path, f"expected a whole number of events, got {_describe(value)}")
             return None
@@ -492,7 +501,7 @@ class _Parser:
     # -- rules -------------------------------------------------------------
 
     def rule(self, obj: object, path: str, top: bool = False) -> Rule | None:
-        if not isinstance(obj, dict):
+        if not isinstance(obj, Mapping):
             self.issue(path, f"expected a table, got {_describe(obj)}")
             return None
         kinds = [kind for kind in LEAF_KINDS if kind in obj]
@@ -518,8 +527,14 @@ class _Parser:
             if owners and kind is None:
                 hint = " or ".join(f"{k} = ..." for k in owners)
                 self.issue(f"{path}.{key}", f"unknown key (it goes with {hint})")
+            elif key in ("count", "min_count") and kind == "event":
+                self.issue(
+                    f"{path}.{key}",
+                    "unknown key: compare the number of events directly, e.g. gte = 3",
+                )
             elif owners:
-                self.issue(f"{path}.{key}", f"unknown key for a {kind} rule")
+                article = "an" if kind in ("attr", "event") else "a"
+                self.issue(f"{path}.{key}", f"unknown key for {article} {kind} rule")
             else:
                 self.issue(f"{path}.{key}", "unknown key")
 
@@ -558,7 +573,7 @@ class _Parser:
             return None
         return cls(tuple(rule for rule in rules if rule is not None))
 
-    def leaf(self, kind: str, obj: dict[str, Any], path: str) -> Rule | None:
+    def leaf(self, kind: str, obj: Mapping[str, Any], path: str) -> Rule | None:
         target = f"{path}.{kind}"
         if kind == "tag":
             tag = self.name(obj["tag"], target, "a tag")
@@ -577,7 +592,7 @@ class _Parser:
             return AttrRule(attr, tests)
         return self.event(obj, path)
 
-    def event(self, obj: dict[str, Any], path: str) -> Rule | None:
+    def event(self, obj: Mapping[str, Any], path: str) -> Rule | None:
         ok = True
         name = self.name(obj["event"], f"{path}.event", "an event name")
         ok = ok and name is not None
@@ -588,7 +603,7 @@ class _Parser:
         where: list[PropertyTest] = []
         if "where" in obj:
             table = obj["where"]
-            if not isinstance(table, dict):
+            if not isinstance(table, Mapping):
                 self.issue(
                     f"{path}.where", f"expected a table of properties, got {_describe(table)}"
                 )
@@ -622,7 +637,7 @@ class _Parser:
 
     def property_test(self, prop: object, tests: object, path: str) -> PropertyTest | None:
         name = self.json_key(prop, path, "a property name")
-        if not isinstance(tests, dict):
+        if not isinstance(tests, Mapping):
             self.issue(
                 path,
                 f"expected a table of operators such as {{ gte = 50 }}, got {_describe(tests)}",
@@ -740,33 +755,41 @@ class _Compiler:
         )
 
     # -- JSON values -------------------------------------------------------
+    #
+    # A value test reads the key once through json_each (alias j): j.type is the JSON
+    # type, j.atom the SQL value; j.key IS NULL keeps the scalar at the path itself.
 
     def tests(self, column: str, key: str, tests: tuple[Comparison, ...]) -> Fragment:
         path = _json_path(key)
-        parts = [self.test(column, path, test) for test in tests]
-        if len(parts) == 1:
-            return parts[0]
-        return (
-            "(" + " AND ".join(sql for sql, _ in parts) + ")",
-            [param for _, part in parts for param in part],
-        )
+        source = f"SELECT 1 FROM json_each({column}, {path}) AS j WHERE j.key IS NULL"
+        if len(tests) == 1 and tests[0].op == "exists":
+            found = f"EXISTS ({source} AND j.type <> 'null')"
+            return (found if tests[0].value else f"NOT {found}"), []
+        raw = f"CASE j.type WHEN 'text' THEN json_quote(j.atom) ELSE {column} -> {path} END"
+        conditions = [source, "j.type <> 'null'"]
+        params: list[Any] = []
+        for test in tests:
+            sql, more = self.test(test, raw)
+            conditions.append(sql)
+            params.extend(more)
+        return f"EXISTS ({' AND '.join(conditions)})", params
 
-    def test(self, column: str, path: str, test: Comparison) -> Fragment:
-        present = f"coalesce(json_type({column}, {path}), 'null') <> 'null'"
-        if test.op == "exists":
-            return (present if test.value else f"NOT {present}"), []
+    def test(self, test: Comparison, raw: str) -> Fragment:
         if test.op == "in":
             assert isinstance(test.value, tuple)
-            return self.equal_any(column, path, test.value)
+            return self.equal_any(test.value, raw)
         assert not isinstance(test.value, tuple)
         if test.op == "eq":
-            return self.equal_any(column, path, (test.value,))
+            return self.equal_any((test.value,), raw)
         if test.op == "ne":
-            sql, params = self.equal_any(column, path, (test.value,))
-            return f"({present} AND NOT {sql})", params
-        return self.order(column, path, test.op, test.value)
+            sql, params = self.equal_any((test.value,), raw)
+            return f"NOT {sql}", params
+        number = _numeric_operand(test.value)
+        if number is not None:
+            return self.numeric(test.op, number, raw)
+        return f"(j.type = 'text' AND j.atom {_SQL_OPS[test.op]} ?)", [test.value]
 
-    def equal_any(self, column: str, path: str, values: tuple[Scalar, ...]) -> Fragment:
+    def equal_any(self, values: tuple[Scalar, ...], raw: str) -> Fragment:
         texts: list[str] = []
         booleans: list[str] = []
         numbers: list[Decimal] = []
@@ -783,18 +806,12 @@ class _Compiler:
         parts: list[Fragment] = []
         if texts:
             marks = ", ".join("?" for _ in texts)
-            parts.append(
-                (
-                    f"(json_type({column}, {path}) = 'text'"
-                    f" AND json_extract({column}, {path}) IN ({marks}))",
-                    list(texts),
-                )
-            )
+            parts.append((f"(j.type = 'text' AND j.atom IN ({marks}))", list(texts)))
         if booleans:
             marks = ", ".join("?" for _ in booleans)
-            parts.append((f"coalesce(json_type({column}, {path}) IN ({marks}), 0)", booleans))
+            parts.append((f"j.type IN ({marks})", list(booleans)))
         for number in numbers:
-            parts.append(self.numeric(column, path, "eq", number))
+            parts.append(self.numeric("eq", number, raw))
         if len(parts) == 1:
             return parts[0]
         return (
@@ -802,46 +819,36 @@ class _Compiler:
             [param for _, part in parts for param in part],
         )
 
-    def order(self, column: str, path: str, op: str, value: Scalar) -> Fragment:
-        number = _numeric_operand(value)
-        if number is not None:
-            return self.numeric(column, path, op, number)
-        return (
-            f"(json_type({column}, {path}) = 'text'"
-            f" AND json_extract({column}, {path}) {_SQL_OPS[op]} ?)",
-            [value],
-        )
-
-    def numeric(self, column: str, path: str, op: str, number: Decimal) -> Fragment:
-        """Exact numeric comparison of a JSON value, in C for all but near ties.
+    def numeric(self, op: str, number: Decimal, raw: str) -> Fragment:
+        """Exact numeric comparison of j, in C for all but near ties.
 
         64-bit JSON integers against an integral operand compare exactly in SQL. Other
         numbers (JSON decimals, decimal strings) compare as doubles when they are
         clearly apart, far beyond any rounding error; only near ties and values out of
-        double range are decided by ``promod_dec_cmp``.
+        double range are decided by ``promod_dec_cmp`` on the exact text.
         """
         sql_op = _SQL_OPS[op]
-        value = f"json_extract({column}, {path})"
-        kind = f"json_type({column}, {path})"
-        body = f"substr({value}, 1 + ({value} GLOB '-*'))"
+        # j.atom matches -?[0-9]+(\.[0-9]+)? : only digits, dots and a leading minus, at
+        # most one dot, a digit first (after the minus) and last.
         decimal_text = (
-            f"({kind} = 'text' AND length({value}) <= {_MAX_NUMBER_TEXT}"
-            f" AND {body} <> '' AND {body} NOT GLOB '*[^0-9.]*'"
-            f" AND {body} NOT GLOB '*.*.*' AND {body} NOT GLOB '.*' AND {body} NOT GLOB '*.')"
+            f"(j.type = 'text' AND length(j.atom) <= {_MAX_NUMBER_TEXT}"
+            " AND j.atom NOT GLOB '*[^0-9.-]*' AND j.atom NOT GLOB '?*-*'"
+            " AND j.atom NOT GLOB '*.*.*' AND j.atom GLOB '*[0-9]'"
+            " AND (j.atom GLOB '[0-9]*' OR j.atom GLOB '-[0-9]*'))"
         )
-        approx = f"CAST({value} AS REAL)"
+        approx = "CAST(j.atom AS REAL)"
         sql = (
-            f"CASE WHEN NOT ({kind} IN ('integer', 'real') OR {decimal_text}) THEN 0"
+            f"CASE WHEN NOT (j.type IN ('integer', 'real') OR {decimal_text}) THEN 0"
             f" WHEN abs({approx} - ?) > 1e-9 * (abs({approx}) + abs(?)) THEN {approx} {sql_op} ?"
-            f" ELSE coalesce(promod_dec_cmp({column} -> {path}, ?) {sql_op} 0, 0) END"
+            f" ELSE coalesce(promod_dec_cmp({raw}, ?) {sql_op} 0, 0) END"
         )
         approx_operand = float(number)
         params: list[Any] = [approx_operand] * 3 + [_number_text(number)]
         if number == number.to_integral_value() and _INT64_MIN <= number <= _INT64_MAX:
             # SQLite compares 64-bit integers exactly.
             sql = (
-                f"CASE WHEN {kind} = 'integer' AND typeof({value}) = 'integer'"
-                f" THEN {value} {sql_op} ? ELSE {sql} END"
+                "CASE WHEN j.type = 'integer' AND typeof(j.atom) = 'integer'"
+                f" THEN j.atom {sql_op} ? ELSE {sql} END"
             )
             params = [int(number), *params]
         return f"({sql})", params
@@ -876,9 +883,14 @@ class _Compiler:
         # Per customer, so that the exact (Python) sum only runs for customers that pass
         # the cheaper conditions evaluated before it.
         assert rule.sum is not None
+        path = _json_path(rule.sum)
+        summed = (
+            f"CASE json_type(e.properties, {path}) WHEN 'text'"
+            f" THEN json_quote(json_extract(e.properties, {path})) ELSE e.properties -> {path} END"
+        )
         total = (
-            f"(SELECT promod_dec_sum(e.properties -> {_json_path(rule.sum)}) FROM events AS e"
-            " WHERE e.customer_id = c.id AND " + " AND ".join(filters) + ")"
+            f"coalesce((SELECT promod_dec_sum({summed}) FROM events AS e"
+            " WHERE e.customer_id = c.id AND " + " AND ".join(filters) + "), '0')"
         )
         total_params = params
         checks = [f"promod_dec_cmp({total}, ?) {_SQL_OPS[t.op]} 0" for t in rule.tests]

@@ -91,9 +91,7 @@ def iter_jsonl_rows(fh: IO[bytes]) -> Iterator[tuple[Row, int]]:
         text = text.rstrip("\r\n")
         if not text.strip():
             continue
-        row: Row = {"line": number, "text": text}
-        size = _encoded_size(row)
-        yield (row if size <= MAX_ROW_BYTES else _too_long(number, size)), position
+        yield {"line": number, "text": text}, position
 
 
 def iter_csv_rows(fh: IO[bytes]) -> tuple[list[str], Iterator[tuple[Row, int]]]:
@@ -119,19 +117,21 @@ def iter_csv_rows(fh: IO[bytes]) -> tuple[list[str], Iterator[tuple[Row, int]]]:
                 message = f"malformed CSV ({exc}); reading stopped here"
                 yield {"line": reader.line_num, "error": message}, fh.tell()
                 return
-            row: Row = {"line": reader.line_num, "row": record}
-            size = _encoded_size(row)
-            yield (row if size <= MAX_ROW_BYTES else _too_long(reader.line_num, size)), fh.tell()
+            yield {"line": reader.line_num, "row": record}, fh.tell()
 
     return header, rows()
 
 
 def _chunks(rows: Iterator[tuple[Row, int]]) -> Iterator[tuple[list[Row], int]]:
+    """Rows grouped under CHUNK_ROWS and CHUNK_BYTES; an over-long row becomes an error row."""
     chunk: list[Row] = []
     size = 0
     position = 0
     for row, position in rows:
         row_size = _encoded_size(row) + 1
+        if row_size > MAX_ROW_BYTES:
+            row = _too_long(row["line"], row_size)
+            row_size = _encoded_size(row) + 1
         if chunk and (len(chunk) >= CHUNK_ROWS or size + row_size > CHUNK_BYTES):
             yield chunk, position
             chunk, size = [], 0

@@ -25,13 +25,37 @@ from pathlib import Path
 from typing import Any
 
 from promod import __version__
+from promod.ctl.campaigns import (
+    render_apply,
+    render_campaign,
+    render_campaigns,
+    render_kill,
+    render_report,
+    render_simulation,
+    run_apply,
+    run_kill,
+    run_report,
+)
 from promod.ctl.client import AdminClient, CommandError, DaemonUnreachable
+from promod.ctl.codes import (
+    render_generate,
+    render_import,
+    render_pools,
+    render_redeem,
+    render_revoke,
+    render_stats,
+    run_generate,
+    run_import,
+    run_revoke,
+)
 from promod.ctl.imports import (
     render_customer,
     render_import_summary,
     run_customers_import,
     run_events_import,
 )
+from promod.ctl.outbox import ACTIONS as OUTBOX_ACTIONS
+from promod.ctl.outbox import render_outbox, run_outbox
 from promod.ctl.render import format_timestamp, render_kv, render_table, render_value
 
 __all__ = [
@@ -269,6 +293,55 @@ COMMANDS: tuple[CtlCommand, ...] = (
         run=run_call,
     ),
     CtlCommand(
+        "campaign apply",
+        "create or update a campaign from a TOML or JSON spec",
+        params=(param("--file", "-f", arg=None, required=True, metavar="FILE", help="spec file"),),
+        run=run_apply,
+        render=render_apply,
+    ),
+    CtlCommand("campaign list", "every campaign and its state", render=render_campaigns),
+    CtlCommand(
+        "campaign show",
+        "a campaign's state and spec",
+        params=(param("campaign"),),
+        render=render_campaign,
+    ),
+    CtlCommand(
+        "campaign simulate",
+        "dry run: audience, caps, projected spend, which cap binds when",
+        params=(param("campaign"),),
+        render=render_simulation,
+        timeout=600.0,
+    ),
+    CtlCommand(
+        "campaign launch",
+        "launch a draft campaign",
+        params=(
+            param("campaign"),
+            param("--pilot", metavar="N|P%", help="a slice first, then wait"),
+        ),
+    ),
+    CtlCommand("campaign pause", "pause a campaign", params=(param("campaign"),)),
+    CtlCommand("campaign resume", "resume a paused campaign", params=(param("campaign"),)),
+    CtlCommand("campaign stop", "stop a campaign for good", params=(param("campaign"),)),
+    CtlCommand(
+        "campaign report",
+        "targeted, granted, refused by reason, spend per cap and day",
+        params=(
+            param("campaign"),
+            param("--csv", arg=None, action="store_true", help="CSV output"),
+        ),
+        run=run_report,
+        render=render_report,
+    ),
+    CtlCommand(
+        "kill",
+        "engage the global kill switch (or --release it)",
+        params=(param("--release", arg=None, action="store_true", help="release it"),),
+        run=run_kill,
+        render=render_kill,
+    ),
+    CtlCommand(
         "customers import",
         "import customers from a CSV or JSON-lines file, all or nothing",
         params=(
@@ -293,12 +366,106 @@ COMMANDS: tuple[CtlCommand, ...] = (
         render=render_import_summary,
         timeout=600.0,
     ),
+    CtlCommand(
+        "outbox",
+        "outbox figures; list, retry or drop deliveries (dead letters)",
+        params=(
+            param("action", arg=None, nargs="?", choices=OUTBOX_ACTIONS, help="default status"),
+            param("id", arg=None, nargs="?", type=int, help="delivery id (retry, drop)"),
+            param("--state", arg=None, help="list: pending|sent|dead|skipped|dropped"),
+            param("--channel", arg=None, help="list, retry --all: only this channel"),
+            param("--limit", arg=None, type=int, help="list: at most N rows"),
+            param("--all", arg=None, action="store_true", help="retry: every dead letter"),
+        ),
+        run=run_outbox,
+        render=render_outbox,
+    ),
+    CtlCommand(
+        "codes generate",
+        "generate random unique codes into a pool (created if new)",
+        params=(
+            param("pool", help="pool name"),
+            param("--count", "-n", type=int, required=True, help="how many codes"),
+            param("--length", type=int, help="random characters (default 10)"),
+            param("--charset", help="characters to draw from (default: no 0 O 1 I L)"),
+            param("--pattern", help="e.g. XMAS-####-#### (# = random character)"),
+            param("--prefix"),
+            param("--postfix"),
+            param("--expires", help="duration from now (60d) or ISO-8601 time or date"),
+            param("--value", help="decimal value of each code"),
+            param("--max-uses", type=int, help="shared coupons: redeemable N times in all"),
+            param("--series", help="series of a new pool (codes unique across it)"),
+        ),
+        run=run_generate,
+        render=render_generate,
+        timeout=600.0,
+    ),
+    CtlCommand(
+        "codes import",
+        "import codes from a file (one a line, or CSV code,expiry,value), all or nothing",
+        params=(
+            param("pool", help="pool name"),
+            param("file", arg=None, metavar="FILE"),
+            param("--format", arg=None, choices=("lines", "csv"), help="default: by extension"),
+            param("--series", arg=None, help="series of a new pool"),
+            param("--max-uses", arg=None, type=int, help="shared coupons: uses per code"),
+        ),
+        run=run_import,
+        render=render_import,
+        timeout=600.0,
+    ),
+    CtlCommand(
+        "codes stats",
+        "codes per state, burn rate over the last day, projected run-out",
+        params=(param("pool"),),
+        render=render_stats,
+    ),
+    CtlCommand("codes pools", "every code pool", render=render_pools),
+    CtlCommand(
+        "codes configure",
+        "create a pool or set its series and low-stock thresholds (0 turns one off)",
+        params=(
+            param("pool"),
+            param("--series"),
+            param("--low", type=int, help="alert at N available codes"),
+            param("--low-percent", type=int, help="alert at P%% of the codes loaded"),
+        ),
+    ),
+    CtlCommand(
+        "codes revoke",
+        "revoke one code of a pool, or --all-unassigned",
+        params=(
+            param("pool"),
+            param("code", arg=None, nargs="?", help="the code"),
+            param("--all-unassigned", arg=None, action="store_true"),
+        ),
+        run=run_revoke,
+        render=render_revoke,
+    ),
+    CtlCommand("codes expire", "run the expiry sweep now"),
+    CtlCommand(
+        "codes redeem",
+        "redeem a code for a customer",
+        params=(param("code"), param("customer"), param("--ip", help="client address")),
+        render=render_redeem,
+    ),
 )
 
-GROUP_HELP: dict[str, str] = {}  # help of command groups, e.g. {"campaign": "campaigns"}
+GROUP_HELP: dict[str, str] = {
+    "campaign": "campaigns: apply, launch, pause, report, ..."
+}  # help of command groups, e.g. {"campaign": "campaigns"}
 
 
 # ---------------------------------------------------------------- parser and main
+
+
+def _print_path_errors(exc: CommandError) -> None:
+    """Validation errors that name a key path (a campaign spec): one line each."""
+    errors = (exc.details or {}).get("errors")
+    if isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, Mapping) and "path" in item:
+                print(f"  {item['path']}: {item.get('message')}", file=sys.stderr)
 
 
 def build_parser(commands: Sequence[CtlCommand] | None = None) -> argparse.ArgumentParser:
@@ -413,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except CommandError as exc:
         print(f"promodctl: {exc.code}: {exc.message}", file=sys.stderr)
+        _print_path_errors(exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("promodctl: interrupted", file=sys.stderr)

@@ -72,8 +72,7 @@ CONSENT_SOURCE = "import"
 _Error: TypeAlias = dict[str, Any]  # {"line": int, "message": str}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _new_import_id() -> str:

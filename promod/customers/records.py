@@ -141,10 +141,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def loads_record(text: str) -> dict[str, Any]:
     """Parse one JSON line into an object; fractions become Decimal (exact), NaN is refused."""
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise RecordError(f"invalid JSON: {exc}") from None
     if not isinstance(value, dict):

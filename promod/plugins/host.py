@@ -28,7 +28,14 @@ from promod.plugins import hookspecs
 log = get_logger("promod.plugins")
 
 # Built-in plugins, registered through the same hooks outside plugins use.
-DEFAULT_PLUGINS: tuple[str, ...] = ("promod.builtin.commands",)
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "promod.builtin.commands",
+    "promod.builtin.customers",
+    "promod.builtin.rewards",
+    "promod.builtin.campaigns",
+    "promod.builtin.notify",
+    "promod.builtin.code_pool",
+)
 
 
 class PluginError(Exception):

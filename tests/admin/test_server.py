@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from promod.admin.registry import ArgSpec, CommandContext, CommandError, Role, command
 from promod.admin.server import AdminServer, SocketInUse
@@ -194,21 +195,25 @@ async def test_handler_crash_is_an_internal_error_not_a_dead_connection(
     for cmd in (boom, opaque, fail):
         app.commands.register(cmd)
     server = server_for(app, sock_dir)
-    async with serving(server), connect(server.socket_path) as conn:
-        crashed = await conn.call("test.boom")
-        assert crashed["error"]["code"] == "internal"
-        assert "secret" not in crashed["error"]["message"]
-        opaque_result = await conn.call("test.opaque")
-        assert opaque_result["error"]["code"] == "internal"
-        failed = await conn.call("test.fail", {"campaign": "x"})
-        assert failed["error"] == {
-            "code": "not_found",
-            "message": "no campaign 'x'",
-            "details": None,
-        }
-        missing = await conn.call("test.fail")
-        assert missing["error"]["code"] == "invalid_args"
-        assert (await conn.call("ping"))["ok"]
+    with capture_logs() as logs:
+        async with serving(server), connect(server.socket_path) as conn:
+            crashed = await conn.call("test.boom")
+            assert crashed["error"]["code"] == "internal"
+            assert "secret" not in crashed["error"]["message"]
+            opaque_result = await conn.call("test.opaque")
+            assert opaque_result["error"]["code"] == "internal"
+            failed = await conn.call("test.fail", {"campaign": "x"})
+            assert failed["error"] == {
+                "code": "not_found",
+                "message": "no campaign 'x'",
+                "details": None,
+            }
+            missing = await conn.call("test.fail")
+            assert missing["error"]["code"] == "invalid_args"
+            assert (await conn.call("ping"))["ok"]
+    failures = [e for e in logs if e["event"] == "admin command failed"]
+    assert [e["command"] for e in failures] == ["test.boom"]
+    assert failures[0]["exc_info"] is True
     rows = await audit_rows(db)
     assert [(r["command"], r["outcome"]) for r in rows] == [
         ("test.fail", "error"),

@@ -860,3 +860,30 @@ def test_to_dict_round_trips_through_parse_spec(data: dict[str, Any]) -> None:
     assert reloaded == spec
     assert reloaded.to_dict() == stored
     assert spec.summary()["id"] == spec.id
+
+
+# ---------------------------------------------------------------- the operator guide
+
+
+def toml_blocks(path: Path) -> list[str]:
+    text = path.read_text()
+    return [block.split("```", 1)[0] for block in text.split("```toml\n")[1:]]
+
+
+def test_docs_examples_are_valid() -> None:
+    docs = Path(__file__).parents[2] / "docs" / "campaigns.md"
+    blocks = toml_blocks(docs)
+    complete = [block for block in blocks if block.startswith("id = ")]
+    assert complete, "docs/campaigns.md has a complete example"
+    for block in complete:
+        load_spec(block, "toml", providers=PROVIDERS, channels=CHANNELS)
+    triggers = [block for block in blocks if block.startswith("[trigger]")]
+    assert len(triggers) == 3
+    for block in triggers:
+        text = 'id = "t"\nname = "T"\nkind = "live_action"\n' + block
+        text += '[reward]\nprovider = "wallet_points"\namount = "1"\n'
+        assert load_spec(text, "toml").trigger is not None
+    segment = next(block for block in blocks if block.startswith("[segment]"))
+    text = 'id = "t"\nname = "T"\nkind = "past_behavior"\n' + segment
+    text += '[reward]\nprovider = "wallet_points"\namount = "1"\n'
+    assert load_spec(text, "toml").segment is not None

@@ -59,8 +59,17 @@ def test_json_prints_the_raw_result(daemon: Daemon, capsys: pytest.CaptureFixtur
 def test_actors_and_plugins_tables(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(daemon, "actors") == 0
     header, row = capsys.readouterr().out.splitlines()
-    assert header.split() == ["NAME", "STATE", "RESTARTS", "RESTART", "TYPE", "STARTED", "AT",
-                              "LAST", "ERROR"]
+    assert header.split() == [
+        "NAME",
+        "STATE",
+        "RESTARTS",
+        "RESTART",
+        "TYPE",
+        "STARTED",
+        "AT",
+        "LAST",
+        "ERROR",
+    ]
     assert row.split()[:3] == ["idle", "new", "0"]
     assert run(daemon, "plugins") == 0
     out = capsys.readouterr().out
@@ -221,7 +230,9 @@ def test_a_new_subcommand_is_one_table_row(
         params=(param("campaign"), param("--reason")),
     )
     assert row.command == "campaign.pause"
-    ns = build_parser([*ctl.COMMANDS, row]).parse_args(["campaign", "pause", "w-30", "--reason", "x"])
+    ns = build_parser([*ctl.COMMANDS, row]).parse_args(
+        ["campaign", "pause", "w-30", "--reason", "x"]
+    )
     assert ns.ctl_command is row
     assert row.request_args(ns) == {"campaign": "w-30", "reason": "x"}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from promod import __version__
 from promod.admin.audit import AuditLog
@@ -100,9 +101,10 @@ async def app(db: Database, clock: ManualClock, role: str) -> CustomerApp:
 async def socket_path(app: CustomerApp, sock_dir: Path) -> AsyncIterator[Path]:
     """A real AdminServer serving ``app`` on a Unix socket for the test's duration."""
     server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660)
-    async with anyio.create_task_group() as tg:
-        await tg.start(server.run)
-        try:
-            yield server.socket_path
-        finally:
-            tg.cancel_scope.cancel()
+    with capture_logs():  # keep the server's log lines out of promodctl's captured output
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.run)
+            try:
+                yield server.socket_path
+            finally:
+                tg.cancel_scope.cancel()

@@ -1,0 +1,373 @@
+"""Campaigns in the store: versions, states and their transitions.
+
+States: draft → scheduled → running → completed, with paused and stopped. A
+campaign can be updated (a new version, every one kept) until it has started.
+Every transition that the notifier should hear of writes its event in the same
+transaction::
+
+    await apply(db, spec, by="alice", now=now)        # draft, version 1
+    await launch(db, "winback", now=now, pilot="5%")   # scheduled or running
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from promod.campaigns.spec import CampaignSpec, parse_spec
+from promod.notify.outbox import enqueue_sync
+from promod.store.database import Database
+
+ACTIVE = ("scheduled", "running", "paused")
+FINAL = ("completed", "stopped")
+
+
+class CampaignError(Exception):
+    """A refused campaign operation: ``code`` is an admin error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class CampaignRow:
+    id: str
+    version: int
+    state: str
+    spec: CampaignSpec
+    spec_dict: dict[str, Any]
+    next_run_at: float | None
+    paused_reason: str | None
+    paused_until: float | None
+    pilot: str | None
+    created_at: float
+    updated_at: float
+    launched_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.spec.name,
+            "kind": self.spec.kind,
+            "state": self.state,
+            "version": self.version,
+            "next_run_at": self.next_run_at,
+            "paused_reason": self.paused_reason,
+            "paused_until": self.paused_until,
+            "pilot": self.pilot,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "launched_at": self.launched_at,
+        }
+
+
+def row_to_campaign(row: sqlite3.Row | tuple[Any, ...]) -> CampaignRow:
+    spec_dict = json.loads(row[3])
+    return CampaignRow(
+        id=row[0],
+        version=row[1],
+        state=row[2],
+        spec=parse_spec(spec_dict, default_timezone=spec_dict.get("timezone", "UTC")),
+        spec_dict=spec_dict,
+        next_run_at=row[4],
+        paused_reason=row[5],
+        paused_until=row[6],
+        pilot=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        launched_at=row[10],
+    )
+
+
+COLUMNS = (
+    "id, version, state, spec, next_run_at, paused_reason, paused_until, pilot,"
+    " created_at, updated_at, launched_at"
+)
+
+
+def get_sync(conn: sqlite3.Connection, campaign_id: str) -> CampaignRow | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    return None if row is None else row_to_campaign(row)
+
+
+async def get(db: Database, campaign_id: str) -> CampaignRow:
+    row = await db.fetchone(f"SELECT {COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,))
+    if row is None:
+        raise CampaignError("not_found", f"no campaign {campaign_id!r}")
+    return row_to_campaign(row)
+
+
+async def list_all(db: Database) -> list[CampaignRow]:
+    rows = await db.fetchall(f"SELECT {COLUMNS} FROM campaigns ORDER BY created_at, id")
+    return [row_to_campaign(r) for r in rows]
+
+
+def _started(conn: sqlite3.Connection, campaign_id: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM runs WHERE campaign_id = ?", (campaign_id,)).fetchone()
+        is not None
+    )
+
+
+async def apply(db: Database, spec: CampaignSpec, *, by: str, now: float) -> dict[str, Any]:
+    """Create a draft, or add a version to a campaign that has not started."""
+    data = spec.to_dict()
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    def work(conn: sqlite3.Connection) -> dict[str, Any]:
+        current = get_sync(conn, spec.id)
+        if current is None:
+            conn.execute(
+                "INSERT INTO campaigns (id, version, state, spec, created_at, updated_at)"
+                " VALUES (?, 1, 'draft', ?, ?, ?)",
+                (spec.id, text, now, now),
+            )
+            version, created = 1, True
+        else:
+            if current.state in FINAL or _started(conn, spec.id) or current.state == "running":
+                raise CampaignError(
+                    "conflict",
+                    f"campaign {spec.id!r} has started ({current.state}); apply it under a new id",
+                )
+            if json.dumps(current.spec_dict, sort_keys=True, separators=(",", ":")) == text:
+                return {"id": spec.id, "version": current.version, "changed": False}
+            version, created = current.version + 1, False
+            next_run = _first_run_at(spec, now) if current.state == "scheduled" else None
+            conn.execute(
+                "UPDATE campaigns SET version = ?, spec = ?, updated_at = ?,"
+                " next_run_at = coalesce(?, next_run_at) WHERE id = ?",
+                (version, text, now, next_run, spec.id),
+            )
+        conn.execute(
+            "INSERT INTO campaign_versions (campaign_id, version, spec, applied_at, applied_by)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (spec.id, version, text, now, by),
+        )
+        return {"id": spec.id, "version": version, "changed": True, "created": created}
+
+    return await db.run_sync(work)
+
+
+def _first_run_at(spec: CampaignSpec, now: float) -> float:
+    start = spec.schedule.start
+    return now if start is None else max(start.timestamp(), now)
+
+
+async def launch(db: Database, campaign_id: str, *, now: float, pilot: str | None) -> CampaignRow:
+    def work(conn: sqlite3.Connection) -> None:
+        current = get_sync(conn, campaign_id)
+        if current is None:
+            raise CampaignError("not_found", f"no campaign {campaign_id!r}")
+        if current.state != "draft":
+            raise CampaignError(
+                "conflict", f"campaign {campaign_id!r} is {current.state}, not draft"
+            )
+        if current.spec.kind == "live_action":
+            raise CampaignError(
+                "conflict", "live_action campaigns are not supported by this promod yet"
+            )
+        end = current.spec.schedule.end
+        if end is not None and end.timestamp() <= now:
+            raise CampaignError("conflict", "the campaign's schedule.end has passed")
+        first = _first_run_at(current.spec, now)
+        conn.execute(
+            "UPDATE campaigns SET state = ?, next_run_at = ?, pilot = ?, launched_at = ?,"
+            " updated_at = ? WHERE id = ?",
+            ("running" if first <= now else "scheduled", first, pilot, now, now, campaign_id),
+        )
+
+    await db.run_sync(work)
+    return await get(db, campaign_id)
+
+
+def pause_sync(
+    conn: sqlite3.Connection,
+    campaign_id: str,
+    reason: str,
+    *,
+    now: float,
+    until: float | None = None,
+) -> bool:
+    """Pause a running or scheduled campaign; emits ``campaign.paused``."""
+    cur = conn.execute(
+        "UPDATE campaigns SET state = 'paused', paused_reason = ?, paused_until = ?,"
+        " updated_at = ? WHERE id = ? AND state IN ('running', 'scheduled')",
+        (reason, until, now, campaign_id),
+    )
+    if cur.rowcount:
+        enqueue_sync(
+            conn,
+            "campaign.paused",
+            {"campaign_id": campaign_id, "reason": reason, "until": until},
+            now=now,
+        )
+    return bool(cur.rowcount)
+
+
+async def pause(db: Database, campaign_id: str, *, now: float, reason: str = "operator") -> None:
+    def work(conn: sqlite3.Connection) -> None:
+        current = get_sync(conn, campaign_id)
+        if current is None:
+            raise CampaignError("not_found", f"no campaign {campaign_id!r}")
+        if not pause_sync(conn, campaign_id, reason, now=now):
+            raise CampaignError(
+                "conflict",
+                f"campaign {campaign_id!r} is {current.state}; only running or"
+                " scheduled campaigns can be paused",
+            )
+
+    await db.run_sync(work)
+
+
+def resume_sync(conn: sqlite3.Connection, campaign_id: str, *, now: float) -> bool:
+    """Back to running (or scheduled when its first run is still ahead); a pilot's held
+    targets are released."""
+    current = get_sync(conn, campaign_id)
+    if current is None or current.state != "paused":
+        return False
+    started = _started(conn, campaign_id)
+    state = "running" if started or (current.next_run_at or 0) <= now else "scheduled"
+    conn.execute(
+        "UPDATE campaigns SET state = ?, paused_reason = NULL, paused_until = NULL, pilot = NULL,"
+        " updated_at = ? WHERE id = ?",
+        (state, now, campaign_id),
+    )
+    if current.paused_reason == "pilot" or current.pilot:
+        conn.execute(
+            "UPDATE run_targets SET status = 'pending' WHERE status = 'held' AND run_id IN"
+            " (SELECT id FROM runs WHERE campaign_id = ? AND state IN ('pilot', 'running'))",
+            (campaign_id,),
+        )
+        conn.execute(
+            "UPDATE runs SET state = 'running' WHERE campaign_id = ? AND state = 'pilot'",
+            (campaign_id,),
+        )
+    if started and current.next_run_at is None and active_run_sync(conn, campaign_id) is None:
+        (last,) = conn.execute(
+            "SELECT max(id) FROM runs WHERE campaign_id = ?", (campaign_id,)
+        ).fetchone()
+        complete_sync(conn, campaign_id, last, now=now)
+    return True
+
+
+async def resume(db: Database, campaign_id: str, *, now: float) -> None:
+    def work(conn: sqlite3.Connection) -> None:
+        current = get_sync(conn, campaign_id)
+        if current is None:
+            raise CampaignError("not_found", f"no campaign {campaign_id!r}")
+        if current.state != "paused":
+            raise CampaignError(
+                "conflict", f"campaign {campaign_id!r} is {current.state}, not paused"
+            )
+        resume_sync(conn, campaign_id, now=now)
+
+    await db.run_sync(work)
+
+
+async def stop(db: Database, campaign_id: str, *, now: float) -> None:
+    """Stop for good: targets not yet decided are refused with reason ``stopped``."""
+
+    def work(conn: sqlite3.Connection) -> None:
+        current = get_sync(conn, campaign_id)
+        if current is None:
+            raise CampaignError("not_found", f"no campaign {campaign_id!r}")
+        if current.state in FINAL:
+            raise CampaignError("conflict", f"campaign {campaign_id!r} is already {current.state}")
+        conn.execute(
+            "UPDATE run_targets SET status = 'refused', reason = 'stopped', decided_at = ?"
+            " WHERE status IN ('pending', 'held') AND run_id IN"
+            " (SELECT id FROM runs WHERE campaign_id = ?)",
+            (now, campaign_id),
+        )
+        conn.execute(
+            "UPDATE runs SET state = 'stopped', finished_at = ? WHERE campaign_id = ?"
+            " AND state IN ('pilot', 'running')",
+            (now, campaign_id),
+        )
+        conn.execute(
+            "UPDATE campaigns SET state = 'stopped', next_run_at = NULL, updated_at = ?"
+            " WHERE id = ?",
+            (now, campaign_id),
+        )
+
+    await db.run_sync(work)
+
+
+def active_run_sync(conn: sqlite3.Connection, campaign_id: str) -> tuple[int, str] | None:
+    row = conn.execute(
+        "SELECT id, state FROM runs WHERE campaign_id = ? AND state IN ('pilot', 'running')"
+        " ORDER BY id DESC LIMIT 1",
+        (campaign_id,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def finish_run_if_done_sync(
+    conn: sqlite3.Connection, campaign: CampaignRow, run_id: int, *, now: float
+) -> str | None:
+    """Close a run with nothing left to decide; pause after a pilot; complete the campaign.
+
+    Returns "completed", "pilot_done", "next_run" or None (still work left).
+    """
+    left = conn.execute(
+        "SELECT status, count(*) FROM run_targets WHERE run_id = ? AND status IN"
+        " ('pending', 'held') GROUP BY status",
+        (run_id,),
+    ).fetchall()
+    counts = {r[0]: r[1] for r in left}
+    if counts.get("pending"):
+        return None
+    if counts.get("held"):
+        if campaign.state == "running":
+            pause_sync(conn, campaign.id, "pilot", now=now)
+            return "pilot_done"
+        return None
+    conn.execute("UPDATE runs SET state = 'completed', finished_at = ? WHERE id = ?", (now, run_id))
+    nxt = next_recurrence(campaign.spec, now)
+    if nxt is not None:
+        conn.execute(
+            "UPDATE campaigns SET next_run_at = ?, updated_at = ? WHERE id = ?",
+            (nxt, now, campaign.id),
+        )
+        return "next_run"
+    # A campaign paused by a cap stays paused (the operator sees why); it completes
+    # when resumed or stopped.
+    complete_sync(conn, campaign.id, run_id, now=now)
+    return "completed"
+
+
+def complete_sync(conn: sqlite3.Connection, campaign_id: str, run_id: int, *, now: float) -> bool:
+    cur = conn.execute(
+        "UPDATE campaigns SET state = 'completed', next_run_at = NULL, updated_at = ?"
+        " WHERE id = ? AND state = 'running'",
+        (now, campaign_id),
+    )
+    if cur.rowcount:
+        enqueue_sync(
+            conn,
+            "campaign.completed",
+            {"campaign_id": campaign_id, "run_id": run_id},
+            now=now,
+            event_id=f"campaign.completed:{campaign_id}:{run_id}",
+        )
+    return bool(cur.rowcount)
+
+
+def next_recurrence(spec: CampaignSpec, now: float) -> float | None:
+    """The next daily run after ``now``, unless the schedule has ended."""
+    rec = spec.schedule.recurring
+    if rec is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    from promod.campaigns.runs import next_local
+
+    nxt = next_local(now + 1, rec.at, ZoneInfo(spec.timezone))
+    end = spec.schedule.end
+    if end is not None and nxt >= end.timestamp():
+        return None
+    return nxt

@@ -1,0 +1,463 @@
+"""Code pools in the database: pools, bulk loading, lifecycle, low-stock alerts, stats.
+
+Every function takes a plain ``sqlite3`` connection with a write transaction open
+(``Database.run_sync``) and never commits, so each change commits or rolls back
+with the caller's work. Pools keep ``available`` and ``loaded`` counters that
+every change of state updates in the same transaction::
+
+    pool = ensure_pool(conn, "XMAS25", now=now)
+    added = generate_into(conn, pool, CodeSpec.build(pattern="XMAS-####-####"), 10_000, now=now)
+    expire_sync(conn, now)                   # the codepool actor's sweep
+    stats_sync(conn, "XMAS25", now)          # counts per state, burn rate, run-out
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from promod.codepool.generate import CodeSpec, KeyspaceError, check_keyspace
+from promod.notify.outbox import enqueue_sync
+
+__all__ = [
+    "POOL_NAME",
+    "STATES",
+    "Pool",
+    "PoolError",
+    "codes_report",
+    "configure_pool",
+    "ensure_pool",
+    "expire_sync",
+    "generate_into",
+    "get_pool",
+    "list_pools",
+    "note_drained",
+    "note_replenished",
+    "revoke_code",
+    "revoke_unassigned",
+    "series_size",
+    "stats_sync",
+]
+
+STATES = ("available", "assigned", "redeemed", "expired", "revoked")
+POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+STAGE_CHUNK = 100_000
+DAY = 86_400.0
+
+
+class PoolError(Exception):
+    """A refused pool operation (unknown pool, bad settings); ``code`` is an admin error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Pool:
+    id: int
+    name: str
+    series: str
+    low_absolute: int | None
+    low_percent: int | None
+    low_alerted: bool
+    available: int
+    loaded: int
+
+    @property
+    def threshold(self) -> int:
+        """Available codes at or below which the pool is low (0 without settings: empty)."""
+        found = self.low_absolute or 0
+        if self.low_percent:
+            found = max(found, math.ceil(self.loaded * self.low_percent / 100))
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pool": self.name,
+            "series": self.series,
+            "available": self.available,
+            "loaded": self.loaded,
+            "low_absolute": self.low_absolute,
+            "low_percent": self.low_percent,
+            "threshold": self.threshold,
+            "low": self.low_alerted,
+        }
+
+
+_POOL_COLUMNS = "id, name, series, low_absolute, low_percent, low_alerted, available, loaded"
+
+
+def _pool(row: Any) -> Pool:
+    return Pool(
+        id=int(row[0]),
+        name=str(row[1]),
+        series=str(row[2]),
+        low_absolute=row[3],
+        low_percent=row[4],
+        low_alerted=bool(row[5]),
+        available=int(row[6]),
+        loaded=int(row[7]),
+    )
+
+
+def get_pool(conn: sqlite3.Connection, name: str) -> Pool | None:
+    row = conn.execute(f"SELECT {_POOL_COLUMNS} FROM code_pools WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _pool(row)
+
+
+def _pool_by_id(conn: sqlite3.Connection, pool_id: int) -> Pool:
+    row = conn.execute(
+        f"SELECT {_POOL_COLUMNS} FROM code_pools WHERE id = ?", (pool_id,)
+    ).fetchone()
+    assert row is not None
+    return _pool(row)
+
+
+def require_pool(conn: sqlite3.Connection, name: str) -> Pool:
+    pool = get_pool(conn, name)
+    if pool is None:
+        raise PoolError("not_found", f"no code pool {name!r}")
+    return pool
+
+
+def _check_name(value: str, what: str) -> None:
+    if not POOL_NAME.fullmatch(value):
+        raise PoolError(
+            "invalid_args",
+            f"{what} {value!r}: letters, digits and _ . : - (starting with a letter or digit)",
+        )
+
+
+def ensure_pool(
+    conn: sqlite3.Connection, name: str, *, now: float, series: str | None = None
+) -> Pool:
+    """The pool ``name``, created (series = ``series`` or the pool's name) if missing.
+
+    A given ``series`` must match an existing pool's unless that pool is still empty.
+    """
+    _check_name(name, "pool")
+    if series is not None:
+        _check_name(series, "series")
+    pool = get_pool(conn, name)
+    if pool is None:
+        conn.execute(
+            "INSERT INTO code_pools (name, series, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (name, series or name, now, now),
+        )
+        created = get_pool(conn, name)
+        assert created is not None
+        return created
+    if series is not None and series != pool.series:
+        if pool.loaded:
+            raise PoolError(
+                "conflict",
+                f"pool {name!r} holds codes of series {pool.series!r}; its series cannot change",
+            )
+        conn.execute(
+            "UPDATE code_pools SET series = ?, updated_at = ? WHERE id = ?", (series, now, pool.id)
+        )
+        return _pool_by_id(conn, pool.id)
+    return pool
+
+
+def configure_pool(
+    conn: sqlite3.Connection,
+    name: str,
+    *,
+    now: float,
+    series: str | None = None,
+    low_absolute: int | None = None,
+    low_percent: int | None = None,
+) -> Pool:
+    """Create or change a pool; a threshold of 0 turns that threshold off."""
+    if low_absolute is not None and low_absolute < 0:
+        raise PoolError("invalid_args", "low must be 0 or more")
+    if low_percent is not None and not 0 <= low_percent <= 100:
+        raise PoolError("invalid_args", "low_percent must be 0 to 100")
+    pool = ensure_pool(conn, name, now=now, series=series)
+    if low_absolute is not None:
+        conn.execute(
+            "UPDATE code_pools SET low_absolute = ?, updated_at = ? WHERE id = ?",
+            (low_absolute or None, now, pool.id),
+        )
+    if low_percent is not None:
+        conn.execute(
+            "UPDATE code_pools SET low_percent = ?, updated_at = ? WHERE id = ?",
+            (low_percent or None, now, pool.id),
+        )
+    pool = _pool_by_id(conn, pool.id)
+    # New thresholds count as a crossing in either direction.
+    if pool.available > pool.threshold:
+        note_replenished(conn, pool.id)
+    elif pool.loaded:
+        note_drained(conn, pool.id, now)
+    return _pool_by_id(conn, pool.id)
+
+
+def list_pools(conn: sqlite3.Connection) -> list[Pool]:
+    rows = conn.execute(f"SELECT {_POOL_COLUMNS} FROM code_pools ORDER BY name").fetchall()
+    return [_pool(row) for row in rows]
+
+
+def series_size(conn: sqlite3.Connection, series: str) -> int:
+    """Codes ever loaded into the pools of ``series``."""
+    row = conn.execute(
+        "SELECT coalesce(sum(loaded), 0) FROM code_pools WHERE series = ?", (series,)
+    ).fetchone()
+    return int(row[0])
+
+
+# ---------------------------------------------------------------- low-stock alerts
+
+
+def note_drained(conn: sqlite3.Connection, pool_id: int, now: float) -> bool:
+    """After codes left the pool: emit ``codepool.low`` once when at/below the threshold."""
+    pool = _pool_by_id(conn, pool_id)
+    if pool.low_alerted or pool.available > pool.threshold:
+        return False
+    conn.execute("UPDATE code_pools SET low_alerted = 1 WHERE id = ?", (pool_id,))
+    enqueue_sync(
+        conn,
+        "codepool.low",
+        {
+            "pool": pool.name,
+            "series": pool.series,
+            "available": pool.available,
+            "threshold": pool.threshold,
+            "low_absolute": pool.low_absolute,
+            "low_percent": pool.low_percent,
+        },
+        now=now,
+    )
+    return True
+
+
+def note_replenished(conn: sqlite3.Connection, pool_id: int) -> bool:
+    """After codes were added: re-arm the alert once the pool is above its threshold."""
+    pool = _pool_by_id(conn, pool_id)
+    if pool.low_alerted and pool.available > pool.threshold:
+        conn.execute("UPDATE code_pools SET low_alerted = 0 WHERE id = ?", (pool_id,))
+        return True
+    return False
+
+
+def _adjust(
+    conn: sqlite3.Connection, pool_id: int, available: int, loaded: int, now: float
+) -> None:
+    conn.execute(
+        "UPDATE code_pools SET available = available + ?, loaded = loaded + ?, updated_at = ?"
+        " WHERE id = ?",
+        (available, loaded, now, pool_id),
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _stage(conn: sqlite3.Connection, codes: Iterable[str]) -> None:
+    """Append codes to the temporary staging table (no index: appends stay cheap)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS codes_stage (code TEXT NOT NULL)")
+    conn.executemany("INSERT INTO temp.codes_stage (code) VALUES (?)", ((c,) for c in codes))
+
+
+def _merge(
+    conn: sqlite3.Connection,
+    pool: Pool,
+    *,
+    now: float,
+    expires_at: float | None,
+    value_minor: int | None,
+    max_uses: int,
+    limit: int,
+) -> int:
+    """Move staged codes into ``codes`` in code order, skipping any already in the series.
+
+    Sorted input keeps the unique index's inserts local (one pass over the index),
+    which is what makes a million codes load in seconds. Returns how many were added.
+    """
+    before = conn.total_changes
+    conn.execute(
+        "INSERT OR IGNORE INTO codes"
+        " (pool_id, series, code, value_minor, expires_at, max_uses, created_at)"
+        " SELECT ?, ?, code, ?, ?, ?, ? FROM temp.codes_stage ORDER BY code LIMIT ?",
+        (pool.id, pool.series, value_minor, expires_at, max_uses, now, limit),
+    )
+    added = conn.total_changes - before
+    conn.execute("DELETE FROM temp.codes_stage")
+    if added:
+        _adjust(conn, pool.id, added if max_uses == 1 else 0, added, now)
+    return added
+
+
+def generate_into(
+    conn: sqlite3.Connection,
+    pool: Pool,
+    spec: CodeSpec,
+    count: int,
+    *,
+    now: float,
+    expires_at: float | None = None,
+    value_minor: int | None = None,
+    max_uses: int = 1,
+    check_total: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Generate ``count`` new codes, unique in the pool's series, into ``pool``.
+
+    The keyspace check (for ``check_total`` codes when given: the whole request of
+    which this is one part) runs before anything is written. Codes are drawn in
+    chunks into a staging table, then merged in one sorted pass; codes that
+    collide are drawn again. Returns ``count``.
+    """
+    check_keyspace(spec, max(count, check_total or 0), series_size(conn, pool.series))
+    need = count
+    stalled = 0
+    while need > 0:
+        for start in range(0, need, STAGE_CHUNK):
+            _stage(conn, spec.generate(min(STAGE_CHUNK, need - start)))
+        added = _merge(
+            conn,
+            pool,
+            now=now,
+            expires_at=expires_at,
+            value_minor=value_minor,
+            max_uses=max_uses,
+            limit=need,
+        )
+        need -= added
+        if progress is not None:
+            progress(count - need)
+        stalled = stalled + 1 if added == 0 else 0
+        if stalled > 20:
+            raise KeyspaceError(
+                f"could not find {need:,} more unused codes; the series is too full"
+            )
+    note_replenished(conn, pool.id)
+    return count
+
+
+def revoke_code(conn: sqlite3.Connection, pool_name: str, code: str, now: float) -> str:
+    """Revoke one code of a pool; returns the state it had. Redeemed codes cannot be."""
+    pool = require_pool(conn, pool_name)
+    row = conn.execute(
+        "SELECT id, state, max_uses FROM codes WHERE code = ? AND series = ? AND pool_id = ?",
+        (code, pool.series, pool.id),
+    ).fetchone()
+    if row is None:
+        raise PoolError("not_found", f"pool {pool_name!r} has no such code")
+    code_id, state, max_uses = int(row[0]), str(row[1]), int(row[2])
+    if state == "revoked":
+        return state
+    if state == "redeemed":
+        raise PoolError("conflict", "the code was redeemed already; it cannot be revoked")
+    conn.execute(
+        "UPDATE codes SET state = 'revoked', ended_at = ? WHERE id = ?",
+        (now, code_id),
+    )
+    if state == "available" and max_uses == 1:
+        _adjust(conn, pool.id, -1, 0, now)
+        note_drained(conn, pool.id, now)
+    return state
+
+
+def revoke_unassigned(conn: sqlite3.Connection, pool_name: str, now: float) -> int:
+    """Revoke every available code of a pool; returns how many."""
+    pool = require_pool(conn, pool_name)
+    before = conn.total_changes
+    conn.execute(
+        "UPDATE codes SET state = 'revoked', ended_at = ?"
+        " WHERE pool_id = ? AND state = 'available'",
+        (now, pool.id),
+    )
+    count = conn.total_changes - before
+    if count:
+        conn.execute(
+            "UPDATE code_pools SET available = 0, updated_at = ? WHERE id = ?", (now, pool.id)
+        )
+        note_drained(conn, pool.id, now)
+    return count
+
+
+def expire_sync(conn: sqlite3.Connection, now: float, limit: int = 50_000) -> dict[str, int]:
+    """Mark up to ``limit`` codes past their expiry as expired; ``{pool: count}``."""
+    rows = conn.execute(
+        "SELECT id, pool_id, state, max_uses FROM codes"
+        " WHERE expires_at IS NOT NULL AND state IN ('available', 'assigned') AND expires_at <= ?"
+        " LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    if not rows:
+        return {}
+    conn.executemany(
+        "UPDATE codes SET state = 'expired', ended_at = ? WHERE id = ?",
+        [(now, int(r[0])) for r in rows],
+    )
+    drained: dict[int, int] = {}
+    touched: dict[int, int] = {}
+    for _id, pool_id, state, max_uses in rows:
+        touched[pool_id] = touched.get(pool_id, 0) + 1
+        if state == "available" and max_uses == 1:
+            drained[pool_id] = drained.get(pool_id, 0) + 1
+    for pool_id, n in drained.items():
+        _adjust(conn, pool_id, -n, 0, now)
+        note_drained(conn, pool_id, now)
+    names = dict(conn.execute("SELECT id, name FROM code_pools").fetchall())
+    return {str(names[pid]): n for pid, n in touched.items()}
+
+
+def stats_sync(conn: sqlite3.Connection, pool_name: str, now: float) -> dict[str, Any]:
+    """Counts per state, codes assigned in the last day and the projected run-out."""
+    pool = require_pool(conn, pool_name)
+    counts = dict.fromkeys(STATES, 0)
+    burned = 0
+    for state, n, recent in conn.execute(
+        "SELECT state, count(*), coalesce(sum(assigned_at >= ?), 0) FROM codes"
+        " WHERE pool_id = ? GROUP BY state",
+        (now - DAY, pool.id),
+    ):
+        counts[str(state)] = int(n)
+        burned += int(recent)
+    redeemed_day = conn.execute(
+        "SELECT count(*) FROM code_redemptions r JOIN codes c ON c.id = r.code_id"
+        " WHERE r.redeemed_at >= ? AND c.pool_id = ?",
+        (now - DAY, pool.id),
+    ).fetchone()[0]
+    runout: float | None = None
+    if burned and pool.available:
+        runout = now + pool.available / burned * DAY
+    elif burned:
+        runout = now
+    return {
+        **pool.to_dict(),
+        "counts": counts,
+        "burn_rate_per_day": burned,
+        "redeemed_last_day": int(redeemed_day),
+        "projected_runout_at": runout,
+        "projected_runout_in": None if runout is None else round(runout - now, 1),
+    }
+
+
+def codes_report(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any]:
+    """``{issued_codes, redemptions, redemption_rate}`` of a campaign (rate 0..1, 4 digits).
+
+    ``{}`` for a campaign that was never given a code, so reports of other
+    campaigns carry no code section.
+    """
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(state = 'redeemed'), 0) FROM codes WHERE campaign_id = ?",
+        (campaign_id,),
+    ).fetchone()
+    issued, redeemed = int(row[0]), int(row[1])
+    if not issued:
+        return {}
+    return {
+        "issued_codes": issued,
+        "redemptions": redeemed,
+        "redemption_rate": round(redeemed / issued, 4),
+    }

@@ -1,0 +1,1 @@
+"""The cap ledger: caps, reservations, grants and the kill switch."""

@@ -1,0 +1,252 @@
+"""Cap accounting: every counter a grant must fit under, checked and reserved together.
+
+A ``CapBook`` holds the counters that apply to one campaign on one day — the
+campaign's lifetime and daily counters and the site-wide per-provider budgets —
+loaded from ``cap_counters``. ``reserve`` checks one grant against all of them and
+books it only if every one has room; ``flush`` writes the deltas back, where the
+table's CHECK constraints refuse anything that would pass a limit::
+
+    book = CapBook.load(conn, limits, day="2026-12-01", site_day="2026-12-01")
+    refusal = book.reserve(value=500, provider="wallet_points", first=True)
+    book.flush(conn)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["lifetime", "daily"]
+
+
+@dataclass
+class Counter:
+    """One row of ``cap_counters`` with its limits and this book's pending deltas."""
+
+    scope: str
+    period: str
+    cap: str  # the name shown in reports: "budget", "daily_count", "provider:wallet_points", ...
+    kind: Kind
+    count: int = 0
+    spend: int = 0
+    customers: int = 0
+    max_count: int | None = None
+    max_spend: int | None = None
+    max_customers: int | None = None
+    d_count: int = 0
+    d_spend: int = 0
+    d_customers: int = 0
+
+    def refusal(self, value: int, first: bool) -> str | None:
+        """The name of the limit this grant would pass, or None."""
+        if self.max_customers is not None and first:
+            if self.customers + self.d_customers + 1 > self.max_customers:
+                return "audience"
+        if self.max_count is not None and self.count + self.d_count + 1 > self.max_count:
+            return "count"
+        if self.max_spend is not None and self.spend + self.d_spend + value > self.max_spend:
+            return "spend"
+        return None
+
+    def book(self, value: int, first: bool) -> None:
+        self.d_count += 1
+        self.d_spend += value
+        if first:
+            self.d_customers += 1
+
+    @property
+    def used_count(self) -> int:
+        return self.count + self.d_count
+
+    @property
+    def used_spend(self) -> int:
+        return self.spend + self.d_spend
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a grant does not fit: which cap, whether lifetime or daily, which limit."""
+
+    cap: str
+    kind: Kind
+    limit: str  # audience | count | spend
+    scope: str
+    period: str
+
+
+@dataclass
+class Limits:
+    """The limits of one campaign and the site-wide provider budgets."""
+
+    campaign_id: str
+    audience: int | None = None
+    count: int | None = None
+    budget: int | None = None
+    daily_count: int | None = None
+    daily_budget: int | None = None
+    provider_lifetime: dict[str, int | None] = field(default_factory=dict)
+    provider_daily: dict[str, int | None] = field(default_factory=dict)
+
+
+class CapBook:
+    """The counters for one campaign, one campaign-local day and one site day."""
+
+    def __init__(self, limits: Limits, day: str, site_day: str) -> None:
+        self.limits = limits
+        self.day = day
+        self.site_day = site_day
+        self.counters: dict[tuple[str, str], Counter] = {}
+        cid = limits.campaign_id
+        self._add(
+            Counter(
+                f"campaign:{cid}",
+                "lifetime",
+                "campaign",
+                "lifetime",
+                max_count=limits.count,
+                max_spend=limits.budget,
+                max_customers=limits.audience,
+            )
+        )
+        self._add(
+            Counter(
+                f"campaign:{cid}",
+                day,
+                "campaign_daily",
+                "daily",
+                max_count=limits.daily_count,
+                max_spend=limits.daily_budget,
+            )
+        )
+
+    def set_day(self, conn: sqlite3.Connection, day: str, site_day: str) -> None:
+        """Move to another local day (a dry run walking through the days)."""
+        if day != self.day:
+            self.day = day
+            cid = self.limits.campaign_id
+            if (f"campaign:{cid}", day) not in self.counters:
+                self._load_one(
+                    conn,
+                    self._add(
+                        Counter(
+                            f"campaign:{cid}",
+                            day,
+                            "campaign_daily",
+                            "daily",
+                            max_count=self.limits.daily_count,
+                            max_spend=self.limits.daily_budget,
+                        )
+                    ),
+                )
+        if site_day != self.site_day:
+            self.site_day = site_day
+            for provider in {
+                c.cap.split(":", 1)[1]
+                for c in self.counters.values()
+                if c.cap.startswith("provider:")
+            }:
+                if (f"provider:{provider}", site_day) not in self.counters:
+                    self._load_one(conn, self._provider(provider)[1])
+
+    def _load_one(self, conn: sqlite3.Connection, counter: Counter) -> None:
+        row = conn.execute(
+            "SELECT count, spend, customers FROM cap_counters WHERE scope = ? AND period = ?",
+            (counter.scope, counter.period),
+        ).fetchone()
+        if row is not None:
+            counter.count, counter.spend, counter.customers = row[0], row[1], row[2]
+
+    def _add(self, counter: Counter) -> Counter:
+        self.counters[(counter.scope, counter.period)] = counter
+        return counter
+
+    def _provider(self, provider: str) -> list[Counter]:
+        out = []
+        for period, kind, limit in (
+            ("lifetime", "lifetime", self.limits.provider_lifetime.get(provider)),
+            (self.site_day, "daily", self.limits.provider_daily.get(provider)),
+        ):
+            key = (f"provider:{provider}", period)
+            counter = self.counters.get(key)
+            if counter is None:
+                counter = self._add(
+                    Counter(key[0], period, f"provider:{provider}", kind, max_spend=limit)  # type: ignore[arg-type]
+                )
+            out.append(counter)
+        return out
+
+    def applicable(self, provider: str) -> list[Counter]:
+        cid = self.limits.campaign_id
+        return [
+            self.counters[(f"campaign:{cid}", "lifetime")],
+            self.counters[(f"campaign:{cid}", self.day)],
+            *self._provider(provider),
+        ]
+
+    def load(self, conn: sqlite3.Connection, providers: list[str]) -> CapBook:
+        """Read current usage for every counter this book may touch."""
+        for provider in providers:
+            self._provider(provider)
+        for counter in self.counters.values():
+            self._load_one(conn, counter)
+        return self
+
+    def check(self, value: int, provider: str, first: bool) -> Refusal | None:
+        for counter in self.applicable(provider):
+            limit = counter.refusal(value, first)
+            if limit is not None:
+                return Refusal(counter.cap, counter.kind, limit, counter.scope, counter.period)
+        return None
+
+    def reserve(self, value: int, provider: str, first: bool) -> Refusal | None:
+        """Book one grant against every applicable counter, or none when one is full."""
+        refusal = self.check(value, provider, first)
+        if refusal is None:
+            for counter in self.applicable(provider):
+                counter.book(value, first)
+        return refusal
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Write the deltas; the CHECK constraints of ``cap_counters`` guard the limits."""
+        rows = [
+            (
+                c.scope,
+                c.period,
+                c.d_count,
+                c.d_spend,
+                c.d_customers,
+                c.max_count,
+                c.max_spend,
+                c.max_customers,
+            )
+            for c in self.counters.values()
+            if c.d_count or c.d_spend or c.d_customers
+        ]
+        conn.executemany(
+            "INSERT INTO cap_counters"
+            " (scope, period, count, spend, customers, max_count, max_spend, max_customers)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (scope, period) DO UPDATE SET"
+            " count = count + excluded.count, spend = spend + excluded.spend,"
+            " customers = customers + excluded.customers,"
+            " max_count = excluded.max_count, max_spend = excluded.max_spend,"
+            " max_customers = excluded.max_customers",
+            rows,
+        )
+        for c in self.counters.values():
+            c.count += c.d_count
+            c.spend += c.d_spend
+            c.customers += c.d_customers
+            c.d_count = c.d_spend = c.d_customers = 0
+
+
+def release_sync(
+    conn: sqlite3.Connection, scopes: list[tuple[str, str]], value: int, first: bool
+) -> None:
+    """Give back one grant's reservation on the given counters (a failed issue)."""
+    conn.executemany(
+        "UPDATE cap_counters SET count = count - 1, spend = spend - ?, customers = customers - ?"
+        " WHERE scope = ? AND period = ?",
+        [(value, 1 if first else 0, scope, period) for scope, period in scopes],
+    )

@@ -1,0 +1,390 @@
+"""Granting a batch of due targets in one transaction: caps, reservations, rewards, events.
+
+``grant_batch`` runs in the store's worker thread (``Database.run_sync``) inside
+one ``BEGIN IMMEDIATE`` transaction. It takes up to ``batch_size`` due targets of
+one run in (due time, rank) order and, for each, checks the per-customer cap, the
+site-wide frequency cap, the eligibility hook and every counter of the cap book;
+then it writes the grant rows (unique per campaign, run and customer), the target
+outcomes, the counters, the transactional provider's rewards and the
+``reward.granted`` events — all or nothing. A crash before commit leaves no
+trace; a crash after leaves the targets decided, so a restart never grants twice::
+
+    outcome = await db.run_sync(lambda conn: grant_batch(conn, job, now))
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from promod.campaigns.spec import CampaignSpec, Reward
+from promod.ledger.caps import CapBook, Limits, Refusal
+from promod.ledger.killswitch import is_engaged_sync
+from promod.notify.outbox import enqueue_many_sync, enqueue_sync
+from promod.rewards.provider import GrantRequest, is_transactional
+from promod.units import format_money
+
+Eligibility = Callable[[str, CampaignSpec], list[str]]
+
+
+@dataclass
+class GrantJob:
+    """What one batch needs to know about its campaign, run and the site policy."""
+
+    campaign_id: str
+    run_id: int
+    spec: CampaignSpec
+    providers: Mapping[str, Any]
+    site_timezone: str = "UTC"
+    frequency: tuple[int, int] | None = None  # (max rewards, days)
+    provider_lifetime: dict[str, int | None] = field(default_factory=dict)
+    provider_daily: dict[str, int | None] = field(default_factory=dict)
+    eligibility: Eligibility | None = None
+    batch_size: int = 1000
+
+    def limits(self) -> Limits:
+        caps = self.spec.caps
+        return Limits(
+            campaign_id=self.campaign_id,
+            audience=caps.audience,
+            count=caps.count,
+            budget=caps.budget_minor,
+            daily_count=caps.daily_count,
+            daily_budget=caps.daily_budget_minor,
+            provider_lifetime=self.provider_lifetime,
+            provider_daily=self.provider_daily,
+        )
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch did, and why it stopped if it did."""
+
+    granted: int = 0
+    refused: Tally[str] = field(default_factory=Tally)
+    processed: int = 0
+    halted: str | None = None  # kill_switch | cap | daily_cap | no_inventory
+    cap: Refusal | None = None
+    paused_until: float | None = None
+    async_grants: list[int] = field(default_factory=list)
+    spend: int = 0
+
+
+def local_day(ts: float, tz: str) -> str:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).date().isoformat()
+
+
+def next_local_midnight(ts: float, tz: str) -> float:
+    zone = ZoneInfo(tz)
+    local = datetime.fromtimestamp(ts, zone)
+    nxt = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+    return nxt.timestamp()
+
+
+def _ids_json(ids: list[str]) -> str:
+    return json.dumps(ids, separators=(",", ":"))
+
+
+def candidates_sync(
+    conn: sqlite3.Connection, job: GrantJob, ids: list[str], now: float
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Grants so far per customer in this campaign, and in the frequency window."""
+    arr = _ids_json(ids)
+    per_customer = dict(
+        conn.execute(
+            "SELECT customer_id, grants FROM customer_caps WHERE campaign_id = ?"
+            " AND customer_id IN (SELECT value FROM json_each(?))",
+            (job.campaign_id, arr),
+        ).fetchall()
+    )
+    recent: dict[str, int] = {}
+    if job.frequency is not None:
+        since = now - job.frequency[1] * 86400
+        recent = dict(
+            conn.execute(
+                "SELECT customer_id, count(*) FROM grants WHERE customer_id IN"
+                " (SELECT value FROM json_each(?)) AND created_at >= ? AND state != 'failed'"
+                " GROUP BY customer_id",
+                (arr, since),
+            ).fetchall()
+        )
+    return per_customer, recent
+
+
+class Decider:
+    """Decides, customer by customer, in rank order, who is granted what.
+
+    Shared by the ledger and by ``campaign simulate``, so the dry run decides
+    exactly as the real run will.
+    """
+
+    def __init__(
+        self,
+        job: GrantJob,
+        book: CapBook,
+        inventory: dict[str, int | None],
+        per_customer: dict[str, int],
+        recent: dict[str, int],
+    ) -> None:
+        self.job = job
+        self.book = book
+        self.inventory = inventory
+        self.per_customer = per_customer
+        self.recent = recent
+
+    def decide(self, customer_id: str) -> tuple[Reward | None, str | None, Refusal | None]:
+        """(reward, refusal reason, halting cap). A halting cap stops the batch."""
+        spec = self.job.spec
+        had = self.per_customer.get(customer_id, 0)
+        if had >= spec.caps.per_customer:
+            return None, "per_customer", None
+        freq = self.job.frequency
+        if freq is not None and self.recent.get(customer_id, 0) >= freq[0]:
+            return None, "frequency", None
+        if self.job.eligibility is not None:
+            reasons = self.job.eligibility(customer_id, spec)
+            if reasons:
+                return None, f"eligibility:{reasons[0]}", None
+        reward: Reward | None = spec.reward
+        if self.inventory.get(spec.reward.provider) == 0:
+            reward = spec.reward.fallback
+            if reward is not None and self.inventory.get(reward.provider) == 0:
+                reward = None
+        if reward is None:
+            return None, None, Refusal("inventory", "lifetime", "inventory", "", "")
+        first = had == 0
+        refusal = self.book.reserve(reward.value_minor or 0, reward.provider, first)
+        if refusal is not None:
+            if refusal.limit == "audience":
+                return None, "audience_cap", None
+            return None, None, refusal
+        self.per_customer[customer_id] = had + 1
+        self.recent[customer_id] = self.recent.get(customer_id, 0) + 1
+        left = self.inventory.get(reward.provider)
+        if left is not None:
+            self.inventory[reward.provider] = left - 1
+        return reward, None, None
+
+
+def refusal_reason(refusal: Refusal) -> str:
+    """``budget``, ``daily_count``, ``provider_budget:wallet_points`` ... for reports."""
+    if refusal.cap.startswith("provider:"):
+        prefix = "provider_daily_budget" if refusal.kind == "daily" else "provider_budget"
+        return f"{prefix}:{refusal.cap.split(':', 1)[1]}"
+    if refusal.limit == "inventory":
+        return "no_inventory"
+    base = {"count": "count", "spend": "budget", "audience": "audience"}[refusal.limit]
+    return f"daily_{base}" if refusal.kind == "daily" else base
+
+
+def _inventory(conn: sqlite3.Connection, job: GrantJob) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    rewards = [job.spec.reward, *([job.spec.reward.fallback] if job.spec.reward.fallback else [])]
+    for reward in rewards:
+        provider = job.providers.get(reward.provider)
+        if provider is not None and is_transactional(provider):
+            out[reward.provider] = provider.available(conn, _options(reward))
+        else:
+            out[reward.provider] = None
+    return out
+
+
+def _options(reward: Reward) -> dict[str, Any]:
+    options: dict[str, Any] = dict(reward.options)
+    if reward.code is not None:
+        options["code"] = reward.code
+    if reward.pool is not None:
+        options["pool"] = reward.pool
+    return options
+
+
+def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOutcome:
+    """Grant (or refuse) the next due targets of ``job``'s run. Call inside a transaction."""
+    outcome = BatchOutcome()
+    if is_engaged_sync(conn):
+        outcome.halted = "kill_switch"
+        return outcome
+    rows = conn.execute(
+        "SELECT customer_id FROM run_targets WHERE run_id = ? AND status = 'pending'"
+        " AND due_at <= ? ORDER BY due_at, rank LIMIT ?",
+        (job.run_id, now, job.batch_size),
+    ).fetchall()
+    if not rows:
+        return outcome
+    ids = [r[0] for r in rows]
+    spec = job.spec
+    day = local_day(now, spec.timezone)
+    site_day = local_day(now, job.site_timezone)
+    rewards = [spec.reward, *([spec.reward.fallback] if spec.reward.fallback else [])]
+    book = CapBook(job.limits(), day, site_day).load(conn, [r.provider for r in rewards])
+    per_customer, recent = candidates_sync(conn, job, ids, now)
+    decider = Decider(job, book, _inventory(conn, job), per_customer, recent)
+
+    granted: list[tuple[str, Reward]] = []
+    refused: list[tuple[str, str]] = []
+    for cid in ids:
+        reward, reason, halt = decider.decide(cid)
+        if halt is not None:
+            outcome.cap = halt
+            outcome.halted = (
+                "no_inventory"
+                if halt.limit == "inventory"
+                else ("daily_cap" if halt.kind == "daily" else "cap")
+            )
+            break
+        if reward is None:
+            assert reason is not None
+            refused.append((cid, reason))
+        else:
+            granted.append((cid, reward))
+    outcome.processed = len(granted) + len(refused)
+
+    _write(conn, job, now, day, granted, refused, book, outcome)
+
+    if outcome.halted in ("cap", "daily_cap") and outcome.cap is not None:
+        period = outcome.cap.period if outcome.halted == "daily_cap" else "lifetime"
+        reason = refusal_reason(outcome.cap)
+        enqueue_sync(
+            conn,
+            "cap.reached",
+            {"campaign_id": job.campaign_id, "run_id": job.run_id, "cap": reason, "period": period},
+            now=now,
+            event_id=f"cap.reached:{job.campaign_id}:{reason}:{period}",
+        )
+        if outcome.halted == "daily_cap":
+            tz = job.site_timezone if outcome.cap.cap.startswith("provider:") else spec.timezone
+            outcome.paused_until = next_local_midnight(now, tz)
+    return outcome
+
+
+def _write(
+    conn: sqlite3.Connection,
+    job: GrantJob,
+    now: float,
+    day: str,
+    granted: list[tuple[str, Reward]],
+    refused: list[tuple[str, str]],
+    book: CapBook,
+    outcome: BatchOutcome,
+) -> None:
+    if refused:
+        conn.executemany(
+            "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
+            " WHERE run_id = ? AND customer_id = ?",
+            [(reason, now, job.run_id, cid) for cid, reason in refused],
+        )
+        outcome.refused.update(reason for _, reason in refused)
+    if not granted:
+        return
+    book.flush(conn)
+    (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM grants").fetchone()
+    requests: list[GrantRequest] = []
+    for i, (cid, reward) in enumerate(granted, start=last + 1):
+        requests.append(
+            GrantRequest(
+                id=i,
+                campaign_id=job.campaign_id,
+                run_id=job.run_id,
+                customer_id=cid,
+                provider=reward.provider,
+                amount_minor=reward.amount_minor,
+                amount_exponent=reward.amount_exponent,
+                value_minor=reward.value_minor or 0,
+                currency=job.spec.currency,
+                options=_options(reward),
+            )
+        )
+    by_provider: dict[str, list[GrantRequest]] = {}
+    for req in requests:
+        by_provider.setdefault(req.provider, []).append(req)
+    transactional = {
+        name
+        for name in by_provider
+        if job.providers.get(name) is not None and is_transactional(job.providers[name])
+    }
+    conn.executemany(
+        "INSERT INTO grants (id, campaign_id, run_id, customer_id, provider, amount_minor,"
+        " value_minor, currency, state, day, created_at, issued_at, next_attempt_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r.id,
+                r.campaign_id,
+                r.run_id,
+                r.customer_id,
+                r.provider,
+                r.amount_minor,
+                r.value_minor,
+                r.currency,
+                "issued" if r.provider in transactional else "reserved",
+                day,
+                now,
+                now if r.provider in transactional else None,
+                None if r.provider in transactional else now,
+            )
+            for r in requests
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO customer_caps (campaign_id, customer_id, grants, max_grants)"
+        " VALUES (?, ?, 1, ?) ON CONFLICT (campaign_id, customer_id)"
+        " DO UPDATE SET grants = grants + 1, max_grants = excluded.max_grants",
+        [(job.campaign_id, r.customer_id, job.spec.caps.per_customer) for r in requests],
+    )
+    conn.executemany(
+        "UPDATE run_targets SET status = 'granted', reason = NULL, decided_at = ?"
+        " WHERE run_id = ? AND customer_id = ?",
+        [(now, job.run_id, r.customer_id) for r in requests],
+    )
+    events: list[tuple[str, dict[str, Any]]] = []
+    for name, reqs in by_provider.items():
+        if name not in transactional:
+            outcome.async_grants.extend(r.id for r in reqs)
+            continue
+        issued = job.providers[name].issue_batch(conn, reqs, now)
+        updates = [
+            (i.reference, i.code, i.expires_at, r.id)
+            for r, i in zip(reqs, issued, strict=True)
+            if i.reference is not None or i.code is not None or i.expires_at is not None
+        ]
+        if updates:
+            conn.executemany(
+                "UPDATE grants SET reference = ?, code = ?, expires_at = ? WHERE id = ?", updates
+            )
+        events.extend(
+            (f"reward.granted:{r.id}", granted_payload(r, i.code, i.expires_at, i.reference))
+            for r, i in zip(reqs, issued, strict=True)
+        )
+    if events:
+        enqueue_many_sync(conn, "reward.granted", events, now=now)
+    outcome.granted = len(requests)
+    outcome.spend = sum(r.value_minor for r in requests)
+
+
+def granted_payload(
+    r: GrantRequest, code: str | None, expires_at: float | None, reference: str | None
+) -> dict[str, Any]:
+    """The ``reward.granted`` event body (amounts as decimal strings)."""
+    from promod.campaigns.spec import currency_exponent
+
+    return {
+        "grant_id": r.id,
+        "campaign_id": r.campaign_id,
+        "run_id": r.run_id,
+        "customer_id": r.customer_id,
+        "provider": r.provider,
+        "amount": None
+        if r.amount_minor is None
+        else format_money(r.amount_minor, r.amount_exponent),
+        "value": format_money(r.value_minor, currency_exponent(r.currency)),
+        "currency": r.currency,
+        "code": code,
+        "expires_at": expires_at,
+        "reference": reference,
+    }

@@ -1,0 +1,159 @@
+"""Admin commands of the outbox: figures, dead letters, retry and drop.
+
+``outbox`` (viewer) answers depth, oldest pending, failures and dead letters per
+channel; ``outbox.list`` (viewer) lists deliveries of one state (default dead);
+``outbox.retry`` and ``outbox.drop`` (operator, audited) act on one delivery id
+(or, for retry, ``all`` dead letters, optionally of one ``channel``)::
+
+    -> {"cmd": "outbox.retry", "args": {"id": 42}}
+    <- {"ok": true, "result": {"retried": 1}}
+
+Command line: ``promodctl outbox``, ``outbox list [--state S]``, ``outbox retry ID|--all``,
+``outbox drop ID`` (promod.ctl.outbox).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from functools import partial
+from typing import Any
+
+from promod.admin.registry import ArgSpec, Command, CommandContext, CommandError, Role, command
+from promod.notify.deliveries import outbox_stats_sync
+
+__all__ = ["OUTBOX_COMMANDS"]
+
+STATES = ("pending", "sent", "dead", "skipped", "dropped")
+
+
+def _wake(ctx: CommandContext) -> None:
+    try:
+        from promod.actors.notifier import Wake
+
+        ctx.app.actor("notifier").tell(Wake())
+    except Exception:  # noqa: S110 - the notifier also polls; a missed wake only delays
+        pass
+
+
+@command("outbox", role=Role.VIEWER, mutating=False, summary="outbox depth, failures, dead letters")
+async def outbox_status(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = await ctx.app.db.run_sync(
+        partial(outbox_stats_sync, now=time.time()), write=False
+    )
+    return result
+
+
+def _list_sync(
+    conn: sqlite3.Connection, state: str, channel: str | None, limit: int
+) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT id, event_id, type, kind, channel, customer_id, campaign_id, state, attempts,"
+        " last_error, created_at, updated_at, next_attempt_at FROM deliveries WHERE state = ?"
+    )
+    params: list[Any] = [state]
+    if channel:
+        sql += " AND channel = ?"
+        params.append(channel)
+    sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
+    params.append(limit)
+    return [dict(row) for row in conn.execute(sql, params)]
+
+
+@command(
+    "outbox.list",
+    role=Role.VIEWER,
+    mutating=False,
+    summary="list deliveries of one state (default: dead letters)",
+    usage="outbox.list [STATE] [CHANNEL] [LIMIT]",
+    args={
+        "state": ArgSpec(str, help=" | ".join(STATES) + " (default dead)"),
+        "channel": ArgSpec(str, help="only this channel"),
+        "limit": ArgSpec(int, help="at most N rows (default 100)"),
+    },
+)
+async def outbox_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict[str, Any]]:
+    state = args.get("state", "dead")
+    if state not in STATES:
+        raise CommandError("invalid_args", f"state must be one of {', '.join(STATES)}")
+    limit = int(args.get("limit", 100))
+    if not 1 <= limit <= 10000:
+        raise CommandError("invalid_args", "limit must be between 1 and 10000")
+    rows: list[dict[str, Any]] = await ctx.app.db.run_sync(
+        partial(_list_sync, state=state, channel=args.get("channel"), limit=limit), write=False
+    )
+    return rows
+
+
+def _retry_sync(
+    conn: sqlite3.Connection, delivery_id: int | None, channel: str | None, now: float
+) -> int:
+    if delivery_id is None:
+        sql = "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+        sql += " updated_at = ?, last_error = NULL WHERE state = 'dead'"
+        params: list[Any] = [now, now]
+        if channel:
+            sql += " AND channel = ?"
+            params.append(channel)
+        return conn.execute(sql, params).rowcount
+    row = conn.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    if row is None:
+        raise CommandError("not_found", f"no delivery {delivery_id}")
+    if row[0] not in ("dead", "dropped", "pending"):
+        raise CommandError("conflict", f"delivery {delivery_id} is {row[0]}: nothing to retry")
+    conn.execute(
+        "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?,"
+        " attempts = CASE WHEN state = 'pending' THEN attempts ELSE 0 END WHERE id = ?",
+        (now, now, delivery_id),
+    )
+    return 1
+
+
+@command(
+    "outbox.retry",
+    role=Role.OPERATOR,
+    mutating=True,
+    summary="send a dead (or dropped) delivery again, or a pending one now",
+    usage="outbox.retry ID | outbox.retry all=true [CHANNEL]",
+    args={
+        "id": ArgSpec(int, help="delivery id (promodctl outbox list)"),
+        "all": ArgSpec(bool, help="every dead letter"),
+        "channel": ArgSpec(str, help="with all: only this channel's"),
+    },
+)
+async def outbox_retry(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
+    delivery_id = args.get("id")
+    if (delivery_id is None) == (not args.get("all")):
+        raise CommandError("invalid_args", "give either id or all=true")
+    count: int = await ctx.app.db.run_sync(
+        partial(_retry_sync, delivery_id=delivery_id, channel=args.get("channel"), now=time.time())
+    )
+    _wake(ctx)
+    return {"retried": count}
+
+
+def _drop_sync(conn: sqlite3.Connection, delivery_id: int, now: float) -> None:
+    row = conn.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    if row is None:
+        raise CommandError("not_found", f"no delivery {delivery_id}")
+    if row[0] not in ("dead", "pending"):
+        raise CommandError("conflict", f"delivery {delivery_id} is {row[0]}: cannot drop it")
+    conn.execute(
+        "UPDATE deliveries SET state = 'dropped', updated_at = ? WHERE id = ?", (now, delivery_id)
+    )
+
+
+@command(
+    "outbox.drop",
+    role=Role.OPERATOR,
+    mutating=True,
+    summary="give up on a dead or pending delivery for good",
+    usage="outbox.drop ID",
+    args={"id": ArgSpec(int, required=True, help="delivery id")},
+)
+async def outbox_drop(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
+    await ctx.app.db.run_sync(partial(_drop_sync, delivery_id=args["id"], now=time.time()))
+    return {"dropped": args["id"]}
+
+
+OUTBOX_COMMANDS: tuple[Command, ...] = (outbox_status, outbox_list, outbox_retry, outbox_drop)

@@ -1,0 +1,76 @@
+"""The outbox: events written in the same transaction as what causes them.
+
+Whatever happens — a grant, a cap running out, a campaign pausing — is recorded
+as one outbox event with a stable ``event_id`` inside the transaction that makes
+it happen; the notifier actor turns events into deliveries (alerts, webhooks,
+customer messages) later, so nothing is lost or sent for a rolled-back change::
+
+    enqueue_sync(conn, "cap.reached", {"campaign_id": "winback", "cap": "budget"}, now=now)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Every event type promod emits (DESIGN §6 and the [alerts] section of the config).
+EVENT_TYPES = frozenset(
+    {
+        "reward.granted",
+        "cap.reached",
+        "campaign.paused",
+        "campaign.completed",
+        "codepool.low",
+        "fraud.suspected",
+        "killswitch.engaged",
+        "clearance.required",
+        "actor.restarted",
+    }
+)
+
+
+def new_event_id() -> str:
+    return f"evt_{uuid.uuid4().hex}"
+
+
+def enqueue_sync(
+    conn: sqlite3.Connection,
+    type: str,
+    payload: Mapping[str, Any],
+    *,
+    now: float,
+    event_id: str | None = None,
+) -> str:
+    """Record one event inside the caller's open transaction; return its id.
+
+    An ``event_id`` already present is ignored (the same occurrence is recorded once).
+    """
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    event_id = event_id or new_event_id()
+    conn.execute(
+        "INSERT INTO outbox (event_id, type, payload, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        (event_id, type, json.dumps(dict(payload), separators=(",", ":")), now),
+    )
+    return event_id
+
+
+def enqueue_many_sync(
+    conn: sqlite3.Connection,
+    type: str,
+    payloads: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    now: float,
+) -> None:
+    """Record many events of one type: ``[(event_id, payload), ...]``."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    conn.executemany(
+        "INSERT INTO outbox (event_id, type, payload, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        [(eid, type, json.dumps(dict(p), separators=(",", ":")), now) for eid, p in payloads],
+    )

@@ -1,0 +1,192 @@
+"""Unsubscribe links and the suppression list.
+
+Every campaign message carries ``List-Unsubscribe`` (RFC 2369) and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) pointing at
+``{http.public_url}/v1/unsubscribe?token=TOKEN``. The token names the customer
+and the consent the message relied on, signed with HMAC-SHA256 under a key kept
+in the ``meta`` table (``unsubscribe_key``, made on first use), so links keep
+working across restarts and cannot be forged for another customer::
+
+    key = unsubscribe_key_sync(conn)
+    token = make_unsubscribe_token(key, "c42", "marketing_email")
+    verify_unsubscribe_token(key, token)          # ("c42", "marketing_email")
+    record_unsubscribe_sync(conn, "c42", "marketing_email", now=time.time())
+
+``record_unsubscribe_sync`` withdraws the consent (time and source recorded in
+``customer_consents``) and suppresses the customer's address. Bounces are
+recorded with :func:`suppress_sync` (reason ``bounced``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+__all__ = [
+    "SUPPRESSION_REASONS",
+    "InvalidToken",
+    "is_suppressed_sync",
+    "make_unsubscribe_token",
+    "record_unsubscribe_sync",
+    "suppress_sync",
+    "unsubscribe_key_sync",
+    "unsubscribe_url",
+    "verify_unsubscribe_token",
+]
+
+META_KEY = "unsubscribe_key"
+SUPPRESSION_REASONS = ("bounced", "unsubscribed", "complained", "manual")
+
+
+class InvalidToken(ValueError):
+    """An unsubscribe token that is malformed or not signed with this daemon's key."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def make_unsubscribe_token(key: bytes, customer_id: str, consent: str | None) -> str:
+    """``PAYLOAD.SIGNATURE`` (URL-safe); the payload holds customer id and consent."""
+    payload = json.dumps([customer_id, consent], separators=(",", ":")).encode()
+    body = _b64(payload)
+    sig = hmac.new(key, body.encode(), hashlib.sha256).digest()[:16]
+    return f"{body}.{_b64(sig)}"
+
+
+def verify_unsubscribe_token(key: bytes, token: str) -> tuple[str, str | None]:
+    """``(customer_id, consent)`` of a genuine token; InvalidToken otherwise."""
+    body, dot, sig = token.partition(".")
+    if not dot or not body or not sig:
+        raise InvalidToken("malformed unsubscribe token")
+    expected = hmac.new(key, body.encode(), hashlib.sha256).digest()[:16]
+    try:
+        given = _unb64(sig)
+        payload = json.loads(_unb64(body))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidToken("malformed unsubscribe token") from None
+    if not hmac.compare_digest(expected, given):
+        raise InvalidToken("unsubscribe token signature does not match")
+    if (
+        not isinstance(payload, list)
+        or len(payload) != 2
+        or not isinstance(payload[0], str)
+        or not (payload[1] is None or isinstance(payload[1], str))
+    ):
+        raise InvalidToken("malformed unsubscribe token")
+    return payload[0], payload[1]
+
+
+def unsubscribe_url(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}/v1/unsubscribe?token={quote(token, safe='')}"
+
+
+def unsubscribe_key_sync(conn: sqlite3.Connection) -> bytes:
+    """The daemon's unsubscribe HMAC key (32 random bytes in ``meta``, made once)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (META_KEY, secrets.token_hex(32)),
+        )
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
+    return bytes.fromhex(row[0])
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def suppress_sync(
+    conn: sqlite3.Connection,
+    address: str,
+    reason: str,
+    *,
+    source: str,
+    now: float,
+    customer_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Add (or refresh) ``address`` on the suppression list."""
+    if reason not in SUPPRESSION_REASONS:
+        raise ValueError(f"unknown suppression reason {reason!r}")
+    conn.execute(
+        "INSERT INTO suppressions (address, reason, source, customer_id, detail, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET"
+        " reason = excluded.reason, source = excluded.source,"
+        " customer_id = coalesce(excluded.customer_id, customer_id),"
+        " detail = excluded.detail, created_at = excluded.created_at",
+        (address.strip().lower(), reason, source, customer_id, detail, now),
+    )
+
+
+def is_suppressed_sync(
+    conn: sqlite3.Connection, address: str, customer_id: str | None, consent: str | None
+) -> str | None:
+    """The suppression reason for ``address``, or None when a message may go there.
+
+    An ``unsubscribed`` entry no longer counts once ``consent`` was granted again
+    after it.
+    """
+    row = conn.execute(
+        "SELECT reason, created_at FROM suppressions WHERE address = ?",
+        (address.strip().lower(),),
+    ).fetchone()
+    if row is None:
+        return None
+    reason, created_at = str(row[0]), float(row[1])
+    if reason == "unsubscribed" and customer_id and consent:
+        granted = conn.execute(
+            "SELECT granted, updated_at FROM customer_consents"
+            " WHERE customer_id = ? AND consent = ?",
+            (customer_id, consent),
+        ).fetchone()
+        if granted is not None and granted[0] and str(granted[1]) > _iso(created_at):
+            return None
+    return reason
+
+
+def record_unsubscribe_sync(
+    conn: sqlite3.Connection,
+    customer_id: str,
+    consent: str | None,
+    *,
+    now: float,
+    source: str = "unsubscribe",
+) -> bool:
+    """Withdraw ``consent`` and suppress the customer's address; False if no such customer.
+
+    Idempotent: a second click changes nothing but the suppression's time.
+    """
+    row = conn.execute("SELECT email FROM customers WHERE id = ?", (customer_id,)).fetchone()
+    if row is None:
+        return False
+    if consent:
+        conn.execute(
+            "INSERT INTO customer_consents (customer_id, consent, granted, updated_at, source)"
+            " VALUES (?, ?, 0, ?, ?) ON CONFLICT (customer_id, consent) DO UPDATE SET"
+            " updated_at = CASE WHEN granted = 0 THEN updated_at ELSE excluded.updated_at END,"
+            " granted = 0, source = excluded.source",
+            (customer_id, consent, _iso(now), source),
+        )
+    if row[0]:
+        suppress_sync(
+            conn,
+            str(row[0]),
+            "unsubscribed",
+            source=source,
+            now=now,
+            customer_id=customer_id,
+            detail=consent,
+        )
+    return True

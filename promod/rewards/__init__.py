@@ -1,0 +1,1 @@
+"""Rewards: the provider protocols and the built-in providers."""

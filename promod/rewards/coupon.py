@@ -1,0 +1,31 @@
+"""The built-in ``coupon`` provider: one shared code, named in the campaign spec.
+
+Every customer of the campaign receives the same ``reward.code``; nothing is
+stored besides the grant itself, so it never runs out (caps limit it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from promod.rewards.provider import GrantRequest, IssuedReward
+
+
+class Coupon:
+    """Hands out ``reward.code``."""
+
+    name = "coupon"
+    transactional = True
+
+    def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:
+        return None
+
+    def issue_batch(
+        self, conn: sqlite3.Connection, grants: Sequence[GrantRequest], now: float
+    ) -> list[IssuedReward]:
+        return [IssuedReward(code=str(g.options["code"])) for g in grants]
+
+    def revoke_sync(self, conn: sqlite3.Connection, grant: GrantRequest) -> None:
+        """A shared code cannot be taken back from one customer; nothing to do."""

@@ -1,0 +1,333 @@
+"""pytest fixtures for plugin authors: a real promod daemon with your plugin registered.
+
+``promod_factory(...)`` writes a fresh ``promod init`` directory, registers the
+plugins you name, starts ``promod run`` as a subprocess and waits until it says
+``READY=1``; every daemon it made is killed at the end of the test.
+``promod_daemon`` is one such daemon with the defaults (the installed ``promod``
+entry points, which is how a pip-installed plugin is found)::
+
+    def test_my_provider_is_registered(promod_daemon):
+        plugins = {p["name"]: p for p in promod_daemon.call("plugins")}
+        assert "provider:my_voucher" in plugins["my_voucher"]["registers"]
+
+    def test_with_a_module(promod_factory):
+        d = promod_factory(plugins=["my_plugin"], env={"MY_KEY": "x"})
+        d.call("campaign.apply", {...})          # any admin command, as admin
+
+The fixtures are a pytest plugin that promod registers (entry point ``pytest11``);
+with ``-p no:promod`` or an older install, add ``pytest_plugins = ["promod.testing"]``
+to your top-level ``conftest.py``. A subprocess (not a thread) keeps the daemon's
+signal handling, logging and start-up exactly as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+__all__ = ["PromodDaemon", "promod_daemon", "promod_factory", "start_promod"]
+
+_SOCKET_ROOM = 100  # AF_UNIX paths are limited to 108 bytes
+
+
+class _NotifyListener:
+    """Collects sd_notify datagrams the daemon sends to ``NOTIFY_SOCKET``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+        self.messages: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.extend(data.decode(errors="replace").splitlines())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self.sock.close()
+
+
+class PromodDaemon:
+    """One daemon: its directory, config, process, logs and admin socket."""
+
+    def __init__(self, root: Path, env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.config_path = root / "promod.toml"
+        self.socket = root / "admin.sock"
+        self.log_path = root / "daemon.log"
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._notify: _NotifyListener | None = None
+        self._starts = 0
+
+    # -- process --------------------------------------------------------------------
+
+    def start(self, timeout: float = 20.0) -> PromodDaemon:
+        """Start ``promod run`` and wait for ``READY=1`` (raises with the log if it fails)."""
+        if self._notify is not None:
+            self._notify.close()
+        self._notify = _NotifyListener(self.root / f"notify{self._starts}.sock")
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in [*self.env.get("PYTHONPATH", "").split(os.pathsep), *sys.path] if p
+            ),
+            **{k: v for k, v in self.env.items() if k != "PYTHONPATH"},
+            "NOTIFY_SOCKET": str(self._notify.path),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("PROMOD_CONFIG", None)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "promod", "run", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.root,
+            )
+        self._starts += 1
+        deadline = time.monotonic() + timeout
+        while "READY=1" not in self._notify.messages:
+            code = self.proc.poll()
+            if code is not None:
+                raise RuntimeError(f"promod exited with {code} before it was ready:\n{self.logs()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"promod not ready within {timeout}s:\n{self.logs()}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM and wait; the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def restart(self, timeout: float = 20.0) -> PromodDaemon:
+        self.stop()
+        return self.start(timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        self.kill()
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+
+    # -- talking to it --------------------------------------------------------------
+
+    def call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+        """Run an admin command; its result, or ``promod.ctl.client.CommandError``."""
+        from promod.ctl.client import AdminClient
+
+        with AdminClient(self.socket, timeout=timeout) as client:
+            return client.call(cmd, args)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """``promodctl --socket ... ARGS`` as a subprocess (output as text)."""
+        return subprocess.run(
+            [sys.executable, "-m", "promod.ctl.main", "--socket", str(self.socket), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    @property
+    def http_url(self) -> str | None:
+        """``http://HOST:PORT`` of the HTTP API (bound to an ephemeral port), or None."""
+        bound = self.call("status").get("http")
+        return f"http://{bound}" if bound else None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The daemon's JSON log lines, parsed."""
+        events = []
+        for line in self.logs().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
+    ) -> Any:
+        """Poll ``predicate`` until it returns something truthy; that value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            time.sleep(interval)
+
+
+def _instance_dir() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="promod-"))
+    if len(str(root / "notify00.sock")) > _SOCKET_ROOM:
+        shutil.rmtree(root)
+        root = Path(tempfile.mkdtemp(prefix="pm", dir="/tmp"))
+    return root
+
+
+def _plugin_files(root: Path, plugins: Iterable[str | Path | ModuleType]) -> Path | None:
+    """Put every plugin where ``plugins.dirs`` finds it: a file each."""
+    target = root / "plugins"
+    made = False
+    for plugin in plugins:
+        target.mkdir(exist_ok=True)
+        made = True
+        if isinstance(plugin, Path):
+            if not plugin.is_file():
+                raise ValueError(f"{plugin}: a plugin path must be a .py file")
+            shutil.copyfile(plugin, target / plugin.name)
+            continue
+        name = plugin.__name__ if isinstance(plugin, ModuleType) else plugin
+        stem = name.replace(".", "_")
+        # A shim that registers the module's promod_* hook implementations.
+        (target / f"{stem}.py").write_text(
+            f'"""Registers {name} for a test."""\n'
+            "import importlib\n\n"
+            f"_plugin = importlib.import_module({name!r})\n"
+            "globals().update(\n"
+            "    {k: v for k, v in vars(_plugin).items() if k.startswith('promod_')}\n"
+            ")\n"
+            "__version__ = getattr(_plugin, '__version__', None)\n"
+        )
+    return target if made else None
+
+
+def _literal(text: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: text
+
+
+def start_promod(
+    *,
+    plugins: Iterable[str | Path | ModuleType] = (),
+    disable: Iterable[str] = (),
+    config: str | None = None,
+    edits: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    clock: float | None = None,
+    start: bool = True,
+    timeout: float = 20.0,
+) -> PromodDaemon:
+    """Make (and start) a daemon from a fresh ``promod init`` directory.
+
+    plugins: module names, modules or ``.py`` files to register through ``plugins.dirs``
+        (installed entry points are registered anyway; don't name those twice).
+    disable: plugin names for ``plugins.disable``.
+    config: TOML appended to ``promod.toml`` (new sections: channels, crm, ...).
+    edits: ``{regex: line}`` replacing the first matching line of ``promod.toml``.
+    env: extra environment (API keys of your plugin, say).
+    clock: start a manual test clock at this epoch (``PROMOD_TEST_CLOCK``).
+    """
+    from promod.initdir import init_directory
+
+    root = _instance_dir()
+    daemon = PromodDaemon(root, env={**(env or {})})
+    try:
+        init_directory(root)
+        if clock is not None:
+            daemon.env["PROMOD_TEST_CLOCK"] = repr(float(clock))
+        _write_config(daemon, plugins, disable, config, edits)
+        if start:
+            daemon.start(timeout=timeout)
+    except BaseException:
+        # The exception carries the daemon's log; nothing is left behind.
+        daemon.close()
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return daemon
+
+
+def _write_config(
+    daemon: PromodDaemon,
+    plugins: Iterable[str | Path | ModuleType],
+    disable: Iterable[str],
+    config: str | None,
+    edits: Mapping[str, str] | None,
+) -> None:
+    text = daemon.config_path.read_text()
+    replacements = {r'^listen = "127\.0\.0\.1:8470"': 'listen = "127.0.0.1:0"'}
+    plugin_dir = _plugin_files(daemon.root, plugins)
+    if plugin_dir is not None:
+        replacements[r"^dirs = \[\]"] = f"dirs = [{json.dumps(str(plugin_dir))}]"
+    disabled = list(disable)
+    if disabled:
+        replacements[r"^disable = \[\]"] = f"disable = {json.dumps(disabled)}"
+    replacements.update(edits or {})
+    for pattern, line in replacements.items():
+        text, n = re.subn(pattern, _literal(line), text, count=1, flags=re.MULTILINE)
+        if n != 1:
+            raise ValueError(f"no line matching {pattern!r} in promod.toml")
+    if config:
+        text += "\n" + config + "\n"
+    daemon.config_path.write_text(text)
+
+
+@pytest.fixture
+def promod_factory() -> Iterator[Callable[..., PromodDaemon]]:
+    """``promod_factory(**start_promod_arguments)`` → a running PromodDaemon."""
+    made: list[PromodDaemon] = []
+
+    def make(*, start: bool = True, timeout: float = 20.0, **kwargs: Any) -> PromodDaemon:
+        daemon = start_promod(start=False, timeout=timeout, **kwargs)
+        made.append(daemon)
+        if start:
+            daemon.start(timeout=timeout)
+        return daemon
+
+    yield make
+    for daemon in made:
+        daemon.close()
+        shutil.rmtree(daemon.root, ignore_errors=True)
+
+
+@pytest.fixture
+def promod_daemon(promod_factory: Callable[..., PromodDaemon]) -> PromodDaemon:
+    """A running daemon with the installed plugins and the sample config."""
+    return promod_factory()
