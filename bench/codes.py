@@ -72,9 +72,8 @@ async def bench_promod(directory: Path, count: int, batch: int) -> tuple[float, 
         t0 = time.perf_counter()
         await db.run_sync(load)
         load_s = time.perf_counter() - t0
-        print(
-            f"generate + load   {count:>9,} codes  {load_s:7.2f} s  {count / load_s:>10,.0f} codes/s"
-        )
+        rate = count / load_s
+        print(f"generate + load   {count:>9,} codes  {load_s:7.2f} s  {rate:>10,.0f} codes/s")
 
         provider = CodePoolProvider()
         t0 = time.perf_counter()
@@ -137,6 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="promod-bench-codes-") as tmp:
         directory = Path(tmp)
         _load_s, alloc_s = anyio.run(bench_promod, directory, ns.codes, ns.batch)
+        print(f"peak RSS after the promod part: {_rss_mib():.0f} MiB")
         raw_s = bench_raw(directory, ns.codes, ns.batch)
     print(f"promod / raw allocation speed: {raw_s / alloc_s:.2f}")
     print(f"peak RSS: {_rss_mib():.0f} MiB")

@@ -41,6 +41,7 @@ DESIGN_SECTIONS = [
     "[policy]",
     "[policy.budgets]",
     "[fraud]",
+    "[ledger]",
     "[crm.main]",
 ]
 

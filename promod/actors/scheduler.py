@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from promod.actors.base import Actor
+from promod.actors.clearance import RunsChanged
 from promod.actors.ledger import ProcessDue
 from promod.actors.messages import Inspect
 from promod.campaigns import store as campaigns
@@ -80,6 +81,11 @@ class SchedulerActor(Actor):
         started = await self.app.db.run_sync(lambda conn: self._start_runs(conn, now))
         for campaign_id, run_id in started:
             log.info("run_started", campaign=campaign_id, run=run_id)
+        if started:
+            try:
+                self.app.actor("clearance").tell(RunsChanged())
+            except Exception:  # restarting: it looks at the store when it starts
+                log.warning("clearance_not_told", runs=[r for _, r in started])
         ledger = self.app.actor("ledger")
         await ledger.send(ProcessDue())
 
@@ -93,12 +99,35 @@ class SchedulerActor(Actor):
         started = []
         due = conn.execute(
             "SELECT id FROM campaigns WHERE state IN ('scheduled', 'running')"
-            " AND next_run_at IS NOT NULL AND next_run_at <= ?",
-            (now,),
+            " AND next_run_at IS NOT NULL AND next_run_at <= ? + ?",
+            (now, MAX_CLEARANCE_LEAD),
         ).fetchall()
         for (campaign_id,) in due:
             campaign = campaigns.get_sync(conn, campaign_id)
             if campaign is None or campaigns.active_run_sync(conn, campaign_id) is not None:
+                continue
+            assert campaign.next_run_at is not None
+            if needs_clearance(campaign):
+                # The site approves the target list before execution: snapshot it
+                # ``lead`` ahead of the run's time; the clearance actor takes over.
+                if campaign.next_run_at - campaign.spec.clearance.lead > now:
+                    continue
+                run_id = create_run_sync(
+                    conn,
+                    campaign_id,
+                    campaign.version,
+                    campaign.spec,
+                    now=now,
+                    pilot=campaign.pilot,
+                    clearance_deadline=max(campaign.next_run_at, now),
+                )
+                conn.execute(
+                    "UPDATE campaigns SET next_run_at = NULL, updated_at = ? WHERE id = ?",
+                    (now, campaign_id),
+                )
+                started.append((campaign_id, run_id))
+                continue
+            if campaign.next_run_at > now:
                 continue
             end = campaign.spec.schedule.end
             if end is not None and end.timestamp() <= now:
@@ -120,9 +149,27 @@ class SchedulerActor(Actor):
         return started
 
 
+# Clearance leads longer than this are not looked ahead for (a week).
+MAX_CLEARANCE_LEAD = 7 * 86400.0
+
+
+def needs_clearance(campaign: campaigns.CampaignRow) -> bool:
+    return campaign.spec.clearance.required and campaign.spec.kind != "live_action"
+
+
 def next_wake_sync(conn: sqlite3.Connection, now: float) -> float | None:
     """The earliest future moment the timeline has anything to do."""
-    candidates = [
+    clearance_starts = []
+    for (campaign_id,) in conn.execute(
+        "SELECT id FROM campaigns WHERE state IN ('scheduled', 'running')"
+        " AND next_run_at IS NOT NULL AND json_extract(spec, '$.clearance.required') = 1"
+    ).fetchall():
+        campaign = campaigns.get_sync(conn, campaign_id)
+        if campaign is not None and campaign.next_run_at is not None and needs_clearance(campaign):
+            start = campaign.next_run_at - campaign.spec.clearance.lead
+            if start > now:
+                clearance_starts.append(start)
+    candidates = [*clearance_starts] + [
         row[0]
         for row in conn.execute(
             "SELECT min(next_run_at) FROM campaigns WHERE state IN ('scheduled', 'running')"

@@ -241,17 +241,33 @@ def create_run_sync(
     *,
     now: float,
     pilot: str | None = None,
+    clearance_deadline: float | None = None,
 ) -> int:
-    """Snapshot the target list into a new run; return the run id."""
+    """Snapshot the target list into a new run; return the run id.
+
+    A live-action campaign's run starts empty: its triggers add targets as they
+    fire. With ``clearance_deadline`` the run waits for the site's approval: its
+    targets are ``awaiting`` and the run is in state ``clearance`` until then; due
+    times count from the deadline (the campaign's start).
+    """
     (seq,) = conn.execute(
         "SELECT coalesce(max(seq), 0) + 1 FROM runs WHERE campaign_id = ?", (campaign_id,)
     ).fetchone()
     seed = run_seed(campaign_id, version, seq)
-    plan = plan_targets(conn, campaign_id, spec, now=now, seed=seed, pilot=pilot)
+    if spec.kind == "live_action":
+        plan = Plan()
+    else:
+        start = now if clearance_deadline is None else clearance_deadline
+        plan = plan_targets(conn, campaign_id, spec, now=start, seed=seed, pilot=pilot)
+    if clearance_deadline is not None:
+        state = "clearance"
+        plan.status = ["awaiting" if s == "pending" else s for s in plan.status]
+    else:
+        state = "pilot" if pilot else "running"
     cur = conn.execute(
-        "INSERT INTO runs (campaign_id, seq, version, state, as_of, started_at, seed, targeted)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (campaign_id, seq, version, "pilot" if pilot else "running", now, now, seed, plan.targeted),
+        "INSERT INTO runs (campaign_id, seq, version, state, as_of, started_at, seed, targeted,"
+        " clearance_deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (campaign_id, seq, version, state, now, now, seed, plan.targeted, clearance_deadline),
     )
     run_id = cur.lastrowid
     assert run_id is not None

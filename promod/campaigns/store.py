@@ -166,10 +166,6 @@ async def launch(db: Database, campaign_id: str, *, now: float, pilot: str | Non
             raise CampaignError(
                 "conflict", f"campaign {campaign_id!r} is {current.state}, not draft"
             )
-        if current.spec.kind == "live_action":
-            raise CampaignError(
-                "conflict", "live_action campaigns are not supported by this promod yet"
-            )
         end = current.spec.schedule.end
         if end is not None and end.timestamp() <= now:
             raise CampaignError("conflict", "the campaign's schedule.end has passed")
@@ -321,6 +317,10 @@ def finish_run_if_done_sync(
     counts = {r[0]: r[1] for r in left}
     if counts.get("pending"):
         return None
+    if campaign.spec.kind == "live_action":
+        end = campaign.spec.schedule.end
+        if end is None or end.timestamp() > now:
+            return None  # a live run stays open for triggers until the campaign ends
     if counts.get("held"):
         if campaign.state == "running":
             pause_sync(conn, campaign.id, "pilot", now=now)

@@ -231,7 +231,12 @@ async def codes_import_chunk(ctx: CommandContext, args: dict[str, Any]) -> dict[
 async def codes_import_commit(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     session = _session(args)
     now = _now(ctx)
-    return await _run(ctx, partial(code_imports.commit_import, session=session, now=now))
+    try:
+        return await _run(ctx, partial(code_imports.commit_import, session=session, now=now))
+    except CommandError:
+        # The refusal rolled the commit back: drop the staged rows on their own.
+        await _run(ctx, partial(code_imports.abort_import, session=session))
+        raise
 
 
 @command(

@@ -210,7 +210,11 @@ def abort_import(conn: sqlite3.Connection, session: ImportSession) -> None:
 
 
 def commit_import(conn: sqlite3.Connection, session: ImportSession, now: float) -> dict[str, Any]:
-    """Write every staged code in this transaction, or raise ImportRefused (nothing written)."""
+    """Write every staged code in this transaction, or raise ImportRefused (nothing written).
+
+    After a refusal the caller drops the staged rows with :func:`abort_import` (the
+    refusal rolls this transaction back).
+    """
     _SESSIONS.pop(session.import_id, None)
     iid = session.import_id
     errors = list(session.errors)
@@ -244,7 +248,6 @@ def commit_import(conn: sqlite3.Connection, session: ImportSession, now: float) 
                 }
             )
     if count:
-        _discard(conn, iid)
         errors.sort(key=lambda e: int(e["line"]))
         raise ImportRefused(
             f"{count} invalid row(s); nothing imported", errors[:MAX_REPORTED], count

@@ -27,7 +27,12 @@ from promod.campaigns.spec import CampaignSpec, Reward
 from promod.ledger.caps import CapBook, Limits, Refusal
 from promod.ledger.killswitch import is_engaged_sync
 from promod.notify.outbox import enqueue_many_sync, enqueue_sync
-from promod.rewards.provider import GrantRequest, is_transactional
+from promod.rewards.provider import (
+    GrantRequest,
+    OutOfInventory,
+    RewardRejected,
+    is_transactional,
+)
 from promod.units import format_money
 
 Eligibility = Callable[[str, CampaignSpec], list[str]]
@@ -74,6 +79,14 @@ class BatchOutcome:
     paused_until: float | None = None
     async_grants: list[int] = field(default_factory=list)
     spend: int = 0
+
+
+class _Refused(Exception):
+    """A transactional provider refused some customers of the batch (by customer id)."""
+
+    def __init__(self, customers: dict[str, str]) -> None:
+        super().__init__(f"{len(customers)} grants refused by the provider")
+        self.customers = customers
 
 
 def local_day(ts: float, tz: str) -> str:
@@ -211,13 +224,14 @@ def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOut
         outcome.halted = "kill_switch"
         return outcome
     rows = conn.execute(
-        "SELECT customer_id FROM run_targets WHERE run_id = ? AND status = 'pending'"
+        "SELECT customer_id, rank FROM run_targets WHERE run_id = ? AND status = 'pending'"
         " AND due_at <= ? ORDER BY due_at, rank LIMIT ?",
         (job.run_id, now, job.batch_size),
     ).fetchall()
     if not rows:
         return outcome
     ids = [r[0] for r in rows]
+    ranks = {r[0]: r[1] for r in rows}
     spec = job.spec
     day = local_day(now, spec.timezone)
     site_day = local_day(now, job.site_timezone)
@@ -245,7 +259,30 @@ def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOut
             granted.append((cid, reward))
     outcome.processed = len(granted) + len(refused)
 
-    _write(conn, job, now, day, granted, refused, book, outcome)
+    conn.execute("SAVEPOINT grant_batch")
+    try:
+        _write(conn, job, now, day, granted, refused, book, outcome, ranks)
+    except _Refused as exc:
+        # The provider refused some grants (a customer already holding a code of the
+        # series): undo the batch, refuse those customers, decide the batch again.
+        conn.execute("ROLLBACK TO grant_batch")
+        conn.execute("RELEASE grant_batch")
+        conn.executemany(
+            "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
+            " WHERE run_id = ? AND rank = ?",
+            [(reason, now, job.run_id, ranks[cid]) for cid, reason in exc.customers.items()],
+        )
+        again = grant_batch(conn, job, now)
+        again.refused.update(exc.customers.values())
+        again.processed += len(exc.customers)
+        return again
+    except OutOfInventory:
+        conn.execute("ROLLBACK TO grant_batch")
+        conn.execute("RELEASE grant_batch")
+        outcome = BatchOutcome(halted="no_inventory")
+        outcome.cap = Refusal("inventory", "lifetime", "inventory", "", "")
+        return outcome
+    conn.execute("RELEASE grant_batch")
 
     if outcome.halted in ("cap", "daily_cap") and outcome.cap is not None:
         period = outcome.cap.period if outcome.halted == "daily_cap" else "lifetime"
@@ -272,12 +309,13 @@ def _write(
     refused: list[tuple[str, str]],
     book: CapBook,
     outcome: BatchOutcome,
+    ranks: dict[str, int],
 ) -> None:
     if refused:
         conn.executemany(
             "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
-            " WHERE run_id = ? AND customer_id = ?",
-            [(reason, now, job.run_id, cid) for cid, reason in refused],
+            " WHERE run_id = ? AND rank = ?",
+            [(reason, now, job.run_id, ranks[cid]) for cid, reason in refused],
         )
         outcome.refused.update(reason for _, reason in refused)
     if not granted:
@@ -339,15 +377,22 @@ def _write(
     )
     conn.executemany(
         "UPDATE run_targets SET status = 'granted', reason = NULL, decided_at = ?"
-        " WHERE run_id = ? AND customer_id = ?",
-        [(now, job.run_id, r.customer_id) for r in requests],
+        " WHERE run_id = ? AND rank = ?",
+        [(now, job.run_id, ranks[r.customer_id]) for r in requests],
     )
     events: list[tuple[str, dict[str, Any]]] = []
     for name, reqs in by_provider.items():
         if name not in transactional:
             outcome.async_grants.extend(r.id for r in reqs)
             continue
-        issued = job.providers[name].issue_batch(conn, reqs, now)
+        try:
+            issued = job.providers[name].issue_batch(conn, reqs, now)
+        except RewardRejected as exc:
+            by_id = {r.id: r.customer_id for r in reqs}
+            refused_ids: dict[int, str] = dict(getattr(exc, "refused", None) or {})
+            if not refused_ids:
+                raise
+            raise _Refused({by_id[i]: reason for i, reason in refused_ids.items()}) from exc
         updates = [
             (i.reference, i.code, i.expires_at, r.id)
             for r, i in zip(reqs, issued, strict=True)

@@ -285,6 +285,11 @@ def check_sync(path: Path) -> list[str]:
 
 T = TypeVar("T")
 
+# Grant batches dirty pages all over the customer indexes: checkpoint the WAL
+# every ~40 MiB rather than every 4 MiB, and keep 64 MiB of pages cached.
+WAL_AUTOCHECKPOINT = 10_000  # pages
+CACHE_SIZE = -65_536  # KiB
+
 
 def _connect_worker(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -292,6 +297,8 @@ def _connect_worker(path: Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+    conn.execute(f"PRAGMA cache_size = {CACHE_SIZE}")
     return conn
 
 
@@ -350,6 +357,8 @@ class Database:
             conn.row_factory = sqlite3.Row
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            await conn.execute(f"PRAGMA cache_size = {CACHE_SIZE}")
             await conn.execute("PRAGMA synchronous = FULL")
             await conn.execute("PRAGMA foreign_keys = ON")
             found = await db.schema_version()

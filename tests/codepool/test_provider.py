@@ -71,9 +71,7 @@ async def test_one_code_of_a_series_per_customer_across_campaigns(db: Database) 
     issued = await db.run_sync(partial(provider.issue_batch, grants=rest, now=T0))
     assert len(issued) == 2
     # Another series is fine for alice; two grants of one customer in one batch are not.
-    await db.run_sync(
-        partial(provider.issue_batch, grants=[grant(5, "alice", "OTHER")], now=T0)
-    )
+    await db.run_sync(partial(provider.issue_batch, grants=[grant(5, "alice", "OTHER")], now=T0))
     with pytest.raises(SeriesDuplicate) as err:
         await db.run_sync(
             partial(
@@ -111,9 +109,7 @@ async def test_exhausted_pool_writes_nothing(db: Database) -> None:
     assert (err.value.pool, err.value.available, err.value.needed) == ("P", 3, 5)
     assert await db.run_sync(partial(provider.available, options={"pool": "P"})) == 3
     with pytest.raises(PoolExhausted):
-        await db.run_sync(
-            partial(provider.issue_batch, grants=[grant(9, pool="NOPE")], now=T0)
-        )
+        await db.run_sync(partial(provider.issue_batch, grants=[grant(9, pool="NOPE")], now=T0))
     assert await db.run_sync(partial(provider.available, options={"pool": "NOPE"})) == 0
 
 
@@ -121,9 +117,7 @@ async def test_exhausted_pool_writes_nothing(db: Database) -> None:
 async def test_expired_codes_are_not_handed_out(db: Database) -> None:
     await fill(db, "P", 2, expires_at=T0 + 10)
     await fill(db, "P", 1)
-    issued = await db.run_sync(
-        partial(provider.issue_batch, grants=[grant(1)], now=T0 + 20)
-    )
+    issued = await db.run_sync(partial(provider.issue_batch, grants=[grant(1)], now=T0 + 20))
     assert issued[0].expires_at is None
     with pytest.raises(PoolExhausted):
         await db.run_sync(partial(provider.issue_batch, grants=[grant(2)], now=T0 + 20))
@@ -159,9 +153,7 @@ async def test_revoke_sync_and_report(db: Database) -> None:
     await db.run_sync(partial(provider.revoke_sync, grant=grants[0]))
     row = await db.fetchone("SELECT state FROM codes WHERE code = ?", (issued[0].code,))
     assert row is not None and row[0] == "revoked"
-    await db.execute(
-        "UPDATE codes SET state = 'redeemed' WHERE code = ?", (issued[1].code,)
-    )
+    await db.execute("UPDATE codes SET state = 'redeemed' WHERE code = ?", (issued[1].code,))
     report = await db.run_sync(partial(codes_report, campaign_id="xmas"), write=False)
     assert report == {"issued_codes": 4, "redemptions": 1, "redemption_rate": 0.25}
     assert await db.run_sync(partial(codes_report, campaign_id="none"), write=False) == {}

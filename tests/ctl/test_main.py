@@ -211,7 +211,7 @@ def test_resolve_socket_precedence(tmp_path: Path) -> None:
 
 
 @command(
-    "campaign.pause",
+    "demo.pause",
     role=Role.OPERATOR,
     mutating=True,
     summary="pause",
@@ -225,20 +225,20 @@ def test_a_new_subcommand_is_one_table_row(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     row = CtlCommand(
-        "campaign pause",
+        "demo pause",
         "pause a running campaign",
         params=(param("campaign"), param("--reason")),
     )
-    assert row.command == "campaign.pause"
+    assert row.command == "demo.pause"
     ns = build_parser([*ctl.COMMANDS, row]).parse_args(
-        ["campaign", "pause", "w-30", "--reason", "x"]
+        ["demo", "pause", "w-30", "--reason", "x"]
     )
     assert ns.ctl_command is row
     assert row.request_args(ns) == {"campaign": "w-30", "reason": "x"}
 
     daemon.app.commands.register(campaign_pause)
     monkeypatch.setattr(ctl, "COMMANDS", (*ctl.COMMANDS, row))
-    assert run(daemon, "--json", "campaign", "pause", "winback-30d") == 0
+    assert run(daemon, "--json", "demo", "pause", "winback-30d") == 0
     assert json.loads(capsys.readouterr().out) == {"paused": "winback-30d", "reason": None}
-    assert run(daemon, "campaign") == 2
-    assert [r["command"] for r in daemon.audit()] == ["campaign.pause"]
+    assert run(daemon, "demo") == 2
+    assert [r["command"] for r in daemon.audit()] == ["demo.pause"]

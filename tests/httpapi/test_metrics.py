@@ -66,12 +66,12 @@ async def test_metrics_cover_grants_refusals_spend_outbox_actors_latency(
             )
         await conn.executemany(
             "INSERT INTO run_targets (run_id, customer_id, rank, due_at, status, reason)"
-            " VALUES (1, ?, 0, 0, ?, ?)",
+            " VALUES (1, ?, ?, 0, ?, ?)",
             [
-                ("a", "refused", "cap:budget"),
-                ("b", "refused", "cap:budget"),
-                ("c", "refused", "frequency"),
-                ("d", "granted", None),
+                ("a", 0, "refused", "cap:budget"),
+                ("b", 1, "refused", "cap:budget"),
+                ("c", 2, "refused", "frequency"),
+                ("d", 3, "granted", None),
             ],
         )
         await conn.executemany(

@@ -31,8 +31,10 @@ CREATE TABLE runs (
     campaign_id TEXT NOT NULL REFERENCES campaigns (id),
     seq         INTEGER NOT NULL,             -- 1, 2, ... within the campaign
     version     INTEGER NOT NULL,             -- the campaign version it executes
-    state       TEXT NOT NULL CHECK (state IN ('pilot', 'running', 'completed', 'stopped')),
+    state       TEXT NOT NULL CHECK (state IN
+                ('clearance', 'pilot', 'running', 'completed', 'stopped')),
     as_of       REAL NOT NULL,                -- the time the target list was computed for
+    clearance_deadline REAL,                  -- clearance runs: when answers stop counting
     started_at  REAL NOT NULL,
     finished_at REAL,
     seed        INTEGER NOT NULL,             -- the random order of this run's audience
@@ -42,17 +44,24 @@ CREATE TABLE runs (
 
 -- The run's target list: every customer of the segment, in rank order, with the
 -- moment their reward is due (local-time delivery) and what became of them.
+-- Keyed by rank, so granting in rank order writes neighbouring pages.
+-- status: awaiting (clearance not yet answered), held (pilot), pending (to be
+-- decided by the ledger), granted, refused.
 CREATE TABLE run_targets (
     run_id      INTEGER NOT NULL REFERENCES runs (id),
-    customer_id TEXT NOT NULL,
     rank        INTEGER NOT NULL,
+    customer_id TEXT NOT NULL,
     due_at      REAL NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('held', 'pending', 'granted', 'refused')),
+    status      TEXT NOT NULL CHECK (status IN
+                ('awaiting', 'held', 'pending', 'granted', 'refused')),
     reason      TEXT,                         -- why refused
     decided_at  REAL,
-    PRIMARY KEY (run_id, customer_id)
+    approved    INTEGER,                      -- clearance answer: 1 approved, 0 rejected
+    answered_at REAL,
+    PRIMARY KEY (run_id, rank)
 ) WITHOUT ROWID;
 
+CREATE UNIQUE INDEX run_targets_customer ON run_targets (run_id, customer_id);
 CREATE INDEX run_targets_pending ON run_targets (run_id, due_at, rank) WHERE status = 'pending';
 CREATE INDEX run_targets_status ON run_targets (run_id, status, reason);
 
