@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write a sample config and state dir")
     init.add_argument("dir", nargs="?", default=".", help="target directory (default: .)")
     init.add_argument("--force", action="store_true", help="overwrite an existing promod.toml")
+    init.add_argument(
+        "--demo", action="store_true", help="also load demo customers, events and a campaign"
+    )
     db = sub.add_parser("db", help="database tools")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="DBCOMMAND")
     with_config(dbsub.add_parser("migrate", help="apply pending schema migrations"))
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promod {__version__}")
         return 0
     if args.command == "init":
-        return _init(Path(args.dir), args.force)
+        return _init(Path(args.dir), args.force, args.demo)
     if args.command == "token":
         return _token_create(args.name, args.scopes)
     loaded = _load(args.config)
@@ -93,15 +96,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _db(args, config)
 
 
-def _init(target: Path, force: bool) -> int:
+def _init(target: Path, force: bool, demo: bool = False) -> int:
     from promod.initdir import init_directory
 
     try:
         written = init_directory(target, force=force)
     except FileExistsError as exc:
-        print(f"promod: {exc} (use --force to overwrite)", file=sys.stderr)
+        print(f"promod: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {written}")
+    if demo:
+        from promod.demo import load_demo
+
+        summary = load_demo(load_config(written))
+        print(
+            f"loaded {summary['customers']} demo customers, {summary['events']} events"
+            f" and the draft campaign(s) {', '.join(summary['campaigns'])}"
+        )
     print(f"start it with:  promod run --config {written}")
     return 0
 

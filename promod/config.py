@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -38,6 +39,7 @@ __all__ = [
     "TOKEN_SCOPES",
     "AdminConfig",
     "ChannelConfig",
+    "ClearanceConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -84,7 +86,9 @@ ALERT_EVENTS = (
     "killswitch.engaged",
     "actor.restarted",
     "clearance.required",
+    "clearance.low_approval",
     "reward.granted",
+    "plugin.circuit_open",
 )
 
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).
@@ -232,6 +236,9 @@ class PluginsConfig:
 
     dirs: tuple[Path, ...] = ()
     disable: tuple[str, ...] = ()
+    circuit_threshold: int = 5  # failures in a row that open a plugin's circuit
+    circuit_window: float = 60.0  # ... all within this many seconds
+    circuit_cooldown: float = 30.0  # seconds open before one probe call is let through
 
 
 @dataclass(frozen=True)
@@ -319,6 +326,13 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class ClearanceConfig:
+    """``[clearance]``: a run approved below ``min_approval_rate`` (0..1) raises an alert."""
+
+    min_approval_rate: Decimal | None = None
+
+
+@dataclass(frozen=True)
 class CrmConfig:
     """``[crm.NAME]``: a CRM connector instance; ``options`` are its other keys."""
 
@@ -347,6 +361,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    clearance: ClearanceConfig = field(default_factory=ClearanceConfig)
     crm: dict[str, CrmConfig] = field(default_factory=dict)
     source: Path = DEFAULT_CONFIG_PATH
 
@@ -411,6 +426,7 @@ def parse_config(data: dict[str, Any], source: Path) -> Config:
     policy = _policy(root.table("policy"))
     fraud = _fraud(root.table("fraud"))
     ledger = _ledger(root.table("ledger"))
+    clearance = _clearance(root.table("clearance"))
     crm = _crm(root.table("crm"), checker)
     root.finish()
     if checker.issues:
@@ -430,6 +446,7 @@ def parse_config(data: dict[str, Any], source: Path) -> Config:
         policy=policy,
         fraud=fraud,
         ledger=ledger,
+        clearance=clearance,
         crm=crm,
         source=source,
     )
@@ -996,6 +1013,9 @@ def _plugins(t: _Table, checker: _Checker) -> PluginsConfig:
     config = PluginsConfig(
         dirs=t.get("dirs", _array(_path(checker), "paths"), ()),
         disable=t.get("disable", _array(_nonempty), _NO_NAMES),
+        circuit_threshold=t.get("circuit_threshold", _integer(1, 1000), 5),
+        circuit_window=t.get("circuit_window", _duration(), 60.0),
+        circuit_cooldown=t.get("circuit_cooldown", _duration(), 30.0),
     )
     t.finish()
     return config
@@ -1173,6 +1193,26 @@ def _ledger(t: _Table) -> LedgerConfig:
         provider_max_attempts=t.get("provider_max_attempts", _integer(1, 100), 5),
         provider_retry=t.get("provider_retry", _duration(), 1.0),
     )
+    t.finish()
+    return config
+
+
+def _fraction(value: Any) -> Decimal:
+    if isinstance(value, float):
+        _fail(f'a rate must be a decimal string such as "0.5", not a float ({value!r})')
+    if not isinstance(value, str):
+        _fail(f'expected a decimal string such as "0.5", got {_toml_type(value)}')
+    try:
+        rate = Decimal(value.strip())
+    except InvalidOperation:
+        _fail(f'expected a decimal string such as "0.5", got {value!r}')
+    if not rate.is_finite() or not Decimal(0) <= rate <= Decimal(1):
+        _fail(f"must be between 0 and 1, got {value!r}")
+    return rate
+
+
+def _clearance(t: _Table) -> ClearanceConfig:
+    config = ClearanceConfig(min_approval_rate=t.optional("min_approval_rate", _fraction))
     t.finish()
     return config
 

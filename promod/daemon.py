@@ -28,6 +28,7 @@ from promod.admin.audit import AuditLog
 from promod.admin.registry import CommandRegistry
 from promod.admin.server import AdminServer
 from promod.app import App
+from promod.campaigns.segments import register_sql_functions
 from promod.clock import Clock, ManualClock, SystemClock
 from promod.config import Config, ConfigError, load_config
 from promod.http.server import HttpService
@@ -162,6 +163,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         log.error("store_open_failed", path=str(config.store.path), error=repr(exc))
         return EXIT_STARTUP
 
+    await db.register_functions(register_sql_functions)
     app = App(
         config=config,
         config_path=config_path,

@@ -449,3 +449,33 @@ def test_resolve_config_path_precedence() -> None:
 def test_resolve_config_path_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMOD_CONFIG", "/srv/promod.toml")
     assert resolve_config_path(None) == Path("/srv/promod.toml")
+
+
+def test_plugin_circuit_settings(tmp_path: Path) -> None:
+    defaults = load(tmp_path, "").plugins
+    assert (defaults.circuit_threshold, defaults.circuit_window, defaults.circuit_cooldown) == (
+        5,
+        60.0,
+        30.0,
+    )
+    text = '[plugins]\ncircuit_threshold = 3\ncircuit_window = "10s"\ncircuit_cooldown = "500ms"\n'
+    config = load(tmp_path, text).plugins
+    assert (config.circuit_threshold, config.circuit_window, config.circuit_cooldown) == (
+        3,
+        10.0,
+        0.5,
+    )
+    for bad, message in (
+        ("circuit_threshold = 0", "plugins.circuit_threshold"),
+        ('circuit_threshold = "3"', "plugins.circuit_threshold"),
+        ("circuit_cooldown = 30", "plugins.circuit_cooldown"),
+        ('circuit_window = "0s"', "plugins.circuit_window"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load(tmp_path, f"[plugins]\n{bad}\n")
+        assert message in str(info.value)
+
+
+def test_circuit_open_is_an_alert_event(tmp_path: Path) -> None:
+    config = load(tmp_path, WEBHOOK + '[alerts]\n"plugin.circuit_open" = ["backend"]\n')
+    assert config.alerts == {"plugin.circuit_open": ("backend",)}

@@ -42,6 +42,7 @@ DESIGN_SECTIONS = [
     "[policy.budgets]",
     "[fraud]",
     "[ledger]",
+    "[clearance]",
     "[crm.main]",
 ]
 

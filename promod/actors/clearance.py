@@ -1,15 +1,39 @@
 """The clearance actor: owns conditional execution.
 
-Target snapshots, the ``clearance.required`` webhook, approvals and their deadline.
+The scheduler snapshots a clearance campaign's target list into a run in state
+``clearance`` (``lead`` ahead of the start) and tells this actor ``RunsChanged``.
+The actor announces every such run once (a ``clearance.required`` outbox event with
+a stable id, which the notifier delivers to ``[webhooks] clearance``) and keeps a
+durable timer on the earliest deadline: it sleeps on the app's clock until then, a
+clock change, or a message, never polling the wall clock. At a deadline it applies
+the site's answers in one transaction (see :func:`promod.clearance.store.decide_sync`)
+and kicks the scheduler so the ledger grants the approved targets. Everything it
+needs is in the database, so it simply looks again after a restart::
+
+    app.actor("clearance").tell(RunsChanged())
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from promod.actors.base import Actor
 from promod.actors.messages import Inspect
+from promod.actors.notifier import Wake
+from promod.clearance.store import (
+    Decision,
+    announce_sync,
+    decide_sync,
+    due_runs_sync,
+    next_deadline_sync,
+)
+from promod.logs import get_logger
+
+log = get_logger("promod.clearance", actor="clearance")
 
 
 @dataclass(frozen=True)
@@ -23,10 +47,98 @@ class ClearanceActor(Actor):
     def __init__(self, app: Any) -> None:
         super().__init__()
         self.app = app
+        self._kick = anyio.Event()
+        self.next_deadline: float | None = None
+        self.announced = 0
+        self.decided = 0
+        self.ticks = 0
 
     async def receive(self, message: object) -> object:
         if isinstance(message, Inspect):
-            return {}
+            return {
+                "next_deadline": self.next_deadline,
+                "announced": self.announced,
+                "decided": self.decided,
+                "ticks": self.ticks,
+            }
         if isinstance(message, RunsChanged):
+            self._kick.set()
             return None
         raise TypeError(f"clearance: unknown message {type(message).__name__}")
+
+    async def background(self) -> None:
+        clock = self.app.clock
+        while True:
+            self._kick = anyio.Event()
+            changed = clock.changed()  # taken before reading the time: no change is missed
+            await self.tick(clock.now())
+            self.next_deadline = await self.app.db.run_sync(next_deadline_sync, write=False)
+            await self._sleep(self.next_deadline, changed)
+
+    async def _sleep(self, until: float | None, changed: anyio.Event) -> None:
+        clock = self.app.clock
+        async with anyio.create_task_group() as tg:
+
+            async def wake(waiter: Any) -> None:
+                await waiter()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wake, self._kick.wait)
+            tg.start_soon(wake, changed.wait)
+            if until is not None:
+                tg.start_soon(wake, lambda: clock.sleep_until(until))
+
+    async def tick(self, now: float) -> None:
+        """Announce new clearance runs, then decide those whose deadline has come."""
+        from promod.actors.scheduler import Kick  # imports this module: not at the top
+
+        self.ticks += 1
+        public_url = self.app.config.http.public_url
+        announced = await self.app.db.run_sync(
+            lambda conn: announce_sync(conn, now=now, public_url=public_url)
+        )
+        if announced:
+            self.announced += len(announced)
+            log.info("clearance_required", runs=announced)
+            self._tell("notifier", Wake())
+        decisions = await self.app.db.run_sync(lambda conn: self._decide_due(conn, now))
+        for d in decisions:
+            self.decided += 1
+            log.info(
+                "clearance_decided",
+                campaign=d.campaign_id,
+                run=d.run_id,
+                state=d.state,
+                customers=d.listed,
+                approved=d.approved,
+                rejected=d.rejected,
+                unanswered=d.unanswered,
+                approval_rate=None if d.approval_rate is None else str(d.approval_rate),
+            )
+            if d.low_approval:
+                log.warning(
+                    "clearance_low_approval",
+                    campaign=d.campaign_id,
+                    run=d.run_id,
+                    approval_rate=str(d.approval_rate),
+                )
+        if decisions:
+            self._tell("scheduler", Kick())
+            if any(d.low_approval for d in decisions):
+                self._tell("notifier", Wake())
+
+    def _decide_due(self, conn: sqlite3.Connection, now: float) -> list[Decision]:
+        floor = self.app.config.clearance.min_approval_rate
+        out = []
+        for run_id in due_runs_sync(conn, now):
+            decision = decide_sync(conn, run_id, now=now, min_approval_rate=floor)
+            if decision is not None:
+                out.append(decision)
+        return out
+
+    def _tell(self, actor: str, message: object) -> None:
+        """Tell another actor to look now; a restarting one looks when it starts."""
+        try:
+            self.app.actor(actor).tell(message)
+        except Exception:
+            log.warning("clearance_not_told", actor=actor)

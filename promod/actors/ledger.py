@@ -24,16 +24,19 @@ import anyio
 
 from promod.actors.base import Actor
 from promod.actors.messages import Inspect
+from promod.actors.notifier import Wake
 from promod.campaigns import store as campaigns
-from promod.campaigns.spec import CampaignSpec
+from promod.campaigns.spec import CampaignSpec, currency_exponent
 from promod.ledger.caps import release_sync
 from promod.ledger.grants import BatchOutcome, GrantJob, grant_batch, granted_payload, local_day
 from promod.ledger.grants import refusal_reason as cap_reason
-from promod.ledger.killswitch import is_engaged_sync
 from promod.logs import get_logger
 from promod.notify.outbox import enqueue_sync
+from promod.plugins import isolation
+from promod.plugins.circuit import CircuitBoard, CircuitBreaker, CircuitState
 from promod.rewards.provider import (
     GrantRequest,
+    IssuedReward,
     OutOfInventory,
     RewardRejected,
     TemporaryFailure,
@@ -41,6 +44,8 @@ from promod.rewards.provider import (
 )
 
 log = get_logger("promod.ledger", actor="ledger")
+
+MAX_RETRY_DELAY = 3600.0  # the backoff between tries stops doubling here
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class LedgerActor(Actor):
         self.app = app
         self.totals: Tally[str] = Tally()
         self._pending_kick = anyio.Event()
+        self._circuit_closed = False
 
     @property
     def batch_size(self) -> int:
@@ -201,29 +207,83 @@ class LedgerActor(Actor):
                     await self._pending_kick.wait()
                     self._pending_kick = anyio.Event()
 
+    @property
+    def circuits(self) -> CircuitBoard:
+        return isolation.board(self.app)
+
+    def _breaker(self, provider: str) -> CircuitBreaker | None:
+        """The provider's breaker if it has been used (a fresh daemon has none)."""
+        name = isolation.provider_circuit(provider)
+        return self.circuits.get(name) if name in self.circuits else None
+
     async def issue_pending(self) -> float | None:
-        """Issue every reserved grant that is due; the next retry time, or None."""
+        """Issue every reserved grant that is due; the next time to look, or None.
+
+        Grants of a provider whose circuit is open are left waiting (no attempt is
+        spent); a half-open circuit lets one grant through as the probe.
+        """
         db = self.app.db
         now = self.app.clock.now()
         if await db.fetchone("SELECT 1 FROM meta WHERE key = 'killswitch'"):
             return None
+        await self._resume_closed_circuits(now)
+        blocked = sorted(
+            b.name.partition(":")[2]
+            for b in self.circuits
+            if b.name.startswith("provider:") and b.retry_in() not in (None, 0.0)
+        )
         rows = await db.fetchall(
             "SELECT g.id, g.campaign_id, g.run_id, g.customer_id, g.provider, g.amount_minor,"
             " g.value_minor, g.currency, g.attempts, c.spec FROM grants g"
             " JOIN campaigns c ON c.id = g.campaign_id"
-            " WHERE g.state = 'reserved' AND g.next_attempt_at <= ? ORDER BY g.id LIMIT 200",
-            (now,),
+            " WHERE g.state = 'reserved' AND g.next_attempt_at <= ?"
+            " AND g.provider NOT IN (SELECT value FROM json_each(?)) ORDER BY g.id LIMIT 200",
+            (now, json.dumps(blocked)),
         )
+        chosen, probing = [], set()
+        for row in rows:
+            breaker = self._breaker(row[4])
+            if breaker is not None and breaker.state is CircuitState.HALF_OPEN:
+                if row[4] in probing:
+                    continue
+                probing.add(row[4])
+            chosen.append(row)
+        self._circuit_closed = False
         async with anyio.create_task_group() as tg:
             limiter = anyio.Semaphore(16)
-            for row in rows:
+            for row in chosen:
                 tg.start_soon(self._issue_one, row, limiter)
-        nxt = await db.fetchone("SELECT min(next_attempt_at) FROM grants WHERE state = 'reserved'")
-        if rows and len(rows) == 200:
+        if self._circuit_closed or len(rows) == 200:
             return float(now)
-        return None if nxt is None or nxt[0] is None else float(nxt[0] or 0)
+        return await self._next_wake(float(now))
 
-    async def _issue_one(self, row: Any, limiter: anyio.Semaphore) -> None:
+    async def _next_wake(self, now: float) -> float | None:
+        """The next retry, held back for providers whose circuit is open."""
+        db = self.app.db
+        times: list[float] = []
+        waiting: set[str] = set()
+        for provider, first in await db.fetchall(
+            "SELECT provider, min(next_attempt_at) FROM grants WHERE state = 'reserved'"
+            " GROUP BY provider"
+        ):
+            waiting.add(provider)
+            when = float(first or 0)
+            breaker = self._breaker(provider)
+            wait = None if breaker is None else breaker.retry_in()
+            times.append(when if wait is None else max(when, now + wait))
+        for (reason,) in await db.fetchall(
+            "SELECT DISTINCT paused_reason FROM campaigns WHERE state = 'paused'"
+            " AND paused_reason LIKE 'circuit_open:%'"
+        ):
+            provider = str(reason).split(":", 1)[1]
+            breaker = self._breaker(provider)
+            if breaker is not None and breaker.state is CircuitState.OPEN:
+                times.append(now + (breaker.retry_in() or 0.0))
+            elif breaker is None or breaker.state is CircuitState.CLOSED or provider not in waiting:
+                times.append(now)  # resumed at the next look
+        return min(times) if times else None
+
+    def _request_of(self, row: Any) -> GrantRequest:
         spec_dict = json.loads(row[9])
         reward = spec_dict.get("reward", {})
         if row[4] != reward.get("provider") and reward.get("fallback"):
@@ -232,12 +292,10 @@ class LedgerActor(Actor):
         for key in ("code", "pool"):
             if reward.get(key) is not None:
                 options[key] = reward[key]
-        from promod.campaigns.spec import currency_exponent
-
         amount_exp = 0
         if reward.get("amount") and "." in str(reward["amount"]):
             amount_exp = currency_exponent(row[7])
-        grant = GrantRequest(
+        return GrantRequest(
             id=row[0],
             campaign_id=row[1],
             run_id=row[2],
@@ -249,23 +307,54 @@ class LedgerActor(Actor):
             currency=row[7],
             options=options,
         )
+
+    async def _issue_one(self, row: Any, limiter: anyio.Semaphore) -> None:
+        """One call to a provider, behind its circuit breaker and a timeout."""
+        grant = self._request_of(row)
         attempts = row[8] + 1
         provider = self.app.plugins.reward_providers.get(grant.provider)
+        if provider is None or is_transactional(provider):
+            error = f"no provider {grant.provider!r} outside the database"
+            await self._fail(grant, attempts, error)
+            return
+        breaker = self.circuits.get(isolation.provider_circuit(grant.provider))
         async with limiter:
+            if not breaker.allow():
+                return  # the circuit is open: the grant waits, no attempt is spent
+            probe = breaker.state is CircuitState.HALF_OPEN
+            recorded = False
             try:
-                if provider is None or is_transactional(provider):
-                    raise RewardRejected(f"no provider {grant.provider!r} outside the database")
-                with anyio.fail_after(self.issue_timeout):
-                    issued = await provider.issue(grant)
+                issued = await self._call(provider, grant)
             except (RewardRejected, OutOfInventory) as exc:
-                await self._fail(grant, attempts, f"{type(exc).__name__}: {exc}")
+                breaker.record_success()  # an answer, not a failure of the provider
+                recorded = True
+                if isinstance(exc, OutOfInventory):
+                    await self._out_of_inventory(grant, attempts, f"OutOfInventory: {exc}")
+                else:
+                    await self._fail(grant, attempts, f"RewardRejected: {exc}")
                 return
             except TemporaryFailure as exc:
+                breaker.record_failure(exc)
+                recorded = True
+                await self._after_failure(grant.provider, breaker)
                 await self._retry(grant, attempts, str(exc), exc.retry_after)
                 return
-            except Exception as exc:  # a plugin that raises or hangs is isolated
+            except Exception as exc:  # a plugin that raises, hangs or answers garbage
+                breaker.record_failure(exc)
+                recorded = True
+                await self._after_failure(grant.provider, breaker)
                 await self._retry(grant, attempts, f"{type(exc).__name__}: {exc}", None)
                 return
+            else:
+                breaker.record_success()
+                recorded = True
+            finally:
+                if not recorded:  # cancelled: no verdict on the provider
+                    breaker.release_probe()
+            if probe and breaker.state is CircuitState.CLOSED:
+                log.info("provider_circuit_closed", provider=grant.provider, grant=grant.id)
+                isolation.closed_again(self.app, breaker)
+                self._circuit_closed = True
 
         def done(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
@@ -290,74 +379,207 @@ class LedgerActor(Actor):
                     event_id=f"reward.granted:{grant.id}",
                 )
 
-        await self.app.db.run_sync(done)
+        with anyio.CancelScope(shield=True):
+            await self.app.db.run_sync(done)
+
+    async def _call(self, provider: Any, grant: GrantRequest) -> IssuedReward:
+        """``provider.issue(grant)`` within ``[ledger] provider_timeout``, checked."""
+        timeout = self.issue_timeout
+        try:
+            with anyio.fail_after(timeout):
+                issued = await provider.issue(grant)
+        except TimeoutError as exc:
+            raise TemporaryFailure(f"no answer within {timeout:g}s") from exc
+        if not isinstance(issued, IssuedReward):
+            raise TypeError(f"issue() returned {type(issued).__name__}, not an IssuedReward")
+        return issued
+
+    async def _after_failure(self, provider: str, breaker: CircuitBreaker) -> None:
+        """A failure opened the circuit: pause the provider's campaigns, alert."""
+        opened, alert = isolation.newly_opened(self.app, breaker)
+        if not opened:
+            return
+        now = self.app.clock.now()
+        reason = f"circuit_open:{provider}"
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            ids = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM campaigns WHERE state = 'running'"
+                    " AND json_extract(spec, '$.reward.provider') = ? ORDER BY id",
+                    (provider,),
+                )
+            ]
+            paused = [c for c in ids if campaigns.pause_sync(conn, c, reason, now=now)]
+            if alert:
+                isolation.record_circuit_open_sync(conn, breaker, now=now, campaigns=paused)
+            return paused
+
+        with anyio.CancelScope(shield=True):
+            paused = await self.app.db.run_sync(work)
+        log.warning("provider_circuit_open", provider=provider, campaigns=paused)
+        self._tell("notifier", Wake())
+
+    async def _resume_closed_circuits(self, now: float) -> None:
+        """Resume campaigns paused for a circuit that is closed again, or half-open with
+        no waiting grant to probe it (then the campaign's next grant is the probe)."""
+        db = self.app.db
+        rows = await db.fetchall(
+            "SELECT id, paused_reason FROM campaigns WHERE state = 'paused'"
+            " AND paused_reason LIKE 'circuit_open:%'"
+        )
+        resume: list[tuple[str, str]] = []
+        for campaign_id, reason in rows:
+            provider = str(reason).split(":", 1)[1]
+            breaker = self._breaker(provider)
+            state = CircuitState.CLOSED if breaker is None else breaker.state
+            if state is CircuitState.OPEN:
+                continue
+            if state is CircuitState.HALF_OPEN and await db.fetchone(
+                "SELECT 1 FROM grants WHERE state = 'reserved' AND provider = ? LIMIT 1",
+                (provider,),
+            ):
+                continue
+            resume.append((str(campaign_id), str(reason)))
+        if not resume:
+            return
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            done = []
+            for campaign_id, reason in resume:
+                current = campaigns.get_sync(conn, campaign_id)
+                if current is None or current.state != "paused" or current.paused_reason != reason:
+                    continue
+                if campaigns.resume_sync(conn, campaign_id, now=now):
+                    done.append(campaign_id)
+            return done
+
+        resumed = await db.run_sync(work)
+        if resumed:
+            log.info("campaigns_resumed", reason="circuit_closed", campaigns=resumed)
+            from promod.actors.scheduler import Kick  # the scheduler imports the ledger
+
+            self._tell("scheduler", Kick())
+
+    def _tell(self, actor: str, message: object) -> None:
+        try:
+            self.app.actor(actor).tell(message)
+        except Exception as exc:  # restarting: it looks at the store when it starts
+            log.warning("actor_not_told", to=actor, error=repr(exc))
 
     async def _retry(
         self, grant: GrantRequest, attempts: int, error: str, retry_after: float | None
     ) -> None:
+        """Try again after ``provider_retry`` doubling per attempt, with jitter, and never
+        sooner than the provider's ``retry_after``; give up after ``provider_max_attempts``."""
         if attempts >= self.max_attempts:
             await self._fail(grant, attempts, error)
             return
-        delay = retry_after
-        if delay is None:
-            delay = self.retry_initial * 2 ** (attempts - 1)
-            delay *= 1 + random.random() * 0.25  # jitter
+        delay = min(self.retry_initial * 2 ** (attempts - 1), MAX_RETRY_DELAY)
+        delay *= 1 + random.random() * 0.25  # jitter
+        if retry_after is not None:
+            delay = max(delay, retry_after)
         log.warning(
             "reward_issue_retry",
             provider=grant.provider,
             grant=grant.id,
             attempt=attempts,
+            retry_in=round(delay, 3),
             error=error,
         )
-        await self.app.db.execute(
-            "UPDATE grants SET attempts = ?, next_attempt_at = ?, error = ? WHERE id = ?",
-            (attempts, self.app.clock.now() + delay, error, grant.id),
-        )
+        with anyio.CancelScope(shield=True):
+            await self.app.db.execute(
+                "UPDATE grants SET attempts = ?, next_attempt_at = ?, error = ? WHERE id = ?"
+                " AND state = 'reserved'",
+                (attempts, self.app.clock.now() + delay, error[:500], grant.id),
+            )
 
     async def _fail(self, grant: GrantRequest, attempts: int, error: str) -> None:
         """Give up: the grant fails, its reservation is released, its target refused."""
         log.error("reward_issue_failed", provider=grant.provider, grant=grant.id, error=error)
-        site_tz = self.app.config.daemon.timezone
         now = self.app.clock.now()
 
         def work(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT day, created_at FROM grants WHERE id = ? AND state = 'reserved'",
-                (grant.id,),
-            ).fetchone()
-            if row is None:
-                return
-            conn.execute(
-                "UPDATE grants SET state = 'failed', attempts = ?, error = ?,"
-                " next_attempt_at = NULL WHERE id = ?",
-                (attempts, error[:500], grant.id),
-            )
-            (had,) = conn.execute(
-                "SELECT grants FROM customer_caps WHERE campaign_id = ? AND customer_id = ?",
-                (grant.campaign_id, grant.customer_id),
-            ).fetchone()
-            conn.execute(
-                "UPDATE customer_caps SET grants = grants - 1 WHERE campaign_id = ?"
-                " AND customer_id = ?",
-                (grant.campaign_id, grant.customer_id),
-            )
-            release_sync(
-                conn,
-                [
-                    (f"campaign:{grant.campaign_id}", "lifetime"),
-                    (f"campaign:{grant.campaign_id}", row[0]),
-                    (f"provider:{grant.provider}", "lifetime"),
-                    (f"provider:{grant.provider}", local_day(row[1], site_tz)),
-                ],
-                grant.value_minor,
-                first=had == 1,
-            )
-            conn.execute(
-                "UPDATE run_targets SET status = 'refused', reason = 'issue_failed', decided_at = ?"
-                " WHERE run_id = ? AND customer_id = ?",
-                (now, grant.run_id, grant.customer_id),
-            )
-            if is_engaged_sync(conn):
-                return
+            if self._release_sync(conn, grant, attempts, error):
+                conn.execute(
+                    "UPDATE run_targets SET status = 'refused', reason = 'issue_failed',"
+                    " decided_at = ? WHERE run_id = ? AND customer_id = ?",
+                    (now, grant.run_id, grant.customer_id),
+                )
 
-        await self.app.db.run_sync(work)
+        with anyio.CancelScope(shield=True):
+            await self.app.db.run_sync(work)
+
+    async def _out_of_inventory(self, grant: GrantRequest, attempts: int, error: str) -> None:
+        """The provider has nothing left: release the grant and pause the campaign.
+
+        The grant fails and its reservation is released; while the run is still
+        open its customer goes back in line (target ``pending``) and the campaign
+        pauses with reason ``no_inventory:<provider>`` (a ``campaign.paused``
+        event), so nothing more is reserved for an empty provider. Resuming it
+        (after a restock, or after applying the spec with another reward) grants
+        those customers again; a finished run refuses them (``no_inventory``).
+        """
+        log.warning("reward_out_of_inventory", provider=grant.provider, grant=grant.id)
+        now = self.app.clock.now()
+
+        def work(conn: sqlite3.Connection) -> None:
+            if not self._release_sync(conn, grant, attempts, error):
+                return
+            run = conn.execute("SELECT state FROM runs WHERE id = ?", (grant.run_id,)).fetchone()
+            if run is not None and run[0] in ("pilot", "running"):
+                conn.execute(
+                    "UPDATE run_targets SET status = 'pending', reason = NULL, decided_at = NULL"
+                    " WHERE run_id = ? AND customer_id = ?",
+                    (grant.run_id, grant.customer_id),
+                )
+                campaigns.pause_sync(
+                    conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
+                )
+            else:
+                conn.execute(
+                    "UPDATE run_targets SET status = 'refused', reason = 'no_inventory',"
+                    " decided_at = ? WHERE run_id = ? AND customer_id = ?",
+                    (now, grant.run_id, grant.customer_id),
+                )
+
+        with anyio.CancelScope(shield=True):
+            await self.app.db.run_sync(work)
+
+    def _release_sync(
+        self, conn: sqlite3.Connection, grant: GrantRequest, attempts: int, error: str
+    ) -> bool:
+        """Mark a reserved grant failed and release what it reserved; False if not reserved."""
+        row = conn.execute(
+            "SELECT day, created_at FROM grants WHERE id = ? AND state = 'reserved'",
+            (grant.id,),
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute(
+            "UPDATE grants SET state = 'failed', attempts = ?, error = ?,"
+            " next_attempt_at = NULL WHERE id = ?",
+            (attempts, error[:500], grant.id),
+        )
+        (had,) = conn.execute(
+            "SELECT grants FROM customer_caps WHERE campaign_id = ? AND customer_id = ?",
+            (grant.campaign_id, grant.customer_id),
+        ).fetchone()
+        conn.execute(
+            "UPDATE customer_caps SET grants = grants - 1 WHERE campaign_id = ?"
+            " AND customer_id = ?",
+            (grant.campaign_id, grant.customer_id),
+        )
+        release_sync(
+            conn,
+            [
+                (f"campaign:{grant.campaign_id}", "lifetime"),
+                (f"campaign:{grant.campaign_id}", row[0]),
+                (f"provider:{grant.provider}", "lifetime"),
+                (f"provider:{grant.provider}", local_day(row[1], self.app.config.daemon.timezone)),
+            ],
+            grant.value_minor,
+            first=had == 1,
+        )
+        return True

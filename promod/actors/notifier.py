@@ -41,6 +41,8 @@ from promod.notify.deliveries import (
 )
 from promod.notify.templates import templates_dir
 from promod.notify.unsubscribe import suppress_sync
+from promod.plugins import isolation
+from promod.plugins.circuit import CircuitBreaker, CircuitOpen, CircuitState
 
 __all__ = ["NotifierActor", "Wake"]
 
@@ -55,6 +57,11 @@ class Wake:
     """New outbox events or deliveries are waiting: look now, not at the next poll."""
 
     channel: str | None = None
+
+
+def _counts_against_channel(exc: BaseException) -> bool:
+    """A permanent refusal of one message (a bounce) is an answer, not a channel failure."""
+    return not (isinstance(exc, DeliveryFailed) and exc.permanent)
 
 
 class SentMarker:
@@ -224,15 +231,23 @@ class NotifierActor(Actor):
         pacer = RateLimiter(getattr(channel, "rate", None))
         width = max(1, int(getattr(channel, "concurrency", 1) or 1))
         limiter = anyio.Semaphore(width)
+        breaker = isolation.board(self.app).get(
+            isolation.channel_circuit(name), counts=_counts_against_channel
+        )
         while True:
             self._wakers[name] = anyio.Event()
+            closed_in = breaker.retry_in()
+            if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
+                await self._wait(self._wakers[name], closed_in)
+                continue
             now = time.time()
             held = " AND NOT " + _MARKETING_SQL if await self._killswitch_engaged() else ""
+            probe = breaker.state is not CircuitState.CLOSED
             rows = await self.app.db.fetchall(
                 "SELECT id, event_id, type, kind, message, attempts, customer_id, recipient,"
                 " consent FROM deliveries WHERE state = 'pending' AND channel = ?"
                 f" AND next_attempt_at <= ?{held} ORDER BY next_attempt_at, id LIMIT ?",
-                (name, now, self._notify.batch_size),
+                (name, now, 1 if probe else self._notify.batch_size),
             )
             if not rows:
                 row = await self.app.db.fetchone(
@@ -294,18 +309,46 @@ class NotifierActor(Actor):
             return
         await pacer.wait()
         timeout = float(getattr(channel, "timeout", 30.0) or 30.0) * 2 + 5
+        breaker = isolation.board(self.app).get(
+            isolation.channel_circuit(name), counts=_counts_against_channel
+        )
+
+        async def send() -> None:
+            try:
+                with anyio.fail_after(timeout):
+                    await channel.send(message)
+            except TimeoutError as exc:
+                raise DeliveryFailed(f"no answer within {timeout:g}s") from exc
+
         try:
-            with anyio.fail_after(timeout):
-                await channel.send(message)
+            await breaker.call(send)
+        except CircuitOpen:
+            return  # stays pending; the channel loop waits for the probe
         except DeliveryFailed as exc:
             await self._failed(name, row, exc)
+            await self._circuit_check(breaker)
             return
         except Exception as exc:
             await self._failed(name, row, DeliveryFailed(f"{type(exc).__name__}: {exc}"))
+            await self._circuit_check(breaker)
             return
+        isolation.closed_again(self.app, breaker)
         with anyio.CancelScope(shield=True):
             await self._marker.mark_sent(delivery_id)
         self.sent += 1
+
+    async def _circuit_check(self, breaker: CircuitBreaker) -> None:
+        """A failure opened the channel's circuit: alert (through the other channels)."""
+        opened, alert = isolation.newly_opened(self.app, breaker)
+        if not opened or not alert:
+            return
+        now = time.time()
+        with anyio.CancelScope(shield=True):
+            await self.app.db.run_sync(
+                partial(isolation.record_circuit_open_sync, breaker=breaker, now=now)
+            )
+        log.warning("channel_circuit_open", circuit=breaker.name, retry_in=breaker.cooldown)
+        self._fanout_wake.set()
 
     async def _finish(self, delivery_id: int, state: str, error: str) -> None:
         await self.app.db.execute(

@@ -103,50 +103,64 @@ class SchedulerActor(Actor):
             (now, MAX_CLEARANCE_LEAD),
         ).fetchall()
         for (campaign_id,) in due:
-            campaign = campaigns.get_sync(conn, campaign_id)
-            if campaign is None or campaigns.active_run_sync(conn, campaign_id) is not None:
+            conn.execute("SAVEPOINT start_run")
+            try:
+                run = self._start_one(conn, campaign_id, now)
+            except Exception as exc:
+                # One broken campaign must not stop the timeline: pause it, say why.
+                conn.execute("ROLLBACK TO start_run")
+                conn.execute("RELEASE start_run")
+                log.error("run_start_failed", campaign=campaign_id, error=repr(exc))
+                campaigns.pause_sync(conn, campaign_id, f"error:{type(exc).__name__}", now=now)
                 continue
-            assert campaign.next_run_at is not None
-            if needs_clearance(campaign):
-                # The site approves the target list before execution: snapshot it
-                # ``lead`` ahead of the run's time; the clearance actor takes over.
-                if campaign.next_run_at - campaign.spec.clearance.lead > now:
-                    continue
-                run_id = create_run_sync(
-                    conn,
-                    campaign_id,
-                    campaign.version,
-                    campaign.spec,
-                    now=now,
-                    pilot=campaign.pilot,
-                    clearance_deadline=max(campaign.next_run_at, now),
-                )
-                conn.execute(
-                    "UPDATE campaigns SET next_run_at = NULL, updated_at = ? WHERE id = ?",
-                    (now, campaign_id),
-                )
-                started.append((campaign_id, run_id))
-                continue
-            if campaign.next_run_at > now:
-                continue
-            end = campaign.spec.schedule.end
-            if end is not None and end.timestamp() <= now:
-                conn.execute(
-                    "UPDATE campaigns SET state = 'completed', next_run_at = NULL,"
-                    " updated_at = ? WHERE id = ?",
-                    (now, campaign_id),
-                )
-                continue
+            conn.execute("RELEASE start_run")
+            if run is not None:
+                started.append((campaign_id, run))
+        return started
+
+    def _start_one(self, conn: sqlite3.Connection, campaign_id: str, now: float) -> int | None:
+        campaign = campaigns.get_sync(conn, campaign_id)
+        if campaign is None or campaigns.active_run_sync(conn, campaign_id) is not None:
+            return None
+        assert campaign.next_run_at is not None
+        if needs_clearance(campaign):
+            # The site approves the target list before execution: snapshot it
+            # ``lead`` ahead of the run's time; the clearance actor takes over.
+            if campaign.next_run_at - campaign.spec.clearance.lead > now:
+                return None
             run_id = create_run_sync(
-                conn, campaign_id, campaign.version, campaign.spec, now=now, pilot=campaign.pilot
+                conn,
+                campaign_id,
+                campaign.version,
+                campaign.spec,
+                now=now,
+                pilot=campaign.pilot,
+                clearance_deadline=max(campaign.next_run_at, now),
             )
             conn.execute(
-                "UPDATE campaigns SET state = 'running', next_run_at = NULL, updated_at = ?"
-                " WHERE id = ?",
+                "UPDATE campaigns SET next_run_at = NULL, updated_at = ? WHERE id = ?",
                 (now, campaign_id),
             )
-            started.append((campaign_id, run_id))
-        return started
+            return run_id
+        if campaign.next_run_at > now:
+            return None
+        end = campaign.spec.schedule.end
+        if end is not None and end.timestamp() <= now:
+            conn.execute(
+                "UPDATE campaigns SET state = 'completed', next_run_at = NULL,"
+                " updated_at = ? WHERE id = ?",
+                (now, campaign_id),
+            )
+            return None
+        run_id = create_run_sync(
+            conn, campaign_id, campaign.version, campaign.spec, now=now, pilot=campaign.pilot
+        )
+        conn.execute(
+            "UPDATE campaigns SET state = 'running', next_run_at = NULL, updated_at = ?"
+            " WHERE id = ?",
+            (now, campaign_id),
+        )
+        return run_id
 
 
 # Clearance leads longer than this are not looked ahead for (a week).

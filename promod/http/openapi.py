@@ -173,6 +173,57 @@ SCHEMAS: dict[str, Any] = {
             "reason": {"type": ["string", "null"]},
         },
     },
+    "TargetList": {
+        "type": "object",
+        "required": ["customers", "next_cursor"],
+        "properties": {
+            "customers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["customer_id", "status"],
+                    "properties": {
+                        "customer_id": {"type": "string"},
+                        "status": {
+                            "enum": ["pending", "approved", "rejected", "granted", "refused"]
+                        },
+                    },
+                },
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "pass as ?cursor= for the next page; null on the last page",
+            },
+        },
+    },
+    "ClearanceAnswers": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["customers"],
+        "properties": {
+            "customers": {
+                "type": "array",
+                "maxItems": 10000,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["customer_id", "approved"],
+                    "properties": {"customer_id": _ID, "approved": {"type": "boolean"}},
+                },
+            }
+        },
+    },
+    "ClearanceAnswersResult": {
+        "type": "object",
+        "required": ["run_id", "updated", "approved", "rejected", "clearance_required_by"],
+        "properties": {
+            "run_id": {"type": "integer"},
+            "updated": {"type": "integer", "description": "customers answered by this call"},
+            "approved": {"type": "integer"},
+            "rejected": {"type": "integer"},
+            "clearance_required_by": {"type": "string", "format": "date-time"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -206,6 +257,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "missing or unknown bearer token",
         403: "the token lacks the scope",
         404: "not found",
+        409: "conflict",
         413: "body larger than [http] max_body",
         415: "not application/json",
         422: "invalid record(s): details.errors lists each with its path and field",
@@ -259,6 +311,109 @@ def _op(
 
 def _customer_id_param() -> dict[str, Any]:
     return {"name": "customer_id", "in": "path", "required": True, "schema": _ID}
+
+
+def _run_params() -> list[dict[str, Any]]:
+    return [
+        {"name": "id", "in": "path", "required": True, "schema": _ID, "description": "campaign"},
+        {
+            "name": "run",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            "description": "the run id of the clearance.required webhook",
+        },
+    ]
+
+
+def _clearance_operations() -> dict[str, dict[str, Any]]:
+    list_params = [
+        *_run_params(),
+        {
+            "name": "status",
+            "in": "query",
+            "required": False,
+            "schema": {"enum": ["pending", "approved", "rejected", "granted", "refused"]},
+            "description": "only customers in this state; pending = not answered yet",
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            "description": "next_cursor of the previous page",
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+        },
+    ]
+    return {
+        "/v1/campaigns/{id}/runs/{run}/customers": {
+            "get": _op(
+                "A run's target list awaiting clearance, in rank order, page by page",
+                "clearance",
+                {
+                    "200": {
+                        "description": "one page",
+                        **_json(
+                            "TargetList",
+                            {
+                                "customers": [
+                                    {"customer_id": "c42", "status": "pending"},
+                                    {"customer_id": "c43", "status": "approved"},
+                                ],
+                                "next_cursor": "1",
+                            },
+                        ),
+                    },
+                    **_errors(*_AUTH_ERRORS, 404, 422),
+                },
+                parameters=list_params,
+                description="Optimove's GetProcessedCampaignCustomers. The list is the"
+                " processed target group (segment, consent and caps applied) that the"
+                " clearance.required webhook announced.",
+            )
+        },
+        "/v1/campaigns/{id}/runs/{run}/customers/status": {
+            "post": _op(
+                "Approve or reject customers of a run, all or nothing, until the deadline",
+                "clearance",
+                {
+                    "200": {
+                        "description": "every answer recorded",
+                        **_json(
+                            "ClearanceAnswersResult",
+                            {
+                                "run_id": 7,
+                                "updated": 2,
+                                "approved": 1,
+                                "rejected": 1,
+                                "clearance_required_by": "2026-12-01T09:00:00Z",
+                            },
+                        ),
+                    },
+                    **_errors(*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409),
+                },
+                body=_json(
+                    "ClearanceAnswers",
+                    {
+                        "customers": [
+                            {"customer_id": "c42", "approved": True},
+                            {"customer_id": "c43", "approved": False},
+                        ]
+                    },
+                ),
+                parameters=_run_params(),
+                description="Optimove's UpdateCustomerPromotionStatus. Idempotent; the last"
+                " answer for a customer wins. Only approved customers are granted (caps"
+                " still apply). 409 once clearance_required_by has passed; 422 names every"
+                " customer not on the list, and nothing of that call is applied.",
+            )
+        },
+    }
 
 
 def operations() -> dict[str, dict[str, Any]]:
@@ -455,6 +610,7 @@ def operations() -> dict[str, dict[str, Any]]:
                 description="The signed token in the link is the authorisation.",
             ),
         },
+        **_clearance_operations(),
     }
 
 

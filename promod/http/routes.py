@@ -1,11 +1,11 @@
 """The HTTP integration API (DESIGN §6): its routes, errors and request metrics.
 
 Routes come in areas, each a function ``app -> list[Route]`` in its own module
-(customers and events, redemptions, unsubscribe); ``AREAS`` lists them and a new
-area (clearance) joins with one line there and its paths in
-:mod:`promod.http.openapi`. Around every route: JSON errors for every 4xx and 5xx
-(Starlette's 404/405 too), a latency histogram by route template and status, and
-a debug log line per request with the client address::
+(customers and events, redemptions, unsubscribe, clearance); ``AREAS`` lists them
+and a new area joins with one line there and its paths in :mod:`promod.http.openapi`.
+Around every route: JSON errors for every 4xx and 5xx (Starlette's 404/405 too), a
+latency histogram by route template and status, and a debug log line per request
+with the client address::
 
     asgi = build_app(app)       # what HttpService serves; tests use it over ASGITransport
 
@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from promod.clearance.http import clearance_routes
 from promod.http.auth import authorize
 from promod.http.clientip import client_address
 from promod.http.customers import customer_routes
@@ -41,11 +42,12 @@ __all__ = ["AREAS", "build_app"]
 
 log = get_logger("promod.http")
 
-# Route areas, in order. The clearance routes of issue 6 join here.
+# Route areas, in order.
 AREAS: tuple[Callable[[Any], Sequence[BaseRoute]], ...] = (
     customer_routes,
     redemption_routes,
     unsubscribe_routes,
+    clearance_routes,
 )
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"

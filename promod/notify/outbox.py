@@ -27,7 +27,9 @@ EVENT_TYPES = frozenset(
         "fraud.suspected",
         "killswitch.engaged",
         "clearance.required",
+        "clearance.low_approval",
         "actor.restarted",
+        "plugin.circuit_open",
     }
 )
 

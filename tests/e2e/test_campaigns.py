@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, _script, new_instance_dir
 from tests.support.data import grants, seed_customers, wallet_spec
 
 pytestmark = pytest.mark.slow
@@ -224,3 +226,42 @@ def test_bad_spec_is_refused_with_every_path(daemon_factory) -> None:
     csv = d.ctl("campaign", "report", "nope", "--csv")
     assert csv.returncode == 1 and "not_found" in csv.stderr
     json.dumps(d.ctl_json("status"))  # the daemon lives on
+
+
+def test_demo_instance_simulates_and_grants_by_an_event_sum_segment(daemon_factory) -> None:
+    root = new_instance_dir()
+    res = subprocess.run(
+        [*_script("promod"), "init", str(root), "--demo"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    d = Daemon(root)
+    d.edit_config({r'^listen = "127\.0\.0\.1:8470"': 'listen = "127.0.0.1:0"'})
+    try:
+        d.start()
+        simulated = d.ctl_json("campaign", "simulate", "demo-welcome-points")
+        assert simulated["targeted"] > 0
+        assert d.ctl("campaign", "launch", "demo-welcome-points").returncode == 0
+        _wait(
+            lambda: _report(d, "demo-welcome-points")["state"] == "paused",
+            what="the demo campaign's first day",
+        )
+        report = _report(d, "demo-welcome-points")
+        # Day one as simulated: the daily count binds, the rest waits for tomorrow.
+        assert report["paused_reason"] == "daily_cap:daily_count"
+        assert report["per_day"][0] == simulated["per_day"][0]
+        assert report["granted"] == simulated["per_day"][0]["granted"] > 0
+    finally:
+        d.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_campaign_whose_run_cannot_start_is_paused_not_fatal(daemon_factory) -> None:
+    d = daemon_factory()
+    seed_customers(_db(d), ["a", "b"])
+    _apply(d, wallet_spec(segment='all = [{ list = "vip" }]'))
+    with sqlite3.connect(_db(d)) as conn:  # a list table the daemon cannot read
+        conn.execute("ALTER TABLE custom_lists RENAME TO custom_lists_gone")
+    assert d.ctl("campaign", "launch", "winback").returncode == 0
+    _wait(lambda: _report(d)["state"] == "paused", what="the pause")
+    assert _report(d)["paused_reason"] == "error:OperationalError"
+    assert all(a["restarts"] == 0 for a in d.ctl_json("actors")), d.logs()

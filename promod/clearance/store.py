@@ -1,0 +1,491 @@
+"""Clearance in the store: announcing runs, recording answers, deciding at the deadline.
+
+A clearance run (``runs.state = 'clearance'``, created by the scheduler ``lead``
+ahead of the campaign's start) lists its targets ``awaiting`` (or ``held`` outside a
+pilot slice). The site answers per customer (``run_targets.approved``, last answer
+wins) until ``runs.clearance_deadline``; at the deadline :func:`decide_sync` turns,
+in one transaction, approved targets into ``pending`` (the ledger then grants them
+under every cap), rejected ones into ``refused/rejected`` and unanswered ones into
+``refused/not_approved`` (or ``pending`` with ``on_timeout = "approve"``). Every
+state lives in the database, so a restart in between changes nothing::
+
+    announce_sync(conn, now=now, public_url="https://promod.example.org")
+    answer_sync(conn, "winback", 7, {"c42": True, "c43": False}, now=now)
+    decision = decide_sync(conn, 7, now=now, min_approval_rate=Decimal("0.5"))
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from promod.campaigns.store import FINAL, get_sync
+from promod.clock import utc_iso
+from promod.notify.outbox import enqueue_sync
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "LOW_APPROVAL_EVENT",
+    "MAX_ANSWERS",
+    "MAX_PAGE",
+    "STATUSES",
+    "ClearanceError",
+    "Decision",
+    "announce_sync",
+    "answer_sync",
+    "campaign_section_sync",
+    "decide_sync",
+    "due_runs_sync",
+    "event_id",
+    "list_runs_sync",
+    "list_targets_sync",
+    "next_deadline_sync",
+    "summary_sync",
+]
+
+EVENT = "clearance.required"
+LOW_APPROVAL_EVENT = "clearance.low_approval"
+EVENT_TYPE_ID = 5  # Optimove's "scheduled campaign" webhook
+MAX_ANSWERS = 10_000  # answers per status call
+MAX_PAGE = 10_000
+DEFAULT_PAGE = 1_000
+MAX_REPORTED = 100  # customers named in one refusal
+
+# What the site sees of a target (DESIGN §6).
+STATUSES = ("pending", "approved", "rejected", "granted", "refused")
+# Targets the site may still answer while the run waits (held: outside a pilot slice).
+ANSWERABLE = ("awaiting", "held")
+# Refusal reasons that are clearance's own, not a cap's.
+CLEARANCE_REASONS = ("rejected", "not_approved")
+# Customers cut by the audience cap when the list was computed are not on it.
+_LISTED = "NOT (t.status = 'refused' AND t.reason = 'audience_cap' AND t.approved IS NULL)"
+_STATUS = (
+    "CASE WHEN t.status = 'granted' THEN 'granted'"
+    " WHEN t.status = 'refused' AND t.reason = 'rejected' THEN 'rejected'"
+    " WHEN t.status = 'refused' THEN 'refused'"
+    " WHEN t.approved = 1 THEN 'approved'"
+    " WHEN t.approved = 0 THEN 'rejected'"
+    " ELSE 'pending' END"
+)
+_RATE = Decimal("0.0001")
+
+
+class ClearanceError(Exception):
+    """A refused clearance call: an HTTP-like ``status``, a stable ``code``, details."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    campaign_id: str
+    state: str
+    deadline: float | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the deadline did to one run."""
+
+    run_id: int
+    campaign_id: str
+    state: str  # the run's new state: pilot | running | stopped
+    listed: int
+    approved: int
+    rejected: int
+    unanswered: int
+    approval_rate: Decimal | None
+    low_approval: bool
+
+
+def event_id(run_id: int) -> str:
+    """The stable id of a run's ``clearance.required`` event (one per run, ever)."""
+    return f"{EVENT}:{run_id}"
+
+
+def urls(public_url: str, campaign_id: str, run_id: int) -> tuple[str, str]:
+    """(customers_url, status_url) of a run, as the site calls them."""
+    base = f"{public_url.rstrip('/')}/v1/campaigns/{quote(campaign_id, safe='')}/runs/{run_id}"
+    return f"{base}/customers", f"{base}/customers/status"
+
+
+def _run(conn: sqlite3.Connection, run_id: int) -> Run | None:
+    row = conn.execute(
+        "SELECT id, campaign_id, state, clearance_deadline FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else Run(int(row[0]), str(row[1]), str(row[2]), row[3])
+
+
+def _campaign_run(conn: sqlite3.Connection, campaign_id: str, run_id: int) -> Run:
+    run = _run(conn, run_id)
+    if run is None or run.campaign_id != campaign_id:
+        raise ClearanceError(
+            404,
+            "not_found",
+            f"campaign {campaign_id!r} has no run {run_id}",
+            {"campaign_id": campaign_id, "run_id": run_id},
+        )
+    return run
+
+
+def rate(approved: int, listed: int) -> Decimal | None:
+    if listed <= 0:
+        return None
+    return (Decimal(approved) / Decimal(listed)).quantize(_RATE)
+
+
+# -------------------------------------------------------------------- announcing
+
+
+def announce_sync(conn: sqlite3.Connection, *, now: float, public_url: str) -> list[int]:
+    """Enqueue ``clearance.required`` for every waiting run not yet announced; their ids."""
+    rows = conn.execute(
+        "SELECT r.id, r.campaign_id, r.clearance_deadline FROM runs r"
+        " WHERE r.state = 'clearance' AND NOT EXISTS"
+        " (SELECT 1 FROM outbox o WHERE o.event_id = ? || r.id) ORDER BY r.id",
+        (f"{EVENT}:",),
+    ).fetchall()
+    announced = []
+    for run_id, campaign_id, deadline in rows:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM run_targets WHERE run_id = ? AND status IN (?, ?)",
+            (run_id, *ANSWERABLE),
+        ).fetchone()
+        customers_url, status_url = urls(public_url, campaign_id, run_id)
+        enqueue_sync(
+            conn,
+            EVENT,
+            {
+                "event_type_id": EVENT_TYPE_ID,
+                "campaign_id": campaign_id,
+                "run_id": run_id,
+                "clearance_required_by": utc_iso(float(deadline)),
+                "customer_count": int(count),
+                "customers_url": customers_url,
+                "status_url": status_url,
+            },
+            now=now,
+            event_id=event_id(run_id),
+        )
+        announced.append(int(run_id))
+    return announced
+
+
+# -------------------------------------------------------------------- the deadline
+
+
+def next_deadline_sync(conn: sqlite3.Connection) -> float | None:
+    """The earliest deadline of a run still waiting for clearance."""
+    (when,) = conn.execute(
+        "SELECT min(clearance_deadline) FROM runs WHERE state = 'clearance'"
+    ).fetchone()
+    return None if when is None else float(when)
+
+
+def due_runs_sync(conn: sqlite3.Connection, now: float) -> list[int]:
+    return [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT id FROM runs WHERE state = 'clearance' AND clearance_deadline <= ? ORDER BY id",
+            (now,),
+        )
+    ]
+
+
+def decide_sync(
+    conn: sqlite3.Connection,
+    run_id: int,
+    *,
+    now: float,
+    min_approval_rate: Decimal | None = None,
+) -> Decision | None:
+    """Apply the answers of a run whose deadline has come (in the caller's transaction).
+
+    Approved targets go to the ledger (``pending``; ``held`` ones stay held for after
+    the pilot), rejected ones are refused ``rejected``, unanswered ones ``not_approved``
+    or, with ``on_timeout = "approve"``, go to the ledger too. The run becomes
+    ``pilot`` or ``running`` and a scheduled campaign ``running``. An approval rate
+    below ``min_approval_rate`` enqueues ``clearance.low_approval``. None when the run
+    is not (or no longer) due.
+    """
+    run = _run(conn, run_id)
+    if run is None or run.state != "clearance" or run.deadline is None or run.deadline > now:
+        return None
+    campaign = get_sync(conn, run.campaign_id)
+    answers = {
+        row[0]: int(row[1])
+        for row in conn.execute(
+            "SELECT approved, count(*) FROM run_targets WHERE run_id = ? AND status IN (?, ?)"
+            " GROUP BY approved",
+            (run_id, *ANSWERABLE),
+        )
+    }
+    approved, rejected, unanswered = answers.get(1, 0), answers.get(0, 0), answers.get(None, 0)
+    listed = approved + rejected + unanswered
+    if campaign is None or campaign.state in FINAL:
+        conn.execute(
+            "UPDATE run_targets SET status = 'refused', reason = 'stopped', decided_at = ?"
+            " WHERE run_id = ? AND status IN (?, ?)",
+            (now, run_id, *ANSWERABLE),
+        )
+        conn.execute(
+            "UPDATE runs SET state = 'stopped', finished_at = ? WHERE id = ?", (now, run_id)
+        )
+        return Decision(
+            run_id, run.campaign_id, "stopped", listed, approved, rejected, unanswered, None, False
+        )
+    conn.execute(
+        "UPDATE run_targets SET status = 'refused', reason = 'rejected', decided_at = ?"
+        " WHERE run_id = ? AND status IN (?, ?) AND approved = 0",
+        (now, run_id, *ANSWERABLE),
+    )
+    if campaign.spec.clearance.on_timeout == "approve":
+        conn.execute(
+            "UPDATE run_targets SET status = 'pending' WHERE run_id = ? AND status = 'awaiting'",
+            (run_id,),
+        )
+    else:
+        conn.execute(
+            "UPDATE run_targets SET status = 'refused', reason = 'not_approved', decided_at = ?"
+            " WHERE run_id = ? AND status IN (?, ?) AND approved IS NULL",
+            (now, run_id, *ANSWERABLE),
+        )
+        conn.execute(
+            "UPDATE run_targets SET status = 'pending' WHERE run_id = ? AND status = 'awaiting'"
+            " AND approved = 1",
+            (run_id,),
+        )
+    state = "pilot" if campaign.pilot else "running"
+    conn.execute("UPDATE runs SET state = ? WHERE id = ?", (state, run_id))
+    conn.execute(
+        "UPDATE campaigns SET state = 'running', updated_at = ? WHERE id = ?"
+        " AND state = 'scheduled'",
+        (now, run.campaign_id),
+    )
+    approval_rate = rate(approved, listed)
+    low = (
+        min_approval_rate is not None
+        and approval_rate is not None
+        and approval_rate < min_approval_rate
+    )
+    if low:
+        enqueue_sync(
+            conn,
+            LOW_APPROVAL_EVENT,
+            {
+                "campaign_id": run.campaign_id,
+                "run_id": run_id,
+                "approval_rate": str(approval_rate),
+                "min_approval_rate": str(min_approval_rate),
+                "customer_count": listed,
+                "approved": approved,
+                "rejected": rejected,
+                "unanswered": unanswered,
+            },
+            now=now,
+            event_id=f"{LOW_APPROVAL_EVENT}:{run_id}",
+        )
+    return Decision(
+        run_id,
+        run.campaign_id,
+        state,
+        listed,
+        approved,
+        rejected,
+        unanswered,
+        approval_rate,
+        low,
+    )
+
+
+# -------------------------------------------------------------------- the site's calls
+
+
+def list_targets_sync(
+    conn: sqlite3.Connection,
+    campaign_id: str,
+    run_id: int,
+    *,
+    status: str | None = None,
+    cursor: int = -1,
+    limit: int = DEFAULT_PAGE,
+) -> dict[str, Any]:
+    """One page of a run's target list in rank order, after ``cursor`` (a rank)."""
+    run = _campaign_run(conn, campaign_id, run_id)
+    sql = f"SELECT t.rank, t.customer_id, {_STATUS} FROM run_targets t WHERE t.run_id = ?"
+    sql += f" AND t.rank > ? AND {_LISTED}"
+    params: list[Any] = [run.id, cursor]
+    if status is not None:
+        sql += f" AND {_STATUS} = ?"
+        params.append(status)
+    sql += " ORDER BY t.rank LIMIT ?"
+    params.append(limit + 1)
+    rows = conn.execute(sql, params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "customers": [{"customer_id": r[1], "status": r[2]} for r in rows],
+        "next_cursor": str(rows[-1][0]) if more and rows else None,
+    }
+
+
+def answer_sync(
+    conn: sqlite3.Connection,
+    campaign_id: str,
+    run_id: int,
+    answers: dict[str, bool],
+    *,
+    now: float,
+) -> dict[str, Any]:
+    """Record the site's answers, all or none; the last answer for a customer wins.
+
+    Refused (ClearanceError) after the deadline (409), and for any customer not on
+    the run's list (422, naming them; nothing is recorded).
+    """
+    run = _campaign_run(conn, campaign_id, run_id)
+    if run.deadline is None:
+        raise ClearanceError(
+            409, "conflict", f"run {run_id} does not wait for clearance", {"run_id": run_id}
+        )
+    deadline = utc_iso(float(run.deadline))
+    campaign = get_sync(conn, campaign_id)
+    if run.state != "clearance" or now >= run.deadline:
+        raise ClearanceError(
+            409,
+            "conflict",
+            f"clearance of run {run_id} closed at {deadline}; answers no longer count",
+            {"run_id": run_id, "clearance_required_by": deadline, "run_state": run.state},
+        )
+    if campaign is None or campaign.state in FINAL:
+        state = campaign.state if campaign else "gone"
+        raise ClearanceError(
+            409,
+            "conflict",
+            f"campaign {campaign_id!r} is {state}; answers no longer count",
+            {"run_id": run_id, "campaign_state": state},
+        )
+    ids = list(answers)
+    found: set[str] = set()
+    for start in range(0, len(ids), 5_000):
+        chunk = json.dumps(ids[start : start + 5_000])
+        found.update(
+            row[0]
+            for row in conn.execute(
+                "SELECT customer_id FROM run_targets WHERE run_id = ? AND status IN (?, ?)"
+                " AND customer_id IN (SELECT value FROM json_each(?))",
+                (run_id, *ANSWERABLE, chunk),
+            )
+        )
+    missing = [cid for cid in ids if cid not in found]
+    if missing:
+        named = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ClearanceError(
+            422,
+            "invalid",
+            f"{len(missing)} customer{'s are' if len(missing) != 1 else ' is'} not on the"
+            f" target list of run {run_id}: {named}; nothing applied",
+            {"not_in_list": missing[:MAX_REPORTED], "count": len(missing)},
+        )
+    conn.executemany(
+        "UPDATE run_targets SET approved = ?, answered_at = ? WHERE run_id = ? AND customer_id = ?",
+        [(int(ok), now, run_id, cid) for cid, ok in answers.items()],
+    )
+    approved = sum(1 for ok in answers.values() if ok)
+    return {
+        "run_id": run_id,
+        "updated": len(answers),
+        "approved": approved,
+        "rejected": len(answers) - approved,
+        "clearance_required_by": deadline,
+    }
+
+
+# -------------------------------------------------------------------- operators
+
+
+def _counts(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(t.approved = 1), 0), coalesce(sum(t.approved = 0), 0),"
+        " coalesce(sum(t.approved IS NULL), 0), coalesce(sum(t.status = 'granted'), 0),"
+        " coalesce(sum(t.status = 'refused' AND t.reason NOT IN"
+        " ('rejected', 'not_approved', 'stopped') AND t.reason NOT LIKE 'eligibility:%'), 0),"
+        " coalesce(sum(t.status IN ('pending', 'held')), 0)"
+        f" FROM run_targets t JOIN runs r ON r.id = t.run_id WHERE {where} AND {_LISTED}",
+        params,
+    ).fetchone()
+    keys = ("customers", "approved", "rejected", "unanswered", "granted", "capped", "to_grant")
+    return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+
+def _describe(run: sqlite3.Row | tuple[Any, ...], counts: dict[str, int]) -> dict[str, Any]:
+    approval = rate(counts["approved"], counts["customers"])
+    return {
+        "run": int(run[0]),
+        "campaign": run[1],
+        "state": run[2],
+        "clearance_required_by": utc_iso(float(run[3])),
+        "deadline": float(run[3]),
+        "open": run[2] == "clearance",
+        "announced": bool(run[4]),
+        **counts,
+        "approval_rate": None if approval is None else str(approval),
+    }
+
+
+_RUNS = (
+    "SELECT r.id, r.campaign_id, r.state, r.clearance_deadline,"
+    " EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = 'clearance.required:' || r.id)"
+    " FROM runs r WHERE r.clearance_deadline IS NOT NULL"
+)
+
+
+def summary_sync(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+    """A clearance run's figures: approved, rejected, unanswered, granted, capped, rate."""
+    run = conn.execute(_RUNS + " AND r.id = ?", (run_id,)).fetchone()
+    if run is None:
+        return None
+    return _describe(run, _counts(conn, "t.run_id = ?", (run_id,)))
+
+
+def list_runs_sync(
+    conn: sqlite3.Connection, *, campaign_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Runs awaiting or past clearance, newest first, with their figures."""
+    sql, params = _RUNS, []
+    if campaign_id is not None:
+        sql += " AND r.campaign_id = ?"
+        params.append(campaign_id)
+    runs = conn.execute(sql + " ORDER BY r.id DESC LIMIT ?", (*params, limit)).fetchall()
+    return [_describe(run, _counts(conn, "t.run_id = ?", (run[0],))) for run in runs]
+
+
+def campaign_section_sync(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | None:
+    """The campaign report's ``clearance`` section: every clearance run added up."""
+    (runs,) = conn.execute(
+        "SELECT count(*) FROM runs WHERE campaign_id = ? AND clearance_deadline IS NOT NULL",
+        (campaign_id,),
+    ).fetchone()
+    if not runs:
+        return None
+    (open_runs,) = conn.execute(
+        "SELECT count(*) FROM runs WHERE campaign_id = ? AND state = 'clearance'",
+        (campaign_id,),
+    ).fetchone()
+    counts = _counts(conn, "r.campaign_id = ? AND r.clearance_deadline IS NOT NULL", (campaign_id,))
+    approval = rate(counts["approved"], counts["customers"])
+    return {
+        "runs": int(runs),
+        "open": int(open_runs),
+        **counts,
+        "approval_rate": None if approval is None else str(approval),
+    }
