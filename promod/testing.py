@@ -40,12 +40,12 @@ from typing import Any
 
 import pytest
 
-__all__ = ["PromodDaemon", "promod_daemon", "promod_factory", "start_promod"]
+__all__ = ["NotifyListener", "PromodDaemon", "promod_daemon", "promod_factory", "start_promod"]
 
 _SOCKET_ROOM = 100  # AF_UNIX paths are limited to 108 bytes
 
 
-class _NotifyListener:
+class NotifyListener:
     """Collects sd_notify datagrams the daemon sends to ``NOTIFY_SOCKET``."""
 
     def __init__(self, path: Path) -> None:
@@ -68,6 +68,15 @@ class _NotifyListener:
                 return
             self.messages.extend(data.decode(errors="replace").splitlines())
 
+    def wait_for(self, line: str, timeout: float = 15.0, count: int = 1) -> None:
+        """Until ``line`` has arrived ``count`` times; AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.messages.count(line) >= count:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"no {line!r} (x{count}) from the daemon; got {self.messages}")
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=1)
@@ -84,7 +93,7 @@ class PromodDaemon:
         self.log_path = root / "daemon.log"
         self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
-        self._notify: _NotifyListener | None = None
+        self._notify: NotifyListener | None = None
         self._starts = 0
 
     # -- process --------------------------------------------------------------------
@@ -93,7 +102,7 @@ class PromodDaemon:
         """Start ``promod run`` and wait for ``READY=1`` (raises with the log if it fails)."""
         if self._notify is not None:
             self._notify.close()
-        self._notify = _NotifyListener(self.root / f"notify{self._starts}.sock")
+        self._notify = NotifyListener(self.root / f"notify{self._starts}.sock")
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(

@@ -23,6 +23,7 @@ from promod.actors.ledger import ProcessDue
 from promod.actors.messages import Inspect
 from promod.campaigns import store as campaigns
 from promod.campaigns.runs import create_run_sync
+from promod.live.engine import live_engine, next_timer_sync
 from promod.logs import get_logger
 
 log = get_logger("promod.scheduler", actor="scheduler")
@@ -86,6 +87,11 @@ class SchedulerActor(Actor):
                 self.app.actor("clearance").tell(RunsChanged())
             except Exception:  # restarting: it looks at the store when it starts
                 log.warning("clearance_not_told", runs=[r for _, r in started])
+        # Live-action campaigns: catch up on stored events, close due inaction windows.
+        try:
+            await live_engine(self.app).tick(now)
+        except Exception as exc:
+            log.error("live_tick_failed", error=repr(exc))
         ledger = self.app.actor("ledger")
         await ledger.send(ProcessDue())
 
@@ -197,4 +203,7 @@ def next_wake_sync(conn: sqlite3.Connection, now: float) -> float | None:
         )
         if row[0] is not None
     ]
+    live_timer = next_timer_sync(conn, now)  # live-action inaction windows
+    if live_timer is not None:
+        candidates.append(live_timer)
     return min(candidates) if candidates else None

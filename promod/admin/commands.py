@@ -105,9 +105,16 @@ async def actors_command(ctx: CommandContext, args: dict[str, Any]) -> Any:
 async def plugins_command(ctx: CommandContext, args: dict[str, Any]) -> Any:
     """``{"cmd": "plugins"}`` / ``promodctl plugins``.
 
-    ``[{name, version, hooks, registers}]``.
+    ``[{name, version, hooks, registers, health}]``; ``health`` is ``{state, circuits}``:
+    ``ok`` / ``half_open`` / ``open`` and the circuit breaker of every provider,
+    channel and connector the plugin registered (state, recent failures, next probe).
     """
-    return await _maybe_await(ctx.app.plugins.describe())
+    from promod.plugins import isolation
+
+    described = await _maybe_await(ctx.app.plugins.describe())
+    if not isinstance(described, list):
+        return described
+    return isolation.health(ctx.app, described)
 
 
 def _sets_level(args: Mapping[str, Any]) -> bool:

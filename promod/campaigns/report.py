@@ -139,8 +139,13 @@ def caps_usage(
 
 
 def _extra_sections(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any]:
-    """Sections other parts add (code pool numbers), when they are installed."""
+    """Sections other parts add (code pool numbers, clearance), when they are installed."""
+    from promod.clearance.store import campaign_section_sync
+
     out: dict[str, Any] = {}
+    clearance = campaign_section_sync(conn, campaign_id)
+    if clearance:
+        out["clearance"] = clearance
     try:
         from promod.codepool.report import codes_report
     except ImportError:

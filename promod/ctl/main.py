@@ -36,6 +36,7 @@ from promod.ctl.campaigns import (
     run_kill,
     run_report,
 )
+from promod.ctl.clearance import render_clearance_run, render_clearance_runs
 from promod.ctl.client import AdminClient, CommandError, DaemonUnreachable
 from promod.ctl.codes import (
     render_generate,
@@ -181,8 +182,27 @@ def render_plugins(result: Any) -> str:
         registers = row.get("registers") or ()
         if isinstance(registers, Mapping):
             registers = [f"{kind}:{name}" for kind, names in registers.items() for name in names]
-        rows.append({**row, "registers": list(registers)})
-    return render_table(rows, ["name", "version", "source", "hooks", "registers"])
+        rows.append({**row, "registers": list(registers), "health": _health(row.get("health"))})
+    return render_table(rows, ["name", "version", "source", "hooks", "registers", "health"])
+
+
+def _health(health: Any) -> str:
+    """``ok``, or each circuit that is not closed or has failed lately, in one cell."""
+    if not isinstance(health, Mapping):
+        return ""
+    parts = []
+    for circuit in health.get("circuits") or ():
+        failures = circuit.get("recent_failures") or []
+        if circuit.get("state") == "closed" and not failures:
+            continue
+        text = f"{circuit.get('name')} {circuit.get('state')}"
+        details = []
+        if failures:
+            details.append(f"{len(failures)} recent failures, last: {failures[-1].get('error')}")
+        if circuit.get("retry_in"):
+            details.append(f"probe in {circuit['retry_in']:.0f}s")
+        parts.append(text + (f" ({'; '.join(details)})" if details else ""))
+    return "; ".join(parts) or str(health.get("state", "ok"))
 
 
 def render_audit(result: Any) -> str:
@@ -333,6 +353,18 @@ COMMANDS: tuple[CtlCommand, ...] = (
         ),
         run=run_report,
         render=render_report,
+    ),
+    CtlCommand(
+        "clearance list",
+        "runs awaiting or past clearance, with approval counts",
+        params=(param("--campaign", help="only this campaign"), param("--limit", type=int)),
+        render=render_clearance_runs,
+    ),
+    CtlCommand(
+        "clearance show",
+        "one clearance run: approved, rejected, unanswered, granted, capped, rate",
+        params=(param("run", type=int, help="run id"),),
+        render=render_clearance_run,
     ),
     CtlCommand(
         "kill",

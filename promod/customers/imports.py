@@ -45,6 +45,7 @@ from promod.customers.records import (
     parse_customer,
     parse_event,
 )
+from promod.customers.store import UPSERT_CONSENT, UPSERT_CUSTOMER
 from promod.store.database import Database
 
 __all__ = [
@@ -283,27 +284,6 @@ async def commit_import(
     return summary
 
 
-_UPSERT_CUSTOMER = """
-INSERT INTO customers (id, email, timezone, attributes, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
-    email = excluded.email,
-    timezone = excluded.timezone,
-    attributes = excluded.attributes,
-    updated_at = excluded.updated_at
-"""
-
-_UPSERT_CONSENT = """
-INSERT INTO customer_consents (customer_id, consent, granted, updated_at, source)
-VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (customer_id, consent) DO UPDATE SET
-    updated_at = CASE WHEN granted = excluded.granted THEN updated_at
-                      ELSE excluded.updated_at END,
-    granted = excluded.granted,
-    source = excluded.source
-"""
-
-
 async def _commit_customers(conn: Any, import_id: str, stamp: str) -> dict[str, Any]:
     imported = created = 0
     last_line = 0
@@ -338,7 +318,7 @@ async def _commit_customers(conn: Any, import_id: str, stamp: str) -> dict[str, 
         imported += len(order)
         customers = list(batch.values())
         await conn.executemany(
-            _UPSERT_CUSTOMER,
+            UPSERT_CUSTOMER,
             [(c.id, c.email, c.timezone, _dumps(c.attributes), stamp, stamp) for c in customers],
         )
         await conn.executemany(
@@ -354,7 +334,7 @@ async def _commit_customers(conn: Any, import_id: str, stamp: str) -> dict[str, 
             [(c.id, _dumps(list(c.consents))) for c in customers],
         )
         await conn.executemany(
-            _UPSERT_CONSENT,
+            UPSERT_CONSENT,
             [
                 (c.id, name, int(granted), stamp, CONSENT_SOURCE)
                 for c in customers

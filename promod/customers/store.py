@@ -32,7 +32,7 @@ __all__ = [
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-_UPSERT_CUSTOMER = """
+UPSERT_CUSTOMER = """
 INSERT INTO customers (id, email, timezone, attributes, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
@@ -42,7 +42,7 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 
-_UPSERT_CONSENT = """
+UPSERT_CONSENT = """
 INSERT INTO customer_consents (customer_id, consent, granted, updated_at, source)
 VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (customer_id, consent) DO UPDATE SET
@@ -89,7 +89,7 @@ def upsert_customers_sync(
     stamp = utc_iso(now)
     rows = list(batch.values())
     conn.executemany(
-        _UPSERT_CUSTOMER,
+        UPSERT_CUSTOMER,
         [(c.id, c.email, c.timezone, _dumps(c.attributes), stamp, stamp) for c in rows],
     )
     conn.executemany("DELETE FROM customer_tags WHERE customer_id = ?", [(c.id,) for c in rows])
@@ -103,7 +103,7 @@ def upsert_customers_sync(
         [(c.id, _dumps(list(c.consents))) for c in rows],
     )
     conn.executemany(
-        _UPSERT_CONSENT,
+        UPSERT_CONSENT,
         [
             (c.id, name, int(granted), stamp, source)
             for c in rows

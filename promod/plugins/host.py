@@ -35,6 +35,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "promod.builtin.campaigns",
     "promod.builtin.notify",
     "promod.builtin.code_pool",
+    "promod.builtin.live",
+    "promod.builtin.clearance",
 )
 
 

@@ -71,6 +71,8 @@ backoff_max = "200ms"
 poll_interval = "50ms"
 max_attempts = 4
 {notify}
+[plugins]
+circuit_cooldown = "100ms"
 """
     if smtp_port:
         text += f"""

@@ -17,13 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from promod.testing import NotifyListener
 
 BIN = Path(sys.executable).parent
 
@@ -34,43 +34,6 @@ def _script(name: str) -> list[str]:
         return [str(exe)]
     module = {"promod": "promod", "promodctl": "promod.ctl.main"}[name]
     return [sys.executable, "-m", module]
-
-
-class NotifyListener:
-    """A NOTIFY_SOCKET datagram listener collecting every sd_notify message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.messages: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._collect, daemon=True)
-        self._thread.start()
-
-    def _collect(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.extend(data.decode().splitlines())
-
-    def wait_for(self, line: str, timeout: float = 15.0, count: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.messages.count(line) >= count:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"no {line!r} (x{count}) from the daemon; got {self.messages}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1)
-        self.sock.close()
 
 
 class Daemon:
