@@ -479,3 +479,22 @@ def test_plugin_circuit_settings(tmp_path: Path) -> None:
 def test_circuit_open_is_an_alert_event(tmp_path: Path) -> None:
     config = load(tmp_path, WEBHOOK + '[alerts]\n"plugin.circuit_open" = ["backend"]\n')
     assert config.alerts == {"plugin.circuit_open": ("backend",)}
+
+
+def test_clearance_min_approval_rate(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    assert load(tmp_path, "").clearance.min_approval_rate is None
+    config = load(tmp_path, '[clearance]\nmin_approval_rate = "0.75"\n')
+    assert config.clearance.min_approval_rate == Decimal("0.75")
+    for bad, message in (
+        ("min_approval_rate = 0.5", "not a float"),
+        ('min_approval_rate = "1.5"', "between 0 and 1"),
+        ('min_approval_rate = "half"', "decimal string"),
+        ('min_approval_rate = "NaN"', "between 0 and 1"),
+        ('floor = "0.5"', "unknown key"),
+    ):
+        found = issues(tmp_path, f"[clearance]\n{bad}\n")
+        assert any(message in m for m in found.values()), (bad, found)
+    config = load(tmp_path, WEBHOOK + '[alerts]\n"clearance.low_approval" = ["backend"]\n')
+    assert config.alerts == {"clearance.low_approval": ("backend",)}

@@ -514,12 +514,12 @@ class LedgerActor(Actor):
     async def _out_of_inventory(self, grant: GrantRequest, attempts: int, error: str) -> None:
         """The provider has nothing left: release the grant and pause the campaign.
 
-        The grant fails and its reservation is released; while the run is still
-        open its customer goes back in line (target ``pending``) and the campaign
-        pauses with reason ``no_inventory:<provider>`` (a ``campaign.paused``
-        event), so nothing more is reserved for an empty provider. Resuming it
-        (after a restock, or after applying the spec with another reward) grants
-        those customers again; a finished run refuses them (``no_inventory``).
+        The grant fails and its reservation is released, and the campaign pauses
+        with reason ``no_inventory:<provider>`` (a ``campaign.paused`` event), so
+        nothing more is reserved for an empty provider. While the run is still
+        open the customer goes back in line (target ``pending``) and is granted
+        when the campaign is resumed (after a restock); in a finished run the
+        target is refused (``no_inventory``).
         """
         log.warning("reward_out_of_inventory", provider=grant.provider, grant=grant.id)
         now = self.app.clock.now()
@@ -534,15 +534,13 @@ class LedgerActor(Actor):
                     " WHERE run_id = ? AND customer_id = ?",
                     (grant.run_id, grant.customer_id),
                 )
-                campaigns.pause_sync(
-                    conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
-                )
             else:
                 conn.execute(
                     "UPDATE run_targets SET status = 'refused', reason = 'no_inventory',"
                     " decided_at = ? WHERE run_id = ? AND customer_id = ?",
                     (now, grant.run_id, grant.customer_id),
                 )
+            campaigns.pause_sync(conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now)
 
         with anyio.CancelScope(shield=True):
             await self.app.db.run_sync(work)

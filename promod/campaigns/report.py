@@ -146,6 +146,11 @@ def _extra_sections(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any
     clearance = campaign_section_sync(conn, campaign_id)
     if clearance:
         out["clearance"] = clearance
+    from promod.live.report import live_report
+
+    live = live_report(conn, campaign_id)
+    if live is not None:
+        out["live"] = live
     try:
         from promod.codepool.report import codes_report
     except ImportError:

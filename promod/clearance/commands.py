@@ -46,7 +46,9 @@ async def clearance_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict
 )
 async def clearance_show(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     run_id = args["run"]
-    summary: dict[str, Any] | None = await ctx.app.db.run_sync(lambda conn: summary_sync(conn, run_id), write=False)
+    summary: dict[str, Any] | None = await ctx.app.db.run_sync(
+        lambda conn: summary_sync(conn, run_id), write=False
+    )
     if summary is None:
         raise CommandError("not_found", f"no clearance run {run_id}")
     return summary

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from promod.ctl.client import AdminClient, CommandError
-from promod.ctl.render import ProgressBar, render_kv, render_value
+from promod.ctl.render import ProgressBar, render_kv, render_table, render_value
 
 if TYPE_CHECKING:
     from promod.ctl.main import CtlCommand
@@ -245,6 +245,10 @@ def render_customer(result: Any) -> str:
     shown = dict(result)
     consents = shown.pop("consents", None)
     attributes = shown.pop("attributes", None)
+    rewards = shown.pop("rewards", None)
+    wallet = shown.pop("wallet", None)
+    if isinstance(wallet, dict):
+        shown["wallet points"] = wallet.get("points")
     text = render_kv(shown)
     if isinstance(attributes, dict):
         text += "\n\nattributes:\n" + render_kv(attributes, indent=2)
@@ -256,4 +260,7 @@ def render_customer(result: Any) -> str:
             if isinstance(c, dict)
         ]
         text += "\n\nconsents:\n" + ("\n".join(lines) if lines else "  (none)")
+    if isinstance(rewards, list):
+        columns = ["grant", "campaign", "provider", "value", "state", "code"]
+        text += "\n\nrewards:\n" + render_table(rewards, columns, empty="(none)")
     return text

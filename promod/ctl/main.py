@@ -198,9 +198,11 @@ def _health(health: Any) -> str:
         text = f"{circuit.get('name')} {circuit.get('state')}"
         details = []
         if failures:
-            details.append(f"{len(failures)} recent failures, last: {failures[-1].get('error')}")
+            last = str(failures[-1].get("error"))
+            last = last if len(last) <= 80 else last[:77] + "..."
+            details.append(f"{len(failures)} recent failures, last: {last}")
         if circuit.get("retry_in"):
-            details.append(f"probe in {circuit['retry_in']:.0f}s")
+            details.append(f"probe in {circuit['retry_in']:.1f}s")
         parts.append(text + (f" ({'; '.join(details)})" if details else ""))
     return "; ".join(parts) or str(health.get("state", "ok"))
 

@@ -189,11 +189,37 @@ async def customer_profile(db: Database, customer_id: str) -> dict[str, Any] | N
 
 
 async def wallet_and_rewards(app: Any, customer_id: str) -> dict[str, Any]:
-    """Hook point for ``customers.show``: extra sections (wallet balance, rewards held).
+    """The wallet balance and the rewards a customer holds, newest first (50 at most).
 
-    Returns keys merged into the result; nothing yet, the ledger fills this in.
+    Codes are shown: ``customers show`` is an operator's view of one customer.
     """
-    return {}
+    balance = await app.db.fetchone(
+        "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
+    )
+    rows = await app.db.fetchall(
+        "SELECT id, campaign_id, provider, amount_minor, value_minor, currency, state,"
+        " created_at, code, expires_at FROM grants WHERE customer_id = ? AND state != 'failed'"
+        " ORDER BY id DESC LIMIT 50",
+        (customer_id,),
+    )
+    from promod.campaigns.spec import currency_exponent
+    from promod.units import format_money
+
+    rewards = [
+        {
+            "grant": r["id"],
+            "campaign": r["campaign_id"],
+            "provider": r["provider"],
+            "value": format_money(r["value_minor"], currency_exponent(r["currency"])),
+            "currency": r["currency"],
+            "state": r["state"],
+            "granted_at": r["created_at"],
+            "code": r["code"],
+            "expires_at": r["expires_at"],
+        }
+        for r in rows
+    ]
+    return {"wallet": {"points": 0 if balance is None else balance[0]}, "rewards": rewards}
 
 
 @command(

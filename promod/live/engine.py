@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import weakref
 from collections import Counter as Tally
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,8 @@ class LiveEngine:
         self.app = app
         self.indexes = IndexCache()
         self.totals: Fired = Fired()
+        self._told: weakref.ref[Any] | None = None
+        self._told_to: Any = None
 
     # -- inside a transaction -----------------------------------------------------
 
@@ -280,7 +283,7 @@ class LiveEngine:
                 # A bad event must not block the stream: record it and move on.
                 conn.execute("ROLLBACK TO live_event")
                 work.fired.errors += 1
-                log.error("live_event_failed", seq=seq, event=name, error=repr(exc))
+                log.error("live_event_failed", seq=seq, name=name, error=repr(exc))
             conn.execute("RELEASE live_event")
         if rows:
             conn.execute(
@@ -374,7 +377,16 @@ class LiveEngine:
             " ORDER BY t.fires_at, t.id LIMIT ?",
             (now, limit),
         ).fetchall()
-        for timer_id, campaign_id, run_id, customer_id, missing, after_seq, after_ts, fires_at in rows:
+        for (
+            timer_id,
+            campaign_id,
+            run_id,
+            customer_id,
+            missing,
+            after_seq,
+            after_ts,
+            fires_at,
+        ) in rows:
             campaign = index.campaigns.get(campaign_id)
             if (
                 campaign is None
@@ -461,15 +473,34 @@ class LiveEngine:
     def wake(self, fired: Fired) -> None:
         """Tell the ledger when targets are due now, the scheduler when they are due later."""
         if fired.due_now:
-            from promod.actors.ledger import ProcessDue
-
             try:
-                self.app.actor("ledger").tell(ProcessDue())
+                self._tell_ledger()
             except Exception as exc:  # full or restarting: the scheduler's tick tells it
                 log.warning("live_ledger_not_told", error=repr(exc))
                 self._kick_scheduler()
         if fired.due_later:
             self._kick_scheduler()
+
+    def _tell_ledger(self) -> None:
+        """``ProcessDue`` to the ledger, unless the one told last is still waiting in its
+        mailbox (it will see these targets too): one pass serves many event batches.
+
+        The message told last is followed by a weak reference: it is alive while queued
+        or in hand; in hand (the pass under way may have passed these runs already), or
+        with a restarted ledger, a new one is told.
+        """
+        from promod.actors.ledger import ProcessDue
+
+        ledger = self.app.actor("ledger")
+        told = self._told() if self._told is not None else None
+        if told is not None and ledger is self._told_to:
+            current = getattr(ledger, "_current", None)
+            if getattr(current, "message", None) is not told:
+                return
+        message = ProcessDue()
+        ledger.tell(message)
+        self._told = weakref.ref(message)
+        self._told_to = ledger
 
     def _kick_scheduler(self) -> None:
         from promod.actors.scheduler import Kick
@@ -495,4 +526,3 @@ def next_timer_sync(conn: sqlite3.Connection, now: float) -> float | None:
         "SELECT min(fires_at) FROM live_timers WHERE state = 'pending' AND fires_at > ?", (now,)
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
-

@@ -20,7 +20,7 @@ from typing import Any
 
 from promod.campaigns.segments import Comparison, EventRule, PropertyTest, decimal_value
 
-__all__ = ["aggregate_holds", "number", "rule_total", "comparison_holds", "where_matches"]
+__all__ = ["aggregate_holds", "comparison_holds", "number", "rule_total", "where_matches"]
 
 _DECIMAL_STRING = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _MAX_NUMBER_TEXT = 200

@@ -31,7 +31,7 @@ def clearance_spec(
 
 
 async def make_clearance_run(
-    db: Database,
+    database: Database,
     customers: int = 10,
     *,
     campaign_id: str = "winback",
@@ -42,10 +42,10 @@ async def make_clearance_run(
 ) -> int:
     """Seed ``customers`` (c00...), apply and launch a clearance campaign, snapshot its run."""
     if seed:
-        seed_customers(db.path, [f"c{i:02d}" for i in range(customers)])
+        seed_customers(database.path, [f"c{i:02d}" for i in range(customers)])
     spec = load_spec(clearance_spec(campaign_id, on_timeout=on_timeout, caps=caps), "toml")
-    await campaigns.apply(db, spec, by="test", now=T0)
-    await campaigns.launch(db, campaign_id, now=T0, pilot=pilot)
+    await campaigns.apply(database, spec, by="test", now=T0)
+    await campaigns.launch(database, campaign_id, now=T0, pilot=pilot)
 
     def snapshot(conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE campaigns SET next_run_at = NULL WHERE id = ?", (campaign_id,))
@@ -53,13 +53,13 @@ async def make_clearance_run(
             conn, campaign_id, 1, spec, now=T0, pilot=pilot, clearance_deadline=START
         )
 
-    return await db.run_sync(snapshot)
+    return await database.run_sync(snapshot)
 
 
 @pytest.fixture
-def make_run(db: Database) -> Callable[..., Any]:
+def make_run(app: ApiApp) -> Callable[..., Any]:  # noqa: F811 (the fixture)
     async def make(*args: Any, **kwargs: Any) -> int:
-        return await make_clearance_run(db, *args, **kwargs)
+        return await make_clearance_run(app.db, *args, **kwargs)
 
     return make
 

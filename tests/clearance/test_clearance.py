@@ -15,7 +15,7 @@ from promod.actors.clearance import ClearanceActor, RunsChanged
 from promod.clearance.store import announce_sync, decide_sync, summary_sync
 from promod.store.database import Database
 from tests.clearance.conftest import START, ApiApp
-from tests.httpapi.conftest import auth
+from tests.httpapi.conftest import auth, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -128,7 +128,7 @@ async def test_pages_filters_answers_and_refusals(
         assert r.status_code == 422, body
         assert set(r.json()["error"]) == {"code", "message", "details"}
     too_many = {"customers": [{"customer_id": f"x{i}", "approved": True} for i in range(10_001)]}
-    app.config = __import__("tests.httpapi.conftest", fromlist=["x"]).make_config(max_body="2MiB")
+    app.config = make_config(max_body="2MiB")
     r = await client.post(url + "/status", json=too_many, headers=auth())
     assert r.status_code == 422 and r.json()["error"]["details"] == {"max_batch": 10_000}
     for query in ({"status": "nope"}, {"cursor": "x"}, {"limit": "0"}, {"limit": "10001"}):

@@ -209,6 +209,11 @@ def test_pilot_grants_a_slice_then_waits_for_resume(daemon_factory) -> None:
     assert d.ctl("campaign", "resume", "winback").returncode == 0
     _wait(lambda: _report(d)["state"] == "completed", what="the rest")
     assert _report(d)["granted"] == 200
+    shown = d.ctl_json("customers", "show", "c000")
+    assert shown["wallet"] == {"points": 500}
+    assert [(r["campaign"], r["value"], r["state"]) for r in shown["rewards"]] == [
+        ("winback", "5.00", "issued")
+    ]
 
 
 def test_bad_spec_is_refused_with_every_path(daemon_factory) -> None:
@@ -265,3 +270,42 @@ def test_a_campaign_whose_run_cannot_start_is_paused_not_fatal(daemon_factory) -
     _wait(lambda: _report(d)["state"] == "paused", what="the pause")
     assert _report(d)["paused_reason"] == "error:OperationalError"
     assert all(a["restarts"] == 0 for a in d.ctl_json("actors")), d.logs()
+
+
+def test_an_eligibility_plugin_vetoes_customers_before_any_reservation(daemon_factory) -> None:
+    plugin_dir = new_instance_dir()
+    (plugin_dir / "no_sevens.py").write_text(
+        '"""Site rule: customers whose id ends in 7 get nothing."""\n'
+        "from promod import hookimpl\n\n"
+        "@hookimpl\n"
+        "def promod_eligibility_check(customer, campaign):\n"
+        "    return 'ends_in_7' if customer['id'].endswith('7') else None\n"
+    )
+    d = daemon_factory(edits={r"^dirs = \[\]": f'dirs = ["{plugin_dir}"]'})
+    seed_customers(_db(d), [f"c{i:02d}" for i in range(30)])
+    _apply(d, wallet_spec(caps="count = 27"))
+    assert d.ctl("campaign", "launch", "winback").returncode == 0
+    _wait(lambda: _report(d)["state"] != "running", what="completion")
+    report = _report(d)
+    assert report["state"] == "completed", report
+    assert report["refused"] == {"eligibility:ends_in_7": 3}
+    assert report["granted"] == 27  # vetoed customers took no room under the count cap
+    shutil.rmtree(plugin_dir, ignore_errors=True)
+
+
+def test_a_daily_recurring_campaign_runs_again_each_day(daemon_factory) -> None:
+    d = daemon_factory(env={"PROMOD_TEST_CLOCK": str(DEC1_0000Z + 8 * 3600)})
+    seed_customers(_db(d), [f"c{i}" for i in range(5)])
+    schedule = 'start = "now"\nrecurring = "daily 09:00"\nend = "2026-12-03T12:00:00Z"'
+    _apply(d, wallet_spec(schedule=schedule, caps="per_customer = 2"))
+    assert d.ctl("campaign", "launch", "winback").returncode == 0
+    _wait(lambda: _report(d)["granted"] == 5, what="the first run")
+    _advance(d, 3600)  # Dec 1, 09:00: the second run; everyone's second reward
+    _wait(lambda: _report(d)["granted"] == 10, what="the second run")
+    _advance(d, 86400)  # Dec 2, 09:00: per_customer = 2 refuses everyone
+    _wait(lambda: len(_report(d)["runs"]) == 3 and _report(d)["refused"], what="the third run")
+    report = _report(d)
+    assert report["refused"] == {"per_customer": 5}
+    _advance(d, 86400)  # Dec 3, 09:00 is before the end: a fourth run, then completed
+    _wait(lambda: _report(d)["state"] == "completed", what=f"completion at the end")
+    assert _report(d)["granted"] == 10

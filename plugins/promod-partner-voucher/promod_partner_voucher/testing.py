@@ -108,7 +108,7 @@ class FakePartner:
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._host, self._port = host, port
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- life -------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class FakePartner:
             owner = partner
 
         self._closing.clear()
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server = _Server((self._host, self._port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -361,6 +361,12 @@ class FakePartner:
     def __iter__(self) -> Iterator[Voucher]:
         with self._lock:
             return iter(list(self.vouchers.values()))
+
+
+class _Server(ThreadingHTTPServer):
+    # A real partner's listen backlog: with the default of 5, concurrent calls beyond it
+    # wait for a SYN retransmit (a second) and look like a slow partner.
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
