@@ -307,5 +307,5 @@ def test_a_daily_recurring_campaign_runs_again_each_day(daemon_factory) -> None:
     report = _report(d)
     assert report["refused"] == {"per_customer": 5}
     _advance(d, 86400)  # Dec 3, 09:00 is before the end: a fourth run, then completed
-    _wait(lambda: _report(d)["state"] == "completed", what=f"completion at the end")
+    _wait(lambda: _report(d)["state"] == "completed", what="completion at the end")
     assert _report(d)["granted"] == 10
