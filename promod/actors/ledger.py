@@ -66,7 +66,7 @@ class LedgerActor(Actor):
         self.app = app
         self.totals: Tally[str] = Tally()
         self._pending_kick = anyio.Event()
-        self._circuit_closed = False
+        self._circuits_closed: set[str] = set()
 
     @property
     def batch_size(self) -> int:
@@ -248,12 +248,21 @@ class LedgerActor(Actor):
                     continue
                 probing.add(row[4])
             chosen.append(row)
-        self._circuit_closed = False
+        self._circuits_closed = set()
         async with anyio.create_task_group() as tg:
             limiter = anyio.Semaphore(16)
             for row in chosen:
                 tg.start_soon(self._issue_one, row, limiter)
-        if self._circuit_closed or len(rows) == 200:
+        if self._circuits_closed:
+            # The provider is back: what waited out the outage is tried now, not after
+            # the backoff its failed probes piled up.
+            await db.execute(
+                "UPDATE grants SET next_attempt_at = ? WHERE state = 'reserved'"
+                " AND next_attempt_at > ? AND provider IN (SELECT value FROM json_each(?))",
+                (now, now, json.dumps(sorted(self._circuits_closed))),
+            )
+            return float(now)
+        if len(rows) == 200:
             return float(now)
         return await self._next_wake(float(now))
 
@@ -354,7 +363,7 @@ class LedgerActor(Actor):
             if probe and breaker.state is CircuitState.CLOSED:
                 log.info("provider_circuit_closed", provider=grant.provider, grant=grant.id)
                 isolation.closed_again(self.app, breaker)
-                self._circuit_closed = True
+                self._circuits_closed.add(grant.provider)
 
         def done(conn: sqlite3.Connection) -> None:
             cur = conn.execute(

@@ -11,6 +11,7 @@ transaction::
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -65,14 +66,21 @@ class CampaignRow:
         }
 
 
+@functools.lru_cache(maxsize=256)
+def _stored_spec(text: str) -> tuple[CampaignSpec, str]:
+    """A stored (already validated) spec, parsed once per version."""
+    data = json.loads(text)
+    return parse_spec(data, default_timezone=data.get("timezone", "UTC")), text
+
+
 def row_to_campaign(row: sqlite3.Row | tuple[Any, ...]) -> CampaignRow:
-    spec_dict = json.loads(row[3])
+    spec, text = _stored_spec(row[3])
     return CampaignRow(
         id=row[0],
         version=row[1],
         state=row[2],
-        spec=parse_spec(spec_dict, default_timezone=spec_dict.get("timezone", "UTC")),
-        spec_dict=spec_dict,
+        spec=spec,
+        spec_dict=json.loads(text),
         next_run_at=row[4],
         paused_reason=row[5],
         paused_until=row[6],

@@ -1,6 +1,6 @@
 """The live-action engine: matches stored events against running live triggers and fires.
 
-Events are read from the ``events`` table after a durable cursor (meta row
+Events are read from the ``events`` table after a durable cursor (table
 ``live_cursor``), so events from ``POST /v1/events``, CRM sync and imports are all
 seen, each exactly once: the cursor moves in the transaction that records what the
 events fired. A firing adds the customer to the campaign's open live run as a
@@ -34,7 +34,6 @@ from promod.live.match import aggregate_holds, rule_total, where_matches
 from promod.logs import get_logger
 
 __all__ = [
-    "CURSOR_KEY",
     "Fired",
     "LiveEngine",
     "live_engine",
@@ -43,7 +42,6 @@ __all__ = [
 
 log = get_logger("promod.live")
 
-CURSOR_KEY = "live_cursor"
 EVENTS_PER_TRANSACTION = 2000
 TIMERS_PER_TRANSACTION = 1000
 
@@ -254,16 +252,13 @@ class LiveEngine:
         """Match the next events after the cursor; move the cursor past them."""
         work = _Pass(now)
         index = self.indexes.current(conn)
-        (cursor_text,) = conn.execute(
-            "SELECT coalesce((SELECT value FROM meta WHERE key = ?), '0')", (CURSOR_KEY,)
-        ).fetchone()
-        cursor = int(cursor_text)
+        (cursor,) = conn.execute("SELECT seq FROM live_cursor WHERE id = 1").fetchone()
         names = index.names
         if not names:
             conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value)"
-                " SELECT ?, CAST(max(?, coalesce(max(seq), 0)) AS TEXT) FROM events",
-                (CURSOR_KEY, cursor),
+                "UPDATE live_cursor SET seq = (SELECT max(?, coalesce(max(seq), 0)) FROM events)"
+                " WHERE id = 1",
+                (cursor,),
             )
             return work.fired
         rows = conn.execute(
@@ -286,10 +281,7 @@ class LiveEngine:
                 log.error("live_event_failed", seq=seq, name=name, error=repr(exc))
             conn.execute("RELEASE live_event")
         if rows:
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                (CURSOR_KEY, str(int(rows[-1][0]))),
-            )
+            conn.execute("UPDATE live_cursor SET seq = ? WHERE id = 1", (int(rows[-1][0]),))
         work.fired.more = len(rows) == limit
         work.flush(conn)
         return work.fired
@@ -482,12 +474,12 @@ class LiveEngine:
             self._kick_scheduler()
 
     def _tell_ledger(self) -> None:
-        """``ProcessDue`` to the ledger, unless the one told last is still waiting in its
-        mailbox (it will see these targets too): one pass serves many event batches.
+        """``ProcessDue`` to the ledger, unless the one told last still waits in its mailbox
+        (it will see these targets too): under load one pass serves many event batches.
 
-        The message told last is followed by a weak reference: it is alive while queued
-        or in hand; in hand (the pass under way may have passed these runs already), or
-        with a restarted ledger, a new one is told.
+        The message told last is followed by a weak reference. It is known to be still
+        queued only while it is alive and the ledger has another message in hand; in any
+        other case (in hand, handled, an idle ledger, a restarted one) a new one is told.
         """
         from promod.actors.ledger import ProcessDue
 
@@ -495,7 +487,7 @@ class LiveEngine:
         told = self._told() if self._told is not None else None
         if told is not None and ledger is self._told_to:
             current = getattr(ledger, "_current", None)
-            if getattr(current, "message", None) is not told:
+            if current is not None and getattr(current, "message", None) is not told:
                 return
         message = ProcessDue()
         ledger.tell(message)

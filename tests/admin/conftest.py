@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -91,24 +89,6 @@ async def make_app(db: Database, **roles: dict[str, list[str]]) -> AdminApp:
         plugins=plugins,
         supervisor=supervisor,
     )
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pm"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "promod.db")
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

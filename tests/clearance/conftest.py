@@ -14,7 +14,7 @@ from promod.campaigns import store as campaigns
 from promod.campaigns.runs import create_run_sync
 from promod.campaigns.spec import load_spec
 from promod.store.database import Database
-from tests.httpapi.conftest import T0, ApiApp, anyio_backend, app, client, db  # noqa: F401
+from tests.httpapi.conftest import T0, ApiApp, anyio_backend, app, client  # noqa: F401
 from tests.support.data import seed_customers, wallet_spec
 
 LEAD = 1800.0

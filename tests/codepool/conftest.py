@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import sqlite3
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,15 +52,6 @@ class CodesApp:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "promod.db")
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(start=T0)
 
@@ -76,15 +65,6 @@ def app(db: Database, clock: ManualClock) -> CodesApp:
         {"admin": {"roles": {"operator": {"users": [ME]}}}}, Path("/nonexistent/promod.toml")
     )
     return CodesApp(config=config, db=db, audit=AuditLog(db), commands=registry, clock=clock)
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pmc"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

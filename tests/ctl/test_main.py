@@ -230,9 +230,7 @@ def test_a_new_subcommand_is_one_table_row(
         params=(param("campaign"), param("--reason")),
     )
     assert row.command == "demo.pause"
-    ns = build_parser([*ctl.COMMANDS, row]).parse_args(
-        ["demo", "pause", "w-30", "--reason", "x"]
-    )
+    ns = build_parser([*ctl.COMMANDS, row]).parse_args(["demo", "pause", "w-30", "--reason", "x"])
     assert ns.ctl_command is row
     assert row.request_args(ns) == {"campaign": "w-30", "reason": "x"}
 

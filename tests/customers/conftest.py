@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,26 +58,8 @@ def make_config(role: str) -> Config:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "promod.db")
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(start=T0)
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pm"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -76,15 +76,6 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "promod.db")
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def app(db: Database) -> ApiApp:
     return ApiApp(config=make_config(), db=db, clock=ManualClock(start=T0))
 

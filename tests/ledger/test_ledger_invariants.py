@@ -141,7 +141,9 @@ def _check_invariants(
         if frequency is not None:
             assert all(customers.count(c) <= frequency[0] for c in set(customers))
         # The wallet holds exactly what the grants say, once each.
-        (points,) = conn.execute("SELECT coalesce(sum(points), 0) FROM wallet_transactions").fetchone()
+        (points,) = conn.execute(
+            "SELECT coalesce(sum(points), 0) FROM wallet_transactions"
+        ).fetchone()
         assert points == 500 * len(rows)
         # Every target decided at most once, and every grant matches a granted target.
         (granted_targets,) = conn.execute(
@@ -212,9 +214,7 @@ def test_the_database_refuses_a_write_past_a_cap(tmp_path: Path) -> None:
             " VALUES ('campaign:x', 'lifetime', 1, 900, 1000)"
         )
         with pytest.raises(sqlite3.IntegrityError):
-            conn.execute(
-                "UPDATE cap_counters SET spend = spend + 500 WHERE scope = 'campaign:x'"
-            )
+            conn.execute("UPDATE cap_counters SET spend = spend + 500 WHERE scope = 'campaign:x'")
         conn.execute(
             "INSERT INTO customer_caps (campaign_id, customer_id, grants, max_grants)"
             " VALUES ('x', 'c1', 1, 1)"

@@ -18,7 +18,7 @@ from promod.campaigns.spec import load_spec
 from promod.clock import ManualClock
 from promod.customers.records import Event
 from promod.customers.store import insert_events_sync
-from promod.live.engine import CURSOR_KEY, LiveEngine, next_timer_sync
+from promod.live.engine import LiveEngine, next_timer_sync
 from promod.live.report import live_report
 from promod.store.database import Database
 
@@ -118,7 +118,9 @@ async def report(app: StubApp, campaign_id: str) -> dict[str, Any]:
 
 
 async def test_event_trigger_fires_once_per_customer_with_exact_where(app: StubApp) -> None:
-    run = await launch(app, spec_text("cart", '{ event = "cart", where = { total = { gte = 50 } } }'))
+    run = await launch(
+        app, spec_text("cart", '{ event = "cart", where = { total = { gte = 50 } } }')
+    )
     engine = LiveEngine(app)
     await post(
         app,
@@ -154,7 +156,9 @@ async def test_count_and_sum_thresholds_within_the_window(app: StubApp) -> None:
     )
     engine = LiveEngine(app)
     day = 86400
-    await post(app, ("a", "buy", T0, {"amount": "33.33"}), ("a", "buy", T0 + 1, {"amount": "33.33"}))
+    await post(
+        app, ("a", "buy", T0, {"amount": "33.33"}), ("a", "buy", T0 + 1, {"amount": "33.33"})
+    )
     await engine.process()
     assert await targets(app, third) == [] and await targets(app, spent) == []
     # 40 days later the first two have left the 30-day window.
@@ -271,8 +275,8 @@ async def test_events_stored_while_nothing_listens_never_fire_later(app: StubApp
     engine = LiveEngine(app)
     await post(app, ("old", "deposit", T0, {}), ("old2", "deposit", T0, {}))
     assert (await engine.process()).events == 0
-    row = await app.db.fetchone("SELECT value FROM meta WHERE key = ?", (CURSOR_KEY,))
-    assert row is not None and row[0] == "2"
+    row = await app.db.fetchone("SELECT seq FROM live_cursor")
+    assert row is not None and row[0] == 2
     run = await launch(app, spec_text("late", '{ event = "deposit" }'))
     assert (await engine.process()).events == 0
     assert await targets(app, run) == []

@@ -102,15 +102,6 @@ timeout = "2s"
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "promod.db")
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     server = SmtpServer().start()
     yield server

@@ -3,10 +3,14 @@
 -- campaign's live run), counts of firings that added nobody, and the durable
 -- timers of inaction triggers ("after A, no B within 72h"). Times: unix seconds.
 
--- Events up to this seq have been matched against the live triggers. Starts at
--- the newest event: what was stored before live campaigns existed never fires.
-INSERT OR REPLACE INTO meta (key, value)
-SELECT 'live_cursor', CAST(coalesce(max(seq), 0) AS TEXT) FROM events;
+-- Events up to this seq have been matched against the live triggers (one row).
+-- Starts at the newest event: what was stored before live campaigns existed
+-- never fires.
+CREATE TABLE live_cursor (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT INTO live_cursor (id, seq) SELECT 1, coalesce(max(seq), 0) FROM events;
 
 -- One row per target a trigger added, written in the transaction that adds it.
 -- event_ts: when the trigger became true (the event's ts; for an inaction
