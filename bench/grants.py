@@ -122,69 +122,89 @@ def end_to_end(root: Path, n: int) -> tuple[float, float, float]:
 
 
 def raw_baseline(root: Path, n: int, batch: int = 1000) -> tuple[float, float]:
-    """The same atomic grant, batched, with plain sqlite3 (WAL, synchronous=FULL)."""
-    db = root / "raw.db"
+    """The same atomic grant through plain sqlite3, batched: promod's own schema and
+    target list (same seeded order), the same rows written per grant — grant,
+    target outcome, per-customer cap, wallet transaction (and balance by trigger),
+    outbox event, counters — with no decisions, actors or awaits around them."""
+    subprocess.run([str(BIN / "promod"), "init", str(root)], check=True, capture_output=True)
+    cfg = root / "promod.toml"
+    subprocess.run(
+        [str(BIN / "promod"), "db", "migrate", "--config", str(cfg)],
+        check=True,
+        capture_output=True,
+    )
+    db = root / "state" / "promod.db"
+    seed(db, n)
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
-    conn.executescript(
-        """
-        CREATE TABLE targets (run_id INT, customer_id TEXT, rank INT, status TEXT,
-            PRIMARY KEY (run_id, customer_id)) WITHOUT ROWID;
-        CREATE TABLE grants (id INTEGER PRIMARY KEY, campaign_id TEXT, run_id INT,
-            customer_id TEXT, value_minor INT, state TEXT, created_at REAL,
-            UNIQUE (campaign_id, run_id, customer_id));
-        CREATE TABLE caps (campaign_id TEXT, customer_id TEXT, grants INT, max_grants INT,
-            PRIMARY KEY (campaign_id, customer_id), CHECK (grants <= max_grants)) WITHOUT ROWID;
-        CREATE TABLE counters (scope TEXT, period TEXT, count INT, spend INT, max_spend INT,
-            PRIMARY KEY (scope, period), CHECK (spend <= max_spend)) WITHOUT ROWID;
-        CREATE TABLE wallet (id INTEGER PRIMARY KEY, customer_id TEXT, points INT,
-            grant_id INT UNIQUE);
-        """
+    conn.execute("PRAGMA wal_autocheckpoint = 10000")
+    conn.execute("PRAGMA cache_size = -65536")
+    from promod.campaigns.runs import create_run_sync
+    from promod.campaigns.segments import register_sql_functions
+    from promod.campaigns.spec import load_spec
+
+    register_sql_functions(conn)
+    spec = load_spec(SPEC, "toml")
+    now = time.time()
+    conn.execute(
+        "INSERT INTO campaigns (id, version, state, spec, created_at, updated_at)"
+        " VALUES ('bench', 1, 'running', ?, ?, ?)",
+        (json.dumps(spec.to_dict()), now, now),
     )
-    conn.executemany(
-        "INSERT INTO targets VALUES (1, ?, ?, 'pending')",
-        ((f"c{i:07d}", i) for i in range(n)),
-    )
-    conn.execute("INSERT INTO counters VALUES ('c', 'lifetime', 0, 0, 10000000000)")
+    conn.execute("BEGIN IMMEDIATE")
+    run_id = create_run_sync(conn, "bench", 1, spec, now=now)
+    conn.execute("COMMIT")
     started = time.perf_counter()
     next_id = 1
     while True:
         conn.execute("BEGIN IMMEDIATE")
-        ids = [
-            r[0]
-            for r in conn.execute(
-                "SELECT customer_id FROM targets WHERE run_id = 1 AND status = 'pending'"
-                " ORDER BY rank LIMIT ?",
-                (batch,),
-            )
-        ]
-        if not ids:
+        rows = conn.execute(
+            "SELECT customer_id, rank FROM run_targets WHERE run_id = ? AND status = 'pending'"
+            " AND due_at <= ? ORDER BY due_at, rank LIMIT ?",
+            (run_id, time.time(), batch),
+        ).fetchall()
+        if not rows:
             conn.execute("COMMIT")
             break
         now = time.time()
+        ids = list(range(next_id, next_id + len(rows)))
         conn.executemany(
-            "INSERT INTO grants VALUES (?, 'c', 1, ?, 100, 'issued', ?)",
-            [(next_id + i, cid, now) for i, cid in enumerate(ids)],
+            "INSERT INTO grants (id, campaign_id, run_id, customer_id, provider, amount_minor,"
+            " value_minor, currency, state, day, created_at, issued_at)"
+            " VALUES (?, 'bench', ?, ?, 'wallet_points', 100, 100, 'EUR', 'issued', '-', ?, ?)",
+            [(i, run_id, cid, now, now) for i, (cid, _) in zip(ids, rows, strict=True)],
         )
         conn.executemany(
-            "INSERT INTO caps VALUES ('c', ?, 1, 1) ON CONFLICT DO UPDATE SET grants = grants + 1",
-            [(cid,) for cid in ids],
+            "INSERT INTO customer_caps (campaign_id, customer_id, grants, max_grants)"
+            " VALUES ('bench', ?, 1, 1) ON CONFLICT DO UPDATE SET grants = grants + 1",
+            [(cid,) for cid, _ in rows],
         )
         conn.executemany(
-            "UPDATE targets SET status = 'granted' WHERE run_id = 1 AND customer_id = ?",
-            [(cid,) for cid in ids],
+            "UPDATE run_targets SET status = 'granted', decided_at = ?"
+            " WHERE run_id = ? AND rank = ?",
+            [(now, run_id, rank) for _, rank in rows],
         )
         conn.executemany(
-            "INSERT INTO wallet (customer_id, points, grant_id) VALUES (?, 100, ?)",
-            [(cid, next_id + i) for i, cid in enumerate(ids)],
+            "INSERT INTO wallet_transactions (customer_id, points, grant_id, reason, created_at)"
+            " VALUES (?, 100, ?, 'campaign:bench', ?)",
+            [(cid, i, now) for i, (cid, _) in zip(ids, rows, strict=True)],
+        )
+        conn.executemany(
+            "INSERT INTO outbox (event_id, type, payload, created_at)"
+            " VALUES (?, 'reward.granted', ?, ?)",
+            [
+                (f"reward.granted:{i}", json.dumps({"grant_id": i, "customer_id": cid}), now)
+                for i, (cid, _) in zip(ids, rows, strict=True)
+            ],
         )
         conn.execute(
-            "UPDATE counters SET count = count + ?, spend = spend + ? WHERE scope = 'c'",
-            (len(ids), 100 * len(ids)),
+            "INSERT INTO cap_counters (scope, period, count, spend) VALUES ('campaign:bench',"
+            " 'lifetime', ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count,"
+            " spend = spend + excluded.spend",
+            (len(rows), 100 * len(rows)),
         )
         conn.execute("COMMIT")
-        next_id += len(ids)
+        next_id += len(rows)
     elapsed = time.perf_counter() - started
     conn.close()
     return n / elapsed, elapsed
@@ -196,12 +216,12 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pmbench"))
     try:
-        raw_rate, raw_s = raw_baseline(root, args.customers)
+        raw_rate, raw_s = raw_baseline(root / "raw", args.customers)
         rate, elapsed, rss = end_to_end(root / "daemon", args.customers)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"customers:                {args.customers:,}")
-    print(f"raw sqlite3, batches 1000: {raw_rate:,.0f} grants/s ({raw_s:.1f} s)")
+    print(f"raw sqlite3, batches 1000: {raw_rate:,.0f} grants/s ({raw_s:.1f} s, same schema)")
     print(f"promod end to end:        {rate:,.0f} grants/s ({elapsed:.1f} s, snapshot included)")
     print(f"ratio promod / raw:       {rate / raw_rate:.2f}")
     print(f"daemon peak RSS:          {rss:.0f} MiB")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -73,6 +73,24 @@ class ManualClock:
     async def sleep_until(self, when: float) -> None:
         while self._now < when:
             await self._changed.wait()
+
+
+async def sleep_until_woken(clock: Clock, until: float | None, *events: anyio.Event) -> None:
+    """Return when ``clock`` reaches ``until`` (never, for None) or any of ``events`` is set.
+
+    Actors that keep a timeline pass their kick event and ``clock.changed()``,
+    taken *before* they last read the time, so no change slips between.
+    """
+    async with anyio.create_task_group() as tg:
+
+        async def wake(waiter: Any) -> None:
+            await waiter()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wake, event.wait)
+        if until is not None:
+            tg.start_soon(wake, lambda: clock.sleep_until(until))
 
 
 def utc_iso(ts: float) -> str:

@@ -31,6 +31,7 @@ from promod.clearance.store import (
     due_runs_sync,
     next_deadline_sync,
 )
+from promod.clock import sleep_until_woken
 from promod.logs import get_logger
 
 log = get_logger("promod.clearance", actor="clearance")
@@ -73,20 +74,7 @@ class ClearanceActor(Actor):
             changed = clock.changed()  # taken before reading the time: no change is missed
             await self.tick(clock.now())
             self.next_deadline = await self.app.db.run_sync(next_deadline_sync, write=False)
-            await self._sleep(self.next_deadline, changed)
-
-    async def _sleep(self, until: float | None, changed: anyio.Event) -> None:
-        clock = self.app.clock
-        async with anyio.create_task_group() as tg:
-
-            async def wake(waiter: Any) -> None:
-                await waiter()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(wake, self._kick.wait)
-            tg.start_soon(wake, changed.wait)
-            if until is not None:
-                tg.start_soon(wake, lambda: clock.sleep_until(until))
+            await sleep_until_woken(clock, self.next_deadline, self._kick, changed)
 
     async def tick(self, now: float) -> None:
         """Announce new clearance runs, then decide those whose deadline has come."""

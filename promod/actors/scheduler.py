@@ -23,6 +23,7 @@ from promod.actors.ledger import ProcessDue
 from promod.actors.messages import Inspect
 from promod.campaigns import store as campaigns
 from promod.campaigns.runs import create_run_sync
+from promod.clock import sleep_until_woken
 from promod.live.engine import live_engine, next_timer_sync
 from promod.logs import get_logger
 
@@ -53,28 +54,16 @@ class SchedulerActor(Actor):
         raise TypeError(f"scheduler: unknown message {type(message).__name__}")
 
     async def background(self) -> None:
+        clock = self.app.clock
         while True:
             self._kick = anyio.Event()
-            now = self.app.clock.now()
+            changed = clock.changed()  # taken before reading the time: no change is missed
+            now = clock.now()
             await self.tick(now)
             self.next_wake = await self.app.db.run_sync(
                 partial(next_wake_sync, now=now), write=False
             )
-            await self._sleep(self.next_wake)
-
-    async def _sleep(self, until: float | None) -> None:
-        clock = self.app.clock
-        changed = clock.changed()
-        async with anyio.create_task_group() as tg:
-
-            async def wake(waiter: Any) -> None:
-                await waiter()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(wake, self._kick.wait)
-            tg.start_soon(wake, changed.wait)
-            if until is not None:
-                tg.start_soon(wake, lambda: clock.sleep_until(until))
+            await sleep_until_woken(clock, self.next_wake, self._kick, changed)
 
     async def tick(self, now: float) -> None:
         """Start due runs, lift daily pauses, then let the ledger grant what is due."""

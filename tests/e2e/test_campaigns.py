@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import Daemon, _script, new_instance_dir
+from tests.support.daemon import Daemon, _script, new_instance_dir, wait_until
 from tests.support.data import grants, seed_customers, wallet_spec
 
 pytestmark = pytest.mark.slow
@@ -31,13 +31,7 @@ def _db(d: Daemon) -> Path:
 
 
 def _wait(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def _apply(d: Daemon, text: str, name: str = "spec.toml") -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, wait_until
 from tests.support.data import seed_customers
 
 pytestmark = pytest.mark.slow
@@ -49,13 +48,8 @@ def _q(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def _wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def _launch(d: Daemon, spec: str) -> None:

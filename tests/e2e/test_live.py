@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +57,7 @@ def _iso(ts: float) -> str:
 
 
 def _wait(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def _grants(d: Daemon) -> list[tuple[str, str]]:

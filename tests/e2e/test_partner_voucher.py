@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from promod_partner_voucher.testing import FakePartner
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, wait_until
 from tests.support.data import seed_customers, wallet_spec
 
 pytestmark = pytest.mark.slow
@@ -93,13 +92,7 @@ def _db(d: Daemon) -> Path:
 
 
 def _wait(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def _apply(d: Daemon, text: str, name: str) -> None:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,17 @@ class Daemon:
         self.kill()
         if self.notify is not None:
             self.notify.close()
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or 'a condition'}")
 
 
 def new_instance_dir() -> Path:
