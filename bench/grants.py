@@ -106,12 +106,10 @@ def end_to_end(root: Path, n: int) -> tuple[float, float, float]:
         ctl(sock, "campaign", "apply", "-f", str(root / "spec.toml"))
         started = time.perf_counter()
         ctl(sock, "campaign", "launch", "bench")
-        while True:
-            report = json.loads(ctl(sock, "campaign", "report", "bench"))
-            if report["state"] == "completed":
-                break
-            time.sleep(0.2)
+        while json.loads(ctl(sock, "campaign", "show", "bench"))["state"] != "completed":
+            time.sleep(0.5)
         elapsed = time.perf_counter() - started
+        report = json.loads(ctl(sock, "campaign", "report", "bench"))
         granted = report["granted"]
         assert granted == n, report
         rss = peak_rss_mib(proc.pid)

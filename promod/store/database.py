@@ -332,6 +332,11 @@ class Database:
         # (see run_sync); serialised with every other access by the same lock.
         self._sync: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
+        # Read-only work (reports, dry runs) reads a WAL snapshot on a connection of
+        # its own, so a long report never holds up grants.
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = anyio.Lock()
+        self._read_limiter = anyio.CapacityLimiter(1)
         self._sql_functions: list[Callable[[sqlite3.Connection], None]] = []
 
     @classmethod
@@ -365,6 +370,8 @@ class Database:
             if found > known:
                 raise SchemaTooNew(found, known)
             db._sync = await anyio.to_thread.run_sync(_connect_worker, path)
+            db._reader = await anyio.to_thread.run_sync(_connect_worker, path)
+            db._reader.execute("PRAGMA query_only = ON")
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.close()
@@ -375,6 +382,9 @@ class Database:
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         await self.conn.close()
 
     async def register_functions(self, register: Callable[[sqlite3.Connection], None]) -> None:
@@ -385,14 +395,31 @@ class Database:
             await self.conn._execute(register, self.conn._conn)  # type: ignore[no-untyped-call]
             if self._sync is not None:
                 await anyio.to_thread.run_sync(register, self._sync, limiter=self._limiter)
+        if self._reader is not None:
+            async with self._read_lock:
+                await anyio.to_thread.run_sync(register, self._reader, limiter=self._read_limiter)
 
     async def run_sync(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """Run ``fn(conn)`` in a worker thread in one transaction; its result is returned.
 
         For batch work that would otherwise cost one await per statement (the
         ledger grants a thousand customers in one call). ``write=True`` opens
-        ``BEGIN IMMEDIATE``; an exception rolls the whole call back.
+        ``BEGIN IMMEDIATE``; an exception rolls the whole call back. ``write=False``
+        reads a consistent snapshot on a read-only connection of its own, beside
+        the writers (a report or dry run never holds up grants).
         """
+        if not write:
+            assert self._reader is not None, "database is closed"
+            reader = self._reader
+            async with self._read_lock:
+                return await anyio.to_thread.run_sync(
+                    _in_transaction,
+                    reader,
+                    fn,
+                    False,
+                    limiter=self._read_limiter,
+                    abandon_on_cancel=False,
+                )
         if self._inside_transaction():
             raise RuntimeError("run_sync cannot run inside an open transaction")
         assert self._sync is not None, "database is closed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sqlite3
 import threading
@@ -512,3 +513,34 @@ def test_check_reports_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     assert problems and "not a database" in problems[0]
     with pytest.raises(FileNotFoundError):
         check_sync(tmp_path / "missing.db")
+
+
+@pytest.mark.anyio
+async def test_a_long_read_does_not_hold_up_a_write(tmp_path: Path) -> None:
+    import time as _time
+
+    db = await Database.open(tmp_path / "r.db")
+    order: list[str] = []
+    try:
+
+        def slow_read(conn: sqlite3.Connection) -> int:
+            before = conn.execute("SELECT count(*) FROM meta").fetchone()[0]
+            _time.sleep(0.5)
+            # Still the snapshot taken when the read began.
+            assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == before
+            order.append("read")
+            return int(before)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+            order.append("write")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(db.run_sync, slow_read, write=False))
+            await anyio.sleep(0.1)
+            await db.run_sync(write)
+        assert order == ["write", "read"]
+        with pytest.raises(sqlite3.OperationalError):
+            await db.run_sync(write, write=False)  # the read connection is read-only
+    finally:
+        await db.close()
