@@ -10,7 +10,9 @@ re-reads the config (a broken one is logged and the old one kept)::
 
 from __future__ import annotations
 
+import functools
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from promod.campaigns.segments import register_sql_functions
 from promod.clock import Clock, ManualClock, SystemClock
 from promod.config import Config, ConfigError, load_config
 from promod.http.server import HttpService
+from promod.notify.outbox import enqueue_sync
 from promod.plugins.host import PluginError, PluginHost
 from promod.store.database import Database, SchemaTooNew
 
@@ -173,13 +176,14 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         audit=AuditLog(db),
         clock=make_clock(environ),
     )
+    restarts = RestartAlerts(app)
     supervisor = Supervisor(
         child_specs(app),
         max_restarts=config.supervisor.max_restarts,
         restart_window=config.supervisor.restart_window,
         backoff_initial=config.supervisor.backoff_initial,
         backoff_max=config.supervisor.backoff_max,
-        on_event=lambda kind, info: log.warning(kind, **info),
+        on_event=restarts.report,
     )
     app.supervisor = supervisor
     exit_code = EXIT_OK
@@ -209,6 +213,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
             log.info("ready", version=__version__, config=str(config_path), pid=os.getpid())
             notifier.ready(status=_status_line(app))
             tg.start_soon(_watchdog, app, notifier)
+            tg.start_soon(restarts.run)
             await _signals(app, notifier, tg.cancel_scope)
     finally:
         with anyio.CancelScope(shield=True):
@@ -216,6 +221,42 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
             await db.close()
     log.info("stopped", exit_code=exit_code)
     return exit_code
+
+
+def _record_restart(conn: sqlite3.Connection, *, payload: dict[str, Any], now: float) -> str:
+    return enqueue_sync(conn, "actor.restarted", payload, now=now)
+
+
+class RestartAlerts:
+    """Logs supervisor events and records an ``actor.restarted`` event per restart,
+    for the notifier to route per ``[alerts]``."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._send, self._receive = anyio.create_memory_object_stream[dict[str, Any]](100)
+
+    def report(self, kind: str, info: dict[str, Any]) -> None:
+        log.warning(kind, **info)
+        if kind == "child_restarted":
+            try:
+                self._send.send_nowait(dict(info))
+            except anyio.WouldBlock:  # a restart storm: the log has them all
+                pass
+
+    async def run(self) -> None:
+        async for info in self._receive:
+            payload = {
+                "actor": info.get("child"),
+                "restarts": info.get("restarts"),
+                "error": info.get("error"),
+            }
+            now = self.app.clock.now()
+            try:
+                await self.app.db.run_sync(
+                    functools.partial(_record_restart, payload=payload, now=now)
+                )
+            except Exception as exc:  # the store is what failed: the log line stays
+                log.error("restart_alert_failed", error=repr(exc))
 
 
 async def _watchdog(app: App, notifier: systemd.Notifier) -> None:

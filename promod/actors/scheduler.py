@@ -195,4 +195,14 @@ def next_wake_sync(conn: sqlite3.Connection, now: float) -> float | None:
     live_timer = next_timer_sync(conn, now)  # live-action inaction windows
     if live_timer is not None:
         candidates.append(live_timer)
+    # A running live-action campaign completes when its schedule ends.
+    for (campaign_id,) in conn.execute(
+        "SELECT id FROM campaigns WHERE state = 'running'"
+        " AND json_extract(spec, '$.kind') = 'live_action'"
+        " AND json_extract(spec, '$.schedule.end') IS NOT NULL"
+    ).fetchall():
+        campaign = campaigns.get_sync(conn, campaign_id)
+        end = None if campaign is None else campaign.spec.schedule.end
+        if end is not None and end.timestamp() > now:
+            candidates.append(end.timestamp())
     return min(candidates) if candidates else None

@@ -57,6 +57,17 @@ def test_crashed_actor_is_restarted_and_counted(daemon_factory) -> None:
     else:
         raise AssertionError(f"scheduler not restarted: {child}")
     assert _children(d)["ledger"]["restarts"] == 0  # one_for_one
+    # The restart is an event for the notifier to route per [alerts].
+    db = d.root / "state" / "promod.db"
+    deadline = time.monotonic() + 5
+    rows: list[tuple[str]] = []
+    while time.monotonic() < deadline and not rows:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT json_extract(payload, '$.actor') FROM outbox WHERE type = 'actor.restarted'"
+            ).fetchall()
+        time.sleep(0.05)
+    assert rows == [("scheduler",)]
 
 
 def test_restart_storm_exits_non_zero(daemon_factory) -> None:
