@@ -40,7 +40,8 @@ class WalletPoints:
             " VALUES (?, ?, ?, ?, ?)",
             [(g.customer_id, points(g), g.id, f"campaign:{g.campaign_id}", now) for g in grants],
         )
-        return [IssuedReward(reference=f"wallet:{g.id}") for g in grants]
+        # The wallet transaction carries the grant id: no reference to write back.
+        return [IssuedReward() for _ in grants]
 
     def revoke_sync(self, conn: sqlite3.Connection, grant: GrantRequest) -> None:
         conn.execute(
