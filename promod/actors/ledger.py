@@ -135,11 +135,13 @@ class LedgerActor(Actor):
         active = [(r[0], r[1]) for r in rows]
         while active:
             still: list[tuple[str, int]] = []
-            for campaign_id, run_id in active:
-                now = self.app.clock.now()
-                outcome = await db.run_sync(
-                    lambda conn, c=campaign_id, r=run_id, n=now: self._batch(conn, c, r, n)
-                )
+            now = self.app.clock.now()
+            # One transaction for a batch of every campaign with work: many live
+            # campaigns cost one commit a round, not one each.
+            outcomes = await db.run_sync(
+                lambda conn, work=active, n=now: [self._guarded(conn, c, r, n) for c, r in work]
+            )
+            for (campaign_id, run_id), outcome in zip(active, outcomes, strict=True):
                 if outcome is None:
                     continue
                 done["granted"] += outcome.granted
@@ -154,6 +156,22 @@ class LedgerActor(Actor):
             active = still
         self.totals.update(done)
         return dict(done)
+
+    def _guarded(
+        self, conn: sqlite3.Connection, campaign_id: str, run_id: int, now: float
+    ) -> BatchOutcome | None:
+        """One campaign's batch; if it fails, only that campaign pauses (with the error)."""
+        conn.execute("SAVEPOINT campaign_batch")
+        try:
+            outcome = self._batch(conn, campaign_id, run_id, now)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO campaign_batch")
+            conn.execute("RELEASE campaign_batch")
+            log.error("campaign_batch_failed", campaign=campaign_id, run=run_id, error=repr(exc))
+            campaigns.pause_sync(conn, campaign_id, f"error:{type(exc).__name__}", now=now)
+            return None
+        conn.execute("RELEASE campaign_batch")
+        return outcome
 
     def _batch(
         self, conn: sqlite3.Connection, campaign_id: str, run_id: int, now: float
