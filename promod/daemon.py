@@ -55,9 +55,6 @@ ACTORS: tuple[tuple[str, Any], ...] = (
     ("crmsync", CrmSyncActor),
 )
 
-# Keys whose change needs a restart; a reload keeps the running value and says so.
-RESTART_KEYS = ("daemon.state_dir", "daemon.admin_socket", "store", "http", "plugins")
-
 
 def make_clock(env: dict[str, str]) -> Clock:
     """The system clock, or a manual one started at ``$PROMOD_TEST_CLOCK`` (epoch seconds)."""
@@ -100,6 +97,7 @@ def _actor_factory(cls: Any, app: App) -> Any:
 
 
 def _changed_restart_keys(old: Config, new: Config) -> list[str]:
+    """Changed keys a reload cannot apply (the running value stays until a restart)."""
     changed = []
     if old.daemon.state_dir != new.daemon.state_dir:
         changed.append("daemon.state_dir")
@@ -107,10 +105,18 @@ def _changed_restart_keys(old: Config, new: Config) -> list[str]:
         changed.append("daemon.admin_socket")
     if old.store != new.store:
         changed.append("store")
-    if old.http != new.http:
-        changed.append("http")
+    # Tokens, body limit and trusted proxies are read per request; only the socket
+    # itself needs a restart.
+    if (old.http.enabled, old.http.host, old.http.port) != (
+        new.http.enabled,
+        new.http.host,
+        new.http.port,
+    ):
+        changed.append("http.listen")
     if old.plugins != new.plugins:
         changed.append("plugins")
+    if old.channels != new.channels:
+        changed.append("channels")
     return changed
 
 
