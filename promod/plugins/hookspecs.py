@@ -2,7 +2,9 @@
 
 The argument names are the contract (pluggy passes arguments by name). Hooks are
 synchronous; ``register_*`` hooks run once at start-up and return objects whose
-methods may be ``async``. Plugin authors implement them with ``promod.hookimpl``::
+methods may be ``async``. A specification has no body: pluggy calls the
+implementations, never the spec. Plugin authors implement them with
+``promod.hookimpl``::
 
     from promod import hookimpl
 
@@ -24,42 +26,35 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def promod_register_reward_providers() -> list[Any]:
+def promod_register_reward_providers() -> list[Any] | None:
     """Return reward providers; each has a ``name`` and ``async issue(grant)``."""
-    raise NotImplementedError
 
 
 @hookspec
-def promod_register_channels() -> list[Any]:
+def promod_register_channels() -> list[Any] | None:
     """Return channel types; each has a ``type`` and ``create(name, options)``."""
-    raise NotImplementedError
 
 
 @hookspec
-def promod_register_crm_connectors() -> list[Any]:
+def promod_register_crm_connectors() -> list[Any] | None:
     """Return CRM connector types; each has a ``type`` and ``create(name, options)``."""
-    raise NotImplementedError
 
 
 @hookspec
-def promod_register_commands() -> list[Any]:
+def promod_register_commands() -> list[Any] | None:
     """Return admin socket commands (``promod.admin.registry.Command``)."""
-    raise NotImplementedError
 
 
 @hookspec
 def promod_eligibility_check(customer: Any, campaign: Any) -> str | None:
     """Veto a customer before a grant by returning a reason; None lets it pass."""
-    raise NotImplementedError
 
 
 @hookspec
 def promod_startup(app: Any) -> None:
     """Called once when the daemon has started all its actors and servers."""
-    raise NotImplementedError
 
 
 @hookspec
 def promod_shutdown(app: Any) -> None:
     """Called once when the daemon stops, before the store is closed."""
-    raise NotImplementedError
