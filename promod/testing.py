@@ -100,6 +100,11 @@ class PromodDaemon:
 
     def start(self, timeout: float = 20.0) -> PromodDaemon:
         """Start ``promod run`` and wait for ``READY=1`` (raises with the log if it fails)."""
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start ``promod run`` without waiting for it."""
         if self._notify is not None:
             self._notify.close()
         self._notify = NotifyListener(self.root / f"notify{self._starts}.sock")
@@ -122,8 +127,12 @@ class PromodDaemon:
                 cwd=self.root,
             )
         self._starts += 1
+
+    def wait_ready(self, timeout: float = 20.0) -> PromodDaemon:
+        """Wait for ``READY=1`` of the last start; RuntimeError with the log otherwise."""
+        assert self.proc is not None and self._notify is not None, "not started"
         deadline = time.monotonic() + timeout
-        while "READY=1" not in self._notify.messages:
+        while self._notify.messages.count("READY=1") < 1:
             code = self.proc.poll()
             if code is not None:
                 raise RuntimeError(f"promod exited with {code} before it was ready:\n{self.logs()}")

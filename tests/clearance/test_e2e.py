@@ -90,7 +90,7 @@ def _wait(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "cond
 
 
 def _advance(d: Daemon, seconds: float) -> None:
-    res = d.call("clock.advance", {"seconds": seconds})
+    res = d.request("clock.advance", {"seconds": seconds})
     assert res["ok"], res
 
 

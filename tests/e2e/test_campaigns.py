@@ -47,7 +47,7 @@ def _report(d: Daemon, campaign: str = "winback") -> dict[str, Any]:
 
 
 def _advance(d: Daemon, seconds: float) -> None:
-    res = d.call("clock.advance", {"seconds": seconds})
+    res = d.request("clock.advance", {"seconds": seconds})
     assert res["ok"], res
 
 
@@ -144,7 +144,7 @@ def test_local_time_delivery_grants_each_customer_at_their_own_ten_oclock(daemon
     assert _report(d)["granted"] == 0  # Dec 1, 00:00 UTC: nobody's 10:00 yet
     granted_at: dict[str, float] = {}
     for who in ("tokyo", "berlin", "ny"):
-        _advance(d, expected[who] - d.call("clock.advance", {"seconds": 0})["result"]["now"])
+        _advance(d, expected[who] - d.request("clock.advance", {"seconds": 0})["result"]["now"])
         _wait(
             lambda who=who: who in {r[0] for r in grants(_db(d), "winback")},
             what=f"{who}'s reward",

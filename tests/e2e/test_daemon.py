@@ -81,7 +81,7 @@ def test_restart_storm_exits_non_zero(daemon_factory) -> None:
         if d.proc is not None and d.proc.poll() is not None:
             break
         try:
-            d.call("test.crash", {"actor": "ledger"}, timeout=2)
+            d.request("test.crash", {"actor": "ledger"}, timeout=2)
         except (OSError, ValueError):  # the daemon went away mid-answer
             break
         time.sleep(0.3)

@@ -88,7 +88,7 @@ def _event(eid: str, customer: str, name: str, ts: float, **props: Any) -> dict[
 
 
 def _advance_to(d: Daemon, when: float) -> None:
-    res = d.call("clock.advance", {"to": when})
+    res = d.request("clock.advance", {"to": when})
     assert res["ok"], res
 
 

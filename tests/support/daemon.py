@@ -1,18 +1,16 @@
 """End-to-end support: a promod daemon started as a subprocess from ``promod init``.
 
 def test_something(daemon_factory):
-    d = daemon_factory()                       # init, start, wait for READY=1
+    d = daemon_factory()                   # init, start, wait for READY=1
     assert d.ctl("status").returncode == 0
-    assert d.stop() == 0                       # SIGTERM
+    assert d.stop() == 0                   # SIGTERM
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from promod.testing import NotifyListener
+from promod.testing import NotifyListener, PromodDaemon
 
 BIN = Path(sys.executable).parent
 
@@ -37,18 +35,12 @@ def _script(name: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-class Daemon:
-    """One daemon instance: its directory, config, process and notify listener."""
+class Daemon(PromodDaemon):
+    """``promod.testing.PromodDaemon`` plus what the suite's own tests need."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
-        self.root = root
-        self.config_path = root / "promod.toml"
-        self.socket = root / "admin.sock"
-        self.log_path = root / "daemon.log"
-        self.env = dict(env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.notify: NotifyListener | None = None
-        self.starts = 0
+    @property
+    def notify(self) -> NotifyListener | None:
+        return self._notify
 
     # -- config ---------------------------------------------------------------
     def edit_config(self, replacements: dict[str, str]) -> None:
@@ -65,75 +57,24 @@ class Daemon:
             fh.write("\n" + text + "\n")
 
     # -- process --------------------------------------------------------------
-    def start(self, wait_ready: bool = True, timeout: float = 20.0) -> Daemon:
-        if self.notify is not None:
-            self.notify.close()
-        notify_path = self.root / f"notify{self.starts}.sock"
-        self.notify = NotifyListener(notify_path)
-        env = {**os.environ, **self.env, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1"}
-        env.pop("PROMOD_CONFIG", None)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [*_script("promod"), "run", "--config", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.root,
-        )
-        log.close()
-        self.starts += 1
+    def start(self, timeout: float = 20.0, *, wait_ready: bool = True) -> Daemon:
+        self.spawn()
         if wait_ready:
             try:
-                self.notify.wait_for("READY=1", timeout=timeout)
-            except AssertionError:
-                self.kill()
-                raise AssertionError("daemon did not become ready:\n" + self.logs()) from None
+                self.wait_ready(timeout)
+            except RuntimeError as exc:
+                raise AssertionError(f"daemon did not become ready: {exc}") from None
         return self
 
     def wait(self, timeout: float = 10.0) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
 
-    def stop(self, timeout: float = 10.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.logs().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
-
     # -- admin socket -----------------------------------------------------------
-    def ctl(
-        self, *args: str, timeout: float = 60.0, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``promodctl --socket ... ARGS`` as a subprocess."""
-        return subprocess.run(
-            [*_script("promodctl"), "--socket", str(self.socket), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input,
-        )
-
     def ctl_json(self, *args: str, timeout: float = 60.0) -> Any:
         res = self.ctl("--json", *args, timeout=timeout)
         if res.returncode != 0:
@@ -142,10 +83,10 @@ class Daemon:
             )
         return json.loads(res.stdout)
 
-    def call(
+    def request(
         self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 30.0
     ) -> dict[str, Any]:
-        """One raw request on the admin socket; the whole response."""
+        """One raw request on the admin socket; the whole response (``ok``, ``result``...)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(str(self.socket))
@@ -156,12 +97,8 @@ class Daemon:
                 if not chunk:
                     break
                 buf += chunk
-        return json.loads(buf)
-
-    def close(self) -> None:
-        self.kill()
-        if self.notify is not None:
-            self.notify.close()
+        response: dict[str, Any] = json.loads(buf)
+        return response
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
