@@ -13,6 +13,7 @@ finally fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
@@ -45,6 +46,10 @@ from promod.rewards.provider import (
 
 log = get_logger("promod.ledger", actor="ledger")
 
+# How long a provider that answered "out of stock" is skipped for a campaign with a
+# fallback reward before it is tried again.
+EMPTY_FOR = 600.0
+
 MAX_RETRY_DELAY = 3600.0  # the backoff between tries stops doubling here
 
 
@@ -67,6 +72,9 @@ class LedgerActor(Actor):
         self.totals: Tally[str] = Tally()
         self._pending_kick = anyio.Event()
         self._circuits_closed: set[str] = set()
+        # (campaign, provider) -> until when the provider is taken as out of stock for
+        # that campaign, which then grants its fallback reward.
+        self._empty: dict[tuple[str, str], float] = {}
 
     @property
     def batch_size(self) -> int:
@@ -122,6 +130,15 @@ class LedgerActor(Actor):
             provider_daily={k: v.daily for k, v in policy.budgets.items()},
             eligibility=eligibility,
             batch_size=self.batch_size,
+            empty_providers=self._empty_providers(campaign.id),
+        )
+
+    def _empty_providers(self, campaign_id: str) -> frozenset[str]:
+        now = self.app.clock.now()
+        return frozenset(
+            provider
+            for (campaign, provider), until in self._empty.items()
+            if campaign == campaign_id and until > now
         )
 
     async def process_due(self) -> dict[str, Any]:
@@ -271,6 +288,10 @@ class LedgerActor(Actor):
             limiter = anyio.Semaphore(16)
             for row in chosen:
                 tg.start_soon(self._issue_one, row, limiter)
+        if chosen:
+            # A run whose last rewards were just issued (or failed) can now complete.
+            with contextlib.suppress(Exception):
+                self.tell(ProcessDue())
         if self._circuits_closed:
             # The provider is back: what waited out the outage is tried now, not after
             # the backoff its failed probes piled up.
@@ -539,17 +560,26 @@ class LedgerActor(Actor):
             await self.app.db.run_sync(work)
 
     async def _out_of_inventory(self, grant: GrantRequest, attempts: int, error: str) -> None:
-        """The provider has nothing left: release the grant and pause the campaign.
+        """The provider has nothing left: release the grant; fall back, or pause.
 
-        The grant fails and its reservation is released, and the campaign pauses
-        with reason ``no_inventory:<provider>`` (a ``campaign.paused`` event), so
-        nothing more is reserved for an empty provider. While the run is still
-        open the customer goes back in line (target ``pending``) and is granted
-        when the campaign is resumed (after a restock); in a finished run the
-        target is refused (``no_inventory``).
+        The grant fails and its reservation is released. While the run is still
+        open the customer goes back in line (target ``pending``); in a finished
+        run the target is refused (``no_inventory``). A campaign with a
+        ``fallback`` reward then grants the fallback — to this customer too — and
+        takes the provider as empty for ``EMPTY_FOR`` seconds before trying it
+        again; a campaign without one pauses with reason
+        ``no_inventory:<provider>`` (a ``campaign.paused`` event) until resumed.
         """
         log.warning("reward_out_of_inventory", provider=grant.provider, grant=grant.id)
         now = self.app.clock.now()
+        fallback = None
+        campaign = await self.app.db.run_sync(
+            lambda conn: campaigns.get_sync(conn, grant.campaign_id), write=False
+        )
+        if campaign is not None and campaign.spec.reward.provider == grant.provider:
+            fallback = campaign.spec.reward.fallback
+        if fallback is not None:
+            self._empty[(grant.campaign_id, grant.provider)] = now + EMPTY_FOR
 
         def work(conn: sqlite3.Connection) -> None:
             if not self._release_sync(conn, grant, attempts, error):
@@ -567,10 +597,17 @@ class LedgerActor(Actor):
                     " decided_at = ? WHERE run_id = ? AND customer_id = ?",
                     (now, grant.run_id, grant.customer_id),
                 )
-            campaigns.pause_sync(conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now)
+            if fallback is None:
+                campaigns.pause_sync(
+                    conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
+                )
 
         with anyio.CancelScope(shield=True):
             await self.app.db.run_sync(work)
+        if fallback is not None:
+            from promod.actors.scheduler import Kick  # the scheduler imports the ledger
+
+            self._tell("scheduler", Kick())
 
     def _release_sync(
         self, conn: sqlite3.Connection, grant: GrantRequest, attempts: int, error: str

@@ -325,6 +325,10 @@ def finish_run_if_done_sync(
     counts = {r[0]: r[1] for r in left}
     if counts.get("pending"):
         return None
+    if conn.execute(
+        "SELECT 1 FROM grants WHERE run_id = ? AND state = 'reserved' LIMIT 1", (run_id,)
+    ).fetchone():
+        return None  # rewards still being issued by a provider outside the database
     if campaign.spec.kind == "live_action":
         end = campaign.spec.schedule.end
         if end is None or end.timestamp() > now:

@@ -52,6 +52,7 @@ class GrantJob:
     provider_daily: dict[str, int | None] = field(default_factory=dict)
     eligibility: Eligibility | None = None
     batch_size: int = 1000
+    empty_providers: frozenset[str] = frozenset()  # known out of stock: use the fallback
 
     def limits(self) -> Limits:
         caps = self.spec.caps
@@ -201,7 +202,9 @@ def _inventory(conn: sqlite3.Connection, job: GrantJob) -> dict[str, int | None]
     rewards = [job.spec.reward, *([job.spec.reward.fallback] if job.spec.reward.fallback else [])]
     for reward in rewards:
         provider = job.providers.get(reward.provider)
-        if provider is not None and is_transactional(provider):
+        if reward.provider in job.empty_providers:
+            out[reward.provider] = 0
+        elif provider is not None and is_transactional(provider):
             out[reward.provider] = provider.available(conn, _options(reward))
         else:
             out[reward.provider] = None

@@ -244,3 +244,36 @@ def test_a_broken_provider_is_isolated_by_its_circuit(daemon_factory) -> None:
     assert paused[0][0] >= 1
     issued = _rows(db, "SELECT count(*) FROM grants WHERE state = 'issued'")
     assert issued[0][0] == 40
+
+
+def test_a_partner_out_of_stock_switches_to_the_fallback(
+    daemon_factory, partner: FakePartner
+) -> None:
+    d = daemon_factory(edits=FAST_ISOLATION, env={KEY_ENV: str(partner.api_key)})
+    customers = [f"c{i:02d}" for i in range(12)]
+    seed_customers(_db(d), customers)
+    partner.stock = 5
+    spec = voucher_spec(partner).replace(
+        'product = "cinema-10" }',
+        'product = "cinema-10" }\n'
+        'fallback = { provider = "wallet_points", amount = "300", value = "3.00" }',
+    )
+    _apply(d, spec, "vouchers")
+    _wait(
+        lambda: (
+            _report(d, "vouchers")["state"] == "completed"
+            and _report(d, "vouchers")["issuing"] == 0
+        ),
+        what="the campaign to complete on its fallback",
+    )
+    live = _rows(
+        _db(d),
+        "SELECT customer_id, provider FROM grants WHERE state != 'failed' ORDER BY customer_id",
+    )
+    assert [c for c, _ in live] == customers  # everyone exactly one reward
+    by_provider = {p: sum(1 for _, q in live if q == p) for _, p in live}
+    assert by_provider == {"partner_voucher": 5, "wallet_points": 7}
+    assert set(partner.minted_per_key().values()) == {1}
+    report = _report(d, "vouchers")
+    assert report["granted"] == 12
+    assert report["spend"] == f"{5 * 10 + 7 * 3}.00"

@@ -226,9 +226,10 @@ async def test_out_of_inventory_releases_and_pauses(app: LedgerApp) -> None:
     await ledger.issue_pending()
     assert {r[1] for r in await grants(app)} == {"failed"}
     assert await campaign(app) == ("paused", "no_inventory:partner")
-    # The run had decided everyone already: the targets are refused, nothing is spent.
+    # The run stays open while rewards are being issued: the customers go back in
+    # line for when the campaign is resumed (after a restock), nothing is spent.
     targets = await app.db.fetchall("SELECT DISTINCT status, reason FROM run_targets")
-    assert [tuple(t) for t in targets] == [("refused", "no_inventory")]
+    assert [tuple(t) for t in targets] == [("pending", None)]
     spent = await app.db.fetchall("SELECT * FROM customer_caps WHERE grants > 0")
     assert spent == []
     counters = await app.db.fetchall(

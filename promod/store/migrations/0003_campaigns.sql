@@ -65,8 +65,9 @@ CREATE UNIQUE INDEX run_targets_customer ON run_targets (run_id, customer_id);
 CREATE INDEX run_targets_pending ON run_targets (run_id, due_at, rank) WHERE status = 'pending';
 CREATE INDEX run_targets_status ON run_targets (run_id, status, reason);
 
--- One row per reward granted: unique per (campaign, run, customer), so nothing is
--- granted twice in a run whatever the retries or crashes.
+-- One row per reward granted: at most one live (not failed) grant per (campaign,
+-- run, customer), so nothing is granted twice in a run whatever the retries or
+-- crashes; a grant whose issue failed may be followed by another (a fallback).
 CREATE TABLE grants (
     id           INTEGER PRIMARY KEY,
     campaign_id  TEXT NOT NULL REFERENCES campaigns (id),
@@ -85,10 +86,11 @@ CREATE TABLE grants (
     reference    TEXT,                        -- the provider's reference (voucher id, ...)
     code         TEXT,                        -- the code handed out, if any
     expires_at   REAL,
-    error        TEXT,
-    UNIQUE (campaign_id, run_id, customer_id)
+    error        TEXT
 );
 
+CREATE UNIQUE INDEX grants_once ON grants (campaign_id, run_id, customer_id)
+    WHERE state != 'failed';
 CREATE INDEX grants_customer ON grants (customer_id, created_at);
 CREATE INDEX grants_campaign_day ON grants (campaign_id, day);
 CREATE INDEX grants_reserved ON grants (next_attempt_at) WHERE state = 'reserved';
