@@ -11,6 +11,7 @@ re-reads the config (a broken one is logged and the old one kept)::
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sqlite3
 from pathlib import Path
@@ -153,7 +154,6 @@ def _status_line(app: App) -> str:
 
 async def serve(config_path: Path, config: Config, env: dict[str, str] | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the process exit code."""
-    import os
 
     notifier = systemd.Notifier.from_env()
     environ = dict(os.environ if env is None else env)

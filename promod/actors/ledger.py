@@ -28,6 +28,7 @@ from promod.actors.messages import Inspect
 from promod.actors.notifier import Wake
 from promod.campaigns import store as campaigns
 from promod.campaigns.spec import CampaignSpec, currency_exponent
+from promod.ledger import killswitch
 from promod.ledger.caps import release_sync
 from promod.ledger.grants import BatchOutcome, GrantJob, grant_batch, granted_payload, local_day
 from promod.ledger.grants import refusal_reason as cap_reason
@@ -259,7 +260,7 @@ class LedgerActor(Actor):
         """
         db = self.app.db
         now = self.app.clock.now()
-        if await db.fetchone("SELECT 1 FROM meta WHERE key = 'killswitch'"):
+        if await killswitch.is_engaged(db):
             return None
         await self._resume_closed_circuits(now)
         blocked = sorted(
@@ -572,18 +573,17 @@ class LedgerActor(Actor):
         """
         log.warning("reward_out_of_inventory", provider=grant.provider, grant=grant.id)
         now = self.app.clock.now()
-        fallback = None
-        campaign = await self.app.db.run_sync(
-            lambda conn: campaigns.get_sync(conn, grant.campaign_id), write=False
-        )
-        if campaign is not None and campaign.spec.reward.provider == grant.provider:
-            fallback = campaign.spec.reward.fallback
-        if fallback is not None:
-            self._empty[(grant.campaign_id, grant.provider)] = now + EMPTY_FOR
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: sqlite3.Connection) -> bool:
+            """Release the grant; True when the campaign falls back instead of pausing."""
+            campaign = campaigns.get_sync(conn, grant.campaign_id)
+            falls_back = (
+                campaign is not None
+                and campaign.spec.reward.provider == grant.provider
+                and campaign.spec.reward.fallback is not None
+            )
             if not self._release_sync(conn, grant, attempts, error):
-                return
+                return False
             run = conn.execute("SELECT state FROM runs WHERE id = ?", (grant.run_id,)).fetchone()
             if run is not None and run[0] in ("pilot", "running"):
                 conn.execute(
@@ -597,14 +597,16 @@ class LedgerActor(Actor):
                     " decided_at = ? WHERE run_id = ? AND customer_id = ?",
                     (now, grant.run_id, grant.customer_id),
                 )
-            if fallback is None:
+            if not falls_back:
                 campaigns.pause_sync(
                     conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
                 )
+            return falls_back
 
         with anyio.CancelScope(shield=True):
-            await self.app.db.run_sync(work)
-        if fallback is not None:
+            falls_back = await self.app.db.run_sync(work)
+        if falls_back:
+            self._empty[(grant.campaign_id, grant.provider)] = now + EMPTY_FOR
             from promod.actors.scheduler import Kick  # the scheduler imports the ledger
 
             self._tell("scheduler", Kick())

@@ -29,6 +29,7 @@ from anyio.abc import TaskStatus
 
 from promod.actors.base import Actor, UnknownMessage
 from promod.actors.messages import Inspect
+from promod.ledger import killswitch
 from promod.logs import get_logger
 from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, RateLimiter
 from promod.notify.deliveries import (
@@ -222,8 +223,7 @@ class NotifierActor(Actor):
         engaged, read_at = self._killswitch
         now = anyio.current_time()
         if now - read_at > KILLSWITCH_TTL:
-            row = await self.app.db.fetchone("SELECT 1 FROM meta WHERE key = 'killswitch'")
-            engaged = row is not None
+            engaged = await killswitch.is_engaged(self.app.db)
             self._killswitch = (engaged, now)
         return engaged
 

@@ -13,6 +13,9 @@ from typing import Any
 
 from promod.campaigns.spec import currency_exponent
 from promod.campaigns.store import CampaignRow, get_sync
+from promod.clearance.store import campaign_section_sync
+from promod.codepool.report import codes_report
+from promod.live.report import live_report
 from promod.units import format_money
 
 
@@ -139,22 +142,14 @@ def caps_usage(
 
 
 def _extra_sections(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any]:
-    """Sections other parts add (code pool numbers, clearance), when they are installed."""
-    from promod.clearance.store import campaign_section_sync
-
+    """The sections of the parts that apply to this campaign: clearance, live, codes."""
     out: dict[str, Any] = {}
     clearance = campaign_section_sync(conn, campaign_id)
     if clearance:
         out["clearance"] = clearance
-    from promod.live.report import live_report
-
     live = live_report(conn, campaign_id)
     if live is not None:
         out["live"] = live
-    try:
-        from promod.codepool.report import codes_report
-    except ImportError:
-        return out
     codes = codes_report(conn, campaign_id)
     if codes:
         out["codes"] = codes

@@ -12,11 +12,12 @@ is due (``immediate``, each customer's ``local_time``, or their ``best_time``).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -101,8 +102,6 @@ def rank(conn: sqlite3.Connection, spec: CampaignSpec, ids: list[str], seed: int
 
 
 def _json(ids: list[str]) -> str:
-    import json
-
     return json.dumps(ids, separators=(",", ":"))
 
 
@@ -282,7 +281,3 @@ def create_run_sync(
         ),
     )
     return run_id
-
-
-def utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,7 +21,6 @@ from promod.campaigns.spec import CampaignSpec, parse_spec
 from promod.notify.outbox import enqueue_sync
 from promod.store.database import Database
 
-ACTIVE = ("scheduled", "running", "paused")
 FINAL = ("completed", "stopped")
 
 

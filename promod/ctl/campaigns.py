@@ -83,11 +83,7 @@ def render_report(result: Any) -> str:
             }
         )
     ]
-    if result["refused"]:
-        lines += ["", "refused:"]
-        lines.append(
-            render_table([{"reason": r, "customers": n} for r, n in result["refused"].items()])
-        )
+    lines += _refused(result["refused"])
     caps = []
     for name, usage in result.get("caps", {}).items():
         used = usage.get("used")
@@ -124,17 +120,21 @@ def render_simulation(result: Any) -> str:
         "",
         render_table(result["funnel"]),
     ]
-    if result["refused"]:
-        lines += ["", "refused:"]
-        lines.append(
-            render_table([{"reason": r, "customers": n} for r, n in result["refused"].items()])
-        )
+    lines += _refused(result["refused"])
     binding = result.get("binding_cap")
     if binding:
         lines += ["", f"binds first: {binding['cap']} ({binding['kind']}) on {binding['day']}"]
     if result.get("per_day") and len(result["per_day"]) > 1:
         lines += ["", "per day:", render_table(result["per_day"])]
     return "\n".join(lines)
+
+
+def _refused(refused: Mapping[str, int]) -> list[str]:
+    """The "refused by reason" block of a report or a dry run (nothing when none)."""
+    if not refused:
+        return []
+    rows = [{"reason": reason, "customers": n} for reason, n in refused.items()]
+    return ["", "refused:", render_table(rows)]
 
 
 def run_kill(command: Any, client: AdminClient, ns: argparse.Namespace) -> Any:

@@ -36,6 +36,7 @@ from promod.admin.registry import (
     Role,
     command,
 )
+from promod.campaigns.spec import currency_exponent
 from promod.customers.imports import (
     FORMATS,
     MAX_CHUNK_ROWS,
@@ -47,6 +48,7 @@ from promod.customers.imports import (
     stage_chunk,
 )
 from promod.store.database import Database
+from promod.units import format_money
 
 __all__ = [
     "CUSTOMER_COMMANDS",
@@ -202,9 +204,6 @@ async def wallet_and_rewards(app: Any, customer_id: str) -> dict[str, Any]:
         " ORDER BY id DESC LIMIT 50",
         (customer_id,),
     )
-    from promod.campaigns.spec import currency_exponent
-    from promod.units import format_money
-
     rewards = [
         {
             "grant": r["id"],

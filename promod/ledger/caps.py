@@ -55,14 +55,6 @@ class Counter:
         if first:
             self.d_customers += 1
 
-    @property
-    def used_count(self) -> int:
-        return self.count + self.d_count
-
-    @property
-    def used_spend(self) -> int:
-        return self.spend + self.d_spend
-
 
 @dataclass(frozen=True)
 class Refusal:

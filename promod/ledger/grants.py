@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from promod.campaigns.spec import CampaignSpec, Reward
+from promod.campaigns.spec import CampaignSpec, Reward, currency_exponent
 from promod.ledger.caps import CapBook, Limits, Refusal
 from promod.ledger.killswitch import is_engaged_sync
 from promod.notify.outbox import enqueue_many_sync, enqueue_sync
@@ -419,8 +419,6 @@ def granted_payload(
     r: GrantRequest, code: str | None, expires_at: float | None, reference: str | None
 ) -> dict[str, Any]:
     """The ``reward.granted`` event body (amounts as decimal strings)."""
-    from promod.campaigns.spec import currency_exponent
-
     return {
         "grant_id": r.id,
         "campaign_id": r.campaign_id,

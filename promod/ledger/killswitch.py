@@ -20,11 +20,6 @@ from promod.store.database import Database
 KEY = "killswitch"
 
 
-def state_sync(conn: sqlite3.Connection) -> dict[str, Any] | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (KEY,)).fetchone()
-    return None if row is None else dict(json.loads(row[0]))
-
-
 def is_engaged_sync(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM meta WHERE key = ?", (KEY,)).fetchone() is not None
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from promod.campaigns.spec import render_placeholders
+from promod.ledger.killswitch import is_engaged_sync
 from promod.notify.channel import Message
 from promod.notify.templates import TemplateError, load_template
 from promod.notify.unsubscribe import (
@@ -46,7 +47,6 @@ __all__ = [
     "backoff_delay",
     "fanout_sync",
     "is_marketing",
-    "killswitch_engaged_sync",
     "message_blocked_sync",
     "outbox_stats_sync",
 ]
@@ -87,10 +87,6 @@ def backoff_delay(attempts: int, initial: float, maximum: float) -> float:
     """Delay before attempt ``attempts + 1``: exponential, capped, with jitter (50-100%)."""
     base = min(maximum, initial * 2.0 ** max(0, attempts - 1))
     return base * (0.5 + random.random() / 2)
-
-
-def killswitch_engaged_sync(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM meta WHERE key = 'killswitch'").fetchone() is not None
 
 
 def _iso(ts: float) -> str:
@@ -396,6 +392,6 @@ def outbox_stats_sync(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "skipped": sum(c["skipped"] for c in channels.values()),
         "oldest_pending_at": oldest_at,
         "oldest_pending_age": round(now - oldest_at, 3) if oldest_at is not None else None,
-        "killswitch": killswitch_engaged_sync(conn),
+        "killswitch": is_engaged_sync(conn),
         "channels": sorted(channels.values(), key=lambda c: c["channel"]),
     }

@@ -49,10 +49,3 @@ class WalletPoints:
             " VALUES (?, ?, NULL, ?, strftime('%s', 'now'))",
             (grant.customer_id, -points(grant), f"revoke:{grant.id}"),
         )
-
-
-def balance_sync(conn: sqlite3.Connection, customer_id: str) -> int:
-    row = conn.execute(
-        "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
-    ).fetchone()
-    return 0 if row is None else int(row[0])
