@@ -133,7 +133,11 @@ SCHEMAS: dict[str, Any] = {
                         "campaign_id": {"type": "string"},
                         "run_id": {"type": "integer"},
                         "provider": {"type": "string"},
-                        "state": {"enum": ["issued", "reserved"]},
+                        "state": {
+                            "enum": ["reserved", "issued", "redeemed", "revoked", "expired"],
+                            "description": "reserved: being issued; issued: usable;"
+                            " redeemed, revoked, expired: can no longer be used",
+                        },
                         "amount": {"type": ["string", "null"]},
                         "value": _MONEY,
                         "currency": {"type": ["string", "null"]},
@@ -141,6 +145,11 @@ SCHEMAS: dict[str, Any] = {
                         "granted_at": _TIME,
                         "issued_at": _TIME,
                         "expires_at": _TIME,
+                        "redeemed_at": _TIME,
+                        "ended_at": {
+                            **_TIME,
+                            "description": "when a revoked or expired reward ended",
+                        },
                     },
                 },
             },
@@ -501,7 +510,7 @@ def operations() -> dict[str, dict[str, Any]]:
         },
         "/v1/customers/{customer_id}/rewards": {
             "get": _op(
-                "What a customer holds: live grants and wallet balance",
+                "What a customer holds: rewards with their real state, and the wallet",
                 "read",
                 {
                     "200": {
@@ -524,15 +533,38 @@ def operations() -> dict[str, dict[str, Any]]:
                                         "granted_at": "2026-12-01T09:00:00Z",
                                         "issued_at": "2026-12-01T09:00:00Z",
                                         "expires_at": None,
+                                        "redeemed_at": None,
+                                        "ended_at": None,
                                     }
                                 ],
                                 "wallet": {"points": 500},
                             },
                         ),
                     },
-                    **_errors(*_AUTH_ERRORS, 404),
+                    **_errors(*_AUTH_ERRORS, 404, 422),
                 },
-                parameters=[_customer_id_param()],
+                parameters=[
+                    _customer_id_param(),
+                    {
+                        "name": "include",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["usable", "all"], "default": "usable"},
+                        "description": "usable: rewards that can still be used (reserved,"
+                        " issued); all: redeemed, revoked and expired ones too",
+                    },
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "enum": ["reserved", "issued", "redeemed", "revoked", "expired"]
+                        },
+                        "description": "only rewards in this state (not with include)",
+                    },
+                ],
+                description="By default only the rewards the customer can still use;"
+                " ?include=all lists every reward with its state, ?state=S those in one.",
             )
         },
         "/v1/events": {
