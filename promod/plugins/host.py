@@ -31,6 +31,7 @@ log = get_logger("promod.plugins")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "promod.builtin.commands",
     "promod.builtin.customers",
+    "promod.builtin.lists",
     "promod.builtin.rewards",
     "promod.builtin.campaigns",
     "promod.builtin.notify",

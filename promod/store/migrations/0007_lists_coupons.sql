@@ -44,6 +44,23 @@ CREATE TABLE list_members (
 
 CREATE INDEX list_members_customer ON list_members (customer_id);
 
+-- A `promodctl lists import` in progress: its rows are staged as the members of a
+-- staging version; commit applies that version (replace) or merges it into the
+-- current one (add), or refuses the import with its errors by line.
+CREATE TABLE list_imports (
+    import_id   TEXT PRIMARY KEY,
+    list_id     INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('replace', 'add')),
+    format      TEXT NOT NULL,                -- lines | csv | jsonl
+    started_at  REAL NOT NULL,
+    touched_at  REAL NOT NULL,                -- last chunk; abandoned after an hour
+    rows        INTEGER NOT NULL DEFAULT 0,
+    error_count INTEGER NOT NULL DEFAULT 0,
+    errors      TEXT NOT NULL DEFAULT '[]',   -- JSON [{"line", "message"}], at most 100
+    FOREIGN KEY (list_id, version) REFERENCES list_versions (list_id, version) ON DELETE CASCADE
+);
+
 -- Keep what the old table held (nothing wrote it, but a site may have).
 INSERT INTO lists (name, version, source, created_at, updated_at)
     SELECT DISTINCT name, 1, 'import', strftime('%s', 'now'), strftime('%s', 'now')
