@@ -159,3 +159,24 @@ def test_a_list_in_use_is_not_deleted_without_force(daemon_factory) -> None:
     assert d.ctl("lists", "show", "keep").returncode == 1
     audit = [r for r in d.ctl_json("audit") if r["command"] == "lists.delete"]
     assert [r["outcome"] for r in audit] == ["error", "ok"], json.dumps(audit)
+
+
+def test_a_daemon_killed_during_a_list_import_keeps_the_old_list_whole(daemon_factory) -> None:
+    d = daemon_factory(edits=NO_SITE_BUDGET)
+    path = d.root / "l.txt"
+    path.write_text("a\nb\n")
+    assert d.ctl("lists", "import", "vip", str(path)).returncode == 0
+    begun = d.request("lists.import.begin", {"list": "vip", "format": "lines"})
+    assert begun["ok"], begun
+    import_id = begun["result"]["import_id"]
+    rows = [{"line": i + 1, "text": f"n{i}"} for i in range(2000)]
+    chunk = d.request("lists.import.chunk", {"import_id": import_id, "rows": rows})
+    assert chunk["ok"] and chunk["result"]["valid"] == 2000, chunk
+    d.kill()  # SIGKILL between the chunks and the commit
+    d.start()
+    shown = d.ctl_json("lists", "show", "vip")
+    assert (shown["members"], shown["version"], shown["sample"]) == (2, 1, ["a", "b"])
+    report = _run(d, custom_list_spec("after", "vip"), "after")
+    assert report["targeted"] == 2
+    path.write_text("c\n")
+    assert d.ctl_json("lists", "import", "vip", str(path))["members"] == 1
