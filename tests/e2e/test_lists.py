@@ -69,6 +69,8 @@ def test_lists_import_fills_a_custom_list_that_its_campaign_then_targets(daemon_
     assert "5 members" in res.stdout
     assert "1 member(s) have no customer profile: ghost" in res.stdout
 
+    assert d.ctl("lists", "import", "vip", str(ids), "--add", "--replace").returncode == 2
+
     # A bad file changes nothing and names its bad rows by line.
     bad = d.root / "bad.jsonl"
     bad.write_text('{"id": "c4"}\n{"name": "no id"}\n{"id": ""}\n{"id": "c5"}\n')
