@@ -668,4 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this __main__ copy: runners raise
+    # promod.ctl.main.UsageError, which must be the class main() catches.
+    from promod.ctl import main as ctl_main
+
+    sys.exit(ctl_main.main())
