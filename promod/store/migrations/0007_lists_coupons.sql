@@ -42,8 +42,6 @@ CREATE TABLE list_members (
     FOREIGN KEY (list_id, version) REFERENCES list_versions (list_id, version) ON DELETE CASCADE
 ) WITHOUT ROWID;
 
-CREATE INDEX list_members_customer ON list_members (customer_id);
-
 -- A `promodctl lists import` in progress: its rows are staged as the members of a
 -- staging version; commit applies that version (replace) or merges it into the
 -- current one (add), or refuses the import with its errors by line.
@@ -92,5 +90,4 @@ CREATE TABLE coupon_redemptions (
 );
 
 CREATE INDEX coupon_redemptions_campaign ON coupon_redemptions (campaign_id);
-CREATE INDEX coupon_redemptions_time ON coupon_redemptions (redeemed_at);
 CREATE INDEX grants_coupon ON grants (customer_id, code) WHERE provider = 'coupon';
