@@ -58,6 +58,7 @@ def make_config(
     alerts: dict[str, list[str]] | None = None,
     extra: str = "",
     notify: str = "",
+    smtp_options: str = "",
 ) -> Config:
     text = f"""
 [daemon]
@@ -84,6 +85,7 @@ tls = "none"
 from = "Promotions <promo@example.org>"
 timeout = "2s"
 alerts_to = ["ops@example.org"]
+{smtp_options}
 """
     if webhook_url:
         text += f"""
