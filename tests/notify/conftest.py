@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from promod.clock import SystemClock
+from promod.clock import Clock, SystemClock
 from promod.config import Config, parse_config_text
 from promod.notify.outbox import enqueue_sync
 from promod.notify.smtp import SmtpChannelType
@@ -41,7 +41,7 @@ class NotifyApp:
     config: Config
     db: Database
     plugins: Plugins = field(default_factory=Plugins)
-    clock: SystemClock = field(default_factory=SystemClock)
+    clock: Clock = field(default_factory=SystemClock)
     notifier: Any = None
 
     def actor(self, name: str) -> Any:
