@@ -156,6 +156,30 @@ async def test_retry_after_an_hour_goes_out_when_the_manual_clock_is_moved_an_ho
     assert (row["sent_at"], row["updated_at"]) == (1_790_003_600, 1_790_003_600)
 
 
+async def test_an_operator_retry_is_due_at_once_on_the_manual_clock(
+    tmp_path: Path, db: Database
+) -> None:
+    receiver = Receiver(script=[(400, {})])
+    clock = ManualClock(start=1_790_000_000)  # behind the wall clock
+    try:
+        routes = {"cap.reached": ["backend"]}
+        config = make_config(tmp_path, webhook_url=receiver.url, alerts=routes)
+        app = NotifyApp(config, db, clock=clock)
+        await enqueue(db, "cap.reached", CAP)
+        async with running_notifier(app):
+            await eventually(lambda: _all(db, "dead"))
+            [dead] = await outbox_list.handler(_ctx(app), {})
+            assert await outbox_retry.handler(_ctx(app), {"id": dead["id"]}) == {"retried": 1}
+            await eventually(lambda: _all(db, "sent"), timeout=2)  # the clock never moved
+            stats = await outbox_status.handler(_ctx(app), {})
+    finally:
+        receiver.close()
+    assert [h.status for h in receiver.hits] == [400, 200]
+    [row] = await delivery_states(db)
+    assert row["sent_at"] == 1_790_000_000
+    assert stats["oldest_pending_age"] is None and stats["sent"] == 1
+
+
 async def _attempts(db: Database, n: int) -> bool:
     rows = await delivery_states(db)
     return bool(rows) and rows[0]["attempts"] == n
