@@ -15,6 +15,7 @@ from typing import Any
 from promod.actors.scheduler import Kick
 from promod.admin.registry import ArgSpec, Command, CommandContext, CommandError, Role, command
 from promod.campaigns import store
+from promod.campaigns.policy import policy_issues, policy_warnings
 from promod.campaigns.report import report_csv, report_sync
 from promod.campaigns.runs import pilot_size
 from promod.campaigns.simulate import simulate_sync
@@ -74,7 +75,7 @@ async def campaign_apply(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
             f"the campaign spec has {len(exc.issues)} error(s)",
             {"errors": exc.as_dicts()},
         ) from None
-    issues = _provider_issues(spec)
+    issues = _provider_issues(spec) + policy_issues(app.config.policy, spec)
     if issues:
         raise CommandError(
             "invalid_args", f"the campaign spec has {len(issues)} error(s)", {"errors": issues}
@@ -82,7 +83,10 @@ async def campaign_apply(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
     result: dict[str, Any] = await _guard(
         store.apply(app.db, spec, by=_who(ctx), now=app.clock.now())
     )
-    result["warnings"] = [{"path": w.path, "message": w.message} for w in spec_warnings(spec)]
+    result["warnings"] = [
+        *({"path": w.path, "message": w.message} for w in spec_warnings(spec)),
+        *policy_warnings(app.config.policy, spec),
+    ]
     return result
 
 
@@ -208,8 +212,13 @@ campaign_stop = _transition("stop", "stop a campaign for good", store.stop)
     args={**CAMPAIGN, "format": ArgSpec(str, help="json (default) or csv")},
 )
 async def campaign_report(ctx: CommandContext, args: dict[str, Any]) -> Any:
-    report = await ctx.app.db.run_sync(
-        lambda conn: report_sync(conn, args["campaign"]), write=False
+    app = ctx.app
+    policy, site_timezone, now = app.config.policy, app.config.daemon.timezone, app.clock.now()
+    report = await app.db.run_sync(
+        lambda conn: report_sync(
+            conn, args["campaign"], policy=policy, site_timezone=site_timezone, now=now
+        ),
+        write=False,
     )
     if report is None:
         raise CommandError("not_found", f"no campaign {args['campaign']!r}")

@@ -87,11 +87,12 @@ def render_report(result: Any) -> str:
     caps = []
     for name, usage in result.get("caps", {}).items():
         used = usage.get("used")
+        label = f"{name} (policy)" if usage.get("policy") else name
         if isinstance(used, Mapping):
             for day, value in used.items():
-                caps.append({"cap": name, "day": day, "used": value, "limit": usage.get("limit")})
+                caps.append({"cap": label, "day": day, "used": value, "limit": usage.get("limit")})
         elif used is not None:
-            caps.append({"cap": name, "day": "", "used": used, "limit": usage.get("limit")})
+            caps.append({"cap": label, "day": "", "used": used, "limit": usage.get("limit")})
     if caps:
         lines += ["", "caps:", render_table(caps)]
     if result.get("per_day"):
