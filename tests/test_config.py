@@ -12,6 +12,7 @@ from promod.config import (
     ChannelConfig,
     Config,
     ConfigError,
+    ProviderBudget,
     load_config,
     parse_config,
     resolve_config_path,
@@ -503,3 +504,25 @@ def test_clearance_min_approval_rate(tmp_path: Path) -> None:
         assert any(message in m for m in found.values()), (bad, found)
     config = load(tmp_path, WEBHOOK + '[alerts]\n"clearance.low_approval" = ["backend"]\n')
     assert config.alerts == {"clearance.low_approval": ("backend",)}
+
+
+def test_policy_budgets_are_per_provider_and_currency_in_that_currencys_units(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        [policy.budgets.wallet_points]
+        EUR = { lifetime = "100000.00", daily = "5000.00" }
+        JPY = { daily = "500000" }
+        [policy.budgets.coupon]
+        KWD = { lifetime = "10.125" }
+        """,
+    )
+    policy = load_config(path).policy
+    assert policy.budgets["wallet_points"]["EUR"] == ProviderBudget(10_000_000, 500_000)
+    assert policy.budgets["wallet_points"]["JPY"] == ProviderBudget(daily=500_000)
+    assert policy.budgets["coupon"]["KWD"] == ProviderBudget(lifetime=10_125)
+    assert policy.budget("wallet_points", "JPY") == ProviderBudget(daily=500_000)
+    assert policy.budget("wallet_points", "USD") is None
+    assert policy.budget("wallet_points", None) is None
