@@ -1201,6 +1201,8 @@ def _policy(t: _Table) -> PolicyConfig:
                 by_currency.report(currency, message)
                 continue
             entry = by_currency.table(currency)
+            if not isinstance(by_currency.data[currency], dict):
+                continue  # reported by table()
             money = _money_in(currency_exponent(currency), currency)
             budget = ProviderBudget(
                 lifetime=entry.optional("lifetime", money), daily=entry.optional("daily", money)

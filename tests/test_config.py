@@ -286,6 +286,7 @@ def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
         ("[policy.budgets.w]\nKWD = { daily = '5.0001' }", "policy.budgets.w.KWD.daily", "3 dec"),
         ("[policy.budgets.w]\nJPY = { daily = '5.5' }", "policy.budgets.w.JPY.daily", "no minor"),
         ("[policy.budgets.w]\nEUR = {}", "policy.budgets.w.EUR", "lifetime and/or daily"),
+        ("[policy.budgets.w]\nEUR = '5.00'", "policy.budgets.w.EUR", "expected a table"),
         ("[policy.budgets.w]\neur = { daily = '5' }", "policy.budgets.w.eur", "ISO 4217"),
         ("[policy.budgets]\nw = { daily = '5' }", "policy.budgets.w.daily", "names its currency"),
         ("[policy.budgets.w]\nEUR = { dialy = '5' }", "policy.budgets.w.EUR.dialy", "unknown key"),
