@@ -27,6 +27,7 @@ from promod.actors.base import Actor
 from promod.actors.messages import Inspect
 from promod.actors.notifier import Wake
 from promod.campaigns import store as campaigns
+from promod.campaigns.policy import applied_budgets
 from promod.campaigns.spec import CampaignSpec, currency_exponent
 from promod.ledger import killswitch
 from promod.ledger.caps import policy_scope, release_sync
@@ -120,12 +121,7 @@ class LedgerActor(Actor):
                 reasons: list[str] = plugins.eligibility_check({"id": customer_id}, spec)
                 return reasons
 
-        currency = campaign.spec.currency
-        budgets = {
-            provider: by_currency[currency]
-            for provider, by_currency in policy.budgets.items()
-            if currency is not None and currency in by_currency
-        }
+        budgets = {b.provider: b.budget for b in applied_budgets(policy, campaign.spec)}
         return GrantJob(
             campaign_id=campaign.id,
             run_id=run_id,

@@ -25,14 +25,23 @@ from promod.config import PolicyConfig, ProviderBudget
 from promod.ledger.caps import policy_scope
 from promod.units import format_money
 
+#: What binds a campaign in a currency its provider has no budget in, while it has
+#: budgets in others (a config changed after apply): nothing may be spent.
+NOTHING = ProviderBudget(lifetime=0)
+
 
 @dataclass(frozen=True)
 class AppliedBudget:
-    """One policy budget that binds a campaign: a provider's budget in its currency."""
+    """One policy budget that binds a campaign: a provider's budget in its currency.
+
+    ``missing`` marks a provider with budgets in other currencies only: then
+    ``budget`` is :data:`NOTHING` and the campaign's grants are refused.
+    """
 
     provider: str
     currency: str
     budget: ProviderBudget
+    missing: bool = False
 
 
 def _rewards(spec: CampaignSpec) -> list[tuple[str, Reward]]:
@@ -43,13 +52,25 @@ def _rewards(spec: CampaignSpec) -> list[tuple[str, Reward]]:
 
 
 def applied_budgets(policy: PolicyConfig, spec: CampaignSpec) -> list[AppliedBudget]:
-    """The policy budgets that bind ``spec``, one per provider, in its currency."""
+    """The policy budgets that bind ``spec``, one per provider, in its currency.
+
+    The ledger grants under these, so they fail closed: a provider with budgets in
+    other currencies only (``campaign apply`` refuses that, but the config may
+    change after) binds the campaign to :data:`NOTHING`.
+    """
     out: list[AppliedBudget] = []
+    currency = spec.currency
+    if currency is None:
+        return out
     for _, reward in _rewards(spec):
-        budget = policy.budget(reward.provider, spec.currency)
-        if budget is not None and spec.currency is not None:
-            if all(b.provider != reward.provider for b in out):
-                out.append(AppliedBudget(reward.provider, spec.currency, budget))
+        budgets = policy.budgets.get(reward.provider) or {}
+        if not budgets or any(b.provider == reward.provider for b in out):
+            continue
+        budget = budgets.get(currency)
+        if budget is None:
+            out.append(AppliedBudget(reward.provider, currency, NOTHING, missing=True))
+        else:
+            out.append(AppliedBudget(reward.provider, currency, budget))
     return out
 
 
@@ -98,6 +119,8 @@ def policy_warnings(policy: PolicyConfig, spec: CampaignSpec) -> list[dict[str, 
                 }
             )
     for applied in applied_budgets(policy, spec):
+        if applied.missing:
+            continue  # an error at apply (policy_issues)
         name = f"the policy budget of {applied.provider}"
         value = max(
             (r.value_minor or 0 for _, r in _rewards(spec) if r.provider == applied.provider),
@@ -159,7 +182,12 @@ def policy_caps(
                 "SELECT period, spend FROM cap_counters WHERE scope = ?", (scope,)
             ).fetchall()
         )
-        common = {"policy": True, "currency": applied.currency}
+        common: dict[str, Any] = {"policy": True, "currency": applied.currency}
+        if applied.missing:
+            common["note"] = (
+                f"{applied.provider} has policy budgets in other currencies only:"
+                f" nothing may be spent in {applied.currency}"
+            )
         if applied.budget.lifetime is not None:
             out[f"provider_budget:{applied.provider}"] = {
                 "used": format_money(int(used.get("lifetime", 0)), exp),

@@ -70,3 +70,11 @@ def test_a_reward_without_value_under_a_budgeted_provider_is_warned_about() -> N
     spec = load_spec(text, "toml", providers={"wallet_points"})
     assert policy_issues(POLICY, spec) == []
     assert [w["path"] for w in policy_warnings(POLICY, spec)] == ["reward.value"]
+
+
+def test_a_provider_with_budgets_in_other_currencies_only_binds_to_nothing() -> None:
+    # campaign apply refuses this; a config changed afterwards must not unbind it.
+    (applied,) = applied_budgets(POLICY, _spec(currency="USD"))
+    assert (applied.provider, applied.currency, applied.missing) == ("wallet_points", "USD", True)
+    assert applied.budget == ProviderBudget(lifetime=0)
+    assert applied_budgets(PolicyConfig(), _spec(currency="USD")) == []

@@ -7,6 +7,7 @@ other, and yen are whole yen.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -155,3 +156,29 @@ def test_eur_and_jpy_campaigns_are_each_bound_by_their_own_currencys_budget(
         "2026-12-01": "1000",
         "2026-12-02": "1000",
     }
+
+
+def test_a_campaign_left_without_a_budget_in_its_currency_by_a_reload_spends_nothing(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    d = daemon_factory(env={"PROMOD_TEST_CLOCK": str(DEC1_0900Z)})
+    seed_customers(_db(d), [f"u{i}" for i in range(3)], tags=["usd"])
+    coupon = (
+        _spec("usd", "USD", "5.00", 'budget = "100.00"')
+        .replace('provider = "wallet_points"', 'provider = "coupon"\ncode = "WELCOME10"')
+        .replace('amount = "500"\n', "")
+    )
+    res = _apply(d, coupon)  # coupon has no policy budgets yet: nothing to refuse
+    assert res.returncode == 0, res.stderr
+    d.append_config('[policy.budgets.coupon]\nEUR = { daily = "100.00" }')
+    d.signal(signal.SIGHUP)
+    _wait(lambda: d.ctl_json("status")["reloads"] == 1, "the reload")
+    assert d.ctl("campaign", "launch", "usd").returncode == 0
+    _wait(lambda: _report(d, "usd")["state"] == "paused", "the campaign to pause")
+    report = _report(d, "usd")
+    assert report["granted"] == 0
+    assert report["paused_reason"] == "cap:provider_budget:coupon"
+    assert report["refused"] == {"provider_budget:coupon": 3}
+    row = report["caps"]["provider_budget:coupon"]
+    assert (row["used"], row["limit"], row["currency"]) == ("0.00", "0.00", "USD")
+    assert "other currencies only" in row["note"]
