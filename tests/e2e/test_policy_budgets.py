@@ -91,7 +91,15 @@ def test_eur_and_jpy_campaigns_are_each_bound_by_their_own_currencys_budget(
     assert (eur["granted"], eur["spend"], eur["pending"]) == (2, "10.00", 8)
     assert eur["paused_reason"] == "daily_cap:provider_daily_budget:wallet_points"
 
-    # EUR spend has used up the EUR budget; the JPY campaign still has its 1000 yen.
+    # EUR spend has used up the EUR budget; the JPY campaign still has its 1000 yen,
+    # two rewards a day, as the dry run projects and the run then grants.
+    simulated = d.ctl_json("campaign", "simulate", "jpy")
+    assert simulated["binding_cap"] == {
+        "cap": "provider_daily_budget:wallet_points",
+        "day": "2026-12-01",
+        "kind": "daily",
+    }
+    assert [p["granted"] for p in simulated["per_day"]] == [2, 2, 2, 2, 2]
     assert d.ctl("campaign", "launch", "jpy").returncode == 0
     _wait(lambda: _report(d, "jpy")["state"] == "paused", "the JPY daily budget to bind")
     jpy = _report(d, "jpy")
