@@ -313,12 +313,6 @@ class PolicyConfig:
     frequency: FrequencyCap | None = None
     budgets: dict[str, dict[str, ProviderBudget]] = field(default_factory=dict)
 
-    def budget(self, provider: str, currency: str | None) -> ProviderBudget | None:
-        """The budget that binds ``provider``'s spend in ``currency``, if any."""
-        if currency is None:
-            return None
-        return self.budgets.get(provider, {}).get(currency)
-
 
 @dataclass(frozen=True)
 class FraudConfig:

@@ -524,6 +524,3 @@ def test_policy_budgets_are_per_provider_and_currency_in_that_currencys_units(
     assert policy.budgets["wallet_points"]["EUR"] == ProviderBudget(10_000_000, 500_000)
     assert policy.budgets["wallet_points"]["JPY"] == ProviderBudget(daily=500_000)
     assert policy.budgets["coupon"]["KWD"] == ProviderBudget(lifetime=10_125)
-    assert policy.budget("wallet_points", "JPY") == ProviderBudget(daily=500_000)
-    assert policy.budget("wallet_points", "USD") is None
-    assert policy.budget("wallet_points", None) is None

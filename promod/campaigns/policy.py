@@ -9,7 +9,9 @@ will bind it; ``campaign report`` lists the budgets that apply, with their usage
 
     issues = policy_issues(config.policy, spec)     # [{"path", "message"}] -> refused
     warnings = policy_warnings(config.policy, spec)
-    rows = policy_caps(conn, config.policy, spec, site_timezone="UTC", now=now)
+    rows = policy_caps(
+        conn, config.policy, spec, campaign_id=spec.id, site_timezone="UTC", now=now
+    )
 """
 
 from __future__ import annotations
