@@ -8,6 +8,8 @@ from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from promod.campaigns.spec import load_spec
 from promod.ledger.caps import CapBook, Limits, migrate_currencyless_sync
@@ -132,3 +134,59 @@ def test_campaign_spec_currency_reaches_the_cap_book() -> None:
     job = GrantJob("winback", 1, spec, {}, provider_daily={"wallet_points": 1000})
     assert job.limits().currency == "JPY"
     assert job.limits().provider_daily == {"wallet_points": 1000}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    attempts=st.lists(
+        st.tuples(st.sampled_from(["EUR", "JPY", "KWD"]), st.integers(1, 700)), max_size=40
+    ),
+    limits=st.fixed_dictionaries({c: st.integers(0, 3000) for c in ("EUR", "JPY", "KWD")}),
+)
+def test_each_currency_spends_as_if_it_were_alone_and_never_past_its_budget(
+    tmp_path_factory: pytest.TempPathFactory,
+    attempts: list[tuple[str, int]],
+    limits: dict[str, int],
+) -> None:
+    path = tmp_path_factory.getbasetemp() / "mixed-currencies.db"
+    if not path.exists():
+
+        async def create() -> None:
+            db = await Database.open(path)
+            await db.close()
+
+        anyio.run(create)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM cap_counters")
+    try:
+        accepted: dict[str, list[int]] = {c: [] for c in limits}
+        for currency, value in attempts:
+            # One campaign per currency, one transaction per grant.
+            book = CapBook(
+                Limits(
+                    currency.lower(),
+                    currency=currency,
+                    provider_lifetime={"wallet_points": limits[currency]},
+                ),
+                "2026-12-01",
+                "2026-12-01",
+            ).load(conn, ["wallet_points"])
+            if book.reserve(value, "wallet_points", first=True) is None:
+                book.flush(conn)
+                accepted[currency].append(value)
+        for currency, limit in limits.items():
+            alone: list[int] = []
+            for c, value in attempts:
+                if c == currency and sum(alone) + value <= limit:
+                    alone.append(value)
+            assert accepted[currency] == alone
+            row = conn.execute(
+                "SELECT coalesce(sum(spend), 0) FROM cap_counters WHERE scope = ?"
+                " AND period = 'lifetime'",
+                (f"policy:wallet_points:{currency}",),
+            ).fetchone()
+            assert row[0] == sum(alone) <= limit
+    finally:
+        conn.close()
