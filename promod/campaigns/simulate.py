@@ -211,12 +211,15 @@ def _run(
     decider = Decider(job, book, projection.inventory, per_customer, recent)
 
     clock = start
+    dated = None  # the clock the book's days were last set for
     position = 0
     while position < len(order):
         i = order[position]
         cid = plan.customer_ids[i]
         clock = max(clock, plan.due_at[i])
-        book.set_day(conn, local_day(clock, spec.timezone), local_day(clock, job.site_timezone))
+        if clock != dated:
+            book.set_day(conn, local_day(clock, spec.timezone), local_day(clock, job.site_timezone))
+            dated = clock
         reward, reason, halt = decider.decide(cid)
         if halt is not None:
             binding = {"cap": refusal_reason(halt), "day": book.day, "kind": halt.kind}

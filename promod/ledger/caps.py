@@ -104,6 +104,7 @@ class CapBook:
         self.day = day
         self.site_day = site_day
         self.counters: dict[tuple[str, str], Counter] = {}
+        self._applicable: dict[str, list[Counter]] = {}  # by provider, for this day
         cid = limits.campaign_id
         self._add(
             Counter(
@@ -129,6 +130,9 @@ class CapBook:
 
     def set_day(self, conn: sqlite3.Connection, day: str, site_day: str) -> None:
         """Move to another local day (a dry run walking through the days)."""
+        if day == self.day and site_day == self.site_day:
+            return
+        self._applicable.clear()
         if day != self.day:
             self.day = day
             cid = self.limits.campaign_id
@@ -189,12 +193,17 @@ class CapBook:
         return out
 
     def applicable(self, provider: str) -> list[Counter]:
-        cid = self.limits.campaign_id
-        return [
-            self.counters[(f"campaign:{cid}", "lifetime")],
-            self.counters[(f"campaign:{cid}", self.day)],
-            *self._provider(provider),
-        ]
+        """The counters a grant of ``provider`` books on the book's current days."""
+        counters = self._applicable.get(provider)
+        if counters is None:
+            cid = self.limits.campaign_id
+            counters = [
+                self.counters[(f"campaign:{cid}", "lifetime")],
+                self.counters[(f"campaign:{cid}", self.day)],
+                *self._provider(provider),
+            ]
+            self._applicable[provider] = counters
+        return counters
 
     def load(self, conn: sqlite3.Connection, providers: list[str]) -> CapBook:
         """Read current usage for every counter this book may touch."""
