@@ -14,7 +14,7 @@ from tests.support.data import seed_customers
 
 pytestmark = pytest.mark.slow
 
-NO_SITE_BUDGET = {r"^wallet_points = \{[^\n]*\}": ""}
+NO_SITE_BUDGET = {r"^EUR = \{[^\n]*\}": ""}
 T0 = 1_796_083_200.0  # 2026-12-01T00:00:00Z
 
 COUPON_SPEC = """
