@@ -402,6 +402,9 @@ def parse_config_text(text: str, source: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_issue(exc)], source) from None
+    except RecursionError:
+        issue = ConfigIssue("", "arrays or tables are nested too deeply to read")
+        raise ConfigError([issue], source) from None
     return parse_config(data, source)
 
 
