@@ -67,5 +67,7 @@ class App:
             "admin_socket": str(self.config.daemon.admin_socket),
             "http": f"{bound[0]}:{bound[1]}" if bound else None,
             "reloads": self.reloads,
+            "store": self.db.health.describe(),
+            "conditions": dict(self.supervisor.conditions) if self.supervisor else {},
             "actors": children,
         }

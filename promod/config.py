@@ -89,6 +89,7 @@ ALERT_EVENTS = (
     "clearance.low_approval",
     "reward.granted",
     "plugin.circuit_open",
+    "store.unavailable",
 )
 
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).

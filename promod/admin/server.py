@@ -37,6 +37,7 @@ from promod.admin.protocol import (
 )
 from promod.admin.registry import Caller, Command, CommandContext, CommandError, CommandRegistry
 from promod.admin.roles import peer_credentials, resolve_caller
+from promod.store.health import StoreUnavailable, is_outage
 
 __all__ = ["AdminServer", "SocketInUse"]
 
@@ -226,6 +227,17 @@ class AdminServer:
                 await self._audit(cmd, caller, args, "error", exc)
             raise
         except Exception as exc:
+            if is_outage(exc):
+                # A full disk is an answer, not a crash: the work was rolled back.
+                problem = exc if isinstance(exc, StoreUnavailable) else self._outage(exc)
+                error = CommandError(
+                    "unavailable",
+                    f"{cmd.name}: the store takes no writes: {problem}; nothing was changed",
+                    problem.to_dict(),
+                )
+                if mutating:
+                    await self._audit(cmd, caller, args, "error", error)
+                raise error from None
             log.exception("admin command failed", command=cmd.name, user=caller.user)
             error = CommandError(
                 "internal",
@@ -239,6 +251,14 @@ class AdminServer:
             await self._audit(cmd, caller, args, "ok", None)
             log.info("admin command", command=cmd.name, user=caller.user, uid=caller.uid)
         return result
+
+    def _outage(self, exc: BaseException) -> StoreUnavailable:
+        db = getattr(self.app, "db", None)
+        health = getattr(db, "health", None)
+        if health is not None:
+            problem: StoreUnavailable = health.failed(exc)
+            return problem
+        return StoreUnavailable("I/O error", Path("?"), None, repr(exc))
 
     async def _audit(
         self,
