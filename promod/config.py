@@ -223,6 +223,8 @@ class HttpConfig:
     trusted_proxies: tuple[str, ...] = ()
     max_body: int = 1024 * 1024
     tokens: tuple[HttpToken, ...] = ()
+    max_connections: int = 4096  # open connections at most (fewer if the descriptors are few)
+    request_timeout: float = 10.0  # seconds for a request head to arrive, else closed
 
     @property
     def listen(self) -> str:
@@ -984,6 +986,8 @@ def _http(t: _Table) -> HttpConfig:
     public_url = t.get("public_url", _url, f"http://{listen_host}:{port}").rstrip("/")
     trusted = t.get("trusted_proxies", _array(_network, "IP addresses or networks"), _NO_NAMES)
     max_body = t.get("max_body", _size, 1024 * 1024)
+    max_connections = t.get("max_connections", _integer(1, 1_000_000), 4096)
+    request_timeout = t.get("request_timeout", _duration(), 10.0)
     tokens: list[HttpToken] = []
     names: set[str] = set()
     hashes: set[str] = set()
@@ -1010,6 +1014,8 @@ def _http(t: _Table) -> HttpConfig:
         trusted_proxies=trusted,
         max_body=max_body,
         tokens=tuple(tokens),
+        max_connections=max_connections,
+        request_timeout=request_timeout,
     )
 
 

@@ -35,6 +35,12 @@ from promod.campaigns.segments import register_sql_functions
 from promod.clock import Clock, ManualClock, SystemClock, utc_iso
 from promod.config import Config, ConfigError, load_config
 from promod.http.server import HttpService
+from promod.limits import (
+    ADMIN_CONNECTIONS,
+    DescriptorBudget,
+    install_accept_error_filter,
+    raise_nofile,
+)
 from promod.notify.channel import Message
 from promod.notify.outbox import enqueue_sync, new_event_id
 from promod.plugins.host import PluginError, PluginHost
@@ -87,6 +93,7 @@ def child_specs(app: App) -> list[ChildSpec]:
                 app.commands,
                 app.config.daemon.admin_socket,
                 app.config.daemon.admin_socket_mode,
+                max_connections=(app.limits.admin_connections if app.limits else ADMIN_CONNECTIONS),
             ),
         )
     )
@@ -116,6 +123,11 @@ def _changed_restart_keys(old: Config, new: Config) -> list[str]:
         new.http.port,
     ):
         changed.append("http.listen")
+    if (old.http.max_connections, old.http.request_timeout) != (
+        new.http.max_connections,
+        new.http.request_timeout,
+    ):
+        changed.append("http.max_connections/request_timeout")
     if old.plugins != new.plugins:
         changed.append("plugins")
     if old.channels != new.channels:
@@ -159,6 +171,10 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
 
     notifier = systemd.Notifier.from_env()
     environ = dict(os.environ if env is None else env)
+    soft, hard = raise_nofile()
+    install_accept_error_filter()
+    limits = DescriptorBudget.for_limit(soft, http_max=config.http.max_connections)
+    log.info("limits", nofile_hard=hard, **limits.to_dict())
     try:
         plugins = PluginHost.load(config.plugins.dirs, config.plugins.disable)
         registry = build_registry(plugins)
@@ -183,6 +199,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         commands=registry,
         audit=AuditLog(db),
         clock=make_clock(environ),
+        limits=limits,
     )
     restarts = RestartAlerts(app)
     supervisor = Supervisor(

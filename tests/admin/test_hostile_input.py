@@ -101,3 +101,41 @@ def test_outbox_drop_with_an_id_above_2_63_is_refused_naming_the_id() -> None:
         registry.validate_args(outbox_drop, {"id": 2**63})
     assert info.value.code == "invalid_args"
     assert "argument 'id' is out of range" in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_past_max_connections_a_newcomer_gets_an_error_and_a_freed_slot_is_reused(
+    app: AdminApp, sock_dir: Path
+) -> None:
+    import anyio
+
+    app.set_roles(viewer={"users": ["root"]})
+    server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660, max_connections=2)
+    async with serving(server), connect(server.socket_path) as first:
+        async with connect(server.socket_path) as second:
+            assert (await first.call("ping"))["ok"] and (await second.call("ping"))["ok"]
+            async with connect(server.socket_path) as third:
+                refused = await third.read()
+                assert refused["ok"] is False
+                assert refused["error"]["code"] == "unavailable"
+                assert "too many admin connections" in refused["error"]["message"]
+            assert server.refused == 1
+        with anyio.fail_after(5):
+            while server.connections > 1:
+                await anyio.sleep(0.01)
+        async with connect(server.socket_path) as again:
+            assert (await again.call("ping"))["ok"]
+
+
+@pytest.mark.anyio
+async def test_a_silent_admin_connection_is_closed_after_the_idle_timeout(
+    app: AdminApp, sock_dir: Path
+) -> None:
+    import anyio
+
+    server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660, idle_timeout=0.3)
+    async with serving(server), connect(server.socket_path) as conn:
+        await conn.stream.send(b'{"id": 1, "cmd": "pi')  # half a request, then nothing
+        with anyio.fail_after(5):
+            with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead)):
+                await conn.reader.receive_until(b"\n", 1024)
