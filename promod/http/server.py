@@ -13,6 +13,8 @@ is closed as soon as it is accepted, and uvicorn's ``limit_concurrency`` answers
 the same number of requests in flight); a connection must send a complete request head
 within ``[http] request_timeout`` of opening or of its previous response (slow and silent
 clients are closed); an idle kept-alive connection closes after ``KEEP_ALIVE`` seconds.
+A write refused by a store outage (a full disk) answers 503 ``unavailable`` with the
+problem, not a 500.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from typing import Any
 import anyio
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from promod.http.errors import error_response
 from promod.http.routes import build_app
 from promod.limits import DescriptorBudget
 from promod.logs import get_logger
+from promod.store.health import StoreUnavailable
 
 log = get_logger("promod.http")
 
@@ -131,6 +137,20 @@ class _Server(uvicorn.Server):
         yield
 
 
+STORE_RETRY_AFTER = "30"  # seconds, in Retry-After while the store takes no writes
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    return error_response(
+        503,
+        "unavailable",
+        f"the store takes no writes: {exc}; nothing was changed",
+        exc.to_dict(),
+        {"Retry-After": STORE_RETRY_AFTER},
+    )
+
+
 def _budget_of(app: Any, cfg: Any) -> DescriptorBudget:
     budget = getattr(app, "limits", None)
     if isinstance(budget, DescriptorBudget):
@@ -150,7 +170,10 @@ class HttpService:
         self.bound: tuple[str, int] | None = None
 
     def asgi(self) -> Starlette:
-        return build_app(self.app)
+        asgi = build_app(self.app)
+        # A write on a full (or read-only) disk is a 503 with the problem, not a 500.
+        asgi.add_exception_handler(StoreUnavailable, _store_unavailable)
+        return asgi
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

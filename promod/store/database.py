@@ -533,8 +533,9 @@ class Database:
             except Exception as exc:
                 if not outage_reason(exc):
                     raise
+                problem = self.health.failed(exc)
                 if not (essential and self._release_reserve()):
-                    raise self.health.failed(exc) from exc
+                    raise problem from exc
             try:
                 return await anyio.to_thread.run_sync(
                     _in_transaction, sync, fn, write, limiter=self._limiter, abandon_on_cancel=False

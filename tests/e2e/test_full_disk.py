@@ -97,6 +97,20 @@ def test_a_full_disk_is_an_outage_the_daemon_serves_through_and_recovers_from(
     assert "internal" not in res.stderr
 
     wait_until(lambda: healthz(d) == 503, timeout=10, what="/healthz to report not ready")
+    # An HTTP write is a 503 naming the problem, not a 500.
+    token = (d.root / "http-token").read_text().strip()
+    put = urllib.request.Request(
+        f"{d.http_url}/v1/customers/c1",
+        data=json.dumps({"email": "c1@example.org"}).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(put, timeout=10)
+    assert refused.value.code == 503
+    body = json.loads(refused.value.read())
+    assert body["error"]["code"] == "unavailable"
+    assert "disk full" in body["error"]["message"]
     status = store_status(d)
     assert status["available"] is False
     assert status["reason"] == "disk full"
