@@ -176,7 +176,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
     limits = DescriptorBudget.for_limit(soft, http_max=config.http.max_connections)
     log.info("limits", nofile_hard=hard, **limits.to_dict())
     try:
-        plugins = PluginHost.load(config.plugins.dirs, config.plugins.disable)
+        plugins = PluginHost.load(config.plugins.dirs, config.plugins.disable, environ=environ)
         registry = build_registry(plugins)
     except PluginError as exc:
         log.error("plugin_error", error=str(exc))

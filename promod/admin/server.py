@@ -5,10 +5,12 @@ another daemon still answers on it), sets its mode before it accepts, then serve
 JSON-lines requests, many per connection, each answered in order. For every request the
 peer's role is resolved from SO_PEERCRED against ``app.config.admin.roles`` (read on each
 request, so a config reload applies to open connections), checked, the arguments
-validated and the handler run. Mutating commands and refusals of them go to the audit
-log. At most ``max_connections`` are open at once (one more gets an ``unavailable`` error
-line and is closed), a connection silent for ``idle_timeout`` seconds is closed, and a
-store outage is answered as ``unavailable`` with the problem (``disk full: ...``)::
+validated and the handler run. Mutating commands and every refusal go to the audit
+log; refusals of read-only commands at most once per uid, command and minute, with a
+count of the rest (:mod:`promod.admin.refusals`). At most ``max_connections`` are open
+at once (one more gets an ``unavailable`` error line and is closed), a connection silent
+for ``idle_timeout`` seconds is closed, and a store outage is answered as ``unavailable``
+with the problem (``disk full: ...``)::
 
     server = AdminServer(app, app.commands, Path("/run/promod/admin.sock"), 0o660)
     async with anyio.create_task_group() as tg:
@@ -22,6 +24,7 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ from promod.admin.protocol import (
     encode_error,
     encode_result,
 )
+from promod.admin.refusals import READ_REFUSAL_WINDOW, RefusalLimiter
 from promod.admin.registry import Caller, Command, CommandContext, CommandError, CommandRegistry
 from promod.admin.roles import peer_credentials, resolve_caller
 from promod.store.health import StoreUnavailable, is_outage
@@ -102,8 +106,11 @@ class AdminServer:
         line_limit: int = MAX_LINE,
         max_connections: int = 16,
         idle_timeout: float = IDLE_TIMEOUT,
+        refusal_window: float = READ_REFUSAL_WINDOW,
+        refusal_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
+        self.refusals = RefusalLimiter(refusal_window, refusal_clock)
         self.registry = registry
         self.socket_path = Path(socket_path)
         self.mode = mode
@@ -111,7 +118,7 @@ class AdminServer:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.connections = 0  # currently open
-        self.refused = 0  # connections turned away at max_connections
+        self.turned_away = 0  # connections turned away at max_connections
         self._accept_errors = _AcceptErrors()
         self._idle = anyio.Event()
         self._idle.set()
@@ -133,6 +140,7 @@ class AdminServer:
         finally:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
+                await self._audit_suppressed(everything=True)
             self._unlink_if_ours(inode)
 
     async def _bind(self) -> anyio.abc.SocketListener:
@@ -174,7 +182,7 @@ class AdminServer:
                     await anyio.sleep(ACCEPT_RETRY)
                     continue
                 if self.connections >= self.max_connections:
-                    self.refused += 1
+                    self.turned_away += 1
                     tg.start_soon(self._refuse, stream)
                     continue
                 if self.connections == 0:
@@ -261,6 +269,7 @@ class AdminServer:
                 {"command": request.cmd},
             )
         raw_args = request.args if isinstance(request.args, dict) else {}
+        await self._audit_suppressed()
         try:
             mutating = cmd.is_mutating(raw_args)
         except Exception:
@@ -273,14 +282,14 @@ class AdminServer:
                 + (caller.role.label if caller.role else "no role"),
                 {"required": cmd.role.label if cmd.role else None},
             )
-            log.warning(
-                "admin command refused",
-                command=cmd.name,
-                user=caller.user,
-                uid=caller.uid,
-                role=caller.role.label if caller.role else None,
-            )
-            if mutating:
+            if mutating or self.refusals.admit(caller, cmd.name):
+                log.warning(
+                    "admin command refused",
+                    command=cmd.name,
+                    user=caller.user,
+                    uid=caller.uid,
+                    role=caller.role.label if caller.role else None,
+                )
                 await self._audit(cmd, caller, raw_args, "refused", error)
             raise error
         if mutating and getattr(self.app, "shutting_down", False):
@@ -334,6 +343,14 @@ class AdminServer:
             problem: StoreUnavailable = health.failed(exc)
             return problem
         return StoreUnavailable("I/O error", Path("?"), None, repr(exc))
+
+    async def _audit_suppressed(self, *, everything: bool = False) -> None:
+        """Record the counts of read-only refusals whose window has passed."""
+        for summary in self.refusals.expired(everything=everything):
+            cmd = self.registry.get(summary.command)
+            if cmd is not None:
+                error = CommandError("forbidden", summary.message())
+                await self._audit(cmd, summary.caller, {}, "refused", error)
 
     async def _audit(
         self,

@@ -119,7 +119,7 @@ async def test_past_max_connections_a_newcomer_gets_an_error_and_a_freed_slot_is
                 assert refused["ok"] is False
                 assert refused["error"]["code"] == "unavailable"
                 assert "too many admin connections" in refused["error"]["message"]
-            assert server.refused == 1
+            assert server.turned_away == 1
         with anyio.fail_after(5):
             while server.connections > 1:
                 await anyio.sleep(0.01)
