@@ -35,6 +35,7 @@ from promod.campaigns.segments import register_sql_functions
 from promod.clock import Clock, ManualClock, SystemClock, utc_iso
 from promod.config import Config, ConfigError, load_config
 from promod.http.server import HttpService
+from promod.ledger.caps import migrate_currencyless_sync
 from promod.limits import (
     ADMIN_CONNECTIONS,
     DescriptorBudget,
@@ -191,6 +192,15 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         return EXIT_STARTUP
 
     await db.register_functions(register_sql_functions)
+    site_timezone = config.daemon.timezone
+    try:
+        rekeyed = await _rekey_policy_counters(db, site_timezone, notifier)
+    except Exception as exc:
+        log.error("store_migration_failed", error=repr(exc))
+        await db.close()
+        return EXIT_STARTUP
+    if rekeyed:
+        log.info("policy_counters_keyed_by_currency", rows=rekeyed)
     app = App(
         config=config,
         config_path=config_path,
@@ -272,6 +282,37 @@ async def _open_store(config: Config, notifier: systemd.Notifier) -> Database:
             notifier.status(f"waiting: {exc}")
         await anyio.sleep(delay)
         delay = min(delay * 2, OPEN_RETRY_MAX)
+
+
+async def _rekey_policy_counters(
+    db: Database, site_timezone: str, notifier: systemd.Notifier
+) -> int:
+    """Key old policy counters by currency; on a store outage, wait for room first.
+
+    Nothing is granted with counters of the old shape: with counters to re-key and a
+    store that takes no writes, start-up waits (probing) until it does.
+    """
+
+    def pending(conn: sqlite3.Connection) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM cap_counters WHERE scope LIKE 'provider:%' LIMIT 1"
+        ).fetchone()
+        return row is not None
+
+    if not await db.run_sync(pending, write=False):
+        return 0
+    if db.health.problem is not None:
+        log.error("store_unavailable_at_start", error=str(db.health.problem), waiting_for="rekey")
+        notifier.status(f"waiting: {db.health.problem}")
+        monitor = StoreMonitor(
+            db.health, db.reserve, alert=_no_alert, probe=db.probe, on_change=lambda _p: None
+        )
+        await monitor.until_writable()
+    return await db.run_sync(lambda conn: migrate_currencyless_sync(conn, site_timezone))
+
+
+async def _no_alert(problem: StoreUnavailable) -> None:
+    return None
 
 
 def store_monitor(app: App, notifier: systemd.Notifier) -> StoreMonitor:

@@ -325,7 +325,7 @@ class StoreMonitor:
                 continue
             self.on_change(problem)
             await self._report(problem)
-            await self._until_writable()
+            await self.until_writable()
             self.on_change(None)
 
     async def _report(self, problem: StoreUnavailable) -> None:
@@ -334,7 +334,8 @@ class StoreMonitor:
         except Exception as exc:  # the log line above stays the report
             log.error("store_alert_failed", error=repr(exc))
 
-    async def _until_writable(self) -> None:
+    async def until_writable(self) -> None:
+        """Probe with a doubling pause until the store takes writes again."""
         delay = self.probe_initial
         while self.health.problem is not None:
             with anyio.move_on_after(delay):
