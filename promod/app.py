@@ -1,31 +1,49 @@
-"""The running daemon's shared state: config, store, plugins, commands, actors.
+"""The running daemon's shared state: config, store, plugins, commands, actor refs.
 
-Actors, servers and admin commands reach each other through one ``App``::
+Actors, servers and admin commands reach each other through one ``App``; they
+reach an actor only through its ref (``tell`` and ``ask``, see
+:mod:`promod.actors.refs`)::
 
-    app.actor("ledger")           # the current ledger actor (after restarts too)
+    app.actor("ledger")           # a ref to the current ledger actor (after restarts too)
     app.status()                  # what ``promodctl status`` shows
+
+Everything else the parts share has a named attribute here; tests build a real
+one with :func:`promod.testing.make_app`.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promod import __version__
+from promod.actors.refs import ActorRef
 from promod.actors.supervisor import Supervisor
 from promod.admin.audit import AuditLog
 from promod.admin.registry import CommandRegistry
 from promod.clock import Clock
 from promod.config import Config
+from promod.http.metrics import LatencyHistogram
 from promod.limits import DescriptorBudget
 from promod.plugins.host import PluginHost
 from promod.store.database import Database
 
+if TYPE_CHECKING:
+    from promod.customers.store import StoredEvent
+    from promod.live.engine import LiveEngine
+    from promod.plugins.circuit import CircuitBoard
 
-@dataclass
+__all__ = ["App", "EventsHook"]
+
+EventsHook = Callable[["Sequence[StoredEvent]"], Awaitable[None] | None]
+"""Called with the events ``POST /v1/events`` stored (the live engine's ``on_events``)."""
+
+
+@dataclass(eq=False)
 class App:
     """Everything a command handler, actor or route may need."""
 
@@ -42,20 +60,31 @@ class App:
     ready: bool = False
     shutting_down: bool = False
     reloads: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
     limits: DescriptorBudget | None = None  # the descriptor budget set at start
+    http_bound: tuple[str, int] | None = None  # (host, port) once the HTTP API listens
+    http_histogram: LatencyHistogram = field(default_factory=LatencyHistogram)  # across restarts
+    on_events: EventsHook | None = None  # set by the live plugin at start
+    redeem: Callable[..., Awaitable[Any]] | None = None  # instead of codepool.redeem.redeem
+    live: LiveEngine | None = None  # see promod.live.engine.live_engine
+    circuits: CircuitBoard | None = None  # see promod.plugins.isolation.board
+    circuits_handled: dict[str, int] = field(default_factory=dict)  # breaker -> openings handled
+    circuits_alerted: set[str] = field(default_factory=set)  # breakers whose opening was alerted
+    plugin_state: dict[str, Any] = field(default_factory=dict)  # outside plugins' own state
 
-    def actor(self, name: str) -> Any:
-        assert self.supervisor is not None
+    def actor(self, name: str) -> ActorRef:
+        """A ref to the supervised actor ``name``; ``tell``/``ask`` raise ActorNotRunning
+        while it is not there."""
+        return ActorRef(name, lambda: self._child(name))
+
+    def _child(self, name: str) -> object:
+        if self.supervisor is None:
+            raise KeyError(name)
         return self.supervisor.child(name)
 
     def status(self) -> dict[str, Any]:
         """Version, uptime, paths and every supervised child with its state."""
         children = self.supervisor.children_info() if self.supervisor else []
-        http = (
-            self.supervisor.child("http") if self.supervisor and self.config.http.enabled else None
-        )
-        bound = getattr(http, "bound", None)
+        bound = self.http_bound if self.config.http.enabled else None
         return {
             "version": self.version,
             "pid": os.getpid(),

@@ -20,10 +20,12 @@ from typing import Any
 import anyio
 
 from promod import __version__, logs, systemd
+from promod.actors.base import ActorNotRunning
 from promod.actors.clearance import ClearanceActor
 from promod.actors.codepool import CodePoolActor
 from promod.actors.crmsync import CrmSyncActor
 from promod.actors.ledger import LedgerActor
+from promod.actors.messages import Channels
 from promod.actors.notifier import NotifierActor
 from promod.actors.scheduler import SchedulerActor
 from promod.actors.supervisor import ChildSpec, ChildStartFailed, Supervisor, SupervisorGaveUp
@@ -42,7 +44,7 @@ from promod.limits import (
     install_accept_error_filter,
     raise_nofile,
 )
-from promod.notify.channel import Message
+from promod.notify.channel import Channel, Message
 from promod.notify.outbox import enqueue_sync, new_event_id
 from promod.plugins.host import PluginError, PluginHost
 from promod.store.database import Database, SchemaTooNew
@@ -362,8 +364,8 @@ async def _send_outage_alert(app: App, event_id: str, payload: dict[str, Any], n
     if not routed:
         return True
     try:
-        channels = dict(getattr(app.actor("notifier"), "channels", {}))
-    except KeyError:
+        channels: dict[str, Channel] = await app.actor("notifier").ask(Channels(), timeout=1.0)
+    except (ActorNotRunning, TimeoutError):
         channels = {}
     data = {"event_id": event_id, "type": "store.unavailable", "occurred_at": utc_iso(now)}
     data.update(payload)

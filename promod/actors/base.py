@@ -4,7 +4,9 @@ An actor handles one message at a time. ``tell`` drops a message in the mailbox
 and returns at once; ``ask`` waits for the handler's result. An exception raised
 while handling an ``ask`` goes back to the caller and the actor carries on; an
 exception raised while handling a ``tell`` crashes the actor (``run()`` raises)
-so that its supervisor decides what to do.
+so that its supervisor decides what to do. A told
+:class:`~promod.actors.messages.Wakeup` equal to one still waiting in the mailbox
+is dropped: the one waiting does the same work.
 
     class Counter(Actor):
         name = "counter"
@@ -37,6 +39,8 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from promod.actors.messages import Wakeup
 
 __all__ = [
     "Actor",
@@ -138,6 +142,7 @@ class Actor:
         self._stop_requested = False
         self._stop_deadline: float | None = None
         self._current: Envelope | None = None
+        self._queued_wakes: set[Wakeup] = set()  # told wakes waiting in the mailbox
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.state}>"
@@ -167,15 +172,22 @@ class Actor:
         return self._send.statistics().current_buffer_used
 
     def tell(self, message: object) -> None:
-        """Queue ``message`` now; MailboxFull when full, ActorNotRunning when stopped."""
+        """Queue ``message`` now; MailboxFull when full, ActorNotRunning when stopped.
+
+        A :class:`Wakeup` equal to one still queued (not yet in hand) is merged into it.
+        """
         if not self.accepting:
             raise ActorNotRunning(self.name, self.state)
+        if isinstance(message, Wakeup) and message in self._queued_wakes:
+            return
         try:
             self._send.send_nowait(Envelope(message))
         except anyio.WouldBlock:
             raise MailboxFull(self.name, self.mailbox_size) from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise ActorNotRunning(self.name, self.state) from None
+        if isinstance(message, Wakeup):
+            self._queued_wakes.add(message)
 
     async def send(self, message: object) -> None:
         """Queue ``message``, waiting for room in the mailbox."""
@@ -284,8 +296,14 @@ class Actor:
                 self._fail_envelope(envelope)
                 return
             self._current = envelope
+            self._unqueue(envelope)
             await self._handle(envelope)
             self._current = None
+
+    def _unqueue(self, envelope: Envelope) -> None:
+        """A told wake is in hand: the next equal one is queued, not merged."""
+        if envelope.reply_to is None and isinstance(envelope.message, Wakeup):
+            self._queued_wakes.discard(envelope.message)
 
     async def _handle(self, envelope: Envelope) -> None:
         reply = envelope.reply_to

@@ -10,20 +10,19 @@ the site's answers in one transaction (see :func:`promod.clearance.store.decide_
 and kicks the scheduler so the ledger grants the approved targets. Everything it
 needs is in the database, so it simply looks again after a restart::
 
-    app.actor("clearance").tell(RunsChanged())
+    wake(app.actor("clearance"), RunsChanged())
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
 from promod.actors.base import Actor
-from promod.actors.messages import Inspect
-from promod.actors.notifier import Wake
+from promod.actors.messages import Inspect, Kick, RunsChanged, Wake
+from promod.actors.refs import wake
 from promod.clearance.store import (
     Decision,
     announce_sync,
@@ -34,18 +33,16 @@ from promod.clearance.store import (
 from promod.clock import sleep_until_woken
 from promod.logs import get_logger
 
+if TYPE_CHECKING:
+    from promod.app import App
+
 log = get_logger("promod.clearance", actor="clearance")
-
-
-@dataclass(frozen=True)
-class RunsChanged:
-    """A run waiting for clearance was created (or changed): look at the store again."""
 
 
 class ClearanceActor(Actor):
     name = "clearance"
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         super().__init__()
         self.app = app
         self._kick = anyio.Event()
@@ -78,8 +75,6 @@ class ClearanceActor(Actor):
 
     async def tick(self, now: float) -> None:
         """Announce new clearance runs, then decide those whose deadline has come."""
-        from promod.actors.scheduler import Kick  # imports this module: not at the top
-
         self.ticks += 1
         public_url = self.app.config.http.public_url
         announced = await self.app.db.run_sync(
@@ -88,7 +83,7 @@ class ClearanceActor(Actor):
         if announced:
             self.announced += len(announced)
             log.info("clearance_required", runs=announced)
-            self._tell("notifier", Wake())
+            wake(self.app.actor("notifier"), Wake())
         decisions = await self.app.db.run_sync(lambda conn: self._decide_due(conn, now))
         for d in decisions:
             self.decided += 1
@@ -111,9 +106,9 @@ class ClearanceActor(Actor):
                     approval_rate=str(d.approval_rate),
                 )
         if decisions:
-            self._tell("scheduler", Kick())
+            wake(self.app.actor("scheduler"), Kick())
             if any(d.low_approval for d in decisions):
-                self._tell("notifier", Wake())
+                wake(self.app.actor("notifier"), Wake())
 
     def _decide_due(self, conn: sqlite3.Connection, now: float) -> list[Decision]:
         floor = self.app.config.clearance.min_approval_rate
@@ -123,10 +118,3 @@ class ClearanceActor(Actor):
             if decision is not None:
                 out.append(decision)
         return out
-
-    def _tell(self, actor: str, message: object) -> None:
-        """Tell another actor to look now; a restarting one looks when it starts."""
-        try:
-            self.app.actor(actor).tell(message)
-        except Exception:
-            log.warning("clearance_not_told", actor=actor)

@@ -11,31 +11,28 @@ drained by expiry are emitted in the sweep's transaction)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from promod.actors.base import Actor, ActorNotRunning, MailboxFull
-from promod.actors.messages import Inspect
+from promod.actors.messages import Inspect, Sweep
 from promod.codepool.store import expire_sync
 from promod.logs import get_logger
 
+if TYPE_CHECKING:
+    from promod.app import App
+
 log = get_logger("promod.codepool")
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """Expire every code past its expiry now."""
 
 
 class CodePoolActor(Actor):
     name = "codepool"
     sweep_interval = 60.0
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         super().__init__()
         self.app = app
         self.last_sweep_at: float | None = None

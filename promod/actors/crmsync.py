@@ -5,16 +5,19 @@ Scheduled refresh of recipient lists, suppressions and response export.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from promod.actors.base import Actor
 from promod.actors.messages import Inspect
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 
 class CrmSyncActor(Actor):
     name = "crmsync"
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         super().__init__()
         self.app = app
 

@@ -18,14 +18,13 @@ import json
 import random
 import sqlite3
 from collections import Counter as Tally
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from promod.actors.base import Actor
-from promod.actors.messages import Inspect
-from promod.actors.notifier import Wake
+from promod.actors.messages import Inspect, IssuePending, JobFor, Kick, ProcessDue, Wake
+from promod.actors.refs import wake
 from promod.campaigns import store as campaigns
 from promod.campaigns.policy import applied_budgets
 from promod.campaigns.spec import CampaignSpec, currency_exponent
@@ -46,6 +45,9 @@ from promod.rewards.provider import (
     is_transactional,
 )
 
+if TYPE_CHECKING:
+    from promod.app import App
+
 log = get_logger("promod.ledger", actor="ledger")
 
 # How long a provider that answered "out of stock" is skipped for a campaign with a
@@ -55,20 +57,10 @@ EMPTY_FOR = 600.0
 MAX_RETRY_DELAY = 3600.0  # the backoff between tries stops doubling here
 
 
-@dataclass(frozen=True)
-class ProcessDue:
-    """Grant whatever is due now in every running campaign."""
-
-
-@dataclass(frozen=True)
-class IssuePending:
-    """Issue (or retry) reserved grants of providers outside the database."""
-
-
 class LedgerActor(Actor):
     name = "ledger"
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         super().__init__()
         self.app = app
         self.totals: Tally[str] = Tally()
@@ -105,6 +97,8 @@ class LedgerActor(Actor):
         if isinstance(message, IssuePending):
             self._pending_kick.set()
             return None
+        if isinstance(message, JobFor):
+            return self.job_for(message.campaign, message.run_id)
         raise TypeError(f"ledger: unknown message {type(message).__name__}")
 
     # -- grants ----------------------------------------------------------------
@@ -156,11 +150,15 @@ class LedgerActor(Actor):
         while active:
             still: list[tuple[str, int]] = []
             now = self.app.clock.now()
+
             # One transaction for a batch of every campaign with work: many live
             # campaigns cost one commit a round, not one each.
-            outcomes = await db.run_sync(
-                lambda conn, work=active, n=now: [self._guarded(conn, c, r, n) for c, r in work]
-            )
+            def round_(
+                conn: sqlite3.Connection, work: list[tuple[str, int]] = active, n: float = now
+            ) -> list[BatchOutcome | None]:
+                return [self._guarded(conn, c, r, n) for c, r in work]
+
+            outcomes = await db.run_sync(round_)
             for (campaign_id, run_id), outcome in zip(active, outcomes, strict=True):
                 if outcome is None:
                     continue
@@ -470,7 +468,7 @@ class LedgerActor(Actor):
         with anyio.CancelScope(shield=True):
             paused = await self.app.db.run_sync(work)
         log.warning("provider_circuit_open", provider=provider, campaigns=paused)
-        self._tell("notifier", Wake())
+        wake(self.app.actor("notifier"), Wake())
 
     async def _resume_closed_circuits(self, now: float) -> None:
         """Resume campaigns paused for a circuit that is closed again, or half-open with
@@ -509,15 +507,7 @@ class LedgerActor(Actor):
         resumed = await db.run_sync(work)
         if resumed:
             log.info("campaigns_resumed", reason="circuit_closed", campaigns=resumed)
-            from promod.actors.scheduler import Kick  # the scheduler imports the ledger
-
-            self._tell("scheduler", Kick())
-
-    def _tell(self, actor: str, message: object) -> None:
-        try:
-            self.app.actor(actor).tell(message)
-        except Exception as exc:  # restarting: it looks at the store when it starts
-            log.warning("actor_not_told", to=actor, error=repr(exc))
+            wake(self.app.actor("scheduler"), Kick())
 
     async def _retry(
         self, grant: GrantRequest, attempts: int, error: str, retry_after: float | None
@@ -609,9 +599,7 @@ class LedgerActor(Actor):
             falls_back = await self.app.db.run_sync(work)
         if falls_back:
             self._empty[(grant.campaign_id, grant.provider)] = now + EMPTY_FOR
-            from promod.actors.scheduler import Kick  # the scheduler imports the ledger
-
-            self._tell("scheduler", Kick())
+            wake(self.app.actor("scheduler"), Kick())
 
     def _release_sync(
         self, conn: sqlite3.Connection, grant: GrantRequest, attempts: int, error: str

@@ -1,16 +1,112 @@
-"""Messages every actor understands.
+"""Every message an actor understands, in one module: senders import this, never a receiver.
 
-``Inspect`` asks an actor for a small dict describing its state; ``status``
-and ``actors`` use it::
+A sender holds an :class:`~promod.actors.refs.ActorRef` and a message from here::
 
-    info = await actor.ask(Inspect())
+    info = await app.actor("ledger").ask(Inspect())
+    wake(app.actor("scheduler"), Kick())
+
+Messages that only say "look again now" derive from :class:`Wakeup`: equal ones
+still waiting in a mailbox are merged (see :mod:`promod.actors.refs`), so a
+burst of wakes costs the receiver one pass, not one each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from promod.campaigns.store import CampaignRow
+
+__all__ = [
+    "Inspect",
+    "IssuePending",
+    "JobFor",
+    "Kick",
+    "ProcessDue",
+    "RunsChanged",
+    "Sweep",
+    "Wake",
+    "Wakeup",
+]
 
 
 @dataclass(frozen=True)
 class Inspect:
-    """Ask an actor to describe its state (JSON-able dict)."""
+    """Ask an actor to describe its state (JSON-able dict); ``status`` and ``actors`` use it."""
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """Base of the messages that only ask the receiver to look again now.
+
+    Told (never asked) through :func:`promod.actors.refs.wake`; an equal one
+    still queued in the mailbox absorbs the next.
+    """
+
+
+# -- scheduler -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kick(Wakeup):
+    """To the scheduler: something changed (a launch, a resume, the kill switch)."""
+
+
+# -- ledger --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessDue(Wakeup):
+    """To the ledger: grant whatever is due now in every running campaign.
+
+    Asked, it answers what was done (``{"granted": n, "refused:<reason>": n, …}``).
+    """
+
+
+@dataclass(frozen=True)
+class IssuePending(Wakeup):
+    """To the ledger: issue (or retry) reserved grants of providers outside the database."""
+
+
+@dataclass(frozen=True)
+class JobFor:
+    """Ask the ledger for a campaign run's :class:`~promod.ledger.grants.GrantJob`.
+
+    The job carries the current config, plugins and the providers the ledger
+    takes as out of stock; ``campaign.simulate`` runs it without writing.
+    """
+
+    campaign: CampaignRow
+    run_id: int
+
+
+# -- clearance -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunsChanged(Wakeup):
+    """To the clearance actor: a run waiting for clearance was created or changed."""
+
+
+# -- notifier ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wake(Wakeup):
+    """To the notifier: new outbox events or deliveries are waiting; look now."""
+
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Ask the notifier for its open channels by name (the outage alert sends through them)."""
+
+
+# -- codepool ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """To the codepool actor: expire every code past its expiry now (answers the counts)."""

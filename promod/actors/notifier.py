@@ -11,23 +11,23 @@ then dead-lettered. While the kill switch is engaged, marketing deliveries
 
 Whoever enqueues outbox events may wake it instead of waiting for the next poll::
 
-    app.actor("notifier").tell(Wake())
+    wake(app.actor("notifier"), Wake())
     await app.actor("notifier").ask(Inspect())   # the outbox figures
+    await app.actor("notifier").ask(Channels())  # {name: Channel} of the open channels
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from promod.actors.base import Actor, UnknownMessage
-from promod.actors.messages import Inspect
+from promod.actors.messages import Channels, Inspect, Wake
 from promod.clock import Clock, sleep_until_woken
 from promod.ledger import killswitch
 from promod.logs import get_logger
@@ -45,19 +45,15 @@ from promod.notify.unsubscribe import suppress_sync
 from promod.plugins import isolation
 from promod.plugins.circuit import CircuitBreaker, CircuitOpen, CircuitState
 
-__all__ = ["NotifierActor", "Wake"]
+if TYPE_CHECKING:
+    from promod.app import App
+
+__all__ = ["NotifierActor"]
 
 log = get_logger("promod.notifier")
 
 KILLSWITCH_TTL = 0.25  # seconds a kill switch reading is trusted
 _MARKETING_SQL = "(kind = 'message' OR (kind = 'webhook' AND type = 'reward.granted'))"
-
-
-@dataclass(frozen=True)
-class Wake:
-    """New outbox events or deliveries are waiting: look now, not at the next poll."""
-
-    channel: str | None = None
 
 
 def _counts_against_channel(exc: BaseException) -> bool:
@@ -101,7 +97,7 @@ class SentMarker:
 class NotifierActor(Actor):
     name = "notifier"
 
-    def __init__(self, app: Any, *, channels: Mapping[str, Channel] | None = None) -> None:
+    def __init__(self, app: App, *, channels: Mapping[str, Channel] | None = None) -> None:
         super().__init__()
         self.app = app
         self.channels: dict[str, Channel] = dict(channels or {})
@@ -163,6 +159,8 @@ class NotifierActor(Actor):
         if isinstance(message, Wake):
             self.wake(message.channel)
             return None
+        if isinstance(message, Channels):
+            return dict(self.channels)
         raise UnknownMessage(self, message)
 
     def wake(self, channel: str | None = None) -> None:

@@ -11,34 +11,30 @@ can move time with a manual clock and nothing waits on the wall clock.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
 from promod.actors.base import Actor
-from promod.actors.clearance import RunsChanged
-from promod.actors.ledger import ProcessDue
-from promod.actors.messages import Inspect
+from promod.actors.messages import Inspect, Kick, ProcessDue, RunsChanged
+from promod.actors.refs import wake
 from promod.campaigns import store as campaigns
 from promod.campaigns.runs import create_run_sync
 from promod.clock import sleep_until_woken
 from promod.live.engine import live_engine, next_timer_sync
 from promod.logs import get_logger
 
+if TYPE_CHECKING:
+    from promod.app import App
+
 log = get_logger("promod.scheduler", actor="scheduler")
-
-
-@dataclass(frozen=True)
-class Kick:
-    """Something changed (a launch, a resume, the kill switch): look again now."""
 
 
 class SchedulerActor(Actor):
     name = "scheduler"
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         super().__init__()
         self.app = app
         self._kick = anyio.Event()
@@ -72,17 +68,13 @@ class SchedulerActor(Actor):
         for campaign_id, run_id in started:
             log.info("run_started", campaign=campaign_id, run=run_id)
         if started:
-            try:
-                self.app.actor("clearance").tell(RunsChanged())
-            except Exception:  # restarting: it looks at the store when it starts
-                log.warning("clearance_not_told", runs=[r for _, r in started])
+            wake(self.app.actor("clearance"), RunsChanged())
         # Live-action campaigns: catch up on stored events, close due inaction windows.
         try:
             await live_engine(self.app).tick(now)
         except Exception as exc:
             log.error("live_tick_failed", error=repr(exc))
-        ledger = self.app.actor("ledger")
-        await ledger.send(ProcessDue())
+        wake(self.app.actor("ledger"), ProcessDue())
 
     def _start_runs(self, conn: sqlite3.Connection, now: float) -> list[tuple[str, int]]:
         for (campaign_id,) in conn.execute(

@@ -18,7 +18,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = [
     "ERROR_CODES",
@@ -112,7 +115,7 @@ class ArgSpec:
 class CommandContext:
     """What a handler gets besides its arguments."""
 
-    app: Any  # promod.app.App
+    app: App
     caller: Caller
     registry: CommandRegistry | None = None  # the registry serving this call
 

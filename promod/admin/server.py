@@ -26,7 +26,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -46,6 +46,9 @@ from promod.admin.refusals import READ_REFUSAL_WINDOW, RefusalLimiter
 from promod.admin.registry import Caller, Command, CommandContext, CommandError, CommandRegistry
 from promod.admin.roles import peer_credentials, resolve_caller
 from promod.store.health import StoreUnavailable, is_outage
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["AdminServer", "SocketInUse"]
 
@@ -98,7 +101,7 @@ class AdminServer:
 
     def __init__(
         self,
-        app: Any,
+        app: App,
         registry: CommandRegistry,
         socket_path: Path | str,
         mode: int = 0o660,

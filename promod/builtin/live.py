@@ -7,22 +7,22 @@ scheduler once, so inaction windows that closed while the daemon was down fire.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from promod.actors.messages import Kick
+from promod.actors.refs import wake
 from promod.live.engine import live_engine
 from promod.logs import get_logger
 from promod.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 log = get_logger("promod.live")
 
 
 @hookimpl
-def promod_startup(app: Any) -> None:
+def promod_startup(app: App) -> None:
     engine = live_engine(app)
-    app.extras["on_events"] = engine.on_events
-    from promod.actors.scheduler import Kick
-
-    try:
-        app.actor("scheduler").tell(Kick())
-    except Exception as exc:
-        log.warning("live_scheduler_not_told", error=repr(exc))
+    app.on_events = engine.on_events
+    wake(app.actor("scheduler"), Kick())

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from promod.actors.scheduler import Kick
+from promod.actors.messages import JobFor, Kick
+from promod.actors.refs import wake
 from promod.admin.registry import ArgSpec, Command, CommandContext, CommandError, Role, command
 from promod.campaigns import store
 from promod.campaigns.policy import policy_issues, policy_warnings
@@ -28,10 +29,7 @@ CAMPAIGN = {"campaign": ArgSpec(str, required=True, help="campaign id")}
 
 
 def _kick(ctx: CommandContext) -> None:
-    try:
-        ctx.app.actor("scheduler").tell(Kick())
-    except Exception:  # the scheduler is restarting; it looks again when it starts
-        return
+    wake(ctx.app.actor("scheduler"), Kick())
 
 
 async def _guard(coro: Any) -> Any:
@@ -158,8 +156,7 @@ async def campaign_simulate(ctx: CommandContext, args: dict[str, Any]) -> dict[s
     campaign = await _guard(store.get(app.db, args["campaign"]))
     if campaign.spec.kind == "live_action":
         raise CommandError("conflict", "live_action campaigns cannot be simulated")
-    ledger = app.actor("ledger")
-    job = ledger.job_for(campaign, run_id=0)
+    job = await app.actor("ledger").ask(JobFor(campaign, run_id=0))
     now = app.clock.now()
     result: dict[str, Any] = await app.db.run_sync(
         lambda conn: simulate_sync(conn, campaign, job, now, horizon=horizon), write=False

@@ -12,7 +12,7 @@ the last answer for a customer winning until the deadline::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -32,6 +32,9 @@ from promod.customers.records import MAX_ID_LENGTH
 from promod.http.auth import authorize
 from promod.http.body import read_json
 from promod.http.errors import ApiError
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["clearance_routes", "parse_answers"]
 
@@ -153,7 +156,7 @@ def _api_error(exc: ClearanceError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message, exc.details)
 
 
-def clearance_routes(app: Any) -> list[Route]:
+def clearance_routes(app: App) -> list[Route]:
     """The target list and status routes over ``app``."""
 
     async def get_customers(request: Request) -> JSONResponse:

@@ -27,6 +27,7 @@ from promod.ctl.render import (
     render_table,
     render_value,
 )
+from promod.ctl.usage import UsageError
 
 if TYPE_CHECKING:
     from promod.ctl.main import CtlCommand
@@ -82,8 +83,6 @@ def generate_codes(
 
 
 def run_generate(command: CtlCommand, client: AdminClient, ns: argparse.Namespace) -> Any:
-    from promod.ctl.main import UsageError
-
     if ns.p_count < 1:
         raise UsageError("--count must be at least 1")
     options = {
@@ -138,8 +137,6 @@ def import_codes(
 
 
 def run_import(command: CtlCommand, client: AdminClient, ns: argparse.Namespace) -> Any:
-    from promod.ctl.main import UsageError
-
     path = Path(ns.p_file)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
@@ -154,8 +151,6 @@ def run_import(command: CtlCommand, client: AdminClient, ns: argparse.Namespace)
 
 
 def run_revoke(command: CtlCommand, client: AdminClient, ns: argparse.Namespace) -> Any:
-    from promod.ctl.main import UsageError
-
     if (ns.p_code is None) == (not ns.p_all_unassigned):
         raise UsageError("codes revoke: give a CODE or --all-unassigned")
     args: dict[str, Any] = {"pool": ns.p_pool}

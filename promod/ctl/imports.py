@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from promod.ctl.client import AdminClient, CommandError
 from promod.ctl.render import ProgressBar, render_kv, render_table, render_value
+from promod.ctl.usage import UsageError
 
 if TYPE_CHECKING:
     from promod.ctl.main import CtlCommand
@@ -257,8 +258,6 @@ def print_import_errors(error: CommandError, stream: TextIO | None = None) -> No
 
 
 def _run_import(kind: str, ns: argparse.Namespace, client: AdminClient) -> Any:
-    from promod.ctl.main import UsageError
-
     path = Path(ns.p_file)
     try:
         fmt = format_for(path, getattr(ns, "p_format", None))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from promod.ctl.client import AdminClient, CommandError
 from promod.ctl.imports import print_import_errors, upload_file
 from promod.ctl.render import format_timestamp, render_kv, render_table, render_value
+from promod.ctl.usage import UsageError
 
 if TYPE_CHECKING:
     from promod.ctl.main import CtlCommand
@@ -45,8 +46,6 @@ def list_format_for(path: Path, given: str | None) -> str:
 
 def run_lists_import(command: CtlCommand, client: AdminClient, ns: argparse.Namespace) -> Any:
     """``promodctl lists import NAME FILE [--format lines|csv|jsonl] [--add|--replace]``."""
-    from promod.ctl.main import UsageError
-
     path = Path(ns.p_file)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")

@@ -70,6 +70,7 @@ from promod.ctl.render import (
     render_value,
     set_site_timezone,
 )
+from promod.ctl.usage import UsageError
 
 __all__ = [
     "COMMANDS",
@@ -91,10 +92,6 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 DEFAULT_SOCKET = Path("/run/promod/admin.sock")
 DEFAULT_TIMEOUT = 30.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class UsageError(Exception):
-    """Bad command-line input found after parsing (exit 2)."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from promod.ctl.client import AdminClient
 from promod.ctl.render import format_timestamp, render_kv, render_table, render_value
+from promod.ctl.usage import UsageError
 
 if TYPE_CHECKING:
     from promod.ctl.main import CtlCommand
@@ -26,8 +27,6 @@ ACTIONS = ("status", "list", "retry", "drop")
 
 
 def run_outbox(command: CtlCommand, client: AdminClient, ns: argparse.Namespace) -> Any:
-    from promod.ctl.main import UsageError
-
     action = ns.p_action or "status"
     target = ns.p_id
     if action == "status":

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promod.admin.registry import (
     ArgSpec,
@@ -49,6 +49,9 @@ from promod.customers.imports import (
 )
 from promod.rewards.holdings import REWARD_STATES, HeldReward, customer_rewards_sync
 from promod.store.database import Database
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = [
     "CUSTOMER_COMMANDS",
@@ -190,7 +193,7 @@ async def customer_profile(db: Database, customer_id: str) -> dict[str, Any] | N
     }
 
 
-async def wallet_and_rewards(app: Any, customer_id: str) -> dict[str, Any]:
+async def wallet_and_rewards(app: App, customer_id: str) -> dict[str, Any]:
     """The wallet balance and the rewards a customer holds, newest first (50 at most).
 
     Every reward is listed with its real state (issued, redeemed, revoked, expired;

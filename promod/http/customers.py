@@ -9,7 +9,7 @@ redeemed, revoked, expired; see :mod:`promod.rewards.holdings`) and the wallet b
 
     routes = customer_routes(app)    # Starlette Routes, mounted by build_app
 
-The ``on_events`` hook: when ``app.extras["on_events"]`` is set, it is called after
+The ``on_events`` hook: when ``app.on_events`` is set, it is called after
 the batch has committed with the list of newly stored
 :class:`promod.customers.store.StoredEvent` (``seq`` and the ``Event``), in order;
 duplicates are not passed. An awaitable result is awaited before the response is
@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -39,6 +39,9 @@ from promod.http.body import read_json
 from promod.http.errors import ApiError
 from promod.logs import get_logger
 from promod.rewards.holdings import REWARD_STATES, customer_rewards_sync
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["MAX_BATCH", "MAX_REPORTED_ERRORS", "customer_routes"]
 
@@ -197,8 +200,8 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else utc_iso(float(ts))
 
 
-async def _call_hook(app: Any, stored: Sequence[StoredEvent]) -> None:
-    hook = app.extras.get("on_events")
+async def _call_hook(app: App, stored: Sequence[StoredEvent]) -> None:
+    hook = app.on_events
     if hook is None or not stored:
         return
     try:
@@ -209,7 +212,7 @@ async def _call_hook(app: Any, stored: Sequence[StoredEvent]) -> None:
         log.error("on_events_hook_failed", error=repr(exc), events=len(stored))
 
 
-def customer_routes(app: Any) -> list[Route]:
+def customer_routes(app: App) -> list[Route]:
     """The customer, event and rewards routes over ``app``."""
 
     def http() -> Any:

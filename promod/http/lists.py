@@ -16,7 +16,7 @@ Scope ``customers:write``: lists are customer data.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -26,6 +26,9 @@ from promod.http.auth import authorize
 from promod.http.body import read_json
 from promod.http.errors import ApiError
 from promod.lists.store import ListError, Mode, check_member, check_name, set_members
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["MAX_MEMBERS", "list_routes", "parse_members"]
 
@@ -88,7 +91,7 @@ def _name(request: Request) -> str:
         raise _invalid(exc.message, [error]) from None
 
 
-def list_routes(app: Any) -> list[Route]:
+def list_routes(app: App) -> list[Route]:
     """The custom list routes over ``app``."""
 
     async def change(request: Request, mode: Mode) -> JSONResponse:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promod.units import format_money
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["BUCKETS", "LatencyHistogram", "MetricsWriter", "render_metrics"]
 
@@ -161,7 +164,7 @@ def _store_metrics(conn: sqlite3.Connection) -> dict[str, list[Any]]:
 _FAILED_STATES = frozenset({"dead"})
 
 
-async def render_metrics(app: Any, histogram: LatencyHistogram) -> str:
+async def render_metrics(app: App, histogram: LatencyHistogram) -> str:
     """The whole ``/metrics`` answer for ``app``."""
     data = await app.db.run_sync(_store_metrics, write=False)
     w = MetricsWriter()
@@ -244,5 +247,5 @@ async def render_metrics(app: Any, histogram: LatencyHistogram) -> str:
     return w.text()
 
 
-def _healthy(app: Any) -> bool:
+def _healthy(app: App) -> bool:
     return app.supervisor is None or bool(app.supervisor.healthy)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -27,6 +27,9 @@ from promod.http.body import read_json
 from promod.http.clientip import client_address
 from promod.http.errors import ApiError
 from promod.logs import get_logger
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["MAX_CODE_LENGTH", "RedeemFunction", "redemption_routes"]
 
@@ -93,10 +96,10 @@ def _outcome(result: Any) -> tuple[bool, str | None]:
     return redeemed, None if redeemed or reason is None else str(reason)
 
 
-def redemption_routes(app: Any) -> list[Route]:
+def redemption_routes(app: App) -> list[Route]:
     """The redemption route over :func:`promod.codepool.redeem.redeem`.
 
-    ``app.extras["redeem"]``, when set, is called instead with the same arguments
+    ``app.redeem``, when set, is called instead with the same arguments
     ``(app, code, customer_id, ip, fraud_config, now)``.
     """
 
@@ -105,7 +108,7 @@ def redemption_routes(app: Any) -> list[Route]:
         authorize(request, cfg.tokens, "redeem")
         data = await read_json(request, cfg.max_body)
         code, customer_id, ip = parse_redemption(data)
-        function = app.extras.get("redeem") or _default_redeem()
+        function = app.redeem or _default_redeem()
         result = await function(app, code, customer_id, ip, app.config.fraud, app.clock.now())
         redeemed, reason = _outcome(result)
         log.info(

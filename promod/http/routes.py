@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -39,6 +39,9 @@ from promod.http.redemptions import redemption_routes
 from promod.http.unsubscribe import unsubscribe_routes
 from promod.logs import get_logger
 
+if TYPE_CHECKING:
+    from promod.app import App
+
 __all__ = ["AREAS", "build_app"]
 
 log = get_logger("promod.http")
@@ -55,16 +58,16 @@ AREAS: tuple[Callable[[Any], Sequence[BaseRoute]], ...] = (
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def histogram_of(app: Any) -> LatencyHistogram:
-    """The app's latency histogram (kept in ``app.extras`` across HTTP restarts)."""
-    histogram: LatencyHistogram = app.extras.setdefault("http_histogram", LatencyHistogram())
+def histogram_of(app: App) -> LatencyHistogram:
+    """The app's latency histogram (kept on the app across HTTP restarts)."""
+    histogram: LatencyHistogram = app.http_histogram
     return histogram
 
 
 class RequestMetrics:
     """ASGI middleware: latency by route template, a 500 JSON body for any crash, a log line."""
 
-    def __init__(self, asgi: ASGIApp, app: Any, templates: dict[Any, str]) -> None:
+    def __init__(self, asgi: ASGIApp, app: App, templates: dict[Any, str]) -> None:
         self.asgi = asgi
         self.app = app
         self.templates = templates
@@ -113,7 +116,7 @@ class RequestMetrics:
             )
 
 
-def build_app(app: Any) -> Starlette:
+def build_app(app: App) -> Starlette:
     """The Starlette application for one daemon ``app``."""
 
     async def healthz(request: Request) -> JSONResponse:

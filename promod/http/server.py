@@ -25,7 +25,7 @@ import resource
 import socket
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import uvicorn
@@ -39,6 +39,9 @@ from promod.http.routes import build_app
 from promod.limits import DescriptorBudget
 from promod.logs import get_logger
 from promod.store.health import StoreUnavailable
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 log = get_logger("promod.http")
 
@@ -151,7 +154,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
-def _budget_of(app: Any, cfg: Any) -> DescriptorBudget:
+def _budget_of(app: App, cfg: Any) -> DescriptorBudget:
     budget = getattr(app, "limits", None)
     if isinstance(budget, DescriptorBudget):
         return budget
@@ -164,7 +167,7 @@ class HttpService:
 
     name = "http"
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.state = "stopped"
         self.bound: tuple[str, int] | None = None
@@ -193,6 +196,7 @@ class HttpService:
         sock.listen(budget.accept_backlog)
         sock.setblocking(False)
         self.bound = sock.getsockname()[:2]
+        self.app.http_bound = self.bound
         config = uvicorn.Config(
             self.asgi(),
             http=_protocol_class(budget.http_connections, cfg.request_timeout),

@@ -14,7 +14,7 @@ signed link is the authorisation, and it cannot be made for another customer::
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
@@ -23,6 +23,9 @@ from starlette.routing import Route
 
 from promod.http.body import read_body
 from promod.http.errors import ApiError
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["MAX_TOKEN_LENGTH", "unsubscribe_routes"]
 
@@ -67,7 +70,7 @@ def _one_click(body: bytes, content_type: str) -> bool:
     return ONE_CLICK in [value.strip() for value in form.get("List-Unsubscribe", [])]
 
 
-def unsubscribe_routes(app: Any) -> list[Route]:
+def unsubscribe_routes(app: App) -> list[Route]:
     """GET (confirmation page) and POST (one-click opt-out) of ``/v1/unsubscribe``."""
     from promod.notify.unsubscribe import (
         InvalidToken,

@@ -11,7 +11,7 @@ ledger grants it under every cap. Inaction triggers keep durable timers
 fired by the scheduler's tick when the window closes, in one transaction with the
 target they add::
 
-    engine = live_engine(app)          # one per app (app.extras["live"])
+    engine = live_engine(app)          # one per app (app.live)
     await engine.process()             # after events were stored: match and fire
     await engine.tick(now)             # from the scheduler: catch up, fire due timers
 """
@@ -20,18 +20,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import weakref
 from collections import Counter as Tally
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from promod.actors.messages import Kick, ProcessDue
+from promod.actors.refs import wake
 from promod.campaigns.runs import due_times
 from promod.campaigns.segments import EventRule, compile_segment
 from promod.live.index import IndexCache, LiveCampaign, TriggerIndex
 from promod.live.match import aggregate_holds, rule_total, where_matches
 from promod.logs import get_logger
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = [
     "Fired",
@@ -237,12 +242,10 @@ def _threshold_holds(conn: sqlite3.Connection, rule: EventRule, event: _Event) -
 class LiveEngine:
     """Matches events and fires timers for one app; its methods run in store transactions."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.indexes = IndexCache()
         self.totals: Fired = Fired()
-        self._told: weakref.ref[Any] | None = None
-        self._told_to: Any = None
 
     # -- inside a transaction -----------------------------------------------------
 
@@ -420,9 +423,7 @@ class LiveEngine:
         total = Fired()
         while True:
             now = self.app.clock.now()
-            fired = await self.app.db.run_sync(
-                lambda conn, now=now: self.process_events_sync(conn, now)
-            )
+            fired = await self.app.db.run_sync(partial(self.process_events_sync, now=now))
             total.add(fired)
             if not fired.more:
                 break
@@ -463,52 +464,23 @@ class LiveEngine:
             log.warning("live_errors", errors=fired.errors)
 
     def wake(self, fired: Fired) -> None:
-        """Tell the ledger when targets are due now, the scheduler when they are due later."""
-        if fired.due_now:
-            try:
-                self._tell_ledger()
-            except Exception as exc:  # full or restarting: the scheduler's tick tells it
-                log.warning("live_ledger_not_told", error=repr(exc))
-                self._kick_scheduler()
-        if fired.due_later:
-            self._kick_scheduler()
+        """Wake the ledger when targets are due now, the scheduler when they are due later.
 
-    def _tell_ledger(self) -> None:
-        """``ProcessDue`` to the ledger, unless the one told last still waits in its mailbox
-        (it will see these targets too): under load one pass serves many event batches.
-
-        The message told last is followed by a weak reference. It is known to be still
-        queued only while it is alive and the ledger has another message in hand; in any
-        other case (in hand, handled, an idle ledger, a restarted one) a new one is told.
+        Under load one ledger pass serves many event batches: a ``ProcessDue`` still
+        queued absorbs the next (see :func:`promod.actors.refs.wake`).
         """
-        from promod.actors.ledger import ProcessDue
-
-        ledger = self.app.actor("ledger")
-        told = self._told() if self._told is not None else None
-        if told is not None and ledger is self._told_to:
-            current = getattr(ledger, "_current", None)
-            if current is not None and getattr(current, "message", None) is not told:
-                return
-        message = ProcessDue()
-        ledger.tell(message)
-        self._told = weakref.ref(message)
-        self._told_to = ledger
-
-    def _kick_scheduler(self) -> None:
-        from promod.actors.scheduler import Kick
-
-        try:
-            self.app.actor("scheduler").tell(Kick())
-        except Exception as exc:
-            log.warning("live_scheduler_not_told", error=repr(exc))
+        if fired.due_now and not wake(self.app.actor("ledger"), ProcessDue()):
+            wake(self.app.actor("scheduler"), Kick())  # its tick tells the ledger
+        if fired.due_later:
+            wake(self.app.actor("scheduler"), Kick())
 
 
-def live_engine(app: Any) -> LiveEngine:
-    """The app's live engine (``app.extras["live"]``), made on first use."""
-    engine = app.extras.get("live")
-    if not isinstance(engine, LiveEngine):
+def live_engine(app: App) -> LiveEngine:
+    """The app's live engine (``app.live``), made on first use."""
+    engine = app.live
+    if engine is None:
         engine = LiveEngine(app)
-        app.extras["live"] = engine
+        app.live = engine
     return engine
 
 

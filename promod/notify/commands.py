@@ -18,6 +18,8 @@ import sqlite3
 from functools import partial
 from typing import Any
 
+from promod.actors.messages import Wake
+from promod.actors.refs import wake
 from promod.admin.registry import ArgSpec, Command, CommandContext, CommandError, Role, command
 from promod.notify.deliveries import outbox_stats_sync
 
@@ -27,12 +29,7 @@ STATES = ("pending", "sent", "dead", "skipped", "dropped")
 
 
 def _wake(ctx: CommandContext) -> None:
-    try:
-        from promod.actors.notifier import Wake
-
-        ctx.app.actor("notifier").tell(Wake())
-    except Exception:  # noqa: S110 - the notifier also polls; a missed wake only delays
-        pass
+    wake(ctx.app.actor("notifier"), Wake())  # the notifier also polls: a miss only delays
 
 
 @command("outbox", role=Role.VIEWER, mutating=False, summary="outbox depth, failures, dead letters")

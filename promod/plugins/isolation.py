@@ -1,7 +1,7 @@
 """Plugin isolation: the daemon's circuit breakers and what an opening circuit does.
 
 One :class:`~promod.plugins.circuit.CircuitBoard` per app, kept in
-``app.extras["circuits"]`` and made on first use from ``[plugins] circuit_*``. Its
+``app.circuits`` and made on first use from ``[plugins] circuit_*``. Its
 breakers are named ``provider:NAME`` (reward providers outside the database, used
 by the ledger), ``channel:NAME`` (channel instances, used by the notifier) and
 ``crm:NAME``. ``health(app, plugins)`` adds each plugin's circuits to what
@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promod.logs import get_logger
 from promod.notify.outbox import enqueue_sync
 from promod.plugins.circuit import CircuitBoard, CircuitBreaker, CircuitState
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = [
     "CIRCUIT_OPEN_EVENT",
@@ -36,7 +39,6 @@ __all__ = [
 log = get_logger("promod.plugins.isolation")
 
 CIRCUIT_OPEN_EVENT = "plugin.circuit_open"
-_KEY = "circuits"
 
 
 def provider_circuit(provider: str) -> str:
@@ -61,32 +63,26 @@ def _log_change(breaker: CircuitBreaker, old: CircuitState, new: CircuitState) -
         log.info("circuit_state", **fields)
 
 
-def board(app: Any) -> CircuitBoard:
+def board(app: App) -> CircuitBoard:
     """The app's circuit board, made on first use with the ``[plugins]`` settings."""
-    extras: dict[str, Any] | None = getattr(app, "extras", None)
-    if extras is None:
-        extras = {}
-        app.extras = extras
-    found = extras.get(_KEY)
-    if isinstance(found, CircuitBoard):
-        return found
-    settings = getattr(getattr(app, "config", None), "plugins", None)
+    if app.circuits is not None:
+        return app.circuits
+    settings = app.config.plugins
     made = CircuitBoard(
-        threshold=int(getattr(settings, "circuit_threshold", 5)),
-        window=float(getattr(settings, "circuit_window", 60.0)),
-        cooldown=float(getattr(settings, "circuit_cooldown", 30.0)),
+        threshold=int(settings.circuit_threshold),
+        window=float(settings.circuit_window),
+        cooldown=float(settings.circuit_cooldown),
         on_change=_log_change,
     )
-    extras[_KEY] = made
+    app.circuits = made
     return made
 
 
-def newly_opened(app: Any, breaker: CircuitBreaker) -> tuple[bool, bool]:
+def newly_opened(app: App, breaker: CircuitBreaker) -> tuple[bool, bool]:
     """``(opened, alert)``: is this a new opening of ``breaker`` not handled yet, and
     should it be announced (not when a probe failed and it was open before)?"""
-    board(app)
-    handled: dict[str, int] = app.extras.setdefault("circuits_handled", {})
-    alerted: set[str] = app.extras.setdefault("circuits_alerted", set())
+    handled = app.circuits_handled
+    alerted = app.circuits_alerted
     if breaker.opened <= handled.get(breaker.name, 0):
         return False, False
     handled[breaker.name] = breaker.opened
@@ -96,11 +92,9 @@ def newly_opened(app: Any, breaker: CircuitBreaker) -> tuple[bool, bool]:
     return True, True
 
 
-def closed_again(app: Any, breaker: CircuitBreaker) -> None:
+def closed_again(app: App, breaker: CircuitBreaker) -> None:
     """The circuit closed: its next opening is announced again."""
-    board(app)
-    alerted: set[str] = app.extras.setdefault("circuits_alerted", set())
-    alerted.discard(breaker.name)
+    app.circuits_alerted.discard(breaker.name)
 
 
 def circuit_open_payload(breaker: CircuitBreaker, campaigns: Iterable[str] = ()) -> dict[str, Any]:
@@ -125,7 +119,7 @@ def record_circuit_open_sync(
     return enqueue_sync(conn, CIRCUIT_OPEN_EVENT, circuit_open_payload(breaker, campaigns), now=now)
 
 
-def health(app: Any, plugins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def health(app: App, plugins: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``plugins`` (``PluginHost.describe()``) with each one's ``health``.
 
     ``health = {"state": "ok" | "half_open" | "open", "circuits": [snapshot, ...]}``:
