@@ -18,6 +18,17 @@ The fixtures are a pytest plugin that promod registers (entry point ``pytest11``
 with ``-p no:promod`` or an older install, add ``pytest_plugins = ["promod.testing"]``
 to your top-level ``conftest.py``. A subprocess (not a thread) keeps the daemon's
 signal handling, logging and start-up exactly as in production.
+
+In-process tests build a real :class:`~promod.app.App` with :func:`make_app` (a
+real store, config, plugin host and command registry) and run real actors under
+a real supervisor with :func:`supervised`; a :class:`Recorder` stands in for an
+actor whose messages the test checks::
+
+    app = make_app(db, config=config, clock=ManualClock(start=T0))
+    ledger = Recorder("ledger")
+    async with supervised(app, ledger):
+        LiveEngine(app).wake(fired)
+        assert ledger.told                      # ProcessDue
 """
 
 from __future__ import annotations
@@ -33,14 +44,35 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
-__all__ = ["NotifyListener", "PromodDaemon", "promod_daemon", "promod_factory", "start_promod"]
+from promod.actors.base import Actor
+
+if TYPE_CHECKING:
+    from promod.admin.registry import CommandRegistry
+    from promod.app import App
+    from promod.clock import Clock
+    from promod.config import Config
+    from promod.plugins.host import PluginHost
+    from promod.store.database import Database
+
+__all__ = [
+    "NotifyListener",
+    "PromodDaemon",
+    "Recorder",
+    "make_app",
+    "promod_daemon",
+    "promod_factory",
+    "start_promod",
+    "supervised",
+]
 
 _SOCKET_ROOM = 100  # AF_UNIX paths are limited to 108 bytes
 
@@ -352,3 +384,86 @@ def promod_factory() -> Iterator[Callable[..., PromodDaemon]]:
 def promod_daemon(promod_factory: Callable[..., PromodDaemon]) -> PromodDaemon:
     """A running daemon with the installed plugins and the sample config."""
     return promod_factory()
+
+
+# -- in-process apps -------------------------------------------------------------
+
+
+def make_app(
+    db: Database,
+    *,
+    config: Config | None = None,
+    clock: Clock | None = None,
+    plugins: PluginHost | None = None,
+    commands: CommandRegistry | None = None,
+    config_path: Path | None = None,
+) -> App:
+    """A real App over ``db``: default config, the system clock, a plugin host with
+    no plugins and the built-in admin commands, unless given."""
+    from promod.admin.audit import AuditLog
+    from promod.admin.commands import register_builtin_commands
+    from promod.admin.registry import CommandRegistry
+    from promod.app import App
+    from promod.clock import SystemClock
+    from promod.config import parse_config
+    from promod.plugins.host import PluginHost
+
+    path = config_path or Path("/nonexistent/promod.toml")
+    if plugins is None:
+        plugins = PluginHost.load(builtins=(), entry_points=False)
+    if commands is None:
+        commands = register_builtin_commands(CommandRegistry())
+    return App(
+        config=config if config is not None else parse_config({}, path),
+        config_path=path,
+        db=db,
+        plugins=plugins,
+        commands=commands,
+        audit=AuditLog(db),
+        clock=clock if clock is not None else SystemClock(),
+        ready=True,
+    )
+
+
+class Recorder(Actor):
+    """A real actor that keeps every message told to it (``told``) or asked (``asked``,
+    answered with None); for a test that checks who was woken."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.told: list[object] = []
+        self.asked: list[object] = []
+
+    def tell(self, message: object) -> None:
+        self.told.append(message)
+        super().tell(message)
+
+    async def ask(self, message: object, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
+        self.asked.append(message)
+        return await super().ask(message, timeout=timeout)
+
+    async def receive(self, message: object) -> object:
+        return None
+
+
+@asynccontextmanager
+async def supervised(app: App, *actors: Actor) -> AsyncIterator[App]:
+    """Run ``actors`` (built by the test, started in order) under a real supervisor set
+    as ``app.supervisor``; stop them in reverse order on the way out."""
+    from promod.actors.supervisor import ChildSpec, Restart, Supervisor
+
+    specs = [ChildSpec(actor.name, _given(actor), restart=Restart.TEMPORARY) for actor in actors]
+    supervisor = Supervisor(specs)
+    app.supervisor = supervisor
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run)
+        try:
+            yield app
+        finally:
+            with anyio.CancelScope(shield=True):
+                await supervisor.stop()
+
+
+def _given(actor: Actor) -> Callable[[], Actor]:
+    return lambda: actor

@@ -1,12 +1,11 @@
-"""Fixtures for the admin tests: a real database, a real App-shaped object, real sockets."""
+"""Fixtures for the admin tests: a real database, a real App, real sockets."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,15 @@ import anyio.abc
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from promod import __version__
 from promod.actors.base import Actor
 from promod.actors.supervisor import ChildSpec, Supervisor
-from promod.admin.audit import AuditLog
-from promod.admin.commands import register_builtin_commands
 from promod.admin.protocol import dumps
-from promod.admin.registry import CommandRegistry
 from promod.admin.server import AdminServer
+from promod.app import App
 from promod.config import AdminConfig, Config, RoleMapping, parse_config
 from promod.plugins.host import PluginHost
 from promod.store.database import Database
+from promod.testing import make_app
 
 
 @pytest.fixture
@@ -40,60 +37,29 @@ class Idle(Actor):
         raise TypeError(f"unexpected {message!r}")
 
 
-@dataclass
-class AdminApp:
-    """The App attributes the admin part relies on, filled with real objects."""
-
-    config: Config
-    db: Database
-    audit: AuditLog
-    commands: CommandRegistry
-    plugins: PluginHost
-    supervisor: Supervisor | None
-    config_path: Path = Path("/nonexistent/promod.toml")
-    version: str = __version__
-    started_at: float = field(default_factory=time.time)
-    shutting_down: bool = False
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "started_at": self.started_at,
-            "shutting_down": self.shutting_down,
-            "database": str(self.db.path),
-            "actors": self.supervisor.children_info() if self.supervisor else [],
-        }
-
-    def set_roles(self, **roles: dict[str, list[str]]) -> None:
-        """Replace ``[admin.roles]``, e.g. ``set_roles(viewer={"users": ["root"]})``."""
-        mappings = {
-            name: RoleMapping(users=tuple(m.get("users", ())), groups=tuple(m.get("groups", ())))
-            for name, m in roles.items()
-        }
-        self.config = replace(self.config, admin=AdminConfig(roles=mappings))
+def set_roles(app: App, **roles: dict[str, list[str]]) -> None:
+    """Replace ``[admin.roles]``, e.g. ``set_roles(app, viewer={"users": ["root"]})``."""
+    mappings = {
+        name: RoleMapping(users=tuple(m.get("users", ())), groups=tuple(m.get("groups", ())))
+        for name, m in roles.items()
+    }
+    app.config = replace(app.config, admin=AdminConfig(roles=mappings))
 
 
 def make_config(**roles: dict[str, list[str]]) -> Config:
     return parse_config({"admin": {"roles": roles}}, Path("/nonexistent/promod.toml"))
 
 
-async def make_app(db: Database, **roles: dict[str, list[str]]) -> AdminApp:
-    registry = register_builtin_commands(CommandRegistry())
+async def admin_app(db: Database, **roles: dict[str, list[str]]) -> App:
     plugins = PluginHost.load(builtins=("promod.builtin.commands",), entry_points=False)
-    supervisor = Supervisor([ChildSpec(name="idle", factory=Idle)])
-    return AdminApp(
-        config=make_config(**roles),
-        db=db,
-        audit=AuditLog(db),
-        commands=registry,
-        plugins=plugins,
-        supervisor=supervisor,
-    )
+    app = make_app(db, config=make_config(**roles), plugins=plugins)
+    app.supervisor = Supervisor([ChildSpec(name="idle", factory=Idle)])
+    return app
 
 
 @pytest.fixture
-async def app(db: Database) -> AdminApp:
-    return await make_app(db)
+async def app(db: Database) -> App:
+    return await admin_app(db)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 from promod.admin.commands import BUILTIN_COMMANDS, register_builtin_commands
 from promod.admin.registry import Caller, CommandRegistry, Role
 from promod.admin.server import AdminServer
-from tests.admin.conftest import AdminApp, connect, serving
+from promod.app import App
+from tests.admin.conftest import connect, serving, set_roles
 
 
 def test_builtin_commands_and_their_roles() -> None:
@@ -25,8 +26,8 @@ def test_builtin_commands_and_their_roles() -> None:
 
 
 @pytest.mark.anyio
-async def test_viewer_commands_return_app_state(app: AdminApp, sock_dir: Path) -> None:
-    app.set_roles(viewer={"users": ["root"]})
+async def test_viewer_commands_return_app_state(app: App, sock_dir: Path) -> None:
+    set_roles(app, viewer={"users": ["root"]})
     await app.audit.append(Caller(1, 1, 1, "alice", Role.ADMIN), "kill.engage", {}, "ok")
     server = AdminServer(app, app.commands, sock_dir / "a.sock")
     async with serving(server), connect(server.socket_path) as conn:

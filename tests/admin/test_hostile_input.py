@@ -9,7 +9,8 @@ import pytest
 
 from promod.admin.registry import ArgSpec, CommandContext, Role, command
 from promod.admin.server import AdminServer
-from tests.admin.conftest import AdminApp, connect, serving
+from promod.app import App
+from tests.admin.conftest import connect, serving, set_roles
 
 SURROGATE = "text holds a lone surrogate (such as \\ud800), which is not valid Unicode"
 
@@ -26,8 +27,8 @@ async def echo(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def server(app: AdminApp, sock_dir: Path) -> AdminServer:
-    app.set_roles(viewer={"users": ["root"]})
+def server(app: App, sock_dir: Path) -> AdminServer:
+    set_roles(app, viewer={"users": ["root"]})
     app.commands.register(echo)
     return AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660)
 
@@ -105,11 +106,11 @@ def test_outbox_drop_with_an_id_above_2_63_is_refused_naming_the_id() -> None:
 
 @pytest.mark.anyio
 async def test_past_max_connections_a_newcomer_gets_an_error_and_a_freed_slot_is_reused(
-    app: AdminApp, sock_dir: Path
+    app: App, sock_dir: Path
 ) -> None:
     import anyio
 
-    app.set_roles(viewer={"users": ["root"]})
+    set_roles(app, viewer={"users": ["root"]})
     server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660, max_connections=2)
     async with serving(server), connect(server.socket_path) as first:
         async with connect(server.socket_path) as second:
@@ -129,7 +130,7 @@ async def test_past_max_connections_a_newcomer_gets_an_error_and_a_freed_slot_is
 
 @pytest.mark.anyio
 async def test_a_silent_admin_connection_is_closed_after_the_idle_timeout(
-    app: AdminApp, sock_dir: Path
+    app: App, sock_dir: Path
 ) -> None:
     import anyio
 

@@ -17,8 +17,9 @@ from structlog.testing import capture_logs
 
 from promod.admin.registry import ArgSpec, CommandContext, CommandError, Role, command
 from promod.admin.server import AdminServer, SocketInUse
+from promod.app import App
 from promod.store.database import Database
-from tests.admin.conftest import AdminApp, connect, serving
+from tests.admin.conftest import connect, serving, set_roles
 
 ROOT = {"users": ["root"]}
 
@@ -49,12 +50,12 @@ async def audit_rows(db: Database) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def server_for(app: AdminApp, sock_dir: Path, **kwargs: Any) -> AdminServer:
+def server_for(app: App, sock_dir: Path, **kwargs: Any) -> AdminServer:
     return AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660, **kwargs)
 
 
 @pytest.mark.anyio
-async def test_socket_has_mode_0660_and_is_removed_on_stop(app: AdminApp, sock_dir: Path) -> None:
+async def test_socket_has_mode_0660_and_is_removed_on_stop(app: App, sock_dir: Path) -> None:
     server = server_for(app, sock_dir)
     async with serving(server):
         st = os.stat(server.socket_path)
@@ -64,9 +65,7 @@ async def test_socket_has_mode_0660_and_is_removed_on_stop(app: AdminApp, sock_d
 
 
 @pytest.mark.anyio
-async def test_stale_socket_is_replaced_but_a_live_one_is_not(
-    app: AdminApp, sock_dir: Path
-) -> None:
+async def test_stale_socket_is_replaced_but_a_live_one_is_not(app: App, sock_dir: Path) -> None:
     path = sock_dir / "admin.sock"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
@@ -85,7 +84,7 @@ async def test_stale_socket_is_replaced_but_a_live_one_is_not(
 
 
 @pytest.mark.anyio
-async def test_unmapped_caller_may_only_ping_help_version(app: AdminApp, sock_dir: Path) -> None:
+async def test_unmapped_caller_may_only_ping_help_version(app: App, sock_dir: Path) -> None:
     server = server_for(app, sock_dir)
     async with serving(server), connect(server.socket_path) as conn:
         ping = await conn.call("ping")
@@ -100,9 +99,9 @@ async def test_unmapped_caller_may_only_ping_help_version(app: AdminApp, sock_di
 
 @pytest.mark.anyio
 async def test_viewer_is_refused_a_mutating_command_and_the_refusal_is_audited(
-    app: AdminApp, db: Database, sock_dir: Path, restore_log_level: None
+    app: App, db: Database, sock_dir: Path, restore_log_level: None
 ) -> None:
-    app.set_roles(viewer=ROOT)
+    set_roles(app, viewer=ROOT)
     logging.getLogger().setLevel(logging.INFO)
     server = server_for(app, sock_dir)
     async with serving(server), connect(server.socket_path) as conn:
@@ -139,7 +138,7 @@ class StepClock:
 
 @pytest.mark.anyio
 async def test_a_loop_of_refused_status_calls_is_audited_once_per_window_with_a_count(
-    app: AdminApp, db: Database, sock_dir: Path
+    app: App, db: Database, sock_dir: Path
 ) -> None:
     clock = StepClock()
     server = server_for(app, sock_dir, refusal_window=60.0, refusal_clock=clock)
@@ -171,7 +170,7 @@ async def test_a_loop_of_refused_status_calls_is_audited_once_per_window_with_a_
 
 @pytest.mark.anyio
 async def test_refused_read_only_calls_on_the_system_clock_are_counted_per_window(
-    app: AdminApp, db: Database, sock_dir: Path
+    app: App, db: Database, sock_dir: Path
 ) -> None:
     server = server_for(app, sock_dir, refusal_window=0.2)
     async with serving(server), connect(server.socket_path) as conn:
@@ -193,9 +192,9 @@ async def test_refused_read_only_calls_on_the_system_clock_are_counted_per_windo
 
 @pytest.mark.anyio
 async def test_operator_sets_the_log_level_and_it_is_audited(
-    app: AdminApp, db: Database, sock_dir: Path, restore_log_level: None
+    app: App, db: Database, sock_dir: Path, restore_log_level: None
 ) -> None:
-    app.set_roles(viewer=ROOT, operator={"groups": ["root"]})
+    set_roles(app, viewer=ROOT, operator={"groups": ["root"]})
     logging.getLogger().setLevel(logging.INFO)
     server = server_for(app, sock_dir)
     async with serving(server), connect(server.socket_path) as conn:
@@ -215,9 +214,9 @@ async def test_operator_sets_the_log_level_and_it_is_audited(
 
 @pytest.mark.anyio
 async def test_bad_lines_get_errors_and_the_connection_keeps_working(
-    app: AdminApp, sock_dir: Path
+    app: App, sock_dir: Path
 ) -> None:
-    app.set_roles(admin=ROOT)
+    set_roles(app, admin=ROOT)
     server = server_for(app, sock_dir, line_limit=4096)
     async with serving(server), connect(server.socket_path) as conn:
         cases: list[tuple[bytes, str, Any]] = [
@@ -243,7 +242,7 @@ async def test_bad_lines_get_errors_and_the_connection_keeps_working(
 
 
 @pytest.mark.anyio
-async def test_pipelined_requests_are_answered_in_order(app: AdminApp, sock_dir: Path) -> None:
+async def test_pipelined_requests_are_answered_in_order(app: App, sock_dir: Path) -> None:
     server = server_for(app, sock_dir)
     async with serving(server), connect(server.socket_path) as conn:
         await conn.stream.send(
@@ -255,9 +254,9 @@ async def test_pipelined_requests_are_answered_in_order(app: AdminApp, sock_dir:
 
 @pytest.mark.anyio
 async def test_handler_crash_is_an_internal_error_not_a_dead_connection(
-    app: AdminApp, db: Database, sock_dir: Path
+    app: App, db: Database, sock_dir: Path
 ) -> None:
-    app.set_roles(operator=ROOT)
+    set_roles(app, operator=ROOT)
     for cmd in (boom, opaque, fail):
         app.commands.register(cmd)
     server = server_for(app, sock_dir)
@@ -290,9 +289,9 @@ async def test_handler_crash_is_an_internal_error_not_a_dead_connection(
 
 @pytest.mark.anyio
 async def test_mutating_commands_are_unavailable_while_shutting_down(
-    app: AdminApp, db: Database, sock_dir: Path, restore_log_level: None
+    app: App, db: Database, sock_dir: Path, restore_log_level: None
 ) -> None:
-    app.set_roles(admin=ROOT)
+    set_roles(app, admin=ROOT)
     app.shutting_down = True
     server = server_for(app, sock_dir)
     async with serving(server), connect(server.socket_path) as conn:
@@ -306,17 +305,17 @@ async def test_mutating_commands_are_unavailable_while_shutting_down(
 
 
 @pytest.mark.anyio
-async def test_role_changes_apply_to_open_connections(app: AdminApp, sock_dir: Path) -> None:
+async def test_role_changes_apply_to_open_connections(app: App, sock_dir: Path) -> None:
     server = server_for(app, sock_dir)
     async with serving(server), connect(server.socket_path) as conn:
         assert (await conn.call("status"))["error"]["code"] == "forbidden"
-        app.set_roles(viewer=ROOT)
+        set_roles(app, viewer=ROOT)
         assert (await conn.call("status"))["ok"]
 
 
 @pytest.mark.anyio
-async def test_many_connections_at_once(app: AdminApp, sock_dir: Path) -> None:
-    app.set_roles(viewer=ROOT)
+async def test_many_connections_at_once(app: App, sock_dir: Path) -> None:
+    set_roles(app, viewer=ROOT)
     server = server_for(app, sock_dir)
     results: list[bool] = []
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import sqlite3
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +13,21 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from promod import __version__
-from promod.admin.audit import AuditLog
 from promod.admin.commands import register_builtin_commands
 from promod.admin.registry import CommandRegistry
 from promod.admin.server import AdminServer
+from promod.app import App
 from promod.clock import ManualClock
 from promod.codepool.commands import CODE_COMMANDS
 from promod.codepool.generate import CodeSpec
 from promod.codepool.store import ensure_pool, generate_into
-from promod.config import Config, FraudConfig, parse_config
+from promod.config import FraudConfig, parse_config
 from promod.rewards.provider import GrantRequest
 from promod.store.database import Database
+from promod.testing import make_app
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 T0 = 1_790_000_000.0
-
-
-@dataclass
-class CodesApp:
-    """The App attributes the admin server and the code commands use."""
-
-    config: Config
-    db: Database
-    audit: AuditLog
-    commands: CommandRegistry
-    clock: ManualClock
-    config_path: Path = Path("/nonexistent/promod.toml")
-    version: str = __version__
-    started_at: float = field(default_factory=time.time)
-    shutting_down: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def status(self) -> dict[str, Any]:
-        return {"version": self.version}
 
 
 @pytest.fixture
@@ -57,18 +36,18 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def app(db: Database, clock: ManualClock) -> CodesApp:
+def app(db: Database, clock: ManualClock) -> App:
     registry = register_builtin_commands(CommandRegistry())
     for cmd in CODE_COMMANDS:
         registry.register(cmd)
     config = parse_config(
         {"admin": {"roles": {"operator": {"users": [ME]}}}}, Path("/nonexistent/promod.toml")
     )
-    return CodesApp(config=config, db=db, audit=AuditLog(db), commands=registry, clock=clock)
+    return make_app(db, config=config, clock=clock, commands=registry)
 
 
 @pytest.fixture
-async def socket_path(app: CodesApp, sock_dir: Path) -> AsyncIterator[Path]:
+async def socket_path(app: App, sock_dir: Path) -> AsyncIterator[Path]:
     server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660)
     with capture_logs():
         async with anyio.create_task_group() as tg:

@@ -8,10 +8,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+from promod.app import App
 from promod.ctl.main import main
 from promod.plugins.host import PluginHost
 from promod.store.database import Database
-from tests.codepool.conftest import T0, CodesApp
+from tests.codepool.conftest import T0
 
 
 async def ctl(socket_path: Path, *argv: str) -> int:
@@ -158,7 +159,7 @@ async def test_import_lines_with_a_series(
 
 @pytest.mark.anyio
 async def test_redeem_command(
-    socket_path: Path, app: CodesApp, db: Database, capsys: pytest.CaptureFixture[str]
+    socket_path: Path, app: App, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert await ctl(socket_path, "codes", "generate", "S", "--count", "1", "--max-uses", "2") == 0
     row = await db.fetchone("SELECT code FROM codes")

@@ -12,12 +12,13 @@ import pytest
 
 from promod.actors.codepool import CodePoolActor, Sweep
 from promod.actors.messages import Inspect
+from promod.app import App
 from promod.clock import ManualClock
 from promod.codepool.provider import CodePoolProvider
 from promod.codepool.redeem import redeem
 from promod.codepool.store import PoolError, configure_pool, revoke_code, stats_sync
 from promod.store.database import Database
-from tests.codepool.conftest import FRAUD, T0, CodesApp, fill, grant, outbox
+from tests.codepool.conftest import FRAUD, T0, fill, grant, outbox
 
 provider = CodePoolProvider()
 
@@ -28,7 +29,7 @@ async def states(db: Database) -> dict[str, int]:
 
 
 @pytest.mark.anyio
-async def test_actor_sweeps_on_the_clock(app: CodesApp, db: Database, clock: ManualClock) -> None:
+async def test_actor_sweeps_on_the_clock(app: App, db: Database, clock: ManualClock) -> None:
     await db.run_sync(partial(configure_pool, name="P", now=T0, low_absolute=3))
     await fill(db, "P", 5, expires_at=T0 + 90)
     await fill(db, "P", 5)

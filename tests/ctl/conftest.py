@@ -16,8 +16,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from structlog.testing import capture_logs
 
 from promod.admin.server import AdminServer
+from promod.app import App
 from promod.store.database import Database
-from tests.admin.conftest import AdminApp, make_app
+from tests.admin.conftest import admin_app, set_roles
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def anyio_backend() -> str:
 class Daemon:
     """A running admin server; ``socket`` is its path."""
 
-    app: AdminApp
+    app: App
     server: AdminServer
     portal: BlockingPortal
     logs: list[dict[str, Any]]  # the server's log events
@@ -54,8 +55,8 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     try:
         with capture_logs() as logs, start_blocking_portal("asyncio") as portal:
             db = portal.call(Database.open, tmp_path / "promod.db")
-            app = portal.call(make_app, db)
-            app.set_roles(admin={"users": ["root"]})
+            app = portal.call(admin_app, db)
+            set_roles(app, admin={"users": ["root"]})
             server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660)
             future, _ = portal.start_task(server.run)
             try:

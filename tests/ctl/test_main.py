@@ -29,6 +29,7 @@ from promod.ctl.main import (
     resolve_socket,
 )
 from promod.ctl.render import format_timestamp, set_site_timezone
+from tests.admin.conftest import set_roles
 from tests.ctl.conftest import Daemon
 
 
@@ -100,7 +101,7 @@ def test_log_level_reads_and_sets(daemon: Daemon, capsys: pytest.CaptureFixture[
 def test_refusal_exits_1_with_the_code_on_stderr(
     daemon: Daemon, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    daemon.app.set_roles(viewer={"users": ["root"]})
+    set_roles(daemon.app, viewer={"users": ["root"]})
     assert run(daemon, "log-level", "debug") == 1
     captured = capsys.readouterr()
     assert captured.out == ""

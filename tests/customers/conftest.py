@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import os
 import pwd
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from promod import __version__
-from promod.admin.audit import AuditLog
 from promod.admin.commands import register_builtin_commands
 from promod.admin.registry import CommandRegistry
 from promod.admin.server import AdminServer
+from promod.app import App
 from promod.clock import ManualClock
 from promod.config import Config, parse_config
 from promod.customers.commands import register_customer_commands
 from promod.store.database import Database
+from promod.testing import make_app
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 T0 = 1_790_000_000.0
@@ -31,24 +28,6 @@ T0 = 1_790_000_000.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@dataclass
-class CustomerApp:
-    """The App attributes the admin server and the customer commands use."""
-
-    config: Config
-    db: Database
-    audit: AuditLog
-    commands: CommandRegistry
-    clock: ManualClock
-    config_path: Path = Path("/nonexistent/promod.toml")
-    version: str = __version__
-    started_at: float = field(default_factory=time.time)
-    shutting_down: bool = False
-
-    def status(self) -> dict[str, Any]:
-        return {"version": self.version}
 
 
 def make_config(role: str) -> Config:
@@ -69,16 +48,14 @@ def role() -> str:
 
 
 @pytest.fixture
-async def app(db: Database, clock: ManualClock, role: str) -> CustomerApp:
+async def app(db: Database, clock: ManualClock, role: str) -> App:
     registry = register_builtin_commands(CommandRegistry())
     register_customer_commands(registry)
-    return CustomerApp(
-        config=make_config(role), db=db, audit=AuditLog(db), commands=registry, clock=clock
-    )
+    return make_app(db, config=make_config(role), clock=clock, commands=registry)
 
 
 @pytest.fixture
-async def socket_path(app: CustomerApp, sock_dir: Path) -> AsyncIterator[Path]:
+async def socket_path(app: App, sock_dir: Path) -> AsyncIterator[Path]:
     """A real AdminServer serving ``app`` on a Unix socket for the test's duration."""
     server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660)
     with capture_logs():  # keep the server's log lines out of promodctl's captured output

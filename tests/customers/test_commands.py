@@ -10,11 +10,11 @@ from typing import Any
 import anyio
 import pytest
 
+from promod.app import App
 from promod.ctl.client import AdminClient
 from promod.ctl.imports import upload_file
 from promod.ctl.main import main
 from promod.store.database import Database
-from tests.customers.conftest import CustomerApp
 
 
 async def ctl(socket_path: Path, *argv: str) -> int:
@@ -164,7 +164,7 @@ class TestViewer:
     async def test_viewer_may_show_but_not_import(
         self,
         socket_path: Path,
-        app: CustomerApp,
+        app: App,
         tmp_path: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from promod.app import App
 from promod.campaigns import store
 from promod.campaigns.runs import create_run_sync
 from promod.campaigns.segments import register_sql_functions
@@ -21,37 +21,26 @@ from promod.customers.store import insert_events_sync
 from promod.live.engine import LiveEngine, next_timer_sync
 from promod.live.report import live_report
 from promod.store.database import Database
+from promod.testing import Recorder, make_app, supervised
 
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC).timestamp()
 
 
-@dataclass
-class Mailbox:
-    told: list[object] = field(default_factory=list)
-
-    def tell(self, message: object) -> None:
-        self.told.append(message)
-
-
-@dataclass
-class StubApp:
-    db: Database
-    clock: ManualClock
-    extras: dict[str, Any] = field(default_factory=dict)
-    actors: dict[str, Mailbox] = field(default_factory=dict)
-
-    def actor(self, name: str) -> Mailbox:
-        return self.actors.setdefault(name, Mailbox())
+@pytest.fixture
+def woken() -> dict[str, Recorder]:
+    """The ledger and the scheduler the engine wakes, by name."""
+    return {name: Recorder(name) for name in ("ledger", "scheduler")}
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[StubApp]:
+async def app(tmp_path: Path, woken: dict[str, Recorder]) -> AsyncIterator[App]:
     db = await Database.open(tmp_path / "live.db")
     await db.register_functions(register_sql_functions)
     try:
-        yield StubApp(db=db, clock=ManualClock(start=T0))
+        async with supervised(make_app(db, clock=ManualClock(start=T0)), *woken.values()) as app:
+            yield app
     finally:
         await db.close()
 
@@ -81,7 +70,7 @@ amount = "100"
 """
 
 
-async def launch(app: StubApp, text: str) -> int:
+async def launch(app: App, text: str) -> int:
     spec = load_spec(text, "toml")
     now = app.clock.now()
     await store.apply(app.db, spec, by="test", now=now)
@@ -95,7 +84,7 @@ async def launch(app: StubApp, text: str) -> int:
     return await app.db.run_sync(start)
 
 
-async def post(app: StubApp, *events: tuple[str, str, float, dict[str, Any]]) -> None:
+async def post(app: App, *events: tuple[str, str, float, dict[str, Any]]) -> None:
     """Store events (customer, name, ts, properties), as the HTTP API does."""
     records = [
         Event(event_id=None, customer_id=c, name=n, ts=int(ts), properties=p)
@@ -104,20 +93,22 @@ async def post(app: StubApp, *events: tuple[str, str, float, dict[str, Any]]) ->
     await app.db.run_sync(lambda conn: insert_events_sync(conn, records))
 
 
-async def targets(app: StubApp, run_id: int) -> list[tuple[str, float]]:
+async def targets(app: App, run_id: int) -> list[tuple[str, float]]:
     rows = await app.db.fetchall(
         "SELECT customer_id, due_at FROM run_targets WHERE run_id = ? ORDER BY rank", (run_id,)
     )
     return [(r[0], r[1]) for r in rows]
 
 
-async def report(app: StubApp, campaign_id: str) -> dict[str, Any]:
+async def report(app: App, campaign_id: str) -> dict[str, Any]:
     section = await app.db.run_sync(lambda conn: live_report(conn, campaign_id), write=False)
     assert section is not None
     return section
 
 
-async def test_event_trigger_fires_once_per_customer_with_exact_where(app: StubApp) -> None:
+async def test_event_trigger_fires_once_per_customer_with_exact_where(
+    app: App, woken: dict[str, Recorder]
+) -> None:
     run = await launch(
         app, spec_text("cart", '{ event = "cart", where = { total = { gte = 50 } } }')
     )
@@ -132,7 +123,7 @@ async def test_event_trigger_fires_once_per_customer_with_exact_where(app: StubA
     fired = await engine.process()
     assert fired.due_now == 2
     assert [c for c, _ in await targets(app, run)] == ["c1", "c3"]
-    assert app.actor("ledger").told  # the ledger is told once per batch
+    assert woken["ledger"].told  # the ledger is told once per batch
     await post(app, ("c1", "cart", T0 + 5, {"total": 80}))
     fired = await engine.process()
     assert fired.due_now == 0 and fired.refused == {"once_per_customer": 1}
@@ -148,7 +139,7 @@ async def test_event_trigger_fires_once_per_customer_with_exact_where(app: StubA
     assert row is not None and row[0] == 2
 
 
-async def test_count_and_sum_thresholds_within_the_window(app: StubApp) -> None:
+async def test_count_and_sum_thresholds_within_the_window(app: App) -> None:
     third = await launch(app, spec_text("third", '{ event = "buy", within = "30d", gte = 3 }'))
     spent = await launch(
         app,
@@ -178,7 +169,7 @@ async def test_count_and_sum_thresholds_within_the_window(app: StubApp) -> None:
 
 
 async def test_segment_narrows_and_activity_is_bounded_by_start_end_and_state(
-    app: StubApp,
+    app: App,
 ) -> None:
     await app.db.execute(
         "INSERT INTO customers (id, attributes, created_at, updated_at) VALUES"
@@ -214,7 +205,9 @@ async def test_segment_narrows_and_activity_is_bounded_by_start_end_and_state(
     assert [c for c, _ in await targets(app, run)] == ["vip"]  # at the end: over
 
 
-async def test_local_time_delivery_is_due_at_the_customers_next_ten(app: StubApp) -> None:
+async def test_local_time_delivery_is_due_at_the_customers_next_ten(
+    app: App, woken: dict[str, Recorder]
+) -> None:
     await app.db.execute(
         "INSERT INTO customers (id, timezone, created_at, updated_at) VALUES"
         " ('tokyo', 'Asia/Tokyo', 'x', 'x')"
@@ -234,10 +227,10 @@ async def test_local_time_delivery_is_due_at_the_customers_next_ten(app: StubApp
     assert await targets(app, run) == [
         ("tokyo", datetime(2026, 12, 2, 1, 0, tzinfo=UTC).timestamp())
     ]
-    assert app.actor("scheduler").told and not app.actor("ledger").told
+    assert woken["scheduler"].told and not woken["ledger"].told
 
 
-async def test_inaction_timers_open_cancel_fire_once_and_survive_a_restart(app: StubApp) -> None:
+async def test_inaction_timers_open_cancel_fire_once_and_survive_a_restart(app: App) -> None:
     run = await launch(
         app, spec_text("nudge", '{ after = "signup", missing = "deposit", within = "72h" }')
     )
@@ -271,7 +264,7 @@ async def test_inaction_timers_open_cancel_fire_once_and_survive_a_restart(app: 
     assert row is not None and row[0] == T0 + 72 * 3600
 
 
-async def test_events_stored_while_nothing_listens_never_fire_later(app: StubApp) -> None:
+async def test_events_stored_while_nothing_listens_never_fire_later(app: App) -> None:
     engine = LiveEngine(app)
     await post(app, ("old", "deposit", T0, {}), ("old2", "deposit", T0, {}))
     assert (await engine.process()).events == 0
