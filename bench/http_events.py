@@ -17,33 +17,19 @@ import itertools
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 
 from promod import __version__
-from promod.clock import SystemClock
 from promod.config import Config, parse_config
 from promod.http.server import HttpService
 from promod.logs import configure_logging
 from promod.store.database import Database
+from promod.testing import make_app
 
 TOKEN = "bench-token"
-
-
-@dataclass
-class BenchApp:
-    config: Config
-    db: Database
-    clock: SystemClock = field(default_factory=SystemClock)
-    supervisor: Any = None
-    version: str = __version__
-    ready: bool = True
-    shutting_down: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def _config() -> Config:
@@ -110,7 +96,7 @@ async def main(args: argparse.Namespace) -> None:
     configure_logging("warning", "console")
     with tempfile.TemporaryDirectory() as tmp:
         db = await Database.open(Path(tmp) / "bench.db")
-        app = BenchApp(config=_config(), db=db)
+        app = make_app(db, config=_config())
         service = HttpService(app)
         try:
             async with anyio.create_task_group() as tg:

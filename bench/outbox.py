@@ -19,22 +19,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from promod.actors.notifier import NotifierActor
-from promod.clock import SystemClock
+from promod.app import App
 from promod.config import Config, parse_config_text
 from promod.logs import configure_logging
 from promod.notify.outbox import enqueue_many_sync
-from promod.notify.smtp import SmtpChannelType
-from promod.notify.webhook import WebhookChannelType
+from promod.plugins.host import PluginHost
 from promod.store.database import Database
+from promod.testing import make_app
 
 # A minimal keep-alive HTTP/1.1 server answering 200 to every POST, run in its own
 # process so that the receiver does not compete with the notifier for the GIL.
@@ -83,21 +81,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class _Plugins:
-    channel_types: dict[str, Any] = field(
-        default_factory=lambda: {"smtp": SmtpChannelType(), "webhook": WebhookChannelType()}
-    )
-
-
-@dataclass
-class _App:
-    config: Config
-    db: Database
-    plugins: _Plugins = field(default_factory=_Plugins)
-    clock: SystemClock = field(default_factory=SystemClock)
-
-
 def _config(root: Path, hook_url: str, smtp_port: int, rate: float | None) -> Config:
     rate_line = f"rate = {rate}" if rate else ""
     return parse_config_text(
@@ -128,7 +111,7 @@ alerts_to = ["ops@example.org"]
     )
 
 
-async def _run(kind: str, count: int, app: _App) -> float:
+async def _run(kind: str, count: int, app: App) -> float:
     event = {"webhook": "cap.reached", "smtp": "codepool.low"}[kind]
     payloads = [(f"evt_{kind}_{n}", {"pool": "p", "cap": "budget", "n": n}) for n in range(count)]
     await app.db.run_sync(lambda c: enqueue_many_sync(c, event, payloads, now=time.time()))
@@ -177,7 +160,8 @@ async def main() -> None:
             root = Path(tmp)
             url = f"http://127.0.0.1:{hook_port}/hook"
             db = await Database.open(root / "promod.db")
-            app = _App(_config(root, url, smtp_port, args.rate), db)
+            plugins = PluginHost.load(builtins=("promod.builtin.notify",), entry_points=False)
+            app = make_app(db, config=_config(root, url, smtp_port, args.rate), plugins=plugins)
             try:
                 if args.webhooks:
                     results["webhook"] = (args.webhooks, await _run("webhook", args.webhooks, app))

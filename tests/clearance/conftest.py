@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from promod.app import App
 from promod.campaigns import store as campaigns
 from promod.campaigns.runs import create_run_sync
 from promod.campaigns.spec import load_spec
 from promod.store.database import Database
-from tests.httpapi.conftest import T0, ApiApp, anyio_backend, app, client  # noqa: F401
+from tests.httpapi.conftest import T0, anyio_backend, app, client  # noqa: F401
 from tests.support.data import seed_customers, wallet_spec
 
 LEAD = 1800.0
@@ -57,11 +58,11 @@ async def make_clearance_run(
 
 
 @pytest.fixture
-def make_run(app: ApiApp) -> Callable[..., Any]:  # noqa: F811 (the fixture)
+def make_run(app: App) -> Callable[..., Any]:  # noqa: F811 (the fixture)
     async def make(*args: Any, **kwargs: Any) -> int:
         return await make_clearance_run(app.db, *args, **kwargs)
 
     return make
 
 
-__all__ = ["LEAD", "START", "ApiApp", "clearance_spec", "make_clearance_run"]
+__all__ = ["LEAD", "START", "clearance_spec", "make_clearance_run"]

@@ -11,10 +11,13 @@ import anyio
 import httpx
 import pytest
 
-from promod.actors.clearance import ClearanceActor, RunsChanged
+from promod.actors.clearance import ClearanceActor
+from promod.actors.messages import RunsChanged
+from promod.app import App
 from promod.clearance.store import announce_sync, decide_sync, summary_sync
 from promod.store.database import Database
-from tests.clearance.conftest import START, ApiApp
+from promod.testing import Recorder, supervised
+from tests.clearance.conftest import START
 from tests.httpapi.conftest import auth, make_config
 
 pytestmark = pytest.mark.anyio
@@ -50,9 +53,7 @@ async def _answer(
     return await client.post(BASE.format(run=run_id) + "/status", json=body, headers=auth())
 
 
-async def test_announce_enqueues_one_event_per_run(
-    app: ApiApp, make_run: Callable[..., Any]
-) -> None:
+async def test_announce_enqueues_one_event_per_run(app: App, make_run: Callable[..., Any]) -> None:
     run_id = await make_run(10)
     for _ in range(2):
         await app.db.run_sync(
@@ -73,7 +74,7 @@ async def test_announce_enqueues_one_event_per_run(
 
 
 async def test_pages_filters_answers_and_refusals(
-    app: ApiApp, client: httpx.AsyncClient, make_run: Callable[..., Any]
+    app: App, client: httpx.AsyncClient, make_run: Callable[..., Any]
 ) -> None:
     run_id = await make_run(10)
     listed = await _all_pages(client, run_id, limit=3)
@@ -154,7 +155,7 @@ async def test_pages_filters_answers_and_refusals(
 
 
 async def test_deadline_applies_the_answers_in_one_go(
-    app: ApiApp, client: httpx.AsyncClient, make_run: Callable[..., Any]
+    app: App, client: httpx.AsyncClient, make_run: Callable[..., Any]
 ) -> None:
     run_id = await make_run(10)
     ids = [c["customer_id"] for c in await _all_pages(client, run_id)]
@@ -194,7 +195,7 @@ async def test_deadline_applies_the_answers_in_one_go(
 
 
 async def test_on_timeout_approve_and_a_pilot_keep_their_meaning(
-    app: ApiApp, client: httpx.AsyncClient, make_run: Callable[..., Any]
+    app: App, client: httpx.AsyncClient, make_run: Callable[..., Any]
 ) -> None:
     run_id = await make_run(10, on_timeout="approve", pilot="3")
     listed = await _all_pages(client, run_id)
@@ -214,7 +215,7 @@ async def test_on_timeout_approve_and_a_pilot_keep_their_meaning(
 
 
 async def test_a_stopped_campaign_refuses_answers_and_its_run_stops(
-    app: ApiApp, client: httpx.AsyncClient, make_run: Callable[..., Any]
+    app: App, client: httpx.AsyncClient, make_run: Callable[..., Any]
 ) -> None:
     from promod.campaigns import store as campaigns
 
@@ -226,26 +227,17 @@ async def test_a_stopped_campaign_refuses_answers_and_its_run_stops(
     assert set((await _targets(app.db, run_id)).values()) == {("refused", "stopped")}
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.told: list[object] = []
-
-    def tell(self, message: object) -> None:
-        self.told.append(message)
-
-
 async def test_actor_announces_and_wakes_at_the_deadline_on_the_app_clock(
-    app: ApiApp, make_run: Callable[..., Any]
+    app: App, make_run: Callable[..., Any]
 ) -> None:
     from promod.config import ClearanceConfig
 
-    others = {"scheduler": _Recorder(), "notifier": _Recorder()}
-    app.actor = others.__getitem__  # type: ignore[attr-defined]
+    others = {"scheduler": Recorder("scheduler"), "notifier": Recorder("notifier")}
     app.config = type(app.config)(
         **{**app.config.__dict__, "clearance": ClearanceConfig(Decimal("0.5"))}
     )
     actor = ClearanceActor(app)
-    async with anyio.create_task_group() as tg:
+    async with supervised(app, *others.values()), anyio.create_task_group() as tg:
         await tg.start(actor.run)
         run_id = await make_run(6)
         actor.tell(RunsChanged())

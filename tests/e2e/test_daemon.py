@@ -175,7 +175,7 @@ def _entry_point_site(root: Path) -> Path:
         "from promod import hookimpl\n\n"
         "@hookimpl\n"
         "def promod_startup(app):\n"
-        "    app.extras['hello'] = True\n"
+        "    app.plugin_state['hello'] = True\n"
     )
     return site
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from promod import __version__
+from promod.app import App
 from promod.clock import ManualClock
 from promod.config import Config, parse_config
 from promod.http.routes import build_app
 from promod.store.database import Database
+from promod.testing import make_app
 
 T0 = 1_790_000_000.0
 
@@ -56,32 +55,18 @@ def make_config(*, max_body: str = "64KiB", trusted: list[str] | None = None) ->
     )
 
 
-@dataclass
-class ApiApp:
-    """The App attributes the HTTP API uses."""
-
-    config: Config
-    db: Database
-    clock: ManualClock
-    supervisor: Any = None
-    version: str = __version__
-    ready: bool = True
-    shutting_down: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
 @pytest.fixture
-async def app(db: Database) -> ApiApp:
-    return ApiApp(config=make_config(), db=db, clock=ManualClock(start=T0))
+async def app(db: Database) -> App:
+    return make_app(db, config=make_config(), clock=ManualClock(start=T0))
 
 
 @pytest.fixture
-async def client(app: ApiApp) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=build_app(app), client=("198.51.100.9", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://promod.test") as c:
         yield c

@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from promod.app import App
 from promod.config import HttpToken
 from promod.customers.store import StoredEvent
-from tests.httpapi.conftest import T0, ApiApp, auth, make_config
+from tests.httpapi.conftest import T0, auth, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +55,7 @@ async def test_token_without_the_scope_is_403(client: httpx.AsyncClient) -> None
 
 
 async def test_tokens_are_read_per_request_so_a_reload_applies(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     new = HttpToken("late", hashlib.sha256(b"late-token").hexdigest(), frozenset({"read"}))
     headers = {"Authorization": "Bearer late-token"}
@@ -88,7 +89,7 @@ async def test_malformed_json_and_wrong_types_are_4xx(client: httpx.AsyncClient)
 
 
 async def test_oversized_body_is_413_declared_or_chunked(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     limit = app.config.http.max_body
     big = b'{"events": [' + b" " * limit + b"]}"
@@ -112,7 +113,7 @@ async def test_oversized_body_is_413_declared_or_chunked(
     assert ok.status_code == 200
 
 
-async def test_max_body_is_read_per_request(app: ApiApp, client: httpx.AsyncClient) -> None:
+async def test_max_body_is_read_per_request(app: App, client: httpx.AsyncClient) -> None:
     body = {"customers": [{"id": f"c{i}", "email": f"c{i}@example.org"} for i in range(50)]}
     assert (await client.post("/v1/customers:batch", json=body, headers=auth())).status_code == 200
     app.config = make_config(max_body="1KiB")
@@ -123,7 +124,7 @@ async def test_max_body_is_read_per_request(app: ApiApp, client: httpx.AsyncClie
 # -- customers ----------------------------------------------------------------------
 
 
-async def test_put_customer_creates_then_replaces(app: ApiApp, client: httpx.AsyncClient) -> None:
+async def test_put_customer_creates_then_replaces(app: App, client: httpx.AsyncClient) -> None:
     body = {
         "email": "a@example.org",
         "timezone": "Europe/Berlin",
@@ -158,7 +159,7 @@ async def test_put_customer_validation_names_the_field(client: httpx.AsyncClient
     assert _error(r, 422, "invalid")["details"]["errors"][0]["field"] == "attributes.x"
 
 
-async def test_consent_source_is_api(app: ApiApp, client: httpx.AsyncClient) -> None:
+async def test_consent_source_is_api(app: App, client: httpx.AsyncClient) -> None:
     r = await client.put(
         "/v1/customers/c1", json={"consents": {"marketing_email": True}}, headers=auth()
     )
@@ -168,7 +169,7 @@ async def test_consent_source_is_api(app: ApiApp, client: httpx.AsyncClient) -> 
 
 
 async def test_batch_is_all_or_nothing_with_indexed_errors(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     customers = [{"id": f"c{i}"} for i in range(10)]
     customers[3] = {"id": "c3", "timezone": "Mars/Olympus"}
@@ -196,7 +197,7 @@ async def test_batch_is_all_or_nothing_with_indexed_errors(
     assert r.json() == {"upserted": 2, "created": 1, "updated": 1}
 
 
-async def test_batch_size_is_limited(client: httpx.AsyncClient, app: ApiApp) -> None:
+async def test_batch_size_is_limited(client: httpx.AsyncClient, app: App) -> None:
     app.config = make_config(max_body="4MiB")
     body = {"customers": [{"id": f"c{i}"} for i in range(10_001)]}
     error = _error(
@@ -220,7 +221,7 @@ def _event(i: int, event_id: str | None = None) -> dict[str, Any]:
     return event
 
 
-async def test_events_are_idempotent_on_their_id(app: ApiApp, client: httpx.AsyncClient) -> None:
+async def test_events_are_idempotent_on_their_id(app: App, client: httpx.AsyncClient) -> None:
     batch = [_event(0, "e0"), _event(1, "e1"), _event(2), _event(3, "e0")]
     r = await client.post("/v1/events", json={"events": batch}, headers=auth("events"))
     assert r.status_code == 200, r.text
@@ -235,7 +236,7 @@ async def test_events_are_idempotent_on_their_id(app: ApiApp, client: httpx.Asyn
     assert rows[0][2] == '{"amount":"59.90","n":0}'
 
 
-async def test_invalid_event_refuses_the_batch(app: ApiApp, client: httpx.AsyncClient) -> None:
+async def test_invalid_event_refuses_the_batch(app: App, client: httpx.AsyncClient) -> None:
     batch = [_event(0, "a"), {**_event(1), "ts": "2026-11-20T18:03:00"}]
     error = _error(
         await client.post("/v1/events", json={"events": batch}, headers=auth()), 422, "invalid"
@@ -246,7 +247,7 @@ async def test_invalid_event_refuses_the_batch(app: ApiApp, client: httpx.AsyncC
 
 
 async def test_on_events_hook_gets_the_new_events_after_commit(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     seen: list[list[StoredEvent]] = []
 
@@ -255,7 +256,7 @@ async def test_on_events_hook_gets_the_new_events_after_commit(
         assert row is not None and row[0] >= len(stored)  # committed and visible
         seen.append(stored)
 
-    app.extras["on_events"] = hook
+    app.on_events = hook
     await client.post("/v1/events", json={"events": [_event(0, "x"), _event(1)]}, headers=auth())
     await client.post("/v1/events", json={"events": [_event(0, "x")]}, headers=auth())
     assert len(seen) == 1  # an all-duplicate batch calls nothing
@@ -265,7 +266,7 @@ async def test_on_events_hook_gets_the_new_events_after_commit(
     def broken(stored: list[StoredEvent]) -> None:
         raise RuntimeError("evaluator down")
 
-    app.extras["on_events"] = broken
+    app.on_events = broken
     r = await client.post("/v1/events", json={"events": [_event(2, "y")]}, headers=auth())
     assert r.status_code == 200 and r.json()["accepted"] == 1
 
@@ -273,7 +274,7 @@ async def test_on_events_hook_gets_the_new_events_after_commit(
 # -- rewards ------------------------------------------------------------------------
 
 
-async def _grant(app: ApiApp, gid: int, customer: str, state: str, **kw: Any) -> None:
+async def _grant(app: App, gid: int, customer: str, state: str, **kw: Any) -> None:
     spec = '{"id": "camp", "reward": {"provider": "wallet_points", "amount": "500",'
     spec += ' "value": "5.00", "currency": "EUR",'
     spec += ' "fallback": {"provider": "coupon", "amount": "2.50", "value": "2.50"}}}'
@@ -312,7 +313,7 @@ async def _grant(app: ApiApp, gid: int, customer: str, state: str, **kw: Any) ->
 
 
 async def test_rewards_lists_live_grants_and_the_wallet(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     await client.put("/v1/customers/c1", json={}, headers=auth())
     await _grant(app, 1, "c1", "issued")
@@ -357,7 +358,7 @@ async def test_rewards_lists_live_grants_and_the_wallet(
 
 
 async def test_rewards_show_the_real_state_and_leave_out_unusable_ones_by_default(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     await client.put("/v1/customers/c1", json={}, headers=auth())
     codes = {
@@ -447,7 +448,7 @@ async def test_rewards_show_the_real_state_and_leave_out_unusable_ones_by_defaul
 # -- health and client address ------------------------------------------------------------
 
 
-async def test_healthz_follows_readiness(app: ApiApp, client: httpx.AsyncClient) -> None:
+async def test_healthz_follows_readiness(app: App, client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     app.shutting_down = True
     r = await client.get("/healthz")

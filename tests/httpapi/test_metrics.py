@@ -7,7 +7,8 @@ import re
 import httpx
 import pytest
 
-from tests.httpapi.conftest import T0, ApiApp, auth
+from promod.app import App
+from tests.httpapi.conftest import T0, auth
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +44,7 @@ class FakeSupervisor:
 
 
 async def test_metrics_cover_grants_refusals_spend_outbox_actors_latency(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     app.supervisor = FakeSupervisor()
     async with app.db.transaction() as conn:

@@ -8,14 +8,14 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from promod.app import App
 from promod.http.routes import build_app
-from tests.httpapi.conftest import ApiApp
 from tests.httpapi.schema import errors
 
 pytestmark = pytest.mark.anyio
 
 
-def _router_operations(app: ApiApp) -> set[tuple[str, str]]:
+def _router_operations(app: App) -> set[tuple[str, str]]:
     ops = set()
     for route in build_app(app).routes:
         assert isinstance(route, Route)
@@ -25,7 +25,7 @@ def _router_operations(app: ApiApp) -> set[tuple[str, str]]:
     return ops
 
 
-async def test_document_lists_exactly_the_routes(app: ApiApp, client: httpx.AsyncClient) -> None:
+async def test_document_lists_exactly_the_routes(app: App, client: httpx.AsyncClient) -> None:
     r = await client.get("/openapi.json")
     assert r.status_code == 200
     doc = r.json()
@@ -78,7 +78,7 @@ async def test_every_operation_has_responses_and_known_refs(client: httpx.AsyncC
 
 
 async def test_request_examples_are_accepted_by_the_api(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     """The documented request bodies really work (the example is the contract)."""
     from tests.httpapi.conftest import auth

@@ -9,8 +9,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from promod.app import App
 from promod.notify.unsubscribe import make_unsubscribe_token, unsubscribe_key_sync
-from tests.httpapi.conftest import ApiApp, auth, make_config
+from tests.httpapi.conftest import auth, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +25,7 @@ class Outcome:
 
 
 async def test_redemption_passes_the_customers_ip_and_answers_the_outcome(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     calls: list[dict[str, Any]] = []
 
@@ -35,7 +36,7 @@ async def test_redemption_passes_the_customers_ip_and_answers_the_outcome(
         calls.append({"code": code, "customer_id": customer_id, "ip": ip})
         return Outcome(True, None) if code == "GOOD" else Outcome(False, "not_found")
 
-    app.extras["redeem"] = redeem
+    app.redeem = redeem
     body = {"code": "GOOD", "customer_id": "c42", "ip": "2001:db8::1"}
     headers = {**auth(), "X-Forwarded-For": "192.0.2.1"}
     with capture_logs() as logs:
@@ -52,12 +53,12 @@ async def test_redemption_passes_the_customers_ip_and_answers_the_outcome(
 
 
 async def test_redemption_logs_the_forwarded_client_from_a_trusted_proxy(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     async def redeem(*args: Any) -> dict[str, Any]:
         return {"redeemed": False, "reason": "blocked"}
 
-    app.extras["redeem"] = redeem
+    app.redeem = redeem
     app.config = make_config(trusted=["198.51.100.0/24"])
     body = {"code": "X", "customer_id": "c42", "ip": "203.0.113.7"}
     with capture_logs() as logs:
@@ -92,7 +93,7 @@ async def test_redemption_needs_the_redeem_scope(client: httpx.AsyncClient) -> N
     assert r.status_code == 403
 
 
-async def _assigned_code(app: ApiApp, code: str, customer_id: str) -> None:
+async def _assigned_code(app: App, code: str, customer_id: str) -> None:
     async with app.db.transaction() as conn:
         await conn.execute(
             "INSERT OR IGNORE INTO code_pools (id, name, series, created_at, updated_at)"
@@ -107,7 +108,7 @@ async def _assigned_code(app: ApiApp, code: str, customer_id: str) -> None:
 
 @pytest.mark.skipif(not HAVE_CODEPOOL, reason="no code pool yet")
 async def test_redemption_through_the_code_pool_and_its_fraud_limits(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     await _assigned_code(app, "XMAS-AAAA", "c42")
     await _assigned_code(app, "XMAS-BBBB", "c43")
@@ -137,7 +138,7 @@ async def test_redemption_through_the_code_pool_and_its_fraud_limits(
 # -- unsubscribe ----------------------------------------------------------------------
 
 
-async def _token(app: ApiApp, customer_id: str, consent: str | None) -> str:
+async def _token(app: App, customer_id: str, consent: str | None) -> str:
     key = await app.db.run_sync(unsubscribe_key_sync)
     return make_unsubscribe_token(key, customer_id, consent)
 
@@ -146,7 +147,7 @@ ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 async def test_one_click_unsubscribe_withdraws_the_consent(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     await client.put(
         "/v1/customers/c42",
@@ -202,7 +203,7 @@ async def test_one_click_unsubscribe_withdraws_the_consent(
 
 
 async def test_unsubscribe_refuses_forged_tokens_and_missing_one_click(
-    app: ApiApp, client: httpx.AsyncClient
+    app: App, client: httpx.AsyncClient
 ) -> None:
     await client.put("/v1/customers/c1", json={"consents": {"news": True}}, headers=auth())
     await client.put("/v1/customers/c2", json={"consents": {"news": True}}, headers=auth())

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from promod.actors.ledger import LedgerActor
+from promod.app import App
 from promod.campaigns import store
 from promod.campaigns.spec import load_spec
 from promod.clock import ManualClock
-from promod.config import Config, parse_config_text
+from promod.config import parse_config_text
 from promod.plugins import isolation
 from promod.plugins.circuit import CircuitBoard, CircuitState
 from promod.rewards.provider import (
@@ -26,6 +27,7 @@ from promod.rewards.provider import (
 )
 from promod.rewards.wallet import WalletPoints
 from promod.store.database import Database
+from promod.testing import Recorder, make_app, supervised
 from tests.support.data import seed_customers
 
 pytestmark = pytest.mark.anyio
@@ -61,27 +63,6 @@ class Plugins:
         return False
 
 
-@dataclass
-class Told:
-    messages: list[object] = field(default_factory=list)
-
-    def tell(self, message: object) -> None:
-        self.messages.append(message)
-
-
-@dataclass
-class LedgerApp:
-    config: Config
-    db: Database
-    plugins: Plugins
-    clock: ManualClock
-    extras: dict[str, Any] = field(default_factory=dict)
-    told: dict[str, Told] = field(default_factory=dict)
-
-    def actor(self, name: str) -> Told:
-        return self.told.setdefault(name, Told())
-
-
 SPEC = """
 id = "vouchers"
 name = "Vouchers"
@@ -103,7 +84,13 @@ budget = "100.00"
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[LedgerApp]:
+def woken() -> dict[str, Recorder]:
+    """The scheduler and the notifier the ledger wakes, by name."""
+    return {name: Recorder(name) for name in ("scheduler", "notifier")}
+
+
+@pytest.fixture
+async def app(tmp_path: Path, woken: dict[str, Recorder]) -> AsyncIterator[App]:
     config = parse_config_text(
         f"""
 [daemon]
@@ -121,23 +108,24 @@ circuit_cooldown = "5s"
     db = await Database.open(tmp_path / "promod.db")
     partner = Partner()
     plugins = Plugins({"partner": partner, "wallet_points": WalletPoints()})
-    made = LedgerApp(config, db, plugins, ManualClock(NOW))
+    made = make_app(db, config=config, plugins=plugins, clock=ManualClock(NOW))
     seed_customers(db.path, [f"c{i}" for i in range(4)])
     spec = load_spec(SPEC, "toml", providers=set(plugins.reward_providers))
     await store.apply(db, spec, by="test", now=NOW)
     await store.launch(db, spec.id, now=NOW, pilot=None)
     try:
-        yield made
+        async with supervised(made, *woken.values()):
+            yield made
     finally:
         await db.close()
 
 
-def partner_of(app: LedgerApp) -> Partner:
+def partner_of(app: App) -> Partner:
     partner: Partner = app.plugins.reward_providers["partner"]
     return partner
 
 
-async def start_run(app: LedgerApp, ledger: LedgerActor) -> None:
+async def start_run(app: App, ledger: LedgerActor) -> None:
     from promod.campaigns.runs import create_run_sync
 
     def work(conn: sqlite3.Connection) -> None:
@@ -151,20 +139,20 @@ async def start_run(app: LedgerApp, ledger: LedgerActor) -> None:
     assert done["granted"] == 4
 
 
-async def grants(app: LedgerApp) -> list[tuple[int, str, int, float | None]]:
+async def grants(app: App) -> list[tuple[int, str, int, float | None]]:
     rows = await app.db.fetchall(
         "SELECT id, state, attempts, next_attempt_at FROM grants ORDER BY id"
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-async def campaign(app: LedgerApp) -> tuple[str, str | None]:
+async def campaign(app: App) -> tuple[str, str | None]:
     row = await app.db.fetchone("SELECT state, paused_reason FROM campaigns")
     assert row is not None
     return row[0], row[1]
 
 
-async def test_temporary_failures_back_off_never_sooner_than_retry_after(app: LedgerApp) -> None:
+async def test_temporary_failures_back_off_never_sooner_than_retry_after(app: App) -> None:
     ledger = LedgerActor(app)
     await start_run(app, ledger)
     partner_of(app).outcome = TemporaryFailure("busy", retry_after=30)
@@ -184,9 +172,11 @@ async def test_temporary_failures_back_off_never_sooner_than_retry_after(app: Le
     assert {e[0] for e in errors} == {"RuntimeError: bug"}
 
 
-async def test_circuit_opens_pauses_and_a_probe_closes_it(app: LedgerApp) -> None:
+async def test_circuit_opens_pauses_and_a_probe_closes_it(
+    app: App, woken: dict[str, Recorder]
+) -> None:
     ticks = [0.0]
-    app.extras["circuits"] = CircuitBoard(threshold=3, cooldown=5.0, clock=lambda: ticks[0])
+    app.circuits = CircuitBoard(threshold=3, cooldown=5.0, clock=lambda: ticks[0])
     ledger = LedgerActor(app)
     await start_run(app, ledger)
     partner = partner_of(app)
@@ -215,11 +205,11 @@ async def test_circuit_opens_pauses_and_a_probe_closes_it(app: LedgerApp) -> Non
     assert wake == app.clock.now()
     await ledger.issue_pending()
     assert await campaign(app) == ("running", None)
-    assert app.told["scheduler"].messages
+    assert woken["scheduler"].told
     assert {r[1] for r in await grants(app)} == {"issued"}
 
 
-async def test_out_of_inventory_releases_and_pauses(app: LedgerApp) -> None:
+async def test_out_of_inventory_releases_and_pauses(app: App) -> None:
     ledger = LedgerActor(app)
     await start_run(app, ledger)
     partner_of(app).outcome = OutOfInventory("none left")

@@ -1,4 +1,4 @@
-"""Fixtures for the notifier tests: a real database and config, an App-shaped object."""
+"""Fixtures for the notifier tests: a real database, config and App."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from promod.app import App
 from promod.clock import Clock, SystemClock
 from promod.config import Config, parse_config_text
 from promod.notify.outbox import enqueue_sync
-from promod.notify.smtp import SmtpChannelType
-from promod.notify.webhook import WebhookChannelType
+from promod.plugins.host import PluginHost
 from promod.store.database import Database
+from promod.testing import make_app, supervised
 from tests.notify.support import SECRET, Receiver, SmtpServer, free_port
 
 
@@ -27,26 +27,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@dataclass
-class Plugins:
-    channel_types: dict[str, Any] = field(
-        default_factory=lambda: {"smtp": SmtpChannelType(), "webhook": WebhookChannelType()}
-    )
-
-
-@dataclass
-class NotifyApp:
-    """The App attributes the notifier and the outbox commands use."""
-
-    config: Config
-    db: Database
-    plugins: Plugins = field(default_factory=Plugins)
-    clock: Clock = field(default_factory=SystemClock)
-    notifier: Any = None
-
-    def actor(self, name: str) -> Any:
-        assert name == "notifier"
-        return self.notifier
+def notify_app(config: Config, db: Database, *, clock: Clock | None = None) -> App:
+    """A real App with the built-in channel types (smtp, webhook)."""
+    plugins = PluginHost.load(builtins=("promod.builtin.notify",), entry_points=False)
+    return make_app(db, config=config, clock=clock or SystemClock(), plugins=plugins)
 
 
 def make_config(
@@ -208,15 +192,10 @@ __all__ = ["free_port"]
 
 
 @asynccontextmanager
-async def running_notifier(app: NotifyApp) -> AsyncIterator[Any]:
-    """A real NotifierActor running for the block, stopped cleanly after it."""
+async def running_notifier(app: App) -> AsyncIterator[Any]:
+    """A real NotifierActor supervised for the block, stopped cleanly after it."""
     from promod.actors.notifier import NotifierActor
 
     actor = NotifierActor(app)
-    app.notifier = actor
-    async with anyio.create_task_group() as tg:
-        await tg.start(actor.run)
-        try:
-            yield actor
-        finally:
-            actor.request_stop()
+    async with supervised(app, actor):
+        yield actor

@@ -13,7 +13,6 @@ import pytest
 from promod.notify.unsubscribe import unsubscribe_key_sync, verify_unsubscribe_token
 from promod.store.database import Database
 from tests.notify.conftest import (
-    NotifyApp,
     add_campaign,
     add_customer,
     delivery_states,
@@ -21,6 +20,7 @@ from tests.notify.conftest import (
     eventually,
     grant_event,
     make_config,
+    notify_app,
     running_notifier,
 )
 from tests.notify.support import MailSink, SmtpServer, free_port
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.anyio
 async def test_campaign_mail_arrives_with_parts_and_headers(
     tmp_path: Path, db: Database, smtp: SmtpServer
 ) -> None:
-    app = NotifyApp(make_config(tmp_path, smtp_port=smtp.port), db)
+    app = notify_app(make_config(tmp_path, smtp_port=smtp.port), db)
     await add_campaign(db)
     await add_customer(db, "c42", "Anna@Example.org", {"marketing_email": True})
     event_id = await grant_event(db, "c42")
@@ -85,7 +85,7 @@ async def test_raw_mail_has_valid_message_ids_and_plain_one_click_unsubscribe(
         alerts={"reward.granted": ["mail"]},
         smtp_options='unsubscribe_mailto = "unsubscribe@example.org"',
     )
-    app = NotifyApp(config, db)
+    app = notify_app(config, db)
     await add_campaign(db)
     long_id = "customer-" + "7" * 60  # a token longer than one mail line
     for customer in (long_id, "c2"):
@@ -133,7 +133,7 @@ async def _states(db: Database, wanted: set[str]) -> bool:
 async def test_customer_without_consent_or_suppressed_gets_no_mail(
     tmp_path: Path, db: Database, smtp: SmtpServer
 ) -> None:
-    app = NotifyApp(make_config(tmp_path, smtp_port=smtp.port), db)
+    app = notify_app(make_config(tmp_path, smtp_port=smtp.port), db)
     await add_campaign(db)
     await add_customer(db, "yes", "yes@example.org", {"marketing_email": True})
     await add_customer(db, "no", "no@example.org", {"marketing_email": False})
@@ -162,7 +162,7 @@ async def test_customer_without_consent_or_suppressed_gets_no_mail(
 
 async def test_smtp_down_then_up_each_mail_delivered_once(tmp_path: Path, db: Database) -> None:
     port = free_port()
-    app = NotifyApp(make_config(tmp_path, smtp_port=port), db)
+    app = notify_app(make_config(tmp_path, smtp_port=port), db)
     await add_campaign(db)
     ids = []
     for n in range(5):
@@ -190,7 +190,7 @@ async def test_refused_recipient_is_dead_lettered_and_suppressed(
 ) -> None:
     server = SmtpServer(sink=MailSink(refuse=("bad@example.org",))).start()
     try:
-        app = NotifyApp(make_config(tmp_path, smtp_port=server.port), db)
+        app = notify_app(make_config(tmp_path, smtp_port=server.port), db)
         await add_campaign(db)
         await add_customer(db, "bad", "bad@example.org", {"marketing_email": True})
         await grant_event(db, "bad")
@@ -209,7 +209,7 @@ async def test_template_file_and_alert_mail(tmp_path: Path, db: Database, smtp: 
     (tmp_path / "templates" / "winback.toml").write_text(
         'subject = "Points for ${customer_id}"\ntext = "You got ${reward_amount}."\n'
     )
-    app = NotifyApp(
+    app = notify_app(
         make_config(tmp_path, smtp_port=smtp.port, alerts={"cap.reached": ["mail"]}), db
     )
     await add_campaign(db, notify={"channel": "mail", "template": "winback"})

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from promod.admin.registry import Caller, CommandContext, CommandError, Role
+from promod.app import App
 from promod.clock import ManualClock
 from promod.notify.commands import outbox_drop, outbox_list, outbox_retry, outbox_status
 from promod.store.database import Database
 from tests.notify.conftest import (
-    NotifyApp,
     add_campaign,
     add_customer,
     delivery_states,
@@ -21,6 +21,7 @@ from tests.notify.conftest import (
     eventually,
     grant_event,
     make_config,
+    notify_app,
     running_notifier,
 )
 from tests.notify.support import Receiver, SmtpServer
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.anyio
 CAP = {"campaign_id": "winback", "cap": "budget", "period": "lifetime"}
 
 
-def _ctx(app: NotifyApp) -> CommandContext:
+def _ctx(app: App) -> CommandContext:
     return CommandContext(app=app, caller=Caller(0, 0, 0, "root", Role.ADMIN))
 
 
@@ -39,7 +40,7 @@ async def test_500_500_200_delivered_once_with_the_same_event_id(
 ) -> None:
     receiver = Receiver(script=[(500, {}), (500, {})])
     try:
-        app = NotifyApp(
+        app = notify_app(
             make_config(tmp_path, webhook_url=receiver.url, alerts={"cap.reached": ["backend"]}), db
         )
         event_id = await enqueue(db, "cap.reached", CAP)
@@ -70,7 +71,7 @@ async def test_400_is_dead_lettered_at_once_then_retried_by_an_operator(
 ) -> None:
     receiver = Receiver(script=[(400, {})])
     try:
-        app = NotifyApp(
+        app = notify_app(
             make_config(tmp_path, webhook_url=receiver.url, alerts={"cap.reached": ["backend"]}), db
         )
         await enqueue(db, "cap.reached", CAP)
@@ -99,7 +100,7 @@ async def test_always_failing_receiver_is_dead_lettered_after_max_attempts(
 ) -> None:
     receiver = Receiver(default=(503, {}))
     try:
-        app = NotifyApp(
+        app = notify_app(
             make_config(tmp_path, webhook_url=receiver.url, alerts={"cap.reached": ["backend"]}), db
         )
         await enqueue(db, "cap.reached", CAP)
@@ -117,7 +118,7 @@ async def test_always_failing_receiver_is_dead_lettered_after_max_attempts(
 async def test_retry_after_is_honoured(tmp_path: Path, db: Database) -> None:
     receiver = Receiver(script=[(429, {"Retry-After": "1"})])
     try:
-        app = NotifyApp(
+        app = notify_app(
             make_config(tmp_path, webhook_url=receiver.url, alerts={"cap.reached": ["backend"]}), db
         )
         await enqueue(db, "cap.reached", CAP)
@@ -139,7 +140,7 @@ async def test_retry_after_an_hour_goes_out_when_the_manual_clock_is_moved_an_ho
         config = make_config(
             tmp_path, webhook_url=receiver.url, alerts={"cap.reached": ["backend"]}
         )
-        app = NotifyApp(config, db, clock=clock)
+        app = notify_app(config, db, clock=clock)
         await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
             await eventually(lambda: len(receiver.hits) == 1)
@@ -164,7 +165,7 @@ async def test_an_operator_retry_is_due_at_once_on_the_manual_clock(
     try:
         routes = {"cap.reached": ["backend"]}
         config = make_config(tmp_path, webhook_url=receiver.url, alerts=routes)
-        app = NotifyApp(config, db, clock=clock)
+        app = notify_app(config, db, clock=clock)
         await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
             await eventually(lambda: _all(db, "dead"))
@@ -197,7 +198,7 @@ async def test_killswitch_holds_marketing_but_alerts_go_out(
             events=True,
             alerts={"killswitch.engaged": ["backend"], "cap.reached": ["backend"]},
         )
-        app = NotifyApp(config, db)
+        app = notify_app(config, db)
         await add_campaign(db)
         await add_customer(db, "c1", "c1@example.org", {"marketing_email": True})
         await db.execute(
@@ -239,7 +240,7 @@ async def test_one_event_reaches_a_channel_once_even_when_routed_twice(
 ) -> None:
     receiver = Receiver()
     try:
-        app = NotifyApp(
+        app = notify_app(
             make_config(
                 tmp_path,
                 webhook_url=receiver.url,

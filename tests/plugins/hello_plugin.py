@@ -12,7 +12,7 @@ __version__ = "2.0"
 
 @command("hello", role=Role.VIEWER, mutating=False, summary="say hello")
 async def hello(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
-    return {"hello": "world", "started_hook": ctx.app.extras.get("hello_started", False)}
+    return {"hello": "world", "started_hook": ctx.app.plugin_state.get("hello_started", False)}
 
 
 @hookimpl
@@ -22,4 +22,4 @@ def promod_register_commands() -> list[Any]:
 
 @hookimpl
 def promod_startup(app: Any) -> None:
-    app.extras["hello_started"] = True
+    app.plugin_state["hello_started"] = True
