@@ -24,11 +24,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promod.config import FraudConfig
 from promod.notify.outbox import enqueue_sync
 from promod.store.database import Database
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 __all__ = ["REASONS", "RedemptionResult", "redeem", "redeem_sync", "source_of"]
 
@@ -245,7 +248,7 @@ def _redeem_coupon(
 
 
 async def redeem(
-    app_or_db: Any,
+    app_or_db: App | Database,
     code: str,
     customer_id: str,
     ip: str,
@@ -257,12 +260,14 @@ async def redeem(
     ``app_or_db`` is the App (its ``db``; ``config.fraud`` and ``clock`` are the
     defaults of ``fraud_config`` and ``now``) or a Database. ValueError for a bad ip.
     """
-    db: Database = getattr(app_or_db, "db", app_or_db)
-    if fraud_config is None:
-        fraud_config = getattr(getattr(app_or_db, "config", None), "fraud", None) or FraudConfig()
-    if now is None:
-        clock = getattr(app_or_db, "clock", None)
-        now = float(clock.now()) if clock is not None else time.time()
+    if isinstance(app_or_db, Database):
+        db = app_or_db
+        fraud_config = FraudConfig() if fraud_config is None else fraud_config
+        now = time.time() if now is None else now
+    else:
+        db = app_or_db.db
+        fraud_config = app_or_db.config.fraud if fraud_config is None else fraud_config
+        now = float(app_or_db.clock.now()) if now is None else now
     source_of(ip)  # a bad address is refused before the transaction
     return await db.run_sync(
         partial(redeem_sync, code=code, customer_id=customer_id, ip=ip, fraud=fraud_config, now=now)

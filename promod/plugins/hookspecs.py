@@ -15,9 +15,12 @@ implementations, never the spec. Plugin authors implement them with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 PROJECT = "promod"
 
@@ -51,10 +54,10 @@ def promod_eligibility_check(customer: Any, campaign: Any) -> str | None:
 
 
 @hookspec
-def promod_startup(app: Any) -> None:
+def promod_startup(app: App) -> None:
     """Called once when the daemon has started all its actors and servers."""
 
 
 @hookspec
-def promod_shutdown(app: Any) -> None:
+def promod_shutdown(app: App) -> None:
     """Called once when the daemon stops, before the store is closed."""

@@ -26,13 +26,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from promod.logs import get_logger
 from promod.plugins import hookspecs
 from promod.plugins.calls import Answer, Failure, IsolatedPlugin, trace_hook_calls
+
+if TYPE_CHECKING:
+    from promod.app import App
 
 log = get_logger("promod.plugins")
 
@@ -223,10 +226,10 @@ class PluginHost:
     def has_eligibility_checks(self) -> bool:
         return bool(self.pm.hook.promod_eligibility_check.get_hookimpls())
 
-    def startup(self, app: Any) -> None:
+    def startup(self, app: App) -> None:
         self._call_isolated("promod_startup", app=app)
 
-    def shutdown(self, app: Any) -> None:
+    def shutdown(self, app: App) -> None:
         self._call_isolated("promod_shutdown", app=app)
 
     def _call_isolated(self, hook_name: str, **kwargs: Any) -> None:
