@@ -1,6 +1,6 @@
 """The built-in ``smtp`` channel: campaign mails and operator alerts over SMTP (aiosmtplib).
 
-Options (validated by promod.config): host, port, tls (none | starttls |
+Options (the :class:`SmtpOptions` model): host, port, tls (none | starttls |
 implicit), from, username, password or password_env, timeout, rate (messages
 per second, paced by the notifier), alerts_to (operators who get alerts). One
 connection is kept open and reused for a batch; it is closed after ``idle``
@@ -24,10 +24,11 @@ import time
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any
+from typing import Annotated, Any
 
 import aiosmtplib
 import anyio
+from pydantic import Field, ValidationInfo, model_validator
 
 from promod.logs import get_logger
 from promod.notify.channel import (
@@ -37,12 +38,56 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from promod.schema import (
+    Duration,
+    EnvName,
+    Host,
+    Model,
+    NonEmpty,
+    Port,
+    PositiveNumber,
+    Sender,
+    choice,
+)
 
-__all__ = ["SmtpChannel", "SmtpChannelType", "build_email"]
+__all__ = ["SMTP_TLS_MODES", "SmtpChannel", "SmtpChannelType", "SmtpOptions", "build_email"]
 
 log = get_logger("promod.notify.smtp")
 
 IDLE_CLOSE = 30.0  # seconds a kept connection may sit unused
+SMTP_TLS_MODES = ("none", "starttls", "implicit")
+_DEFAULT_PORTS = {"none": 25, "starttls": 587, "implicit": 465}
+
+
+class SmtpOptions(Model):
+    """``[channels.NAME]`` of ``type = "smtp"``: the server, the sender, who gets alerts."""
+
+    host: Host = "localhost"
+    port: Port = Field(default=587, description="default: 25, 587 or 465 by tls")
+    tls: Annotated[str, choice(*SMTP_TLS_MODES)] = "starttls"
+    from_: Sender = Field(alias="from")
+    username: NonEmpty | None = None
+    password: Annotated[str, Field(strict=True)] | None = None
+    password_env: EnvName | None = None
+    timeout: Duration = 30.0
+    rate: PositiveNumber | None = Field(default=None, description="messages per second")
+    alerts_to: tuple[Sender, ...] = Field(default=(), description="operators who get alerts")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_follows_tls(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "port" not in data:
+            tls = data.get("tls", "starttls")
+            return {**data, "port": _DEFAULT_PORTS.get(tls, 587) if isinstance(tls, str) else 587}
+        return data
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: SmtpOptions | None, info: ValidationInfo
+    ) -> list[tuple[tuple[str | int, ...], str]]:
+        if "password" in raw and "password_env" in raw:
+            return [(("password_env",), "set only one of password and password_env")]
+        return []
 
 
 def _domain(sender: str) -> str:
@@ -211,6 +256,13 @@ class SmtpChannelType:
     """Factory registered as channel type ``smtp``."""
 
     type = "smtp"
+    options_model = SmtpOptions
 
     def create(self, name: str, options: Mapping[str, Any]) -> Channel:
         return SmtpChannel(name, options)
+
+    def route_problem(self, name: str, options: Mapping[str, Any]) -> str | None:
+        """Alerts and events sent here need recipients: ``alerts_to``."""
+        if not options.get("alerts_to"):
+            return f"channel {name!r} is smtp: set channels.{name}.alerts_to to send there"
+        return None

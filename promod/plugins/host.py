@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "promod.builtin.code_pool",
     "promod.builtin.live",
     "promod.builtin.clearance",
+    "promod.builtin.crm",
 )
 
 
