@@ -134,11 +134,12 @@ class Model(BaseModel):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: Self | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
+    ) -> list[tuple[tuple[str | int, ...] | str, str]]:
         """Rules over several keys: (relative key path, message) pairs.
 
         ``raw`` is the table as written; ``value`` the validated model, or None when
-        some key of the table is invalid (check only what ``raw`` shows then).
+        some key of the table is invalid (check only what ``raw`` shows then). A path
+        given as a string is already dotted (``"segment.all[1].within"``).
         """
         return []
 
@@ -155,7 +156,11 @@ class Model(BaseModel):
             errors = [dict(error) for error in exc.errors()]
         if isinstance(data, Mapping) and cls.cross_checks is not Model.cross_checks:
             for loc, message in cls.cross_checks(data, model, info):
-                errors.append({"type": _INVALID, "loc": loc, "ctx": {"message": message}})
+                if isinstance(loc, str):
+                    ctx = {"message": message, "path": loc}
+                    errors.append({"type": _INVALID, "loc": (), "ctx": ctx})
+                else:
+                    errors.append({"type": _INVALID, "loc": loc, "ctx": {"message": message}})
         if errors:
             raise _many(errors)
         return model
@@ -283,14 +288,17 @@ def _message(error: Mapping[str, Any], words: Words) -> str:
 
 def _flatten(
     errors: Iterable[Mapping[str, Any]], prefix: tuple[str | int, ...]
-) -> Iterable[tuple[tuple[str | int, ...], Mapping[str, Any]]]:
+) -> Iterable[tuple[str, Mapping[str, Any]]]:
     for error in errors:
         loc = prefix + tuple(part for part in error.get("loc", ()) if part != "[key]")
         ctx = error.get("ctx") or {}
         if error["type"] == _ISSUES:
             yield from _flatten(ctx["issues"], loc)
             continue
-        yield loc + tuple(ctx.get("at", ())), error
+        path = join_path(loc + tuple(ctx.get("at", ())))
+        if "path" in ctx:
+            path = f"{path}.{ctx['path']}" if path and ctx["path"] else path or ctx["path"]
+        yield path, error
 
 
 def issues_of(
@@ -298,8 +306,8 @@ def issues_of(
 ) -> list[Issue]:
     """Every problem of a failed validation as ``(key path, message)``, in order, once each."""
     found: list[Issue] = []
-    for loc, item in _flatten(error.errors(), tuple(prefix)):
-        issue = (join_path(loc), _message(item, words))
+    for path, item in _flatten(error.errors(), tuple(prefix)):
+        issue = (path, _message(item, words))
         if issue not in found:
             found.append(issue)
     return found
