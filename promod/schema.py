@@ -50,7 +50,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, core_schema
 
-from promod.units import parse_duration, parse_money, parse_size
+from promod.units import format_duration, format_money, parse_duration, parse_money, parse_size
 
 __all__ = [
     "CONFIG_WORDS",
@@ -562,4 +562,16 @@ def options_schema(model: type[BaseModel] | None) -> dict[str, Any]:
     """The JSON Schema of a plugin type's options model (``{}`` when it declares none)."""
     if model is None:
         return {}
-    return model.model_json_schema(by_alias=True)
+    schema = model.model_json_schema(by_alias=True)
+    tables = [schema, *(schema.get("$defs") or {}).values()]
+    for table in tables:
+        for prop in (table.get("properties") or {}).values():
+            # Defaults are kept as seconds and minor units; show them as written.
+            default = prop.get("default")
+            if isinstance(default, bool) or not isinstance(default, int | float):
+                continue
+            if prop.get("pattern") == _DURATION_PATTERN:
+                prop["default"] = format_duration(float(default))
+            elif prop.get("pattern") == _MONEY_PATTERN and isinstance(default, int):
+                prop["default"] = format_money(default)
+    return schema

@@ -9,7 +9,6 @@ import pytest
 
 from promod.config import (
     DEFAULT_CONFIG_PATH,
-    ChannelConfig,
     Config,
     ConfigError,
     load_config,

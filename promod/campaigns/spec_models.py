@@ -31,7 +31,6 @@ from promod.schema import (
     Check,
     Invalid,
     Model,
-    NonEmpty,
     PositiveInt,
     StrictBool,
     choice,

@@ -35,6 +35,7 @@ class CodePoolOptions(Model):
 
     pool: PoolName
 
+
 __all__ = ["CodePoolProvider", "PoolExhausted", "SeriesDuplicate"]
 
 _IN_CHUNK = 500
