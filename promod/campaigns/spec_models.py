@@ -637,7 +637,7 @@ def _reward_checks(reward: Mapping[str, Any], providers: Mapping[str, Any] | Non
         own = {key: item for key, item in table.items() if key in ("code", "pool", "options")}
         _, problems = validate_options(provider, own, path, words=SPEC_WORDS)
         for issue_path, message in problems:
-            if message == "unknown key":
+            if message == "unknown key" and issue_path.count(".") == len(path):
                 message = f"not used by provider {name}"
             found.append((issue_path, message))
     return found

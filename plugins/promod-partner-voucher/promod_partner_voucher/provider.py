@@ -117,7 +117,7 @@ class PartnerOptions(Model):
     ) -> list[tuple[tuple[str | int, ...] | str, str]]:
         environ = _environ_of(info)
         found: list[tuple[tuple[str | int, ...] | str, str]] = []
-        if "base_url" not in raw and BASE_URL_ENV not in environ:
+        if "base_url" not in raw and not environ.get(BASE_URL_ENV):
             found.append((("base_url",), f"required (or set ${BASE_URL_ENV})"))
         key_env = raw.get("api_key_env")
         if isinstance(key_env, str) and key_env and key_env not in environ:
