@@ -1,6 +1,6 @@
 """The promod configuration: one pydantic model per section, and the frozen ``Config``.
 
-One TOML file (docs/configuration.md). Every key is checked before the daemon
+One TOML file (the commented sample `promod init` writes: promod/data/promod.toml.in). Every key is checked before the daemon
 starts: unknown keys, wrong types, bad durations, money, time zones, enum values,
 ports and references between sections are all collected, each with its dotted key
 path, and raised together as one :class:`ConfigError`. The options of a channel
