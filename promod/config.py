@@ -1,7 +1,7 @@
 """The promod configuration: one pydantic model per section, and the frozen ``Config``.
 
-One TOML file (the commented sample `promod init` writes: promod/data/promod.toml.in). Every key is checked before the daemon
-starts: unknown keys, wrong types, bad durations, money, time zones, enum values,
+One TOML file (``promod init`` writes a commented sample: promod/data/promod.toml.in).
+Every key is checked before the daemon starts: unknown keys, wrong types, bad durations, money, time zones, enum values,
 ports and references between sections are all collected, each with its dotted key
 path, and raised together as one :class:`ConfigError`. The options of a channel
 (``[channels.NAME]``) or CRM connector (``[crm.NAME]``) are checked by the options
@@ -45,6 +45,7 @@ from promod.schema import (
     NonEmpty,
     NonNegativeInt,
     PositiveInt,
+    Problems,
     Size,
     StrictBool,
     TimeZoneName,
@@ -369,7 +370,7 @@ class SupervisorConfig(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: SupervisorConfig | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
+    ) -> Problems:
         if value is not None and value.backoff_max < value.backoff_initial:
             return [(("backoff_max",), "must not be shorter than backoff_initial")]
         return []
@@ -465,7 +466,7 @@ class HttpToken(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: HttpToken | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
+    ) -> Problems:
         if raw.get("scopes") == []:
             return [(("scopes",), "a token needs at least one scope")]
         return []
@@ -496,8 +497,8 @@ class HttpConfig(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: HttpConfig | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
-        found: list[tuple[tuple[str | int, ...], str]] = []
+    ) -> Problems:
+        found: Problems = []
         tokens = raw.get("tokens")
         if not isinstance(tokens, list):
             return found
@@ -572,7 +573,7 @@ class NotifyConfig(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: NotifyConfig | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
+    ) -> Problems:
         if value is not None and value.backoff_max < value.backoff_initial:
             return [(("backoff_max",), "must not be shorter than backoff_initial")]
         return []
@@ -594,7 +595,7 @@ class ProviderBudget(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: ProviderBudget | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
+    ) -> Problems:
         if "lifetime" not in raw and "daily" not in raw:
             return [((), "set lifetime and/or daily")]
         return []

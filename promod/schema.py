@@ -64,6 +64,7 @@ __all__ = [
     "HttpUrlText",
     "Invalid",
     "Issue",
+    "Loc",
     "Model",
     "Money",
     "Name",
@@ -72,6 +73,7 @@ __all__ = [
     "Port",
     "PositiveInt",
     "PositiveNumber",
+    "Problems",
     "Sender",
     "Size",
     "StrictBool",
@@ -94,6 +96,10 @@ __all__ = [
 
 Issue = tuple[str, str]
 """One problem: the dotted key path (``channels.mail.port``) and what is wrong."""
+Loc = tuple[str | int, ...] | str
+"""Where a cross-check problem is: keys relative to the table, or an already dotted path."""
+Problems = list[tuple[Loc, str]]
+"""What :meth:`Model.cross_checks` returns."""
 
 _ISSUES = "promod_issues"
 _INVALID = "promod_invalid"
@@ -134,7 +140,7 @@ class Model(BaseModel):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: Self | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...] | str, str]]:
+    ) -> Problems:
         """Rules over several keys: (relative key path, message) pairs.
 
         ``raw`` is the table as written; ``value`` the validated model, or None when

@@ -32,6 +32,7 @@ from promod.schema import (
     Invalid,
     Model,
     PositiveInt,
+    Problems,
     StrictBool,
     choice,
     issues_of,
@@ -52,8 +53,7 @@ _EVENT_TRIGGER_KEYS = ("event", *EVENT_OPTIONS)
 _INACTION_KEYS = ("after", "missing", "within")
 _BUILTIN_NEEDS = {"coupon": "code", "code_pool": "pool", "wallet_points": "amount"}
 
-Loc = tuple[str | int, ...] | str
-Found = list[tuple[Loc, str]]
+Found = Problems
 
 
 def _a(value: object) -> str:
@@ -561,7 +561,7 @@ def _trigger(value: Any, path: str) -> tuple[domain.Trigger | None, Found]:
             return None, found
         trigger = domain.Trigger(after=model.after, missing=model.missing, within=model.within)
         return (trigger if not found else None), found
-    return None, found + [(path, "needs event = ..., or after = ... with missing = ... and within")]
+    return None, [*found, (path, "needs event = ..., or after = ... with missing = ... and within")]
 
 
 def _kind_checks(raw: Mapping[str, Any], kind: str | None) -> Found:
@@ -576,7 +576,8 @@ def _kind_checks(raw: Mapping[str, Any], kind: str | None) -> Found:
             found.append(
                 (
                     "segment",
-                    "required for kind past_behavior (an empty [segment] table targets every customer)",
+                    "required for kind past_behavior"
+                    " (an empty [segment] table targets every customer)",
                 )
             )
     elif not isinstance(segment, Mapping):
@@ -592,7 +593,8 @@ def _kind_checks(raw: Mapping[str, Any], kind: str | None) -> Found:
         found.append(
             (
                 "list",
-                f'only for kind custom_list; in a {kind} campaign use a {{ list = "name" }} rule in the segment',
+                f"only for kind custom_list; in a {kind} campaign use a"
+                ' { list = "name" } rule in the segment',
             )
         )
     if kind == "live_action":
@@ -600,7 +602,8 @@ def _kind_checks(raw: Mapping[str, Any], kind: str | None) -> Found:
             found.append(
                 (
                     "trigger",
-                    'required for kind live_action, e.g. { event = "cart_abandoned" } or { after = "signup", missing = "first_deposit", within = "72h" }',
+                    'required for kind live_action, e.g. { event = "cart_abandoned" } or'
+                    ' { after = "signup", missing = "first_deposit", within = "72h" }',
                 )
             )
         else:
@@ -702,7 +705,8 @@ def _money_checks(
                 found.append(
                     (
                         ("caps", key),
-                        f"{format_money(cap, exponent)} is less than {name} {format_money(cost, exponent)}: no such reward could ever be granted",
+                        f"{format_money(cap, exponent)} is less than {name} "
+                        f"{format_money(cost, exponent)}: no such reward could ever be granted",
                     )
                 )
     return found

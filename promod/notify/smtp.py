@@ -46,6 +46,7 @@ from promod.schema import (
     NonEmpty,
     Port,
     PositiveNumber,
+    Problems,
     Sender,
     choice,
 )
@@ -84,7 +85,7 @@ class SmtpOptions(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: SmtpOptions | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
+    ) -> Problems:
         if "password" in raw and "password_env" in raw:
             return [(("password_env",), "set only one of password and password_env")]
         return []

@@ -37,7 +37,7 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
-from promod.schema import Duration, EnvName, HttpUrlText, Model, NonEmpty
+from promod.schema import Duration, EnvName, HttpUrlText, Model, NonEmpty, Problems
 
 __all__ = [
     "WebhookChannel",
@@ -62,7 +62,7 @@ class WebhookOptions(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: WebhookOptions | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...], str]]:
+    ) -> Problems:
         if "secret" in raw and "secret_env" in raw:
             return [(("secret_env",), "set only one of secret and secret_env")]
         if "secret" not in raw and "secret_env" not in raw:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 # A plugin (from plugins.dirs) with a channel type and a reward provider, each
 # declaring its options model the way docs/plugins.md shows.
-SMS_PLUGIN = '''
+SMS_PLUGIN = """
 from typing import Annotated
 
 from pydantic import Field
@@ -65,7 +65,7 @@ def promod_register_channels():
 @hookimpl
 def promod_register_reward_providers():
     return [Miles()]
-'''
+"""
 
 
 def _instance() -> Path:

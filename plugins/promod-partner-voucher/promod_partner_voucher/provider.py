@@ -49,7 +49,16 @@ from promod.rewards.provider import (
     RewardRejected,
     TemporaryFailure,
 )
-from promod.schema import SPEC_WORDS, Check, EnvName, HttpUrlText, Invalid, Model, issues_of
+from promod.schema import (
+    SPEC_WORDS,
+    Check,
+    EnvName,
+    HttpUrlText,
+    Invalid,
+    Model,
+    Problems,
+    issues_of,
+)
 from promod.units import format_money, parse_duration
 
 log = get_logger("promod_partner_voucher")
@@ -114,9 +123,9 @@ class PartnerOptions(Model):
     @classmethod
     def cross_checks(
         cls, raw: Mapping[str, Any], value: PartnerOptions | None, info: ValidationInfo
-    ) -> list[tuple[tuple[str | int, ...] | str, str]]:
+    ) -> Problems:
         environ = _environ_of(info)
-        found: list[tuple[tuple[str | int, ...] | str, str]] = []
+        found: Problems = []
         if "base_url" not in raw and not environ.get(BASE_URL_ENV):
             found.append((("base_url",), f"required (or set ${BASE_URL_ENV})"))
         key_env = raw.get("api_key_env")
