@@ -1,11 +1,12 @@
 """The promod configuration: one pydantic model per section, and the frozen ``Config``.
 
 One TOML file (``promod init`` writes a commented sample: promod/data/promod.toml.in).
-Every key is checked before the daemon starts: unknown keys, wrong types, bad durations, money, time zones, enum values,
-ports and references between sections are all collected, each with its dotted key
-path, and raised together as one :class:`ConfigError`. The options of a channel
-(``[channels.NAME]``) or CRM connector (``[crm.NAME]``) are checked by the options
-model its plugin type declares (:mod:`promod.plugins.options`), in the same pass::
+Every key is checked before the daemon starts: unknown keys, wrong types, bad
+durations, money, time zones, enum values, ports and references between sections
+are all collected, each with its dotted key path, and raised together as one
+:class:`ConfigError`. The options of a channel (``[channels.NAME]``) or CRM
+connector (``[crm.NAME]``) are checked by the options model its plugin type
+declares (:mod:`promod.plugins.options`), in the same pass::
 
     config = load_config(resolve_config_path(args.config))
     config.supervisor.max_restarts, config.http.port, config.channels["mail"].options["host"]
