@@ -643,7 +643,8 @@ class CrmConfig(Model):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-_CRM_KEYS = ("connector", "schedule", "consent")
+CRM_KEYS = ("connector", "schedule", "consent")
+"""The keys of ``[crm.NAME]`` promod reads itself; the rest are the connector's options."""
 
 
 def _instances(
@@ -691,15 +692,13 @@ class Config(Model):
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
-        if "source" in data and not isinstance(data["source"], Path):
-            data["promod_source_key"] = data.pop("source")  # written in the file: unknown
         channels = data.get("channels")
         if info.context is not None:
             info.context["channels"] = set(channels) if isinstance(channels, Mapping) else set()
         if "channels" in data:
             data["channels"] = _instances(channels, ("type",))
         if "crm" in data:
-            data["crm"] = _instances(data["crm"], _CRM_KEYS)
+            data["crm"] = _instances(data["crm"], CRM_KEYS)
         store = data.get("store", {})
         daemon = data.get("daemon", {})
         if isinstance(store, Mapping) and "url" not in store and isinstance(daemon, Mapping):
@@ -766,6 +765,9 @@ def parse_config(
     context: dict[str, Any] = {"base": source.parent}
     issues: list[Issue] = []
     config: Config | None = None
+    if "source" in data:  # not a key of the file: where it was read from
+        issues.append(("source", "unknown key"))
+        data = {key: value for key, value in data.items() if key != "source"}
     try:
         config = Config.model_validate(data, context=context)
     except ValidationError as exc:
@@ -792,9 +794,6 @@ def parse_config(
                 }
             )
             issues.extend(checked.route_issues(config))
-    issues = [issue for issue in issues if issue[0] != "promod_source_key"]
-    if "source" in data:
-        issues.append(("source", "unknown key"))
     if issues or config is None:
         raise ConfigError([ConfigIssue(path, message) for path, message in issues], source)
     return config.model_copy(update={"source": source})

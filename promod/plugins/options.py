@@ -150,6 +150,8 @@ def check_instance_options(
     data: Mapping[str, Any], types: PluginTypes, context: Mapping[str, Any]
 ) -> tuple[CheckedOptions, list[Issue]]:
     """Check every ``[channels.NAME]`` and ``[crm.NAME]`` of raw config ``data``."""
+    from promod.config import CRM_KEYS
+
     channels, issues = _instances(
         data, "channels", "type", ("type",), types.channel_types, "channel type", context
     )
@@ -157,7 +159,7 @@ def check_instance_options(
         data,
         "crm",
         "connector",
-        ("connector", "schedule", "consent"),
+        CRM_KEYS,
         types.crm_connector_types,
         "CRM connector",
         context,

@@ -225,3 +225,23 @@ def test_partner_voucher_options_are_checked_at_apply(daemon_factory) -> None:
     res = d.ctl("campaign", "apply", "-f", str(path))
     assert res.returncode == 1
     assert set(_error_lines(res.stderr)) == {"reward.options.timeout", "reward.options.base_url"}
+
+
+def test_promodctl_plugins_shows_each_type_with_the_options_of_its_model(daemon_factory) -> None:
+    d = daemon_factory(edits={r"^dirs = \[\]": 'dirs = ["plugins"]'}, start=False)
+    (d.root / "plugins").mkdir()
+    (d.root / "plugins" / "sms_plugin.py").write_text(SMS_PLUGIN)
+    d.start()
+    types = {
+        (t["kind"], t["type"]): t["options"] for p in d.ctl_json("plugins") for t in p["types"]
+    }
+    assert {("channel", "sms"), ("channel", "smtp"), ("connector", "csv")} <= set(types)
+    assert {("provider", "air_miles"), ("provider", "partner_voucher")} <= set(types)
+    sms = types[("channel", "sms")]
+    assert sms["required"] == ["sender"] and set(sms["properties"]) == {"sender", "rate"}
+    assert types[("channel", "smtp")]["properties"]["timeout"]["default"] == "30s"
+    human = d.ctl("plugins").stdout
+    assert "channel sms options:" in human
+    sender = next(line for line in human.splitlines() if line.strip().startswith("sender"))
+    assert "required" in sender
+    assert "connector csv options:" in human and "provider air_miles options:" in human
