@@ -1,8 +1,9 @@
-"""Campaign specs: parse, validate and normalise what an operator applies (DESIGN §7).
+"""Campaign specs: parse, validate and normalise what an operator applies (docs/campaigns.md).
 
 Owns the campaign spec language: TOML or JSON text (or an already parsed dict)
-becomes a frozen :class:`CampaignSpec`, or a :class:`SpecError` that lists every
-issue at once with its key path (``reward.fallback.value: ...``). Unknown keys
+is validated by the models of :mod:`promod.campaigns.spec_models` and becomes a
+frozen :class:`CampaignSpec`, or a :class:`SpecError` that lists every issue at
+once with its key path (``reward.fallback.value: ...``). Unknown keys
 are errors; money is decimal strings outside and integers of minor units inside;
 notify texts may only use the placeholders of :data:`PLACEHOLDERS`.
 :meth:`CampaignSpec.to_dict` gives the normalised form stored per version, which

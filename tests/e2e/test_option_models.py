@@ -3,12 +3,13 @@ the models, including the options models that plugin types declare."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import _script, init_instance, new_instance_dir
+from tests.support.daemon import _script, init_instance, new_instance_dir, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -245,3 +246,20 @@ def test_promodctl_plugins_shows_each_type_with_the_options_of_its_model(daemon_
     sender = next(line for line in human.splitlines() if line.strip().startswith("sender"))
     assert "required" in sender
     assert "connector csv options:" in human and "provider air_miles options:" in human
+
+
+def test_sighup_refuses_channels_their_plugin_types_do_not_accept(daemon_factory) -> None:
+    d = daemon_factory()
+    good = d.config_path.read_text()
+    bad = good + '\n[channels.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\nsekret = "s"\n'
+    bad += '\n[channels.pager]\ntype = "pager"\nnumber = "112"\n'
+    d.config_path.write_text(bad)
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "config_reload_rejected" in d.logs(), what="the reload to be refused")
+    assert "channels.hook.sekret: unknown key" in d.logs()
+    assert "channels.hook: set secret or secret_env" in d.logs()
+    assert "channels.pager.type: no plugin provides channel type 'pager'" in d.logs()
+    assert d.ctl_json("status")["reloads"] == 0
+    d.config_path.write_text(bad.replace("sekret", "secret").split("[channels.pager]")[0])
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: d.ctl_json("status")["reloads"] == 1, what="the fixed config to load")
