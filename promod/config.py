@@ -723,12 +723,16 @@ def resolve_config_path(cli_value: str | None, *, environ: Mapping[str, str] | N
     return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
 
 
-def load_config(path: Path, *, plugins: PluginTypes | None = None) -> Config:
+def load_config(
+    path: Path, *, plugins: PluginTypes | None = None, plugin_options: bool = True
+) -> Config:
     """Read and validate the TOML file at ``path``; raise ConfigError listing every issue.
 
     ``plugins`` provides the channel and connector types whose options models check
     ``[channels.*]`` and ``[crm.*]``; by default they are loaded as the file's
     ``[plugins]`` section says (built-ins, entry points, ``plugins.dirs``).
+    ``plugin_options=False`` skips those checks and loads no plugin (for the
+    offline database tools); the options are then kept as written.
     """
     source = Path(path).expanduser().absolute()
     try:
@@ -743,20 +747,30 @@ def load_config(path: Path, *, plugins: PluginTypes | None = None) -> Config:
     except UnicodeDecodeError as exc:
         issue = ConfigIssue("", f"not UTF-8 text (invalid byte at offset {exc.start})")
         raise ConfigError([issue], source) from None
-    return parse_config_text(text, source, plugins=plugins)
+    return parse_config_text(text, source, plugins=plugins, plugin_options=plugin_options)
 
 
-def parse_config_text(text: str, source: Path, *, plugins: PluginTypes | None = None) -> Config:
+def parse_config_text(
+    text: str,
+    source: Path,
+    *,
+    plugins: PluginTypes | None = None,
+    plugin_options: bool = True,
+) -> Config:
     """Parse TOML text as if read from ``source``; syntax errors carry line and column."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_issue(exc)], source) from None
-    return parse_config(data, source, plugins=plugins)
+    return parse_config(data, source, plugins=plugins, plugin_options=plugin_options)
 
 
 def parse_config(
-    data: dict[str, Any], source: Path, *, plugins: PluginTypes | None = None
+    data: dict[str, Any],
+    source: Path,
+    *,
+    plugins: PluginTypes | None = None,
+    plugin_options: bool = True,
 ) -> Config:
     """Validate parsed TOML ``data``; relative paths resolve against ``source``'s directory."""
     from promod.plugins.options import check_instance_options, load_plugin_types
@@ -773,7 +787,7 @@ def parse_config(
     except ValidationError as exc:
         issues.extend(issues_of(exc, CONFIG_WORDS))
     types = plugins
-    if types is None:
+    if types is None and plugin_options:
         types, problem = load_plugin_types(data, context)
         if problem is not None:
             issues.append(problem)

@@ -503,3 +503,18 @@ def test_clearance_min_approval_rate(tmp_path: Path) -> None:
         assert any(message in m for m in found.values()), (bad, found)
     config = load(tmp_path, WEBHOOK + '[alerts]\n"clearance.low_approval" = ["backend"]\n')
     assert config.alerts == {"clearance.low_approval": ("backend",)}
+
+
+def test_database_tools_load_no_plugin_but_check_config_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promod.cli import main
+
+    path = write(
+        tmp_path,
+        f'[daemon]\nstate_dir = "{tmp_path}"\n[channels.p]\ntype = "pager"\nnumber = "112"\n',
+    )
+    assert load_config(path, plugin_options=False).channels["p"].options == {"number": "112"}
+    assert main(["db", "migrate", "--config", str(path)]) == 0
+    assert main(["check-config", "--config", str(path)]) == 1
+    assert "channels.p.type: no plugin provides channel type 'pager'" in capsys.readouterr().err
