@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from promod.campaigns.spec import currency_exponent
 from promod.schema import (
     CONFIG_WORDS,
     Check,
@@ -41,7 +42,6 @@ from promod.schema import (
     Invalid,
     Issue,
     Model,
-    Money,
     Name,
     NonEmpty,
     NonNegativeInt,
@@ -50,6 +50,7 @@ from promod.schema import (
     Size,
     StrictBool,
     TimeZoneName,
+    all_of,
     between,
     choice,
     config_base,
@@ -57,9 +58,10 @@ from promod.schema import (
     host,
     http_url,
     issues_of,
+    join_path,
     resolve_path,
 )
-from promod.units import parse_duration
+from promod.units import parse_duration, parse_money
 
 if TYPE_CHECKING:
     from promod.plugins.options import PluginTypes
@@ -128,6 +130,7 @@ ALERT_EVENTS = (
 _MAX_SOCKET_PATH = 107
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _TOML_ERROR_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
@@ -587,11 +590,42 @@ class FrequencyCap(Model):
     days: PositiveInt
 
 
-class ProviderBudget(Model):
-    """Spend limits for one reward provider across campaigns, in minor units."""
+def _budget_money(value: Any, info: ValidationInfo) -> int:
+    """A budget in the currency the table is for (``context["currency"]``), in minor units.
 
-    lifetime: Money | None = None
-    daily: Money | None = None
+    Code that builds a budget itself (no validation context) gives minor units.
+    """
+    if info.context is None and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    currency = (info.context or {}).get("currency", "EUR")
+    exponent = currency_exponent(currency)
+    if isinstance(value, float):
+        raise Invalid(f'money must be a decimal string such as "5.00", not a float ({value!r})')
+    if not isinstance(value, str):
+        raise Invalid(f'money must be a decimal string such as "5.00", got {describe(value)}')
+    try:
+        return parse_money(value, exponent)
+    except ValueError as exc:
+        if exponent == 0 and "." in value:
+            raise Invalid(
+                f"{currency} has no minor unit: write whole {currency}, got {value!r}"
+            ) from None
+        raise Invalid(str(exc)) from None
+
+
+BudgetMoney = Annotated[
+    int, Check(_budget_money, {"type": "string", "examples": ["5000.00"]}, with_info=True)
+]
+
+
+class ProviderBudget(Model):
+    """Spend limits for one reward provider in one currency, across campaigns.
+
+    In minor units of that currency (``EUR`` cents, whole ``JPY``).
+    """
+
+    lifetime: BudgetMoney | None = None
+    daily: BudgetMoney | None = None
 
     @classmethod
     def cross_checks(
@@ -602,11 +636,69 @@ class ProviderBudget(Model):
         return []
 
 
+def _budgets_by_currency(value: Any, info: ValidationInfo) -> dict[str, ProviderBudget]:
+    """``[policy.budgets.PROVIDER]``: one budget table per ISO 4217 currency code."""
+    if not isinstance(value, Mapping):
+        raise Invalid(f"expected a table, got {describe(value)}")
+    if all(isinstance(item, ProviderBudget) for item in value.values()):
+        return dict(value)  # built in code
+    budgets: dict[str, ProviderBudget] = {}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    errors: list[tuple[tuple[str | int, ...], ValidationError]] = []
+    for currency, table in value.items():
+        if currency in ("lifetime", "daily"):
+            continue  # PolicyConfig.cross_checks names the provider in its message
+        if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+            problems.append(
+                ((currency,), f"expected an ISO 4217 currency code such as EUR, got {currency!r}")
+            )
+            continue
+        context = {**(info.context or {}), "currency": currency}
+        try:
+            budgets[currency] = ProviderBudget.model_validate(table, context=context)
+        except ValidationError as exc:
+            errors.append(((currency,), exc))
+    if problems or errors:
+        raise all_of(problems, errors)
+    return budgets
+
+
+BudgetsByCurrency = Annotated[
+    dict[str, ProviderBudget],
+    Check(_budgets_by_currency, {"type": "object"}, with_info=True),
+]
+
+
 class PolicyConfig(Model):
-    """``[policy]``: site-wide frequency cap and per-provider budgets."""
+    """``[policy]``: site-wide frequency cap and budgets per reward provider and currency.
+
+    ``budgets["wallet_points"]["EUR"]`` is the budget of ``[policy.budgets.wallet_points]``
+    ``EUR = {...}``; spend in one currency never counts against another's budget.
+    """
 
     frequency: FrequencyCap | None = None
-    budgets: dict[str, ProviderBudget] = Field(default_factory=dict)
+    budgets: dict[str, BudgetsByCurrency] = Field(default_factory=dict)
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: PolicyConfig | None, info: ValidationInfo
+    ) -> Problems:
+        budgets = raw.get("budgets")
+        if not isinstance(budgets, Mapping):
+            return []
+        found: Problems = []
+        for provider, table in budgets.items():
+            for key in ("lifetime", "daily"):
+                if isinstance(table, Mapping) and key in table:
+                    where = join_path(("policy", "budgets", provider))
+                    found.append(
+                        (
+                            ("budgets", provider, key),
+                            "a budget names its currency: write"
+                            f' [{where}] EUR = {{ {key} = "..." }}',
+                        )
+                    )
+        return found
 
 
 class FraudConfig(Model):

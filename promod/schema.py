@@ -79,6 +79,7 @@ __all__ = [
     "StrictBool",
     "TimeZoneName",
     "Words",
+    "all_of",
     "between",
     "choice",
     "config_base",
@@ -127,6 +128,23 @@ def fail(message: str, *, at: Sequence[str | int] = ()) -> PydanticCustomError:
 
 def _many(issues: list[dict[str, Any]]) -> PydanticCustomError:
     return PydanticCustomError(_ISSUES, "{count} issues", {"count": len(issues), "issues": issues})
+
+
+def all_of(
+    problems: Iterable[tuple[tuple[str | int, ...], str]],
+    errors: Iterable[tuple[tuple[str | int, ...], ValidationError]] = (),
+) -> PydanticCustomError:
+    """One error for a validator that checked several parts: its own problems, and the
+    validation errors of parts it validated itself, each under its relative key path."""
+    found: list[dict[str, Any]] = [
+        {"type": _INVALID, "loc": loc, "ctx": {"message": m}} for loc, m in problems
+    ]
+    for loc, error in errors:
+        for item in error.errors():
+            entry: dict[str, Any] = dict(item)
+            entry["loc"] = (*loc, *item["loc"])
+            found.append(entry)
+    return _many(found)
 
 
 # --------------------------------------------------------------------------- the base model

@@ -105,7 +105,7 @@ def test_check_config_prints_five_different_mistakes_with_their_paths() -> None:
     text = text.replace("[supervisor]\n", "[supervisor]\nmax_restart = 5\n", 1)  # unknown key
     text = text.replace("max_restarts = 5", 'max_restarts = "5"', 1)  # wrong type
     text = text.replace('shutdown_timeout = "30s"', 'shutdown_timeout = "30 seconds"', 1)
-    text += '\n[policy.budgets.coupon]\nlifetime = "12,50"\n'  # a bad money string
+    text += '\n[policy.budgets.coupon]\nEUR = { lifetime = "12,50" }\n'  # a bad money string
     text += (
         '\n[channels.alerts]\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n'
         'secret = "s"\nretries = 3\n'  # an option the webhook type does not have
@@ -121,7 +121,7 @@ def test_check_config_prints_five_different_mistakes_with_their_paths() -> None:
             "invalid duration '30 seconds': use a number with a unit ms, s, m, h or d,"
             " such as '30s'"
         ),
-        "policy.budgets.coupon.lifetime": (
+        "policy.budgets.coupon.EUR.lifetime": (
             "invalid amount '12,50': use a non-negative decimal string such as '5.00'"
         ),
         "channels.alerts.retries": "unknown key",
