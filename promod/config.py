@@ -124,6 +124,7 @@ ALERT_EVENTS = (
     "clearance.low_approval",
     "reward.granted",
     "plugin.circuit_open",
+    "store.unavailable",
 )
 
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).
@@ -485,6 +486,9 @@ class HttpConfig(Model):
     trusted_proxies: tuple[Network, ...] = ()
     max_body: Size = 1024 * 1024
     tokens: tuple[HttpToken, ...] = ()
+    max_connections: Annotated[int, between(1, 1_000_000)] = 4096  # open at most (fewer if
+    # the descriptors are few)
+    request_timeout: Duration = 10.0  # seconds for a request head to arrive, else closed
 
     @model_validator(mode="before")
     @classmethod
@@ -854,6 +858,9 @@ def parse_config_text(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_issue(exc)], source) from None
+    except RecursionError:
+        issue = ConfigIssue("", "arrays or tables are nested too deeply to read")
+        raise ConfigError([issue], source) from None
     return parse_config(data, source, plugins=plugins, plugin_options=plugin_options)
 
 

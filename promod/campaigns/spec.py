@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple
 
 from promod.campaigns.segments import EventRule, Segment
 from promod.schema import SPEC_WORDS, issues_of
+from promod.surrogates import SURROGATE_MESSAGE, find_surrogate
 from promod.units import format_duration, format_money
 
 __all__ = [
@@ -484,11 +485,18 @@ def load_spec(
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise SpecError([("", f"invalid TOML: {exc}")]) from None
+        except RecursionError:
+            raise SpecError([("", "invalid TOML: nested too deeply to read")]) from None
     elif fmt == "json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError([("", f"invalid JSON: {exc}")]) from None
+        except RecursionError:
+            raise SpecError([("", "invalid JSON: nested too deeply to read")]) from None
+        where = find_surrogate(data)
+        if where is not None:
+            raise SpecError([(where if where != "(value)" else "", SURROGATE_MESSAGE)])
     else:
         raise ValueError(f"unknown spec format {fmt!r} (toml, json)")
     return parse_spec(
