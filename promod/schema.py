@@ -12,7 +12,7 @@ becomes a list of ``(key path, message)`` pairs, every problem at once::
         timeout: Duration = 10.0
 
     try:
-        Options.model_validate({"url": "ftp://x", "timeout": 5})
+        Options.model_validate({"url": "ftp://x", "timeout": 5}, context={})
     except ValidationError as exc:
         issues_of(exc, CONFIG_WORDS)
     # [("url", "expected an http:// or https:// URL, got 'ftp://x'"),
@@ -413,10 +413,24 @@ def between(minimum: int, maximum: int) -> Check:
     return Check(check, {"type": "integer", "minimum": minimum, "maximum": maximum})
 
 
-def duration(*, allow_zero: bool = False) -> Check:
-    """A duration string (``"30s"``, ``"1h30m"``) read as float seconds."""
+def _built_in_code(value: Any, info: ValidationInfo) -> bool:
+    """A number given by code that builds a model itself (no validation context).
 
-    def check(value: Any) -> float:
+    Files, specs and plugin options are always validated with a context, so there a
+    number where a duration or money string belongs is refused.
+    """
+    return info.context is None and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def duration(*, allow_zero: bool = False) -> Check:
+    """A duration string (``"30s"``, ``"1h30m"``) read as float seconds.
+
+    Code building a model itself (no validation context) may give the seconds.
+    """
+
+    def check(value: Any, info: ValidationInfo) -> float:
+        if _built_in_code(value, info):
+            return float(value)
         if not isinstance(value, str):
             raise Invalid(f'expected a duration string such as "30s", got {describe(value)}')
         try:
@@ -428,11 +442,15 @@ def duration(*, allow_zero: bool = False) -> Check:
         return seconds
 
     return Check(
-        check, {"type": "string", "pattern": _DURATION_PATTERN, "examples": ["30s", "15m", "72h"]}
+        check,
+        {"type": "string", "pattern": _DURATION_PATTERN, "examples": ["30s", "15m", "72h"]},
+        with_info=True,
     )
 
 
-def _money(value: Any) -> int:
+def _money(value: Any, info: ValidationInfo) -> int:
+    if _built_in_code(value, info) and isinstance(value, int):
+        return value  # minor units, from code
     if isinstance(value, float):
         raise Invalid(f'money must be a decimal string such as "5.00", not a float ({value!r})')
     if not isinstance(value, str):
@@ -555,9 +573,15 @@ Duration = Annotated[float, duration()]
 DurationOrZero = Annotated[float, duration(allow_zero=True)]
 """A duration, zero allowed, as float seconds."""
 Money = Annotated[
-    int, Check(_money, {"type": "string", "pattern": _MONEY_PATTERN, "examples": ["5.00"]})
+    int,
+    Check(
+        _money,
+        {"type": "string", "pattern": _MONEY_PATTERN, "examples": ["5.00"]},
+        with_info=True,
+    ),
 ]
-"""A decimal money string with at most two decimals, as integer minor units."""
+"""A decimal money string with at most two decimals, as integer minor units (code may
+give the minor units)."""
 Size = Annotated[int, Check(_size, {"type": ["string", "integer"], "examples": ["1MiB"]})]
 """A size in bytes (``"1MiB"``, or an integer of bytes)."""
 NonEmpty = Annotated[str, Check(_nonempty, {"type": "string", "minLength": 1})]

@@ -349,7 +349,7 @@ def parse_segment(obj: Any, path: str = "segment") -> Segment:
     if not isinstance(obj, Mapping):
         raise SegmentError([(path, f"expected a table, got {_a(obj)}")])
     try:
-        model = SegmentModel.model_validate(obj)
+        model = SegmentModel.model_validate(obj, context={})
     except ValidationError as exc:
         issues = []
         for sub, message in issues_of(exc, SPEC_WORDS):

@@ -548,7 +548,7 @@ def _trigger(value: Any, path: str) -> tuple[domain.Trigger | None, Found]:
         ]
         table = {key: item for key, item in value.items() if key in _INACTION_KEYS}
         try:
-            model = InactionTriggerModel.model_validate(table)
+            model = InactionTriggerModel.model_validate(table, context={})
         except Exception as exc:  # a ValidationError: its issues, under the trigger's path
             from pydantic import ValidationError
 
