@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ def set_roles(app: App, **roles: dict[str, list[str]]) -> None:
         name: RoleMapping(users=tuple(m.get("users", ())), groups=tuple(m.get("groups", ())))
         for name, m in roles.items()
     }
-    app.config = replace(app.config, admin=AdminConfig(roles=mappings))
+    app.config = app.config.model_copy(update={"admin": AdminConfig(roles=mappings)})
 
 
 def make_config(**roles: dict[str, list[str]]) -> Config:
