@@ -36,7 +36,6 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationError,
-    ValidationInfo,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
@@ -44,9 +43,9 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "CSV_COLUMNS",
     "CSV_EXTRA_KEY",
+    "ERROR_MESSAGES",
     "ID_PATTERN",
     "MAX_ID_LENGTH",
-    "RECORD_CONTEXT",
     "Customer",
     "CustomerFields",
     "Event",
@@ -79,8 +78,11 @@ _INT64 = (-(2**63), 2**63 - 1)
 # The JSON Schema patterns (ECMA-262 and Python re read them alike); the validators
 # below implement the same rules in Python with clearer messages.
 _CTRL = r"\x00-\x1f\x7f"
-ID_PATTERN = rf"^[^\s{_CTRL}]([^{_CTRL}]*[^\s{_CTRL}])?$"
-EMAIL_PATTERN = rf"^([^@\s{_CTRL}]+@[^@\s.{_CTRL}]+(\.[^@\s.{_CTRL}]+)+)?$"
+# The characters str.isspace() (and so str.strip()) calls whitespace, beyond controls;
+# spelled out because regex generators disagree on what \s means.
+_SPACE = r" \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+ID_PATTERN = rf"^[^{_SPACE}{_CTRL}]([^{_CTRL}]*[^{_SPACE}{_CTRL}])?$"
+EMAIL_PATTERN = rf"^([^@{_SPACE}{_CTRL}]+@[^@.{_SPACE}{_CTRL}]+(\.[^@.{_SPACE}{_CTRL}]+)+)?$"
 ATTR_NAME_PATTERN = r"^\w[\w.:-]{0,127}$"
 _EMAIL = re.compile(EMAIL_PATTERN)
 _CONTROL = re.compile(rf"[{_CTRL}]")
@@ -368,9 +370,6 @@ Consents = Annotated[
     Field(json_schema_extra={"propertyNames": _text_schema(MAX_NAME_LENGTH, "a consent name")}),
 ]
 
-# Validation context of records read from JSON (HTTP bodies, imports): ``ts`` is text.
-RECORD_CONTEXT: dict[str, Any] = {"source": "record"}
-
 _RECORD_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
@@ -419,9 +418,7 @@ class Customer(CustomerFields):
         )
 
 
-def _timestamp(value: Any, info: ValidationInfo) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and info.context is None:
-        return value  # built in code (unix seconds), not read from a record
+def _timestamp(value: Any) -> int:
     if not isinstance(value, str):
         raise _fail(f"must be an ISO-8601 time string with a zone, got {_json_type(value)}")
     text = _string(value)
@@ -453,6 +450,8 @@ class Event(BaseModel):
     """A behaviour event; ``ts`` is unix seconds UTC, ``event_id`` optional and unique.
 
     In JSON the event's own id is ``id``; an id already stored makes it a duplicate.
+    Validation reads ``ts`` as RFC 3339 text; code that already holds unix seconds
+    builds one with ``Event.model_construct(...)``.
     """
 
     model_config = ConfigDict(**_RECORD_CONFIG, title="Event", populate_by_name=True)
@@ -502,7 +501,7 @@ def loc_path(loc: Sequence[Any]) -> str:
     return out
 
 
-_MESSAGES = {
+ERROR_MESSAGES = {
     "missing": "is required",
     "extra_forbidden": "unknown key",
     "dict_type": "must be a JSON object",
@@ -523,7 +522,7 @@ def field_errors(
         ctx = error.get("ctx") or {}
         if error["type"] in ("attribute_name", "consent_value") and "key" in ctx:
             loc.append(ctx["key"])
-        message = _MESSAGES.get(error["type"], error["msg"])
+        message = ERROR_MESSAGES.get(error["type"], error["msg"])
         if error["type"] == "extra_forbidden" and keys:
             message = f"unknown key (expected {keys})"
         elif message.startswith("Value error, "):
@@ -543,7 +542,7 @@ def _validate(model: type[BaseModel], obj: Any, what: str) -> Any:
         raise RecordError(f"a {what} must be a JSON object, got {_json_type(obj)}")
     allowed = [f.alias or name for name, f in model.model_fields.items()]
     try:
-        return model.model_validate(obj, context=RECORD_CONTEXT)
+        return model.model_validate(obj)
     except ValidationError as exc:
         raise _record_error(exc, allowed) from None
 
