@@ -159,7 +159,26 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     headers = dict(exc.headers) if exc.headers else None
+    if status == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
     return error_response(status, code, message, None, headers)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route takes on this path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    stack = list(request.app.routes)
+    while stack:
+        route = stack.pop()
+        if hasattr(route, "original_router"):  # a router included by FastAPI
+            stack.extend(route.original_router.routes)
+            continue
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def validation_errors(errors: Any) -> list[dict[str, Any]]:

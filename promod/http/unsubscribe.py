@@ -15,6 +15,8 @@ token that is not genuine is a 403::
 from __future__ import annotations
 
 import html
+from email import policy
+from email.parser import BytesParser
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote
 
@@ -80,16 +82,31 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _one_click(body: bytes, content_type: str) -> bool:
+def _form(body: bytes, content_type: str) -> dict[str, list[str]] | None:
+    """The fields of a urlencoded or multipart form body; None when it is not one."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
-        text = body.decode("utf-8", "replace")
-        return 'name="List-Unsubscribe"' in text and ONE_CLICK in text
+        head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+        message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+        if not message.is_multipart():
+            return None
+        fields: dict[str, list[str]] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if not isinstance(name, str) or not isinstance(payload, bytes):
+                return None
+            fields.setdefault(name, []).append(payload.decode("utf-8", "replace"))
+        return fields
     try:
-        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
     except (UnicodeDecodeError, ValueError):
-        return False
-    return ONE_CLICK in form.get("List-Unsubscribe", [])
+        return None
+
+
+def _one_click(body: bytes, content_type: str) -> bool:
+    """The body is exactly ``List-Unsubscribe=One-Click`` (RFC 8058), as the schema says."""
+    return _form(body, content_type) == {"List-Unsubscribe": [ONE_CLICK]}
 
 
 def unsubscribe_router(app: Any) -> APIRouter:

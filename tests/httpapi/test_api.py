@@ -73,6 +73,14 @@ async def test_unknown_route_and_method_answer_json_errors(client: httpx.AsyncCl
     _error(await client.delete("/v1/customers/c1", headers=auth()), 405, "method_not_allowed")
 
 
+async def test_method_not_allowed_names_every_method_of_the_path(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.options("/v1/unsubscribe")
+    _error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "GET, POST"
+
+
 async def test_malformed_json_and_wrong_types_are_4xx(client: httpx.AsyncClient) -> None:
     h = {**auth(), "Content-Type": "application/json"}
     _error(await client.post("/v1/events", content=b"{nope", headers=h), 400, "bad_request")
