@@ -1,4 +1,4 @@
-"""Customer and event records (docs/data-formats.md): pydantic models, no I/O.
+"""Customer and event records (docs/http-api.md, Records): pydantic models, no I/O.
 
 Owns the one definition of what a valid customer or event is, shared by the admin
 socket imports and the HTTP API, whose OpenAPI document is generated from these
@@ -395,7 +395,7 @@ class Customer(CustomerFields):
     id: Identifier
 
     def to_dict(self) -> dict[str, Any]:
-        """The record in its JSON form (docs/data-formats.md)."""
+        """The record in its JSON form."""
         return {
             "id": self.id,
             "email": self.email,
@@ -635,7 +635,7 @@ def _split_names(text: str) -> list[str]:
 
 
 def customer_from_csv_row(row: Mapping[str | None, Any]) -> Customer:
-    """A customer from a ``csv.DictReader`` row (docs/data-formats.md, CSV import).
+    """A customer from a ``csv.DictReader`` row (a CSV import).
 
     ``tags`` and ``consents`` hold ``;``-separated names (listed consents are granted);
     ``attr.NAME`` cells become attributes: ``true``/``false`` -> bool, integers -> int,
