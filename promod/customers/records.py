@@ -454,7 +454,7 @@ class Event(BaseModel):
     builds one with ``Event.model_construct(...)``.
     """
 
-    model_config = ConfigDict(**_RECORD_CONFIG, title="Event", populate_by_name=True)
+    model_config = ConfigDict(**_RECORD_CONFIG, title="Event")
 
     event_id: Identifier | None = Field(
         default=None,

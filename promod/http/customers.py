@@ -293,7 +293,10 @@ def customer_router(app: Any) -> APIRouter:
         operation_id="postEvents",
         summary="Store a batch of behaviour events",
         response_model=EventsResult,
-        responses=body_errors,
+        responses={
+            **body_errors,
+            200: {"description": "Stored", "links": _EVENT_LINKS},
+        },
         openapi_extra=scope("events:write"),
     )
     async def post_events(body: EventsBatch) -> EventsResult:
@@ -325,6 +328,14 @@ def customer_router(app: Any) -> APIRouter:
     return router
 
 
+_EVENT_LINKS: dict[str, Any] = {
+    "GetRewards": {
+        "operationId": "getRewards",
+        "parameters": {"customer_id": "$request.body#/events/0/customer_id"},
+        "description": "What the customer of the first event holds (a live campaign may"
+        " have granted it).",
+    }
+}
 _RESULT_REF = {"$ref": "#/components/schemas/CustomerResult"}
 
 # OpenAPI links from a stored customer to what can follow it.

@@ -158,6 +158,11 @@ def test_event_record_is_parsed_to_unix_seconds() -> None:
             "when",
             "unknown key",
         ),
+        (
+            {"customer_id": "c", "name": "n", "ts": "2026-01-01T00:00:00Z", "event_id": "e"},
+            "event_id",
+            "unknown key",
+        ),
     ],
 )
 def test_invalid_event_names_the_field(record: Any, field: str, fragment: str) -> None:
