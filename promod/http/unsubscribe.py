@@ -105,8 +105,14 @@ def _form(body: bytes, content_type: str) -> dict[str, list[str]] | None:
 
 
 def _one_click(body: bytes, content_type: str) -> bool:
-    """The body is exactly ``List-Unsubscribe=One-Click`` (RFC 8058), as the schema says."""
-    return _form(body, content_type) == {"List-Unsubscribe": [ONE_CLICK]}
+    """The body is exactly the field ``List-Unsubscribe=One-Click`` (RFC 8058).
+
+    A trailing newline after the value (some senders add one) is not a different answer.
+    """
+    fields = _form(body, content_type)
+    if fields is None or set(fields) != {"List-Unsubscribe"}:
+        return False
+    return [value.strip() for value in fields["List-Unsubscribe"]] == [ONE_CLICK]
 
 
 def unsubscribe_router(app: Any) -> APIRouter:
