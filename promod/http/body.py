@@ -122,6 +122,19 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and "+json" in media)
 
 
+def _refuse_surrogates(request: Request) -> None:
+    """A path or query parameter with a lone surrogate is a 400 naming it.
+
+    HTTP servers decode percent-escapes that are not UTF-8 to U+FFFD, but an ASGI
+    server may hand over anything; nothing with a surrogate goes further.
+    """
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if find_surrogate(name) is not None or find_surrogate(value) is not None:
+                field = f"{where}.{name}"
+                raise _bad_request(f"{field}: is not valid UTF-8 text (a lone surrogate)", field)
+
+
 class ApiRoute(APIRoute):
     """A route that checks its token scope, then its media type, before the body is read."""
 
@@ -131,6 +144,7 @@ class ApiRoute(APIRoute):
         wants_json = self.body_field is not None
 
         async def route_handler(request: Request) -> Response:
+            _refuse_surrogates(request)
             if needed is not None:
                 authorize(request, request.app.state.promod.config.http.tokens, needed)
             if wants_json:

@@ -475,3 +475,45 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     assert client_address(request("::1", None), trusted) == "::1"
     assert client_address(request("10.0.0.2", "1.2.3.4"), []) == "10.0.0.2"
     assert client_address(request("10.0.0.2", "10.0.0.3"), trusted) == "10.0.0.3"
+
+
+async def test_lone_surrogates_in_path_or_query_are_refused(app: ApiApp) -> None:
+    """An ASGI server may pass any text: the route refuses it before it is used."""
+    from promod.http.routes import build_app
+
+    asgi = build_app(app)
+
+    async def call(path: str, query: bytes = b"") -> tuple[int, dict[str, Any]]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": b"/",
+            "query_string": query,
+            "root_path": "",
+            "headers": [(b"authorization", auth()["Authorization"].encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("promod.test", 80),
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await asgi(scope, receive, send)
+        import json
+
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return sent[0]["status"], json.loads(body)
+
+    status, body = await call("/v1/customers/c\ud800/rewards")
+    assert status == 400
+    assert body["error"]["details"]["errors"][0]["path"] == "path.customer_id"
+    status, body = await call("/v1/campaigns/w/runs/1/customers", b"cursor=%ED%A0%80")
+    assert status == 422  # percent-escapes that are not UTF-8 arrive as U+FFFD
