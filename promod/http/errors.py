@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 MAX_REPORTED_ERRORS = 100
+# Body keys whose items are records of a batch: their errors carry the record's index.
+BATCH_KEYS = frozenset({"customers", "events"})
 
 # The error codes of the API by the status they come with.
 STATUS_CODES: dict[int, str] = {
@@ -193,8 +195,7 @@ def validation_errors(errors: Any) -> list[dict[str, Any]]:
         message = ERROR_MESSAGES.get(str(error.get("type")), str(error.get("msg", "invalid")))
         message = message.removeprefix("Value error, ")
         entry: dict[str, Any] = {"path": loc_path(where), "loc": loc, "message": message}
-        index = next((i for i, part in enumerate(where) if isinstance(part, int)), None)
-        if index is not None and index == 1:
+        if len(where) >= 2 and where[0] in BATCH_KEYS and isinstance(where[1], int):
             entry["index"] = where[1]
             entry["field"] = loc_path(where[2:])
         else:

@@ -221,6 +221,8 @@ async def test_every_bad_field_of_a_body_is_named_at_once(client: httpx.AsyncCli
     error = _error(r, 422, "invalid")
     paths = sorted(e["path"] for e in error["details"]["errors"])
     assert paths == ["colour", "consents.news", "email", "tags[1]"]
+    assert all("index" not in e for e in error["details"]["errors"])
+    assert {e["field"] for e in error["details"]["errors"]} == set(paths)
     assert error["details"]["error_count"] == 4
 
 
