@@ -57,7 +57,20 @@ class Answer(BaseModel):
 class Answers(BaseModel):
     """Up to 10,000 answers, applied all or none; for a repeated id the last one wins."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "customers": [
+                        {"customer_id": "c42", "approved": True},
+                        {"customer_id": "c43", "approved": False},
+                    ]
+                }
+            ]
+        },
+    )
 
     customers: list[Answer] = Field(max_length=MAX_ANSWERS)
 

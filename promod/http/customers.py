@@ -53,7 +53,6 @@ log = get_logger("promod.http")
 
 MAX_BATCH = 10_000
 CONSENT_SOURCE = "api"
-_STRICT = ConfigDict(extra="forbid")
 
 CustomerPath = Annotated[
     str,
@@ -66,10 +65,32 @@ CustomerPath = Annotated[
 ]
 
 
+_EXAMPLE_CUSTOMER: dict[str, Any] = {
+    "email": "a@example.org",
+    "timezone": "Europe/Berlin",
+    "attributes": {"country": "DE", "vip": True, "ltv": "1234.50"},
+    "tags": ["bonus_interest"],
+    "consents": {"marketing_email": True},
+}
+_EXAMPLE_EVENT: dict[str, Any] = {
+    "id": "ord-1000",
+    "customer_id": "c42",
+    "name": "purchase",
+    "ts": "2026-11-20T18:03:00Z",
+    "properties": {"amount": "59.90"},
+}
+
+
 class CustomerBody(CustomerFields):
     """A customer profile; the id comes from the path (an ``id`` here must equal it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, title="CustomerBody")
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        title="CustomerBody",
+        json_schema_extra={"examples": [_EXAMPLE_CUSTOMER]},
+    )
 
     id: Identifier | None = Field(
         default=None, description="optional; when given it must equal the id in the path (409)"
@@ -86,7 +107,10 @@ class CustomerResult(BaseModel):
 class CustomersBatch(BaseModel):
     """Up to 10,000 profiles, stored all or none."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"customers": [{"id": "c42", **_EXAMPLE_CUSTOMER}]}]},
+    )
 
     customers: list[Customer] = Field(max_length=MAX_BATCH)
 
@@ -100,7 +124,9 @@ class BatchResult(BaseModel):
 class EventsBatch(BaseModel):
     """Up to 10,000 events, stored all or none (ids already stored are skipped)."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"events": [_EXAMPLE_EVENT]}]}
+    )
 
     events: list[Event] = Field(max_length=MAX_BATCH)
 

@@ -62,7 +62,13 @@ IpAddress = Annotated[
 class Redemption(BaseModel):
     """A code to redeem for a customer, with the end customer's address."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"code": "XMAS-7KQ2-M9TZ", "customer_id": "c42", "ip": "203.0.113.7"}]
+        },
+    )
 
     code: Name = Field(description="the code as the customer typed it")
     customer_id: Identifier
