@@ -164,7 +164,7 @@ def clearance_router(app: Any) -> APIRouter:
         operation_id="postClearanceStatus",
         summary="Approve or reject customers of a run (idempotent)",
         response_model=AnswerResult,
-        responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422),
+        responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
         openapi_extra=scope(SCOPE),
     )
     async def post_status(id: CampaignId, run: RunId, body: Answers) -> dict[str, Any]:

@@ -13,7 +13,7 @@ strings), or a :class:`RecordError` listing every offending field by its key pat
     event.ts   # 1795197780
 
 Text is refused where it enters when it holds a lone surrogate (``"\\ud800"`` is valid
-JSON but not UTF-8 text): :func:`find_surrogate` walks any decoded JSON value.
+JSON but not UTF-8 text; see :mod:`promod.surrogates`), named by its key path.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from promod.surrogates import SURROGATE_MESSAGE, find_surrogate, has_surrogate
+
 __all__ = [
     "CSV_COLUMNS",
     "CSV_EXTRA_KEY",
@@ -57,7 +59,6 @@ __all__ = [
     "check_csv_columns",
     "customer_from_csv_row",
     "field_errors",
-    "find_surrogate",
     "loads_record",
     "loc_path",
     "parse_customer",
@@ -87,7 +88,6 @@ ATTR_NAME_PATTERN = r"^\w[\w.:-]{0,127}$"
 _EMAIL = re.compile(EMAIL_PATTERN)
 _CONTROL = re.compile(rf"[{_CTRL}]")
 _ATTR_NAME = re.compile(ATTR_NAME_PATTERN)
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CSV_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
@@ -114,25 +114,6 @@ def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("value_error", message)
 
 
-def find_surrogate(value: Any, path: str = "") -> str | None:
-    """The key path of the first string (key or value) holding a lone surrogate, or None."""
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return where
-        elif isinstance(item, dict):
-            for key, sub in item.items():
-                child = f"{where}.{key}" if where else str(key)
-                if isinstance(key, str) and _SURROGATE.search(key):
-                    return where or "(key)"
-                stack.append((child, sub))
-        elif isinstance(item, list):
-            stack.extend((f"{where}[{i}]", sub) for i, sub in enumerate(item))
-    return None
-
-
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -152,8 +133,8 @@ def _json_type(value: Any) -> str:
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise _fail(f"must be a string, got {_json_type(value)}")
-    if _SURROGATE.search(value):
-        raise _fail("is not valid UTF-8 text (a lone surrogate)")
+    if has_surrogate(value):
+        raise _fail(SURROGATE_MESSAGE)
     return value
 
 
@@ -579,7 +560,7 @@ def loads_record(text: str) -> dict[str, Any]:
         raise RecordError(f"expected a JSON object, got {_json_type(value)}")
     where = find_surrogate(value)
     if where is not None:
-        raise RecordError("is not valid UTF-8 text (a lone surrogate)", where)
+        raise RecordError(SURROGATE_MESSAGE, where)
     return value
 
 
@@ -590,8 +571,8 @@ def check_csv_columns(columns: Iterable[str | None]) -> list[str]:
     for column in columns:
         if column is None or column == "":
             raise RecordError("empty column name in the header")
-        if _SURROGATE.search(column):
-            raise RecordError("a column name is not valid UTF-8 text (a lone surrogate)")
+        if has_surrogate(column):
+            raise RecordError(f"a column name: {SURROGATE_MESSAGE}")
         header.append(column)
         if column in seen:
             raise RecordError(f"duplicate column {column!r}")

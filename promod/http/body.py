@@ -24,9 +24,9 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from promod.customers.records import find_surrogate
 from promod.http.auth import authorize
 from promod.http.errors import ApiError
+from promod.surrogates import SURROGATE_MESSAGE, find_surrogate, has_surrogate
 
 __all__ = ["SCOPE_KEY", "ApiRequest", "ApiRoute", "decode_json", "read_body", "scope"]
 
@@ -92,9 +92,7 @@ def decode_json(raw: bytes) -> Any:
         raise _bad_request(f"invalid JSON: {exc}") from None
     where = find_surrogate(value)
     if where is not None:
-        raise _bad_request(
-            f"{where or 'the body'}: is not valid UTF-8 text (a lone surrogate)", where
-        )
+        raise _bad_request(f"{where}: {SURROGATE_MESSAGE}", where)
     return value
 
 
@@ -130,9 +128,9 @@ def _refuse_surrogates(request: Request) -> None:
     """
     for where, params in (("path", request.path_params), ("query", request.query_params)):
         for name, value in params.items():
-            if find_surrogate(name) is not None or find_surrogate(value) is not None:
-                field = f"{where}.{name}"
-                raise _bad_request(f"{field}: is not valid UTF-8 text (a lone surrogate)", field)
+            if has_surrogate(name) or has_surrogate(value):
+                field = f"{where}.{ascii(name)[1:-1]}"
+                raise _bad_request(f"{field}: {SURROGATE_MESSAGE}", field)
 
 
 class ApiRoute(APIRoute):

@@ -254,7 +254,7 @@ async def _call_hook(app: Any, stored: Sequence[StoredEvent]) -> None:
 def customer_router(app: Any) -> APIRouter:
     """The customer, event and rewards routes over ``app``."""
     router = APIRouter(route_class=ApiRoute, tags=["customers"])
-    body_errors = error_responses(400, 401, 403, 413, 415, 422)
+    body_errors = error_responses(400, 401, 403, 413, 415, 422, 503)
 
     @router.put(
         "/v1/customers/{customer_id}",

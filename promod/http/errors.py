@@ -64,7 +64,8 @@ _DESCRIPTIONS: dict[int, str] = {
     413: "The body is larger than [http] max_body.",
     415: "The body is not application/json.",
     422: "A value does not match the schema (null included); details.errors names each field.",
-    503: "The daemon is not ready.",
+    503: "The store takes no writes (a full or read-only disk); nothing was changed."
+    " Retry-After says when to try again.",
 }
 
 

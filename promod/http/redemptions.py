@@ -117,7 +117,7 @@ def redemption_router(app: Any) -> APIRouter:
         operation_id="redeem",
         summary="Redeem a code for a customer",
         response_model=RedemptionResult,
-        responses=error_responses(400, 401, 403, 413, 415, 422),
+        responses=error_responses(400, 401, 403, 413, 415, 422, 503),
         openapi_extra=scope("redeem"),
     )
     async def redeem(request: Request, body: Redemption) -> RedemptionResult:

@@ -161,7 +161,7 @@ def unsubscribe_router(app: Any) -> APIRouter:
         response_model=Unsubscribed,
         responses={
             200: {"content": _HTML, "description": "Unsubscribed (JSON, or a page for browsers)"},
-            **error_responses(400, 403, 404, 413, 422, notes=_NOTES),
+            **error_responses(400, 403, 404, 413, 422, 503, notes=_NOTES),
         },
         openapi_extra={
             "requestBody": {

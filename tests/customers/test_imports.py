@@ -18,6 +18,7 @@ from promod.customers.imports import (
     stage_chunk,
 )
 from promod.store.database import Database
+from promod.surrogates import SURROGATE_MESSAGE
 from tests.customers.conftest import T0
 
 
@@ -293,7 +294,7 @@ async def test_lone_surrogate_in_a_line_refuses_the_import_by_line(db: Database)
         await commit_import(db, "customers", import_id, now=T0)
     assert info.value.details is not None
     assert info.value.details["errors"] == [
-        {"line": 2, "message": "id: is not valid UTF-8 text (a lone surrogate)"},
+        {"line": 2, "message": f"id: {SURROGATE_MESSAGE}"},
         {"line": 3, "message": "consents: must be an object of name: true|false, got null"},
     ]
     assert await count(db, "customers") == 0

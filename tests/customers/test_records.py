@@ -239,7 +239,7 @@ def test_csv_header_is_checked() -> None:
     [
         ('{"id": "z\\ud800"}', "id"),
         ('{"id": "c1", "tags": ["ok", "\\udfff"]}', "tags[1]"),
-        ('{"id": "c1", "attributes": {"\\ud800x": 1}}', "attributes"),
+        ('{"id": "c1", "attributes": {"\\ud800x": 1}}', "attributes.\\ud800x"),
         (
             '{"customer_id": "c", "name": "n", "ts": "2026-01-01T00:00:00Z",'
             ' "properties": {"a": [{"b": "\\ud83d"}]}}',
@@ -259,7 +259,7 @@ def test_surrogates_from_undecodable_bytes_are_refused_in_records() -> None:
     with pytest.raises(RecordError) as info:
         parse_customer({"id": "c1", "attributes": {"note": "caf\udce9"}})
     assert info.value.field == "attributes.note"
-    with pytest.raises(RecordError, match="id: is not valid UTF-8"):
+    with pytest.raises(RecordError, match="id: text holds a lone surrogate"):
         customer_from_csv_row({"id": "c\udce9"})
 
 

@@ -258,7 +258,7 @@ async def test_null_properties_refuse_the_event_batch(
     [
         ("PUT", "/v1/customers/c1", b'{"tags": ["\\ud800"]}', "tags[0]"),
         ("PUT", "/v1/customers/c1", b'{"attributes": {"a": "x\\udfff"}}', "attributes.a"),
-        ("PUT", "/v1/customers/c1", b'{"attributes": {"\\ud800": 1}}', "attributes"),
+        ("PUT", "/v1/customers/c1", b'{"attributes": {"\\ud800": 1}}', "attributes.\\ud800"),
         (
             "POST",
             "/v1/events",
