@@ -2,7 +2,8 @@
 
 Every API route is an :class:`ApiRoute`. Before FastAPI reads anything, it checks
 the route's bearer-token scope (so an unauthorised client learns nothing about its
-body), then the media type. The body is read through :class:`ApiRequest`:
+body), then the media type. A query parameter the operation does not declare is a 422.
+The body is read through :class:`ApiRequest`:
 ``[http] max_body`` is read on each request (a reload applies at once); a declared
 ``Content-Length`` above it is refused before anything is read, a chunked body is
 counted as it streams. JSON fractions become ``Decimal`` (never float) so money and
@@ -133,6 +134,23 @@ def _refuse_surrogates(request: Request) -> None:
                 raise _bad_request(f"{field}: {SURROGATE_MESSAGE}", field)
 
 
+def _refuse_unknown_query(request: Request, known: frozenset[str]) -> None:
+    """A query parameter the operation does not declare is a 422 naming it."""
+    unknown = sorted(name for name in request.query_params if name not in known)
+    if unknown:
+        errors = [
+            {"path": f"query.{n}", "loc": ["query", n], "field": n, "message": "unknown"}
+            for n in unknown
+        ]
+        raise ApiError(
+            422,
+            "invalid",
+            f"unknown query parameter {unknown[0]!r}"
+            f" (expected {', '.join(sorted(known)) or 'none'})",
+            {"errors": errors, "error_count": len(errors)},
+        )
+
+
 class ApiRoute(APIRoute):
     """A route that checks its token scope, then its media type, before the body is read."""
 
@@ -140,9 +158,11 @@ class ApiRoute(APIRoute):
         handler = super().get_route_handler()
         needed: str | None = (self.openapi_extra or {}).get(SCOPE_KEY)
         wants_json = self.body_field is not None
+        known_query = frozenset(p.alias for p in self.dependant.query_params)
 
         async def route_handler(request: Request) -> Response:
             _refuse_surrogates(request)
+            _refuse_unknown_query(request, known_query)
             if needed is not None:
                 authorize(request, request.app.state.promod.config.http.tokens, needed)
             if wants_json:

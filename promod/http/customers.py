@@ -4,8 +4,9 @@
 profiles (all-or-nothing; every invalid field reported with its key path);
 ``POST /v1/events`` stores a batch of events, skipping ids already stored, then hands
 the new ones to the ``on_events`` hook; ``GET /v1/customers/{customer_id}/rewards``
-lists the customer's live grants and wallet balance. Bodies are the record models of
-:mod:`promod.customers.records`::
+lists the rewards the customer can still use (``?include=all`` or ``?state=S`` for the
+others: redeemed, revoked, expired; see :mod:`promod.rewards.holdings`) and the wallet
+balance. Bodies are the record models of :mod:`promod.customers.records`::
 
     router = customer_router(app)    # a FastAPI router, included by build_app
 
@@ -20,12 +21,11 @@ logged and does not fail the request — the events are stored either way.
 from __future__ import annotations
 
 import inspect
-import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Collection, Sequence
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +45,7 @@ from promod.customers.store import (
 from promod.http.body import ApiRoute, scope
 from promod.http.errors import MAX_REPORTED_ERRORS, ApiError, error_responses
 from promod.logs import get_logger
-from promod.units import format_money
+from promod.rewards.holdings import REWARD_STATES, customer_rewards_sync
 
 __all__ = ["MAX_BATCH", "CustomerPath", "customer_router"]
 
@@ -137,12 +137,20 @@ class EventsResult(BaseModel):
     duplicate_ids: list[str] = Field(description="the first 100 skipped ids")
 
 
+RewardState = Literal["reserved", "issued", "redeemed", "revoked", "expired"]
+
+
 class Reward(BaseModel):
+    """One reward of the customer, in its real state."""
+
     grant_id: int
     campaign_id: str
     run_id: int
     provider: str
-    state: str
+    state: RewardState = Field(
+        description="reserved: being issued; issued: usable;"
+        " redeemed, revoked, expired: can no longer be used"
+    )
     amount: str | None
     value: str
     currency: str | None
@@ -150,6 +158,8 @@ class Reward(BaseModel):
     granted_at: str | None
     issued_at: str | None
     expires_at: str | None
+    redeemed_at: str | None
+    ended_at: str | None = Field(description="when a revoked or expired reward ended")
 
 
 class Wallet(BaseModel):
@@ -164,68 +174,49 @@ class Rewards(BaseModel):
     wallet: Wallet
 
 
-def _amount_exponent(spec_text: str | None, provider: str) -> int | None:
-    """Decimal places of a grant's amount, read from the campaign version's reward table."""
-    if not spec_text:
-        return None
-    try:
-        reward = json.loads(spec_text).get("reward") or {}
-    except (ValueError, AttributeError):
-        return None
-    for table in (reward, reward.get("fallback") or {}):
-        amount = table.get("amount")
-        if table.get("provider") == provider and isinstance(amount, str):
-            _, _, fraction = amount.partition(".")
-            return len(fraction)
-    return None
+def _reward_states(include: str, state: str | None) -> Collection[str] | None:
+    """The states asked for; None: the usable ones (the default view).
+
+    ``state`` names the one state wanted, whatever ``include`` says.
+    """
+    if state is not None:
+        return (state,)
+    return REWARD_STATES if include == "all" else None
 
 
-def _rewards_sync(conn: sqlite3.Connection, customer_id: str) -> dict[str, Any] | None:
-    from promod.campaigns.spec import currency_exponent
-
+def _rewards_sync(
+    conn: sqlite3.Connection, customer_id: str, now: float, states: Collection[str] | None
+) -> dict[str, Any] | None:
     known = conn.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone()
-    rows = conn.execute(
-        """
-        SELECT g.id, g.campaign_id, g.run_id, g.provider, g.amount_minor, g.value_minor,
-               g.currency, g.state, g.created_at, g.issued_at, g.code, g.expires_at,
-               v.spec
-        FROM grants g
-        LEFT JOIN runs r ON r.id = g.run_id
-        LEFT JOIN campaign_versions v ON v.campaign_id = g.campaign_id AND v.version = r.version
-        WHERE g.customer_id = ? AND g.state IN ('issued', 'reserved')
-        ORDER BY g.created_at, g.id
-        """,
-        (customer_id,),
-    ).fetchall()
+    held = customer_rewards_sync(conn, customer_id, now=now, states=states)
     balance = conn.execute(
         "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
     ).fetchone()
-    if known is None and not rows and balance is None:
-        return None
-    rewards = []
-    for row in rows:
-        amount: str | None = None
-        if row["amount_minor"] is not None:
-            exponent = _amount_exponent(row["spec"], row["provider"])
-            if exponent is None:
-                exponent = 0 if row["currency"] is None else currency_exponent(row["currency"])
-            amount = format_money(int(row["amount_minor"]), exponent)
-        rewards.append(
-            {
-                "grant_id": int(row["id"]),
-                "campaign_id": row["campaign_id"],
-                "run_id": int(row["run_id"]),
-                "provider": row["provider"],
-                "state": row["state"],
-                "amount": amount,
-                "value": format_money(int(row["value_minor"]), currency_exponent(row["currency"])),
-                "currency": row["currency"],
-                "code": row["code"],
-                "granted_at": _iso(row["created_at"]),
-                "issued_at": _iso(row["issued_at"]),
-                "expires_at": _iso(row["expires_at"]),
-            }
-        )
+    if known is None and not held and balance is None:
+        any_grant = conn.execute(
+            "SELECT 1 FROM grants WHERE customer_id = ? LIMIT 1", (customer_id,)
+        ).fetchone()
+        if any_grant is None:
+            return None
+    rewards = [
+        {
+            "grant_id": r.grant_id,
+            "campaign_id": r.campaign_id,
+            "run_id": r.run_id,
+            "provider": r.provider,
+            "state": r.state,
+            "amount": r.amount,
+            "value": r.value,
+            "currency": r.currency,
+            "code": r.code,
+            "granted_at": _iso(r.granted_at),
+            "issued_at": _iso(r.issued_at),
+            "expires_at": _iso(r.expires_at),
+            "redeemed_at": _iso(r.redeemed_at),
+            "ended_at": _iso(r.ended_at),
+        }
+        for r in held
+    ]
     return {
         "customer_id": customer_id,
         "rewards": rewards,
@@ -338,14 +329,31 @@ def customer_router(app: Any) -> APIRouter:
     @router.get(
         "/v1/customers/{customer_id}/rewards",
         operation_id="getRewards",
-        summary="What a customer holds",
+        summary="What a customer holds: rewards with their real state, and the wallet",
+        description="By default only the rewards the customer can still use;"
+        " ?include=all lists every reward with its state, ?state=S those in one state"
+        " (include is then not used).",
         response_model=Rewards,
         responses=error_responses(401, 403, 404, 422),
         openapi_extra=scope("read"),
     )
-    async def get_rewards(customer_id: CustomerPath) -> dict[str, Any]:
+    async def get_rewards(
+        customer_id: CustomerPath,
+        include: Annotated[
+            Literal["usable", "all"],
+            Query(
+                description="usable: rewards that can still be used (reserved, issued);"
+                " all: redeemed, revoked and expired ones too"
+            ),
+        ] = "usable",
+        state: Annotated[
+            RewardState | None, Query(description="only rewards in this state")
+        ] = None,
+    ) -> dict[str, Any]:
+        states = _reward_states(include, state)
+        now = app.clock.now()
         result: dict[str, Any] | None = await app.db.run_sync(
-            lambda conn: _rewards_sync(conn, customer_id), write=False
+            lambda conn: _rewards_sync(conn, customer_id, now, states), write=False
         )
         if result is None:
             raise ApiError(404, "not_found", "no such customer", {"customer_id": customer_id})

@@ -36,6 +36,8 @@ __all__ = [
 MAX_REPORTED_ERRORS = 100
 # Body keys whose items are records of a batch: their errors carry the record's index.
 BATCH_KEYS = frozenset({"customers", "events"})
+# Where FastAPI finds a parameter (the first part of its ``loc``).
+PARAMETER_PLACES = frozenset({"path", "query", "header", "cookie"})
 
 # The error codes of the API by the status they come with.
 STATUS_CODES: dict[int, str] = {
@@ -196,7 +198,9 @@ def validation_errors(errors: Any) -> list[dict[str, Any]]:
         message = ERROR_MESSAGES.get(str(error.get("type")), str(error.get("msg", "invalid")))
         message = message.removeprefix("Value error, ")
         entry: dict[str, Any] = {"path": loc_path(where), "loc": loc, "message": message}
-        if len(where) >= 2 and where[0] in BATCH_KEYS and isinstance(where[1], int):
+        if loc and loc[0] in PARAMETER_PLACES:
+            entry["field"] = loc_path(where[1:])  # the parameter's name
+        elif len(where) >= 2 and where[0] in BATCH_KEYS and isinstance(where[1], int):
             entry["index"] = where[1]
             entry["field"] = loc_path(where[2:])
         else:

@@ -1,13 +1,13 @@
 """The HTTP integration API: a FastAPI app whose OpenAPI document is generated.
 
 Routes come in areas, each a function ``app -> APIRouter`` in its own module
-(customers and events, redemptions, unsubscribe, clearance); ``AREAS`` lists them,
-and a new area joins with one line there. Every request body, parameter and answer
-is a pydantic model, and ``GET /openapi.json`` (OpenAPI 3.1) is generated from them,
-links between operations included. Around every route: JSON errors for every 4xx and
-5xx (Starlette's 404/405 and FastAPI's validation errors too), a latency histogram
-by route template and status, and a debug log line per request with the client
-address::
+(customers and events, custom lists, redemptions, unsubscribe, clearance); ``AREAS``
+lists them, and a new area joins with one line there. Every request body, parameter
+and answer is a pydantic model, and ``GET /openapi.json`` (OpenAPI 3.1) is generated
+from them, links between operations included. Around every route: JSON errors for
+every 4xx and 5xx (Starlette's 404/405 and FastAPI's validation errors too), a latency
+histogram by route template and status, and a debug log line per request with the
+client address::
 
     asgi = build_app(app)       # what HttpService serves; tests use it over ASGITransport
 
@@ -38,6 +38,7 @@ from promod.http.errors import (
     install_error_handlers,
     json_error_content,
 )
+from promod.http.lists import list_router
 from promod.http.metrics import http_metrics, render_metrics
 from promod.http.redemptions import redemption_router
 from promod.http.unsubscribe import unsubscribe_router
@@ -50,6 +51,7 @@ log = get_logger("promod.http")
 # Route areas, in order.
 AREAS: tuple[Callable[[Any], APIRouter], ...] = (
     customer_router,
+    list_router,
     redemption_router,
     unsubscribe_router,
     clearance_router,

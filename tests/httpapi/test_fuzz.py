@@ -64,7 +64,7 @@ def _mangle(body: Any) -> st.SearchStrategy[Any]:
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
     path, method, schema = draw(st.sampled_from(OPERATIONS))
-    for name in ("{customer_id}", "{id}"):
+    for name in ("{customer_id}", "{id}", "{name}"):
         path = path.replace(name, draw(PATH_TEXT))
     path = path.replace("{run}", str(draw(st.integers(-5, 10**16))))
     body: Any = draw(schema.flatmap(_mangle) if schema is not None else JSON_VALUES)

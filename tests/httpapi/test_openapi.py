@@ -66,7 +66,7 @@ def _routed(routes: list[Any]) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     for route in routes:
         if isinstance(route, APIRoute):
-            out.update((route.path, method.lower()) for method in route.methods)
+            out.update((route.path_format, method.lower()) for method in route.methods)
         elif hasattr(route, "original_router"):  # an included router
             out |= _routed(route.original_router.routes)
     return out
@@ -224,9 +224,17 @@ async def test_the_examples_are_accepted_by_the_api(app: ApiApp, client: httpx.A
 
     app.extras["redeem"] = redeem
     for path, method, example, _ in _examples():
-        url = path.replace("{customer_id}", "c42").replace("{id}", "winback").replace("{run}", "1")
+        url = path.replace("{customer_id}", "c42").replace("{name}", "vip-2026")
+        url = url.replace("{id}", "winback").replace("{run}", "1")
         r = await client.request(method.upper(), url, json=example, headers=auth())
         if "/runs/" in path:
             assert r.status_code == 404, r.text  # no such run here: the body itself was fine
         else:
             assert r.status_code in (200, 201), (path, r.text)
+
+
+def test_reward_states_in_the_schema_are_the_holdings_states() -> None:
+    from promod.rewards.holdings import REWARD_STATES
+
+    reward = DOC["components"]["schemas"]["Reward"]["properties"]["state"]
+    assert tuple(reward["enum"]) == REWARD_STATES
