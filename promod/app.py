@@ -27,13 +27,13 @@ from promod.admin.audit import AuditLog
 from promod.admin.registry import CommandRegistry
 from promod.clock import Clock
 from promod.config import Config
-from promod.http.metrics import LatencyHistogram
 from promod.limits import DescriptorBudget
 from promod.plugins.host import PluginHost
 from promod.store.database import Database
 
 if TYPE_CHECKING:
     from promod.customers.store import StoredEvent
+    from promod.http.metrics import HttpMetrics
     from promod.live.engine import LiveEngine
     from promod.plugins.circuit import CircuitBoard
 
@@ -62,7 +62,7 @@ class App:
     reloads: int = 0
     limits: DescriptorBudget | None = None  # the descriptor budget set at start
     http_bound: tuple[str, int] | None = None  # (host, port) once the HTTP API listens
-    http_histogram: LatencyHistogram = field(default_factory=LatencyHistogram)  # across restarts
+    http_metrics: HttpMetrics | None = None  # see promod.http.metrics.http_metrics
     on_events: EventsHook | None = None  # set by the live plugin at start
     redeem: Callable[..., Awaitable[Any]] | None = None  # instead of codepool.redeem.redeem
     live: LiveEngine | None = None  # see promod.live.engine.live_engine
