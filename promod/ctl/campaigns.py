@@ -57,7 +57,30 @@ def render_campaigns(result: Any) -> str:
 
 def render_campaign(result: Any) -> str:
     head = {k: result.get(k) for k in ("id", "state", "version", "paused_reason", "pilot")}
+    paused = describe_pause(result.get("paused"))
+    if paused:
+        head["paused"] = paused
     return render_kv({**{k: v for k, v in head.items() if v is not None}, **result["summary"]})
+
+
+def describe_pause(paused: Any) -> str | None:
+    """``by operator alice at ...; daily_cap:count by ledger at ..., until ...``."""
+    if not isinstance(paused, Mapping):
+        return None
+    parts = []
+    hold = paused.get("operator")
+    if isinstance(hold, Mapping):
+        when = format_timestamp(hold["at"]) if hold.get("at") is not None else "?"
+        parts.append(f"by operator {hold.get('by')} at {when} (until an operator resumes)")
+    auto = paused.get("automatic")
+    if isinstance(auto, Mapping):
+        text = f"{auto.get('reason')} by {auto.get('by') or 'promod'}"
+        if auto.get("at") is not None:
+            text += f" at {format_timestamp(auto['at'])}"
+        if auto.get("until") is not None:
+            text += f", until {format_timestamp(auto['until'])}"
+        parts.append(text)
+    return "; ".join(parts) or None
 
 
 def run_report(command: Any, client: AdminClient, ns: argparse.Namespace) -> Any:
