@@ -8,7 +8,11 @@ lifetime cap pauses the campaign and refuses the rest, a daily cap pauses it
 until the next local day, an empty provider pauses it, the kill switch halts
 everything. Grants of providers outside the database (partner APIs) are issued
 after their reservation commits, retried with backoff, and released when they
-finally fail.
+finally fail. A cap that is full only because of such rewards still being issued
+refuses nobody yet: a reservation that is never issued (out of stock, failed, or
+never tried before the provider's circuit opened) gives back its share of every
+counter it booked at once, and its customer gets the fallback reward or waits,
+``pending`` with that reason (``no_inventory``, ``circuit_open``).
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class LedgerActor(Actor):
         # (campaign, provider) -> until when the provider is taken as out of stock for
         # that campaign, which then grants its fallback reward.
         self._empty: dict[tuple[str, str], float] = {}
+        # Grants whose provider call is under way (never released from under it).
+        self._in_flight: set[int] = set()
 
     @property
     def batch_size(self) -> int:
@@ -131,16 +137,24 @@ class LedgerActor(Actor):
             provider_daily={k: v.daily for k, v in policy.budgets.items()},
             eligibility=eligibility,
             batch_size=self.batch_size,
-            empty_providers=self._empty_providers(campaign.id),
+            empty_providers=self._empty_providers(campaign),
         )
 
-    def _empty_providers(self, campaign_id: str) -> frozenset[str]:
+    def _empty_providers(self, campaign: campaigns.CampaignRow) -> frozenset[str]:
+        """Providers this campaign takes as empty: out of stock lately, or (for a campaign
+        with a fallback reward) behind an open circuit."""
         now = self.app.clock.now()
-        return frozenset(
+        empty = {
             provider
-            for (campaign, provider), until in self._empty.items()
-            if campaign == campaign_id and until > now
-        )
+            for (campaign_id, provider), until in self._empty.items()
+            if campaign_id == campaign.id and until > now
+        }
+        reward = campaign.spec.reward
+        if reward.fallback is not None:
+            breaker = self._breaker(reward.provider)
+            if breaker is not None and breaker.state is CircuitState.OPEN:
+                empty.add(reward.provider)
+        return frozenset(empty)
 
     async def process_due(self) -> dict[str, Any]:
         """Run batches until nothing is due; return what was done."""
@@ -219,6 +233,7 @@ class LedgerActor(Actor):
             campaigns.pause_sync(conn, campaign_id, f"no_inventory:{what}", now=now)
         elif outcome.halted is None and outcome.processed < job.batch_size:
             campaigns.finish_run_if_done_sync(conn, campaign, run_id, now=now)
+        # halted "issuing": the rest wait; the outcome of those rewards tells ProcessDue.
         if outcome.halted not in (None, "kill_switch"):
             log.info(
                 "campaign_halted",
@@ -372,6 +387,7 @@ class LedgerActor(Actor):
                 return  # the circuit is open: the grant waits, no attempt is spent
             probe = breaker.state is CircuitState.HALF_OPEN
             recorded = False
+            self._in_flight.add(grant.id)
             try:
                 issued = await self._call(provider, grant)
             except (RewardRejected, OutOfInventory) as exc:
@@ -398,6 +414,7 @@ class LedgerActor(Actor):
                 breaker.record_success()
                 recorded = True
             finally:
+                self._in_flight.discard(grant.id)
                 if not recorded:  # cancelled: no verdict on the provider
                     breaker.release_probe()
             if probe and breaker.state is CircuitState.CLOSED:
@@ -451,12 +468,18 @@ class LedgerActor(Actor):
         now = self.app.clock.now()
         reason = f"circuit_open:{provider}"
 
+        in_flight = json.dumps(sorted(self._in_flight))
+
         def work(conn: sqlite3.Connection) -> list[str]:
+            self._release_untried_sync(conn, provider, in_flight, now)
+            # A campaign with a fallback grants it while the circuit is open; the
+            # others pause until it closes.
             ids = [
                 str(r[0])
                 for r in conn.execute(
                     "SELECT id FROM campaigns WHERE state = 'running'"
-                    " AND json_extract(spec, '$.reward.provider') = ? ORDER BY id",
+                    " AND json_extract(spec, '$.reward.provider') = ?"
+                    " AND json_extract(spec, '$.reward.fallback') IS NULL ORDER BY id",
                     (provider,),
                 )
             ]
@@ -469,6 +492,60 @@ class LedgerActor(Actor):
             paused = await self.app.db.run_sync(work)
         log.warning("provider_circuit_open", provider=provider, campaigns=paused)
         self._tell("notifier", Wake())
+        from promod.actors.scheduler import Kick  # the scheduler imports the ledger
+
+        self._tell("scheduler", Kick())  # released customers: fallback, or wait
+
+    def _release_untried_sync(
+        self, conn: sqlite3.Connection, provider: str, in_flight: str, now: float
+    ) -> int:
+        """Release the grants of ``provider`` never sent to it (no attempt, none under
+        way): they cannot have been issued. Their customers wait (``pending``,
+        reason ``circuit_open``) or get the campaign's fallback."""
+        rows = conn.execute(
+            "SELECT id, campaign_id, run_id, customer_id, provider, value_minor FROM grants"
+            " WHERE state = 'reserved' AND provider = ? AND attempts = 0"
+            " AND id NOT IN (SELECT value FROM json_each(?))",
+            (provider, in_flight),
+        ).fetchall()
+        for grant_id, campaign_id, run_id, customer_id, name, value in rows:
+            grant = GrantRequest(
+                id=grant_id,
+                campaign_id=campaign_id,
+                run_id=run_id,
+                customer_id=customer_id,
+                provider=name,
+                amount_minor=None,
+                amount_exponent=0,
+                value_minor=value,
+                currency=None,
+                options={},
+            )
+            if self._release_sync(conn, grant, 0, "circuit_open: never sent"):
+                self._back_in_line_sync(conn, grant, "circuit_open", now)
+        if rows:
+            log.info("reservations_released", provider=provider, reason="circuit_open", n=len(rows))
+        return len(rows)
+
+    def _back_in_line_sync(
+        self, conn: sqlite3.Connection, grant: GrantRequest, reason: str, now: float
+    ) -> bool:
+        """The customer of a released grant waits again (``pending`` with ``reason``) while
+        the run is open; True then. In a finished run it is refused with ``reason``."""
+        run = conn.execute("SELECT state FROM runs WHERE id = ?", (grant.run_id,)).fetchone()
+        if run is not None and run[0] in ("pilot", "running"):
+            conn.execute(
+                "UPDATE run_targets SET status = 'pending', reason = ?, decided_at = NULL"
+                " WHERE run_id = ? AND customer_id = ?",
+                (reason, grant.run_id, grant.customer_id),
+            )
+            return True
+        conn.execute(
+            "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
+            " WHERE run_id = ? AND customer_id = ?",
+            (reason, now, grant.run_id, grant.customer_id),
+        )
+        return False
 
     async def _resume_closed_circuits(self, now: float) -> None:
         """Resume campaigns paused for a circuit that is closed again, or half-open with
@@ -545,28 +622,44 @@ class LedgerActor(Actor):
             )
 
     async def _fail(self, grant: GrantRequest, attempts: int, error: str) -> None:
-        """Give up: the grant fails, its reservation is released, its target refused."""
+        """Give up: the grant fails and its reservation is released. A campaign with a
+        fallback reward grants that instead (while the run is open); otherwise the
+        target is refused ``issue_failed``."""
         log.error("reward_issue_failed", provider=grant.provider, grant=grant.id, error=error)
         now = self.app.clock.now()
 
-        def work(conn: sqlite3.Connection) -> None:
-            if self._release_sync(conn, grant, attempts, error):
-                conn.execute(
-                    "UPDATE run_targets SET status = 'refused', reason = 'issue_failed',"
-                    " decided_at = ? WHERE run_id = ? AND customer_id = ?",
-                    (now, grant.run_id, grant.customer_id),
-                )
+        def work(conn: sqlite3.Connection) -> bool:
+            if not self._release_sync(conn, grant, attempts, error):
+                return False
+            campaign = campaigns.get_sync(conn, grant.campaign_id)
+            falls_back = (
+                campaign is not None
+                and campaign.spec.reward.provider == grant.provider
+                and campaign.spec.reward.fallback is not None
+            )
+            if falls_back:
+                return self._back_in_line_sync(conn, grant, "issue_failed", now)
+            conn.execute(
+                "UPDATE run_targets SET status = 'refused', reason = 'issue_failed',"
+                " decided_at = ? WHERE run_id = ? AND customer_id = ?",
+                (now, grant.run_id, grant.customer_id),
+            )
+            return False
 
         with anyio.CancelScope(shield=True):
-            await self.app.db.run_sync(work)
+            waiting = await self.app.db.run_sync(work)
+        if waiting:
+            from promod.actors.scheduler import Kick  # the scheduler imports the ledger
+
+            self._tell("scheduler", Kick())
 
     async def _out_of_inventory(self, grant: GrantRequest, attempts: int, error: str) -> None:
         """The provider has nothing left: release the grant; fall back, or pause.
 
         The grant fails and its reservation is released. While the run is still
-        open the customer goes back in line (target ``pending``); in a finished
-        run the target is refused (``no_inventory``). A campaign with a
-        ``fallback`` reward then grants the fallback — to this customer too — and
+        open the customer goes back in line (target ``pending``, reason
+        ``no_inventory``); in a finished run the target is refused (``no_inventory``).
+        A campaign with a ``fallback`` reward then grants the fallback — to this customer too — and
         takes the provider as empty for ``EMPTY_FOR`` seconds before trying it
         again; a campaign without one pauses with reason
         ``no_inventory:<provider>`` (a ``campaign.paused`` event) until resumed.
@@ -584,19 +677,7 @@ class LedgerActor(Actor):
             )
             if not self._release_sync(conn, grant, attempts, error):
                 return False
-            run = conn.execute("SELECT state FROM runs WHERE id = ?", (grant.run_id,)).fetchone()
-            if run is not None and run[0] in ("pilot", "running"):
-                conn.execute(
-                    "UPDATE run_targets SET status = 'pending', reason = NULL, decided_at = NULL"
-                    " WHERE run_id = ? AND customer_id = ?",
-                    (grant.run_id, grant.customer_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE run_targets SET status = 'refused', reason = 'no_inventory',"
-                    " decided_at = ? WHERE run_id = ? AND customer_id = ?",
-                    (now, grant.run_id, grant.customer_id),
-                )
+            self._back_in_line_sync(conn, grant, "no_inventory", now)
             if not falls_back:
                 campaigns.pause_sync(
                     conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
@@ -614,9 +695,11 @@ class LedgerActor(Actor):
     def _release_sync(
         self, conn: sqlite3.Connection, grant: GrantRequest, attempts: int, error: str
     ) -> bool:
-        """Mark a reserved grant failed and release what it reserved; False if not reserved."""
+        """Mark a reserved grant failed and give back its share of every counter it booked;
+        False if it is not reserved."""
         row = conn.execute(
-            "SELECT day, created_at FROM grants WHERE id = ? AND state = 'reserved'",
+            "SELECT day, created_at, counters, value_minor FROM grants WHERE id = ?"
+            " AND state = 'reserved'",
             (grant.id,),
         ).fetchone()
         if row is None:
@@ -635,15 +718,14 @@ class LedgerActor(Actor):
             " AND customer_id = ?",
             (grant.campaign_id, grant.customer_id),
         )
-        release_sync(
-            conn,
-            [
+        if row[2] is not None:
+            scopes = [(str(scope), str(period)) for scope, period in json.loads(row[2])]
+        else:  # reserved before the counters were recorded on the grant
+            scopes = [
                 (f"campaign:{grant.campaign_id}", "lifetime"),
                 (f"campaign:{grant.campaign_id}", row[0]),
                 (f"provider:{grant.provider}", "lifetime"),
                 (f"provider:{grant.provider}", local_day(row[1], self.app.config.daemon.timezone)),
-            ],
-            grant.value_minor,
-            first=had == 1,
-        )
+            ]
+        release_sync(conn, scopes, int(row[3]), first=had == 1)
         return True

@@ -200,6 +200,19 @@ async def test_circuit_opens_pauses_and_a_probe_closes_it(app: LedgerApp) -> Non
         ("plugin.circuit_open",),
     )
     assert [tuple(a) for a in alerts] == [('["vouchers"]',)]
+    # The grant never sent to the partner gave its reservation back; its customer
+    # waits, pending for the circuit. The three tried keep theirs (they may be issued).
+    rows = await grants(app)
+    assert [r[1:3] for r in rows] == [("reserved", 1)] * 3 + [("failed", 0)]
+    untried = await app.db.fetchall(
+        "SELECT t.status, t.reason FROM run_targets t JOIN grants g"
+        " ON g.run_id = t.run_id AND g.customer_id = t.customer_id WHERE g.id = 4"
+    )
+    assert [tuple(t) for t in untried] == [("pending", "circuit_open")]
+    (count,) = await app.db.fetchone(
+        "SELECT count FROM cap_counters WHERE scope = 'campaign:vouchers' AND period = 'lifetime'"
+    )
+    assert count == 3
     # While open, nothing is called and no attempt is spent.
     calls = len(partner.calls)
     app.clock.advance(60)
@@ -216,7 +229,10 @@ async def test_circuit_opens_pauses_and_a_probe_closes_it(app: LedgerApp) -> Non
     await ledger.issue_pending()
     assert await campaign(app) == ("running", None)
     assert app.told["scheduler"].messages
-    assert {r[1] for r in await grants(app)} == {"issued"}
+    # The customer who waited is reserved again and issued.
+    await ledger.process_due()
+    await ledger.issue_pending()
+    assert [r[1] for r in await grants(app)] == ["issued"] * 3 + ["failed", "issued"]
 
 
 async def test_out_of_inventory_releases_and_pauses(app: LedgerApp) -> None:
@@ -229,7 +245,7 @@ async def test_out_of_inventory_releases_and_pauses(app: LedgerApp) -> None:
     # The run stays open while rewards are being issued: the customers go back in
     # line for when the campaign is resumed (after a restock), nothing is spent.
     targets = await app.db.fetchall("SELECT DISTINCT status, reason FROM run_targets")
-    assert [tuple(t) for t in targets] == [("pending", None)]
+    assert [tuple(t) for t in targets] == [("pending", "no_inventory")]
     spent = await app.db.fetchall("SELECT * FROM customer_caps WHERE grants > 0")
     assert spent == []
     counters = await app.db.fetchall(
