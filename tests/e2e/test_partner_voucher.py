@@ -369,3 +369,38 @@ def test_a_count_cap_waits_out_a_partner_outage_with_the_true_reason(
     assert report["granted"] == 50 and report["refused"] == {"count": 10}
     assert report["paused_reason"] == "cap:count" and report["balance"]["holds"]
     assert set(partner.minted_per_key().values()) == {1} and len(partner.mints) == 50
+
+
+def test_sigkill_while_a_partner_runs_out_under_a_count_cap(
+    daemon_factory, partner: FakePartner
+) -> None:
+    """Killed while 30 vouchers run out under count = 50 with a fallback coupon: after the
+    restart nobody holds two rewards, no voucher is minted twice, the cap holds what was
+    issued, and only those past the cap are refused."""
+    d = daemon_factory(edits=FAST_ISOLATION, env={KEY_ENV: str(partner.api_key)})
+    seed_customers(_db(d), [f"c{i:02d}" for i in range(60)])
+    partner.stock = 30
+    partner.delay = 0.1
+    _apply(d, _capped_voucher_spec(partner, fallback=True), "vouchers")
+    _wait(lambda: len(partner.mints) >= 10, what="the run to be under way")
+    d.kill()
+    assert len(partner.mints) < 50
+    partner.delay = 0.0
+    d.start()
+    report = _wait(lambda: _settled(d, "vouchers"), timeout=40, what="the run after the restart")
+    assert report["granted"] == 50 and report["refused"] == {"count": 10}
+    assert report["balance"]["holds"] and report["issuing"] == 0
+    assert set(partner.minted_per_key().values()) == {1}
+    live = _rows(_db(d), "SELECT provider, count(*) FROM grants WHERE state = 'issued' GROUP BY 1")
+    assert dict(live) == {"partner_voucher": 30, "coupon": 20}
+    twice = _rows(
+        _db(d),
+        "SELECT customer_id FROM grants WHERE state != 'failed' GROUP BY 1 HAVING count(*) > 1",
+    )
+    assert twice == []
+    counters = _rows(
+        _db(d),
+        "SELECT count, spend FROM cap_counters WHERE scope = 'campaign:vouchers'"
+        " AND period = 'lifetime'",
+    )
+    assert counters == [(50, 40000)]
