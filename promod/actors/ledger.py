@@ -80,8 +80,10 @@ class LedgerActor(Actor):
         # (campaign, provider) -> until when the provider is taken as out of stock for
         # that campaign, which then grants its fallback reward.
         self._empty: dict[tuple[str, str], float] = {}
-        # Grants whose provider call is under way (never released from under it).
+        # Grants whose provider call is under way (never released from under it), and
+        # grants of this round released before their call (never sent after all).
         self._in_flight: set[int] = set()
+        self._released: set[int] = set()
 
     @property
     def batch_size(self) -> int:
@@ -300,6 +302,7 @@ class LedgerActor(Actor):
                 probing.add(row[4])
             chosen.append(row)
         self._circuits_closed = set()
+        self._released = set()
         async with anyio.create_task_group() as tg:
             limiter = anyio.Semaphore(16)
             for row in chosen:
@@ -373,7 +376,17 @@ class LedgerActor(Actor):
         )
 
     async def _issue_one(self, row: Any, limiter: anyio.Semaphore) -> None:
-        """One call to a provider, behind its circuit breaker and a timeout."""
+        """One call to a provider, behind its circuit breaker and a timeout.
+
+        From the call until its outcome is written the grant is in flight: an opening
+        circuit does not release it (the partner may be issuing it right now).
+        """
+        try:
+            await self._issue_and_record(row, limiter)
+        finally:
+            self._in_flight.discard(int(row[0]))
+
+    async def _issue_and_record(self, row: Any, limiter: anyio.Semaphore) -> None:
         grant = self._request_of(row)
         attempts = row[8] + 1
         provider = self.app.plugins.reward_providers.get(grant.provider)
@@ -383,6 +396,8 @@ class LedgerActor(Actor):
             return
         breaker = self.circuits.get(isolation.provider_circuit(grant.provider))
         async with limiter:
+            if grant.id in self._released:
+                return  # released while it waited for its turn: it is not sent
             if not breaker.allow():
                 return  # the circuit is open: the grant waits, no attempt is spent
             probe = breaker.state is CircuitState.HALF_OPEN
@@ -414,7 +429,6 @@ class LedgerActor(Actor):
                 breaker.record_success()
                 recorded = True
             finally:
-                self._in_flight.discard(grant.id)
                 if not recorded:  # cancelled: no verdict on the provider
                     breaker.release_probe()
             if probe and breaker.state is CircuitState.CLOSED:
@@ -470,8 +484,8 @@ class LedgerActor(Actor):
 
         in_flight = json.dumps(sorted(self._in_flight))
 
-        def work(conn: sqlite3.Connection) -> list[str]:
-            self._release_untried_sync(conn, provider, in_flight, now)
+        def work(conn: sqlite3.Connection) -> tuple[list[str], list[int]]:
+            released = self._release_untried_sync(conn, provider, in_flight, now)
             # A campaign with a fallback grants it while the circuit is open; the
             # others pause until it closes.
             ids = [
@@ -486,10 +500,11 @@ class LedgerActor(Actor):
             paused = [c for c in ids if campaigns.pause_sync(conn, c, reason, now=now)]
             if alert:
                 isolation.record_circuit_open_sync(conn, breaker, now=now, campaigns=paused)
-            return paused
+            return paused, released
 
         with anyio.CancelScope(shield=True):
-            paused = await self.app.db.run_sync(work)
+            paused, released = await self.app.db.run_sync(work)
+        self._released.update(released)
         log.warning("provider_circuit_open", provider=provider, campaigns=paused)
         self._tell("notifier", Wake())
         from promod.actors.scheduler import Kick  # the scheduler imports the ledger
@@ -498,7 +513,7 @@ class LedgerActor(Actor):
 
     def _release_untried_sync(
         self, conn: sqlite3.Connection, provider: str, in_flight: str, now: float
-    ) -> int:
+    ) -> list[int]:
         """Release the grants of ``provider`` never sent to it (no attempt, none under
         way): they cannot have been issued. Their customers wait (``pending``,
         reason ``circuit_open``) or get the campaign's fallback."""
@@ -525,7 +540,7 @@ class LedgerActor(Actor):
                 self._back_in_line_sync(conn, grant, "circuit_open", now)
         if rows:
             log.info("reservations_released", provider=provider, reason="circuit_open", n=len(rows))
-        return len(rows)
+        return [int(r[0]) for r in rows]
 
     def _back_in_line_sync(
         self, conn: sqlite3.Connection, grant: GrantRequest, reason: str, now: float

@@ -254,3 +254,35 @@ async def test_out_of_inventory_releases_and_pauses(app: LedgerApp) -> None:
     assert counters == []
     # The circuit saw answers, not failures.
     assert isolation.board(app).get("provider:partner").state is CircuitState.CLOSED
+
+
+async def test_an_operator_pause_outlasts_the_circuit_closing(app: LedgerApp) -> None:
+    ticks = [0.0]
+    app.extras["circuits"] = CircuitBoard(threshold=3, cooldown=5.0, clock=lambda: ticks[0])
+    ledger = LedgerActor(app)
+    await start_run(app, ledger)
+    partner = partner_of(app)
+    partner.outcome = RuntimeError("down")
+    await ledger.issue_pending()
+    assert await campaign(app) == ("paused", "circuit_open:partner")
+    await store.pause(app.db, "vouchers", now=app.clock.now(), by="alice")
+    # The partner is back: the probe closes the circuit, the reserved rewards are
+    # issued, but the campaign stays paused for the operator.
+    ticks[0] += 5.0
+    app.clock.advance(60)
+    partner.outcome = None
+    await ledger.issue_pending()
+    await ledger.issue_pending()
+    assert isolation.board(app).get("provider:partner").state is CircuitState.CLOSED
+    assert await campaign(app) == ("paused", "operator")
+    held = await store.get(app.db, "vouchers")
+    assert held.pause_info() == {
+        "operator": {"by": "alice", "at": NOW},
+        "automatic": None,
+    }
+    assert (await ledger.process_due()).get("granted", 0) == 0
+    await store.resume(app.db, "vouchers", now=app.clock.now())
+    assert await campaign(app) == ("running", None)
+    await ledger.process_due()
+    await ledger.issue_pending()
+    assert [r[1] for r in await grants(app)] == ["issued"] * 3 + ["failed", "issued"]
