@@ -56,8 +56,9 @@ class CampaignRow:
     held_at: float | None = None
 
     def pause_info(self) -> dict[str, Any] | None:
-        """Who or what paused the campaign, why and when; the operator's hold apart."""
-        if self.state != "paused":
+        """Who or what paused the campaign, why and when; the operator's hold apart (a
+        draft can be held too: it is launched paused)."""
+        if self.state != "paused" and not (self.state == "draft" and self.held_by):
             return None
         hold = None if self.held_by is None else {"by": self.held_by, "at": self.held_at}
         automatic = None
@@ -204,10 +205,14 @@ async def launch(db: Database, campaign_id: str, *, now: float, pilot: str | Non
         if end is not None and end.timestamp() <= now:
             raise CampaignError("conflict", "the campaign's schedule.end has passed")
         first = _first_run_at(current.spec, now)
+        state = "running" if first <= now else "scheduled"
+        if current.held_by is not None:
+            state = "paused"  # held by an operator before the launch: until resumed
         conn.execute(
             "UPDATE campaigns SET state = ?, next_run_at = ?, pilot = ?, launched_at = ?,"
-            " updated_at = ? WHERE id = ?",
-            ("running" if first <= now else "scheduled", first, pilot, now, now, campaign_id),
+            " paused_reason = CASE WHEN held_by IS NULL THEN NULL ELSE ? END,"
+            " paused_by = held_by, paused_at = held_at, updated_at = ? WHERE id = ?",
+            (state, first, pilot, now, OPERATOR, now, campaign_id),
         )
 
     await db.run_sync(work)
@@ -242,7 +247,8 @@ def pause_sync(
 
 
 async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATOR) -> None:
-    """An operator's pause, in any state that is not final.
+    """An operator's pause, in any state that is not final (a held draft is launched
+    paused).
 
     It holds the campaign until an operator's :func:`resume`: a campaign already
     paused by a cap, a pilot, an empty provider or an open circuit keeps that
@@ -254,11 +260,10 @@ async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATO
         current = get_sync(conn, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
-        if current.state in FINAL or current.state == "draft":
+        if current.state in FINAL:
             raise CampaignError(
                 "conflict",
-                f"campaign {campaign_id!r} is {current.state}; only a launched campaign"
-                " that is not completed or stopped can be paused",
+                f"campaign {campaign_id!r} is {current.state}; it cannot be paused",
             )
         if current.held_by is not None:
             raise CampaignError(
@@ -268,6 +273,8 @@ async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATO
             "UPDATE campaigns SET held_by = ?, held_at = ?, updated_at = ? WHERE id = ?",
             (by, now, now, campaign_id),
         )
+        if current.state == "draft":
+            return  # held: it is launched paused
         if current.state == "paused":
             enqueue_sync(
                 conn,
@@ -335,6 +342,13 @@ async def resume(db: Database, campaign_id: str, *, now: float) -> None:
         current = get_sync(conn, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
+        if current.state == "draft" and current.held_by is not None:
+            conn.execute(
+                "UPDATE campaigns SET held_by = NULL, held_at = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (now, campaign_id),
+            )
+            return
         if current.state != "paused":
             raise CampaignError(
                 "conflict", f"campaign {campaign_id!r} is {current.state}, not paused"
