@@ -49,8 +49,8 @@ def report_sync(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | 
     for status, reason, grant_state, n in conn.execute(
         "SELECT t.status, t.reason, g.state, count(*) FROM run_targets t"
         " JOIN runs r ON r.id = t.run_id"
-        " LEFT JOIN grants g ON g.run_id = t.run_id AND g.customer_id = t.customer_id"
-        " AND g.state != 'failed' AND t.status = 'granted'"
+        " LEFT JOIN grants g ON g.campaign_id = r.campaign_id AND g.run_id = t.run_id"
+        " AND g.customer_id = t.customer_id AND g.state != 'failed' AND t.status = 'granted'"
         " WHERE r.campaign_id = ? GROUP BY 1, 2, 3",
         (campaign_id,),
     ):
