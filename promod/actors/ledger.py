@@ -80,10 +80,6 @@ class LedgerActor(Actor):
         # (campaign, provider) -> until when the provider is taken as out of stock for
         # that campaign, which then grants its fallback reward.
         self._empty: dict[tuple[str, str], float] = {}
-        # Grants whose provider call is under way (never released from under it), and
-        # grants of this round released before their call (never sent after all).
-        self._in_flight: set[int] = set()
-        self._released: set[int] = set()
 
     @property
     def batch_size(self) -> int:
@@ -302,7 +298,6 @@ class LedgerActor(Actor):
                 probing.add(row[4])
             chosen.append(row)
         self._circuits_closed = set()
-        self._released = set()
         async with anyio.create_task_group() as tg:
             limiter = anyio.Semaphore(16)
             for row in chosen:
@@ -378,15 +373,10 @@ class LedgerActor(Actor):
     async def _issue_one(self, row: Any, limiter: anyio.Semaphore) -> None:
         """One call to a provider, behind its circuit breaker and a timeout.
 
-        From the call until its outcome is written the grant is in flight: an opening
-        circuit does not release it (the partner may be issuing it right now).
+        The attempt is counted in the store before the call: a grant with an attempt
+        may have been issued and is never released for an open circuit, and one
+        released while it waited for its turn is not sent.
         """
-        try:
-            await self._issue_and_record(row, limiter)
-        finally:
-            self._in_flight.discard(int(row[0]))
-
-    async def _issue_and_record(self, row: Any, limiter: anyio.Semaphore) -> None:
         grant = self._request_of(row)
         attempts = row[8] + 1
         provider = self.app.plugins.reward_providers.get(grant.provider)
@@ -396,13 +386,13 @@ class LedgerActor(Actor):
             return
         breaker = self.circuits.get(isolation.provider_circuit(grant.provider))
         async with limiter:
-            if grant.id in self._released:
-                return  # released while it waited for its turn: it is not sent
             if not breaker.allow():
                 return  # the circuit is open: the grant waits, no attempt is spent
+            if not await self._claim(grant.id, attempts):
+                breaker.release_probe()
+                return  # released (or decided) while it waited for its turn
             probe = breaker.state is CircuitState.HALF_OPEN
             recorded = False
-            self._in_flight.add(grant.id)
             try:
                 issued = await self._call(provider, grant)
             except (RewardRejected, OutOfInventory) as exc:
@@ -462,6 +452,17 @@ class LedgerActor(Actor):
         with anyio.CancelScope(shield=True):
             await self.app.db.run_sync(done)
 
+    async def _claim(self, grant_id: int, attempts: int) -> bool:
+        """Count the attempt about to be made; False when the grant is no longer reserved
+        (or another attempt was counted meanwhile)."""
+        with anyio.CancelScope(shield=True):
+            cur = await self.app.db.execute(
+                "UPDATE grants SET attempts = ? WHERE id = ? AND state = 'reserved'"
+                " AND attempts = ?",
+                (attempts, grant_id, attempts - 1),
+            )
+        return bool(cur.rowcount)
+
     async def _call(self, provider: Any, grant: GrantRequest) -> IssuedReward:
         """``provider.issue(grant)`` within ``[ledger] provider_timeout``, checked."""
         timeout = self.issue_timeout
@@ -482,10 +483,8 @@ class LedgerActor(Actor):
         now = self.app.clock.now()
         reason = f"circuit_open:{provider}"
 
-        in_flight = json.dumps(sorted(self._in_flight))
-
-        def work(conn: sqlite3.Connection) -> tuple[list[str], list[int]]:
-            released = self._release_untried_sync(conn, provider, in_flight, now)
+        def work(conn: sqlite3.Connection) -> list[str]:
+            self._release_untried_sync(conn, provider, now)
             # A campaign with a fallback grants it while the circuit is open; the
             # others pause until it closes.
             ids = [
@@ -500,11 +499,10 @@ class LedgerActor(Actor):
             paused = [c for c in ids if campaigns.pause_sync(conn, c, reason, now=now)]
             if alert:
                 isolation.record_circuit_open_sync(conn, breaker, now=now, campaigns=paused)
-            return paused, released
+            return paused
 
         with anyio.CancelScope(shield=True):
-            paused, released = await self.app.db.run_sync(work)
-        self._released.update(released)
+            paused = await self.app.db.run_sync(work)
         log.warning("provider_circuit_open", provider=provider, campaigns=paused)
         self._tell("notifier", Wake())
         from promod.actors.scheduler import Kick  # the scheduler imports the ledger
@@ -512,16 +510,15 @@ class LedgerActor(Actor):
         self._tell("scheduler", Kick())  # released customers: fallback, or wait
 
     def _release_untried_sync(
-        self, conn: sqlite3.Connection, provider: str, in_flight: str, now: float
+        self, conn: sqlite3.Connection, provider: str, now: float
     ) -> list[int]:
-        """Release the grants of ``provider`` never sent to it (no attempt, none under
-        way): they cannot have been issued. Their customers wait (``pending``,
-        reason ``circuit_open``) or get the campaign's fallback."""
+        """Release the grants of ``provider`` never sent to it (no attempt counted; one
+        is counted before each call): they cannot have been issued. Their customers
+        wait (``pending``, reason ``circuit_open``) or get the campaign's fallback."""
         rows = conn.execute(
             "SELECT id, campaign_id, run_id, customer_id, provider, value_minor FROM grants"
-            " WHERE state = 'reserved' AND provider = ? AND attempts = 0"
-            " AND id NOT IN (SELECT value FROM json_each(?))",
-            (provider, in_flight),
+            " WHERE state = 'reserved' AND provider = ? AND attempts = 0",
+            (provider,),
         ).fetchall()
         for grant_id, campaign_id, run_id, customer_id, name, value in rows:
             grant = GrantRequest(

@@ -344,8 +344,7 @@ async def resume(db: Database, campaign_id: str, *, now: float) -> None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
         if current.state == "draft" and current.held_by is not None:
             conn.execute(
-                "UPDATE campaigns SET held_by = NULL, held_at = NULL, updated_at = ?"
-                " WHERE id = ?",
+                "UPDATE campaigns SET held_by = NULL, held_at = NULL, updated_at = ? WHERE id = ?",
                 (now, campaign_id),
             )
             return
