@@ -25,6 +25,7 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from promod.campaigns.spec import currency_exponent
 from promod.units import parse_duration, parse_money, parse_size
 
 __all__ = [
@@ -89,11 +90,13 @@ ALERT_EVENTS = (
     "clearance.low_approval",
     "reward.granted",
     "plugin.circuit_open",
+    "store.unavailable",
 )
 
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).
 _MAX_SOCKET_PATH = 107
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -102,6 +105,7 @@ _HOSTNAME = re.compile(
 )
 _NO_NAMES: tuple[str, ...] = ()
 _CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _TOML_ERROR_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -222,6 +226,8 @@ class HttpConfig:
     trusted_proxies: tuple[str, ...] = ()
     max_body: int = 1024 * 1024
     tokens: tuple[HttpToken, ...] = ()
+    max_connections: int = 4096  # open connections at most (fewer if the descriptors are few)
+    request_timeout: float = 10.0  # seconds for a request head to arrive, else closed
 
     @property
     def listen(self) -> str:
@@ -291,7 +297,10 @@ class FrequencyCap:
 
 @dataclass(frozen=True)
 class ProviderBudget:
-    """Spend limits for one reward provider across campaigns, in minor units."""
+    """Spend limits for one reward provider in one currency, across campaigns.
+
+    In minor units of that currency (``EUR`` cents, whole ``JPY``).
+    """
 
     lifetime: int | None = None
     daily: int | None = None
@@ -299,10 +308,14 @@ class ProviderBudget:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """``[policy]``: site-wide frequency cap and per-provider budgets."""
+    """``[policy]``: site-wide frequency cap and budgets per reward provider and currency.
+
+    ``budgets["wallet_points"]["EUR"]`` is the budget of ``[policy.budgets.wallet_points]``
+    ``EUR = {...}``; spend in one currency never counts against another's budget.
+    """
 
     frequency: FrequencyCap | None = None
-    budgets: dict[str, ProviderBudget] = field(default_factory=dict)
+    budgets: dict[str, dict[str, ProviderBudget]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -402,6 +415,9 @@ def parse_config_text(text: str, source: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_issue(exc)], source) from None
+    except RecursionError:
+        issue = ConfigIssue("", "arrays or tables are nested too deeply to read")
+        raise ConfigError([issue], source) from None
     return parse_config(data, source)
 
 
@@ -690,13 +706,27 @@ def _duration(*, allow_zero: bool = False) -> Callable[[Any], float]:
     return convert
 
 
-def _money(value: Any) -> int:
+def _money_in(exponent: int, currency: str) -> Callable[[Any], int]:
+    """A money converter for amounts in ``currency`` (``exponent`` decimal places)."""
+
+    def convert(value: Any) -> int:
+        try:
+            return _money(value, exponent)
+        except _Invalid as invalid:
+            if exponent == 0 and isinstance(value, str) and "." in value:
+                _fail(f"{currency} has no minor unit: write whole {currency}, got {value!r}")
+            raise invalid
+
+    return convert
+
+
+def _money(value: Any, exponent: int = 2) -> int:
     if isinstance(value, float):
         _fail(f'money must be a decimal string such as "5.00", not a float ({value!r})')
     if not isinstance(value, str):
         _fail(f'money must be a decimal string such as "5.00", got {_toml_type(value)}')
     try:
-        return parse_money(value)
+        return parse_money(value, exponent)
     except ValueError as exc:
         _fail(str(exc))
 
@@ -868,6 +898,14 @@ def _sender(value: Any) -> str:
     return text
 
 
+def _plain_address(value: Any) -> str:
+    """A bare ASCII ``user@domain``, as it can stand in a ``mailto:`` URI."""
+    text = _nonempty(value)
+    if not _PLAIN_ADDRESS.fullmatch(text):
+        _fail(f"expected a plain address such as 'unsubscribe@example.org', got {text!r}")
+    return text
+
+
 def _schedule(value: Any) -> str:
     """``daily HH:MM``, ``hourly`` or ``every DURATION``."""
     text = _nonempty(value)
@@ -980,6 +1018,8 @@ def _http(t: _Table) -> HttpConfig:
     public_url = t.get("public_url", _url, f"http://{listen_host}:{port}").rstrip("/")
     trusted = t.get("trusted_proxies", _array(_network, "IP addresses or networks"), _NO_NAMES)
     max_body = t.get("max_body", _size, 1024 * 1024)
+    max_connections = t.get("max_connections", _integer(1, 1_000_000), 4096)
+    request_timeout = t.get("request_timeout", _duration(), 10.0)
     tokens: list[HttpToken] = []
     names: set[str] = set()
     hashes: set[str] = set()
@@ -1006,6 +1046,8 @@ def _http(t: _Table) -> HttpConfig:
         trusted_proxies=trusted,
         max_body=max_body,
         tokens=tuple(tokens),
+        max_connections=max_connections,
+        request_timeout=request_timeout,
     )
 
 
@@ -1037,6 +1079,7 @@ def _smtp_options(t: _Table) -> dict[str, Any]:
         "timeout": t.get("timeout", _duration(), 30.0),
         "rate": t.optional("rate", _positive_number),
         "alerts_to": t.get("alerts_to", _array(_sender, "email addresses"), _NO_NAMES),
+        "unsubscribe_mailto": t.optional("unsubscribe_mailto", _plain_address),
     }
     if t.has("password") and t.has("password_env"):
         t.report("password_env", "set only one of password and password_env")
@@ -1155,17 +1198,34 @@ def _policy(t: _Table) -> PolicyConfig:
         )
         entry.finish()
     budgets_table = t.table("budgets")
-    budgets: dict[str, ProviderBudget] = {}
+    budgets: dict[str, dict[str, ProviderBudget]] = {}
     for provider in budgets_table.keys():
-        entry = budgets_table.table(provider)
-        budget = ProviderBudget(
-            lifetime=entry.optional("lifetime", _money),
-            daily=entry.optional("daily", _money),
-        )
-        if not entry.has("lifetime") and not entry.has("daily"):
-            entry.report("", "set lifetime and/or daily")
-        entry.finish()
-        budgets[provider] = budget
+        by_currency = budgets_table.table(provider)
+        budgets[provider] = {}
+        for currency in by_currency.keys():
+            if not _CURRENCY.fullmatch(currency):
+                by_currency.seen.add(currency)
+                if currency in ("lifetime", "daily"):
+                    message = (
+                        "a budget names its currency: write"
+                        f' [policy.budgets.{_quote_key(provider)}] EUR = {{ {currency} = "..." }}'
+                    )
+                else:
+                    message = f"expected an ISO 4217 currency code such as EUR, got {currency!r}"
+                by_currency.report(currency, message)
+                continue
+            entry = by_currency.table(currency)
+            if not isinstance(by_currency.data[currency], dict):
+                continue  # reported by table()
+            money = _money_in(currency_exponent(currency), currency)
+            budget = ProviderBudget(
+                lifetime=entry.optional("lifetime", money), daily=entry.optional("daily", money)
+            )
+            if not entry.has("lifetime") and not entry.has("daily"):
+                entry.report("", "set lifetime and/or daily")
+            entry.finish()
+            budgets[provider][currency] = budget
+        by_currency.finish()
     budgets_table.finish()
     t.finish()
     return PolicyConfig(frequency=frequency, budgets=budgets)

@@ -31,9 +31,10 @@ from promod.actors.base import Actor
 from promod.actors.messages import Inspect
 from promod.actors.notifier import Wake
 from promod.campaigns import store as campaigns
+from promod.campaigns.policy import applied_budgets
 from promod.campaigns.spec import CampaignSpec, currency_exponent
 from promod.ledger import killswitch
-from promod.ledger.caps import release_sync
+from promod.ledger.caps import policy_scope, release_sync
 from promod.ledger.grants import BatchOutcome, GrantJob, grant_batch, granted_payload, local_day
 from promod.ledger.grants import refusal_reason as cap_reason
 from promod.logs import get_logger
@@ -124,6 +125,7 @@ class LedgerActor(Actor):
                 reasons: list[str] = plugins.eligibility_check({"id": customer_id}, spec)
                 return reasons
 
+        budgets = {b.provider: b.budget for b in applied_budgets(policy, campaign.spec)}
         return GrantJob(
             campaign_id=campaign.id,
             run_id=run_id,
@@ -131,8 +133,8 @@ class LedgerActor(Actor):
             providers=plugins.reward_providers,
             site_timezone=config.daemon.timezone,
             frequency=(policy.frequency.max, policy.frequency.days) if policy.frequency else None,
-            provider_lifetime={k: v.lifetime for k, v in policy.budgets.items()},
-            provider_daily={k: v.daily for k, v in policy.budgets.items()},
+            provider_lifetime={p: b.lifetime for p, b in budgets.items()},
+            provider_daily={p: b.daily for p, b in budgets.items()},
             eligibility=eligibility,
             batch_size=self.batch_size,
             empty_providers=self._empty_providers(campaign),
@@ -516,11 +518,11 @@ class LedgerActor(Actor):
         is counted before each call): they cannot have been issued. Their customers
         wait (``pending``, reason ``circuit_open``) or get the campaign's fallback."""
         rows = conn.execute(
-            "SELECT id, campaign_id, run_id, customer_id, provider, value_minor FROM grants"
-            " WHERE state = 'reserved' AND provider = ? AND attempts = 0",
+            "SELECT id, campaign_id, run_id, customer_id, provider, value_minor, currency"
+            " FROM grants WHERE state = 'reserved' AND provider = ? AND attempts = 0",
             (provider,),
         ).fetchall()
-        for grant_id, campaign_id, run_id, customer_id, name, value in rows:
+        for grant_id, campaign_id, run_id, customer_id, name, value, currency in rows:
             grant = GrantRequest(
                 id=grant_id,
                 campaign_id=campaign_id,
@@ -530,7 +532,7 @@ class LedgerActor(Actor):
                 amount_minor=None,
                 amount_exponent=0,
                 value_minor=value,
-                currency=None,
+                currency=currency,
                 options={},
             )
             if self._release_sync(conn, grant, 0, "circuit_open: never sent"):
@@ -736,8 +738,10 @@ class LedgerActor(Actor):
             scopes = [
                 (f"campaign:{grant.campaign_id}", "lifetime"),
                 (f"campaign:{grant.campaign_id}", row[0]),
-                (f"provider:{grant.provider}", "lifetime"),
-                (f"provider:{grant.provider}", local_day(row[1], self.app.config.daemon.timezone)),
             ]
+            if grant.currency is not None:
+                policy = policy_scope(grant.provider, grant.currency)
+                site_day = local_day(row[1], self.app.config.daemon.timezone)
+                scopes += [(policy, "lifetime"), (policy, site_day)]
         release_sync(conn, scopes, int(row[3]), first=had == 1)
         return True

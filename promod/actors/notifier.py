@@ -18,7 +18,6 @@ Whoever enqueues outbox events may wake it instead of waiting for the next poll:
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +28,7 @@ from anyio.abc import TaskStatus
 
 from promod.actors.base import Actor, UnknownMessage
 from promod.actors.messages import Inspect
+from promod.clock import Clock, sleep_until_woken
 from promod.ledger import killswitch
 from promod.logs import get_logger
 from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, RateLimiter
@@ -73,8 +73,9 @@ class SentMarker:
     concurrent senders do not pay one fsync each.
     """
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, clock: Clock) -> None:
         self.db = db
+        self.clock = clock
         self._queue: list[tuple[int, anyio.Event]] = []
         self._lock = anyio.Lock()
 
@@ -85,7 +86,7 @@ class SentMarker:
             if done.is_set():
                 return
             batch, self._queue = self._queue, []
-            now = time.time()
+            now = self.clock.now()
             async with self.db.transaction() as conn:
                 await conn.executemany(
                     "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
@@ -111,7 +112,7 @@ class NotifierActor(Actor):
         self._fanout_wake = anyio.Event()
         self._wakers: dict[str, anyio.Event] = {}
         self._killswitch = (False, -1.0)
-        self._marker = SentMarker(app.db)
+        self._marker = SentMarker(app.db, app.clock)
         self.sent = 0
         self.failed = 0
         self.fanned = 0
@@ -173,7 +174,7 @@ class NotifierActor(Actor):
 
     async def stats(self) -> dict[str, Any]:
         figures: dict[str, Any] = await self.app.db.run_sync(
-            partial(outbox_stats_sync, now=time.time()), write=False
+            partial(outbox_stats_sync, now=self._now()), write=False
         )
         figures["channels_open"] = sorted(self.channels)
         figures["since_start"] = {"sent": self.sent, "failed": self.failed, "fanned": self.fanned}
@@ -196,9 +197,21 @@ class NotifierActor(Actor):
     def _notify(self) -> Any:
         return self.app.config.notify
 
-    async def _wait(self, event: anyio.Event, seconds: float) -> None:
-        with anyio.move_on_after(max(0.0, seconds)):
-            await event.wait()
+    def _now(self) -> float:
+        """The app's clock: the time every delivery is stamped and scheduled by."""
+        return float(self.app.clock.now())
+
+    async def _wait(
+        self, event: anyio.Event, changed: anyio.Event, due: float | None = None
+    ) -> None:
+        """Until ``event``, a change of the app clock, the clock reaching ``due``, or a poll.
+
+        ``changed`` is ``clock.changed()`` taken before the caller read the time, so
+        a clock moved in between still wakes it. The poll interval is real time: a
+        safety net for a missed wake, not a schedule.
+        """
+        with anyio.move_on_after(max(0.0, float(self._notify.poll_interval))):
+            await sleep_until_woken(self.app.clock, due, event, changed)
 
     async def _fanout_loop(self) -> None:
         while True:
@@ -206,8 +219,9 @@ class NotifierActor(Actor):
             routing = Routing.from_config(config, templates_dir(config))
             limit = max(1, int(self._notify.batch_size)) * 5
             self._fanout_wake = anyio.Event()
+            changed = self.app.clock.changed()
             events, counts = await self.app.db.run_sync(
-                partial(fanout_sync, routing=routing, now=time.time(), limit=limit)
+                partial(fanout_sync, routing=routing, now=self._now(), limit=limit)
             )
             if events:
                 self.fanned += events
@@ -217,7 +231,7 @@ class NotifierActor(Actor):
                     if waker is not None:
                         waker.set()
             if events < limit:
-                await self._wait(self._fanout_wake, self._notify.poll_interval)
+                await self._wait(self._fanout_wake, changed)
 
     async def _killswitch_engaged(self) -> bool:
         engaged, read_at = self._killswitch
@@ -238,9 +252,11 @@ class NotifierActor(Actor):
             self._wakers[name] = anyio.Event()
             closed_in = breaker.retry_in()
             if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
-                await self._wait(self._wakers[name], closed_in)
+                with anyio.move_on_after(closed_in):
+                    await self._wakers[name].wait()
                 continue
-            now = time.time()
+            changed = self.app.clock.changed()
+            now = self._now()
             held = " AND NOT " + _MARKETING_SQL if await self._killswitch_engaged() else ""
             probe = breaker.state is not CircuitState.CLOSED
             rows = await self.app.db.fetchall(
@@ -255,10 +271,8 @@ class NotifierActor(Actor):
                     f" WHERE state = 'pending' AND channel = ?{held}",
                     (name,),
                 )
-                wait = self._notify.poll_interval
-                if row is not None and row[0] is not None:
-                    wait = min(wait, float(row[0]) - time.time())
-                await self._wait(self._wakers[name], wait)
+                due = float(row[0]) if row is not None and row[0] is not None else None
+                await self._wait(self._wakers[name], changed, due)
                 continue
             if width == 1:
                 for row in rows:
@@ -342,7 +356,7 @@ class NotifierActor(Actor):
         opened, alert = isolation.newly_opened(self.app, breaker)
         if not opened or not alert:
             return
-        now = time.time()
+        now = self._now()
         with anyio.CancelScope(shield=True):
             await self.app.db.run_sync(
                 partial(isolation.record_circuit_open_sync, breaker=breaker, now=now)
@@ -354,7 +368,7 @@ class NotifierActor(Actor):
         await self.app.db.execute(
             "UPDATE deliveries SET state = ?, last_error = ?, updated_at = ?"
             " WHERE id = ? AND state = 'pending'",
-            (state, error, time.time(), delivery_id),
+            (state, error, self._now(), delivery_id),
         )
 
     async def _failed(self, name: str, row: sqlite3.Row, exc: DeliveryFailed) -> None:
@@ -362,7 +376,7 @@ class NotifierActor(Actor):
         attempts = int(row["attempts"]) + 1
         notify = self._notify
         error = str(exc)[:500]
-        now = time.time()
+        now = self._now()
         fields = {
             "delivery": int(row["id"]),
             "event_id": str(row["event_id"]),

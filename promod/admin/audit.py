@@ -1,8 +1,9 @@
-"""AuditLog: the append-only record of mutating admin commands (table ``audit_log``).
+"""AuditLog: the append-only record of admin commands (table ``audit_log``).
 
-Every mutating command, and every refusal of one, is appended with the caller's identity
-and the outcome (``ok`` / ``refused`` / ``error``); the table's triggers forbid UPDATE
-and DELETE. Secret arguments are redacted and very large ones summarised::
+Every mutating command and every refusal (of read-only commands rate-limited, see
+promod.admin.refusals) is appended with the caller's identity and the outcome (``ok`` /
+``refused`` / ``error``); the table's triggers forbid UPDATE and DELETE. Secret arguments
+are redacted and very large ones summarised::
 
     audit = AuditLog(db)
     await audit.append(caller, "kill.engage", {}, "ok")
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from promod.admin.registry import Caller, CommandError
+from promod.store.database import essential_writes
 
 __all__ = ["OUTCOMES", "AuditLog", "format_ts", "parse_since", "redact_args"]
 
@@ -114,10 +116,9 @@ class AuditLog:
         ts = format_ts(at or dt.datetime.now(dt.UTC))
         args_json = json.dumps(redact_args(args, secret), sort_keys=True, default=str)
         role = caller.role.label if caller.role is not None else None
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO audit_log (ts, uid, gid, pid, user, role, command, args, outcome,"
-                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        # Essential: an operator's kill switch is audited on a full disk too.
+        with essential_writes():
+            return await self._insert(
                 (
                     ts,
                     caller.uid,
@@ -129,7 +130,15 @@ class AuditLog:
                     args_json,
                     outcome,
                     error,
-                ),
+                )
+            )
+
+    async def _insert(self, row: tuple[Any, ...]) -> int:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO audit_log (ts, uid, gid, pid, user, role, command, args, outcome,"
+                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
             )
             row_id = cursor.lastrowid
         return int(row_id) if row_id is not None else 0

@@ -7,6 +7,10 @@ Every target is in exactly one of granted (issued), refused, pending, held, issu
 
     report = await db.run_sync(lambda conn: report_sync(conn, "winback-30d"))
     report["granted"], report["refused"], report["spend"], report["balance"]["holds"]
+
+The caps include the site-wide policy budgets that bind the campaign (its reward
+providers' budgets in its currency), named as their refusals are
+(``provider_budget:wallet_points``, ``provider_daily_budget:wallet_points``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from promod.campaigns.policy import policy_caps
 from promod.campaigns.spec import currency_exponent
 from promod.campaigns.store import CampaignRow, get_sync
 from promod.clearance.store import campaign_section_sync
 from promod.codepool.report import codes_report
+from promod.config import PolicyConfig
 from promod.ledger import killswitch
 from promod.live.report import live_report
 from promod.units import format_money
@@ -31,8 +37,20 @@ BALANCE = ("granted", "refused", "pending", "held", "issuing", "failed")
 EQUATION = "targeted = " + " + ".join(BALANCE)
 
 
-def report_sync(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | None:
-    """The whole report as one structure; text and CSV are renderings of it."""
+def report_sync(
+    conn: sqlite3.Connection,
+    campaign_id: str,
+    *,
+    policy: PolicyConfig | None = None,
+    site_timezone: str = "UTC",
+    now: float | None = None,
+) -> dict[str, Any] | None:
+    """The report of one campaign as one structure (None if there is none); text
+    and CSV are renderings of it.
+
+    With ``policy``, its ``caps`` also list every policy budget that binds the
+    campaign (site days in ``site_timezone``, today being the day of ``now``).
+    """
     campaign = get_sync(conn, campaign_id)
     if campaign is None:
         return None
@@ -152,6 +170,28 @@ def report_sync(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | 
         "per_day": per_day,
         "runs": runs,
     }
+    if policy is not None:
+        report["caps"].update(
+            policy_caps(
+                conn,
+                policy,
+                campaign.spec,
+                campaign_id=campaign_id,
+                site_timezone=site_timezone,
+                now=now,
+            )
+        )
+    if policy is not None:
+        report["caps"].update(
+            policy_caps(
+                conn,
+                policy,
+                campaign.spec,
+                campaign_id=campaign_id,
+                site_timezone=site_timezone,
+                now=now,
+            )
+        )
     extra = _extra_sections(conn, campaign_id)
     if extra:
         report.update(extra)
@@ -265,6 +305,9 @@ def report_rows(report: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]]:
                 rows.append(("caps", f"{name}.{day}", value, usage.get("limit")))
         else:
             rows.append(("caps", name, used, usage.get("limit")))
+        for key, value in usage.items():  # policy, currency, note, ...
+            if key not in ("used", "limit"):
+                rows.append(("caps", f"{name}.{key}", value, None))
     for day in report.get("per_day", []):
         rows.append(("day", f"{day['day']}.granted", day["granted"], None))
         rows.append(("day", f"{day['day']}.spend", day["spend"], None))
