@@ -109,10 +109,15 @@ def render_report(result: Any) -> str:
     if isinstance(result, Mapping) and "csv" in result:
         return str(result["csv"]).rstrip("\n")
     sections: dict[str, dict[str, Any]] = {}
+    caps = result.get("caps") or {}
     for section, key, value, limit in report_rows(result):
         shown = _report_value(key, value)
         if limit is not None:
             shown = f"{shown} / {limit}"
+        if section == "caps":
+            name, dot, rest = key.partition(".")
+            if isinstance(caps.get(name), Mapping) and caps[name].get("policy"):
+                key = f"{name} (policy){dot}{rest}"  # a site-wide budget, not the campaign's
         sections.setdefault(section, {})[key] = shown
     lines: list[str] = []
     kill = result.get("kill_switch")

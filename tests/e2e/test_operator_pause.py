@@ -17,7 +17,7 @@ from tests.support.data import seed_customers, wallet_spec
 
 pytestmark = pytest.mark.slow
 
-NO_SITE_BUDGET = {r"^wallet_points = \{[^\n]*\}": ""}
+NO_SITE_BUDGET = {r"^EUR = \{[^\n]*\}": ""}
 DEC1_0900Z = datetime(2026, 12, 1, 9, 0, tzinfo=UTC).timestamp()
 DAY = 86400.0
 
@@ -77,7 +77,7 @@ def test_operator_pause_holds_a_campaign_a_daily_cap_paused_until_resumed(
     assert shown["paused"]["automatic"]["until"] == DEC1_0900Z - 9 * 3600 + DAY
     human = d.ctl("campaign", "show", "daily")
     assert human.returncode == 0
-    assert f"by operator {hold['by']} at 2026-12-01 09:00:00Z" in human.stdout
+    assert f"by operator {hold['by']} at 2026-12-01T09:00:00Z" in human.stdout
     assert "daily_cap:daily_count by ledger" in human.stdout
     again = d.ctl("campaign", "pause", "daily")
     assert again.returncode == 1 and "already paused" in again.stderr

@@ -16,7 +16,7 @@ from tests.support.data import seed_customers, wallet_spec
 
 pytestmark = pytest.mark.slow
 
-NO_SITE_BUDGET = {r"^wallet_points = \{[^\n]*\}": ""}
+NO_SITE_BUDGET = {r"^EUR = \{[^\n]*\}": ""}
 
 LIVE = """
 id = "deposits"
