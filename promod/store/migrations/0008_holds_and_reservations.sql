@@ -1,4 +1,4 @@
--- 0007_holds_and_reservations: who or what paused a campaign and when, an
+-- 0008_holds_and_reservations: who or what paused a campaign and when, an
 -- operator's pause that outlasts every automatic resume, and the cap counters
 -- each grant booked (so a grant that is never issued gives back exactly those).
 
