@@ -464,14 +464,16 @@ class LiveEngine:
             log.warning("live_errors", errors=fired.errors)
 
     def wake(self, fired: Fired) -> None:
-        """Wake the ledger when targets are due now, the scheduler when they are due later.
+        """Wake the ledger when targets are due now; the scheduler when targets are due
+        later or an inaction window opened (its end is a new moment on the timeline,
+        which the scheduler must sleep until, whatever the clock).
 
         Under load one ledger pass serves many event batches: a ``ProcessDue`` still
         queued absorbs the next (see :func:`promod.actors.refs.wake`).
         """
         if fired.due_now and not wake(self.app.actor("ledger"), ProcessDue()):
             wake(self.app.actor("scheduler"), Kick())  # its tick tells the ledger
-        if fired.due_later:
+        if fired.due_later or fired.timers_opened:
             wake(self.app.actor("scheduler"), Kick())
 
 
