@@ -1,9 +1,9 @@
 """The promod configuration: schema, validation and the frozen ``Config`` it produces.
 
-One TOML file (DESIGN §11). Every key is checked before the daemon starts: unknown
-keys, wrong types, bad durations, money, time zones, enum values, ports and
-references between sections are all collected, each with its dotted key path, and
-raised together as one :class:`ConfigError`.
+One TOML file (the commented sample is config/promod.toml). Every key is checked
+before the daemon starts: unknown keys, wrong types, bad durations, money, time
+zones, enum values, ports and references between sections are all collected, each
+with its dotted key path, and raised together as one :class:`ConfigError`.
 
     config = load_config(resolve_config_path(args.config))
     config.supervisor.max_restarts, config.http.port, config.channels["mail"].options["host"]

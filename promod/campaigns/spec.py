@@ -1,4 +1,4 @@
-"""Campaign specs: parse, validate and normalise what an operator applies (DESIGN §7).
+"""Campaign specs: parse, validate and normalise what an operator applies (docs/campaigns.md).
 
 Owns the campaign spec language: TOML or JSON text (or an already parsed dict)
 becomes a frozen :class:`CampaignSpec`, or a :class:`SpecError` that lists every

@@ -1,4 +1,4 @@
-"""Customer and event records (DESIGN §9): validation and normalisation, no I/O.
+"""Customer and event records: validation and normalisation, no I/O.
 
 Owns the one definition of what a valid customer or event is, shared by the admin
 socket imports and the HTTP API. Input is JSON-shaped data (a dict from ``json.loads``,
@@ -82,7 +82,7 @@ class Customer:
     consents: dict[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The record in its JSON form (DESIGN §9)."""
+        """The record in its JSON form (as the HTTP API and imports take it)."""
         return {
             "id": self.id,
             "email": self.email,
@@ -314,7 +314,7 @@ def _consents(value: Any) -> dict[str, bool]:
 
 
 def parse_customer(obj: Any) -> Customer:
-    """Validate a customer record (DESIGN §9); raises :class:`RecordError`."""
+    """Validate a customer record; raises :class:`RecordError`."""
     data = _check_keys(obj, _CUSTOMER_KEYS, "customer")
     if "id" not in data:
         raise RecordError("is required", "id")
@@ -343,7 +343,7 @@ def _timestamp(value: Any) -> int:
 
 
 def parse_event(obj: Any) -> Event:
-    """Validate an event record (DESIGN §9); raises :class:`RecordError`."""
+    """Validate an event record; raises :class:`RecordError`."""
     data = _check_keys(obj, _EVENT_KEYS, "event")
     for required in ("customer_id", "name", "ts"):
         if required not in data:
@@ -413,7 +413,7 @@ def _split_names(text: str) -> list[str]:
 
 
 def customer_from_csv_row(row: Mapping[str | None, Any]) -> Customer:
-    """A customer from a ``csv.DictReader`` row (DESIGN §9 CSV import).
+    """A customer from a ``csv.DictReader`` row of a CSV import.
 
     ``tags`` and ``consents`` hold ``;``-separated names (listed consents are granted);
     ``attr.NAME`` cells become attributes: ``true``/``false`` -> bool, integers -> int,

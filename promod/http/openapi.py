@@ -38,7 +38,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Customer": {
         "type": "object",
-        "description": "A customer profile (DESIGN §9). In PUT the id comes from the path.",
+        "description": "A customer profile. In PUT the id comes from the path.",
         "additionalProperties": False,
         "properties": {
             "id": _ID,

@@ -1,4 +1,4 @@
-"""The HTTP integration API (DESIGN §6): its routes, errors and request metrics.
+"""The HTTP integration API (docs/http-api.md): its routes, errors and request metrics.
 
 Routes come in areas, each a function ``app -> list[Route]`` in its own module
 (customers and events, redemptions, unsubscribe, clearance); ``AREAS`` lists them
