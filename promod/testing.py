@@ -193,16 +193,20 @@ class PromodDaemon:
 
     def wait_ready(self, timeout: float = 20.0) -> PromodDaemon:
         """Wait for ``READY=1`` of the last start; RuntimeError with the log otherwise."""
-        assert self.proc is not None and self._notify is not None, "not started"
-        deadline = time.monotonic() + timeout
-        while self._notify.messages.count("READY=1") < 1:
-            code = self.proc.poll()
+        proc, notify = self.proc, self._notify
+        assert proc is not None and notify is not None, "not started"
+
+        def ready() -> bool:
+            code = proc.poll()
             if code is not None:
                 raise RuntimeError(f"promod exited with {code} before it was ready:\n{self.logs()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"promod not ready within {timeout}s:\n{self.logs()}")
-            time.sleep(0.02)
+            return notify.messages.count("READY=1") >= 1
+
+        try:
+            wait_until(ready, timeout=timeout, what="READY=1")
+        except AssertionError:
+            self.kill()
+            raise RuntimeError(f"promod not ready within {timeout}s:\n{self.logs()}") from None
         return self
 
     def stop(self, timeout: float = 10.0) -> int:
