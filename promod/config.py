@@ -102,6 +102,7 @@ _HOSTNAME = re.compile(
 )
 _NO_NAMES: tuple[str, ...] = ()
 _CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _TOML_ERROR_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -868,6 +869,14 @@ def _sender(value: Any) -> str:
     return text
 
 
+def _plain_address(value: Any) -> str:
+    """A bare ASCII ``user@domain``, as it can stand in a ``mailto:`` URI."""
+    text = _nonempty(value)
+    if not _PLAIN_ADDRESS.fullmatch(text):
+        _fail(f"expected a plain address such as 'unsubscribe@example.org', got {text!r}")
+    return text
+
+
 def _schedule(value: Any) -> str:
     """``daily HH:MM``, ``hourly`` or ``every DURATION``."""
     text = _nonempty(value)
@@ -1037,6 +1046,7 @@ def _smtp_options(t: _Table) -> dict[str, Any]:
         "timeout": t.get("timeout", _duration(), 30.0),
         "rate": t.optional("rate", _positive_number),
         "alerts_to": t.get("alerts_to", _array(_sender, "email addresses"), _NO_NAMES),
+        "unsubscribe_mailto": t.optional("unsubscribe_mailto", _plain_address),
     }
     if t.has("password") and t.has("password_env"):
         t.report("password_env", "set only one of password and password_env")

@@ -158,7 +158,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
     notifier = systemd.Notifier.from_env()
     environ = dict(os.environ if env is None else env)
     try:
-        plugins = PluginHost.load(config.plugins.dirs, config.plugins.disable)
+        plugins = PluginHost.load(config.plugins.dirs, config.plugins.disable, environ=environ)
         registry = build_registry(plugins)
     except PluginError as exc:
         log.error("plugin_error", error=str(exc))

@@ -405,6 +405,16 @@ def test_smtp_password_and_password_env_are_exclusive(tmp_path: Path) -> None:
     }
 
 
+def test_smtp_unsubscribe_mailto_is_a_plain_address(tmp_path: Path) -> None:
+    head = '[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\n'
+    config = load(tmp_path, head + 'unsubscribe_mailto = "leave@example.org"\n')
+    assert config.channels["m"].options["unsubscribe_mailto"] == "leave@example.org"
+    assert load(tmp_path, head).channels["m"].options["unsubscribe_mailto"] is None
+    for bad in ("Leave <leave@example.org>", "léa@example.org", "leave@example.org?x=1"):
+        found = issues(tmp_path, head + f'unsubscribe_mailto = "{bad}"\n')
+        assert "plain address" in found["channels.m.unsubscribe_mailto"], bad
+
+
 def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
     assert load(tmp_path, '[log]\nlevel = "DEBUG"\n').log.level == "debug"
 

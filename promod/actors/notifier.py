@@ -18,7 +18,6 @@ Whoever enqueues outbox events may wake it instead of waiting for the next poll:
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,6 +28,7 @@ from anyio.abc import TaskStatus
 
 from promod.actors.base import Actor, UnknownMessage
 from promod.actors.messages import Inspect
+from promod.clock import Clock, sleep_until_woken
 from promod.ledger import killswitch
 from promod.logs import get_logger
 from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, RateLimiter
@@ -83,8 +83,9 @@ class SentMarker:
     concurrent senders do not pay one fsync each.
     """
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, clock: Clock) -> None:
         self.db = db
+        self.clock = clock
         self._queue: list[tuple[int, anyio.Event]] = []
         self._lock = anyio.Lock()
 
@@ -95,7 +96,7 @@ class SentMarker:
             if done.is_set():
                 return
             batch, self._queue = self._queue, []
-            now = time.time()
+            now = self.clock.now()
             async with self.db.transaction() as conn:
                 await conn.executemany(
                     "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
@@ -123,7 +124,7 @@ class NotifierActor(Actor):
         self._wakers: dict[str, anyio.Event] = {}
         self._senders: dict[str, _Sender] = {}
         self._killswitch = (False, -1.0)
-        self._marker = SentMarker(app.db)
+        self._marker = SentMarker(app.db, app.clock)
         self.sent = 0
         self.failed = 0
         self.fanned = 0
@@ -195,7 +196,7 @@ class NotifierActor(Actor):
 
     async def stats(self) -> dict[str, Any]:
         figures: dict[str, Any] = await self.app.db.run_sync(
-            partial(outbox_stats_sync, now=time.time()), write=False
+            partial(outbox_stats_sync, now=self._now()), write=False
         )
         figures["channels_open"] = sorted(self.channels)
         figures["since_start"] = {"sent": self.sent, "failed": self.failed, "fanned": self.fanned}
@@ -218,15 +219,28 @@ class NotifierActor(Actor):
     def _notify(self) -> Any:
         return self.app.config.notify
 
-    async def _wait(self, event: anyio.Event, seconds: float) -> None:
-        with anyio.move_on_after(max(0.0, seconds)):
-            await event.wait()
+    def _now(self) -> float:
+        """The app's clock: the time every delivery is stamped and scheduled by."""
+        return float(self.app.clock.now())
+
+    async def _wait(
+        self, event: anyio.Event, changed: anyio.Event, due: float | None = None
+    ) -> None:
+        """Until ``event``, a change of the app clock, the clock reaching ``due``, or a poll.
+
+        ``changed`` is ``clock.changed()`` taken before the caller read the time, so
+        a clock moved in between still wakes it. The poll interval is real time: a
+        safety net for a missed wake, not a schedule.
+        """
+        with anyio.move_on_after(max(0.0, float(self._notify.poll_interval))):
+            await sleep_until_woken(self.app.clock, due, event, changed)
 
     async def _fanout_loop(self) -> None:
         while True:
             self._fanout_wake = anyio.Event()
+            changed = self.app.clock.changed()
             if not await self._fanout_once():
-                await self._wait(self._fanout_wake, self._notify.poll_interval)
+                await self._wait(self._fanout_wake, changed)
 
     async def _fanout_once(self) -> bool:
         """Fan out one batch of pending outbox events; True when there may be more."""
@@ -235,7 +249,7 @@ class NotifierActor(Actor):
             routing = Routing.from_config(config, templates_dir(config))
             limit = max(1, int(self._notify.batch_size)) * 5
             events, counts = await self.app.db.run_sync(
-                partial(fanout_sync, routing=routing, now=time.time(), limit=limit)
+                partial(fanout_sync, routing=routing, now=self._now(), limit=limit)
             )
             if events:
                 self.fanned += events
@@ -263,29 +277,38 @@ class NotifierActor(Actor):
         )
         while True:
             self._wakers[name] = anyio.Event()
-            wait = await self._send_due(name, channel)
-            if wait is not None:
-                await self._wait(self._wakers[name], wait)
+            changed = self.app.clock.changed()  # taken before the batch reads the time
+            pause = await self._send_due(name, channel)
+            if pause is None:
+                continue
+            closed_in, due = pause
+            if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
+                with anyio.move_on_after(closed_in):
+                    await self._wakers[name].wait()
+            else:
+                await self._wait(self._wakers[name], changed, due)
 
-    async def _send_due(self, name: str, channel: Channel) -> float | None:
+    async def _send_due(self, name: str, channel: Channel) -> tuple[float, float | None] | None:
         """Send one batch of the channel's due deliveries.
 
-        None when a batch went out (there may be more); otherwise the seconds until
-        the channel should look again (its circuit's cool-down, the next retry, the poll).
+        None when a batch went out (there may be more); otherwise what to wait for:
+        ``(cool_down, None)`` while the channel's circuit is open, ``(0.0, due)`` when
+        nothing is due now (``due``: the next delivery's time on the app clock, or None).
         """
         sender = self._senders[name]
         async with sender.lock:
             return await self._send_batch(name, channel, sender)
 
-    async def _send_batch(self, name: str, channel: Channel, sender: _Sender) -> float | None:
-        pacer, width, limiter = sender.pacer, sender.width, sender.limiter
+    async def _send_batch(
+        self, name: str, channel: Channel, sender: _Sender
+    ) -> tuple[float, float | None] | None:
         breaker = isolation.board(self.app).get(
             isolation.channel_circuit(name), counts=_counts_against_channel
         )
         closed_in = breaker.retry_in()
-        if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
-            return closed_in
-        now = time.time()
+        if closed_in:
+            return (closed_in, None)
+        now = self._now()
         held = " AND NOT " + _MARKETING_SQL if await self._killswitch_engaged() else ""
         probe = breaker.state is not CircuitState.CLOSED
         rows = await self.app.db.fetchall(
@@ -300,18 +323,17 @@ class NotifierActor(Actor):
                 f" WHERE state = 'pending' AND channel = ?{held}",
                 (name,),
             )
-            wait = float(self._notify.poll_interval)
-            if row is not None and row[0] is not None:
-                wait = min(wait, float(row[0]) - time.time())
-            return max(0.0, wait)
-        if width == 1:
+            return (0.0, float(row[0]) if row is not None and row[0] is not None else None)
+        if sender.width == 1:
             for row in rows:
-                await self._deliver(name, channel, row, pacer)
+                await self._deliver(name, channel, row, sender.pacer)
         else:
             async with anyio.create_task_group() as tg:
                 for row in rows:
-                    await limiter.acquire()
-                    tg.start_soon(self._deliver_limited, name, channel, row, pacer, limiter)
+                    await sender.limiter.acquire()
+                    tg.start_soon(
+                        self._deliver_limited, name, channel, row, sender.pacer, sender.limiter
+                    )
         return None
 
     async def _deliver_limited(
@@ -387,7 +409,7 @@ class NotifierActor(Actor):
         opened, alert = isolation.newly_opened(self.app, breaker)
         if not opened or not alert:
             return
-        now = time.time()
+        now = self._now()
         with anyio.CancelScope(shield=True):
             await self.app.db.run_sync(
                 partial(isolation.record_circuit_open_sync, breaker=breaker, now=now)
@@ -399,7 +421,7 @@ class NotifierActor(Actor):
         await self.app.db.execute(
             "UPDATE deliveries SET state = ?, last_error = ?, updated_at = ?"
             " WHERE id = ? AND state = 'pending'",
-            (state, error, time.time(), delivery_id),
+            (state, error, self._now(), delivery_id),
         )
 
     async def _failed(self, name: str, row: sqlite3.Row, exc: DeliveryFailed) -> None:
@@ -407,7 +429,7 @@ class NotifierActor(Actor):
         attempts = int(row["attempts"]) + 1
         notify = self._notify
         error = str(exc)[:500]
-        now = time.time()
+        now = self._now()
         fields = {
             "delivery": int(row["id"]),
             "event_id": str(row["event_id"]),

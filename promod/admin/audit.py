@@ -1,8 +1,9 @@
-"""AuditLog: the append-only record of mutating admin commands (table ``audit_log``).
+"""AuditLog: the append-only record of admin commands (table ``audit_log``).
 
-Every mutating command, and every refusal of one, is appended with the caller's identity
-and the outcome (``ok`` / ``refused`` / ``error``); the table's triggers forbid UPDATE
-and DELETE. Secret arguments are redacted and very large ones summarised::
+Every mutating command and every refusal (of read-only commands rate-limited, see
+promod.admin.refusals) is appended with the caller's identity and the outcome (``ok`` /
+``refused`` / ``error``); the table's triggers forbid UPDATE and DELETE. Secret arguments
+are redacted and very large ones summarised::
 
     audit = AuditLog(db)
     await audit.append(caller, "kill.engage", {}, "ok")

@@ -75,10 +75,16 @@ async def version_command(ctx: CommandContext, args: dict[str, Any]) -> dict[str
 
 @command("ping", role=None, mutating=False, summary="check the daemon answers", usage="ping")
 async def ping_command(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
-    """``{"cmd": "ping"}`` / ``promodctl ping`` -> ``{"pong": true, "time", "user", "role"}``."""
+    """``{"cmd": "ping"}`` / ``promodctl ping``.
+
+    ``{"pong": true, "time", "timezone", "user", "role"}``; ``timezone`` is the site's
+    (``[daemon] timezone``), in which promodctl shows times.
+    """
+    daemon = getattr(getattr(ctx.app, "config", None), "daemon", None)
     return {
         "pong": True,
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "timezone": getattr(daemon, "timezone", "UTC"),
         "user": ctx.caller.user,
         "role": ctx.caller.role.label if ctx.caller.role is not None else None,
     }

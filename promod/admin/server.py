@@ -5,8 +5,9 @@ another daemon still answers on it), sets its mode before it accepts, then serve
 JSON-lines requests, many per connection, each answered in order. For every request the
 peer's role is resolved from SO_PEERCRED against ``app.config.admin.roles`` (read on each
 request, so a config reload applies to open connections), checked, the arguments
-validated and the handler run. Mutating commands and refusals of them go to the audit
-log::
+validated and the handler run. Mutating commands and every refusal go to the audit
+log; refusals of read-only commands at most once per uid, command and minute, with a
+count of the rest (:mod:`promod.admin.refusals`)::
 
     server = AdminServer(app, app.commands, Path("/run/promod/admin.sock"), 0o660)
     async with anyio.create_task_group() as tg:
@@ -18,6 +19,8 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from promod.admin.protocol import (
     encode_error,
     encode_result,
 )
+from promod.admin.refusals import READ_REFUSAL_WINDOW, RefusalLimiter
 from promod.admin.registry import Caller, Command, CommandContext, CommandError, CommandRegistry
 from promod.admin.roles import peer_credentials, resolve_caller
 
@@ -72,8 +76,11 @@ class AdminServer:
         mode: int = 0o660,
         *,
         line_limit: int = MAX_LINE,
+        refusal_window: float = READ_REFUSAL_WINDOW,
+        refusal_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
+        self.refusals = RefusalLimiter(refusal_window, refusal_clock)
         self.registry = registry
         self.socket_path = Path(socket_path)
         self.mode = mode
@@ -99,6 +106,7 @@ class AdminServer:
         finally:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
+                await self._audit_suppressed(everything=True)
             self._unlink_if_ours(inode)
 
     async def _bind(self) -> anyio.abc.SocketListener:
@@ -185,6 +193,7 @@ class AdminServer:
                 {"command": request.cmd},
             )
         raw_args = request.args if isinstance(request.args, dict) else {}
+        await self._audit_suppressed()
         try:
             mutating = cmd.is_mutating(raw_args)
         except Exception:
@@ -197,14 +206,14 @@ class AdminServer:
                 + (caller.role.label if caller.role else "no role"),
                 {"required": cmd.role.label if cmd.role else None},
             )
-            log.warning(
-                "admin command refused",
-                command=cmd.name,
-                user=caller.user,
-                uid=caller.uid,
-                role=caller.role.label if caller.role else None,
-            )
-            if mutating:
+            if mutating or self.refusals.admit(caller, cmd.name):
+                log.warning(
+                    "admin command refused",
+                    command=cmd.name,
+                    user=caller.user,
+                    uid=caller.uid,
+                    role=caller.role.label if caller.role else None,
+                )
                 await self._audit(cmd, caller, raw_args, "refused", error)
             raise error
         if mutating and getattr(self.app, "shutting_down", False):
@@ -239,6 +248,14 @@ class AdminServer:
             await self._audit(cmd, caller, args, "ok", None)
             log.info("admin command", command=cmd.name, user=caller.user, uid=caller.uid)
         return result
+
+    async def _audit_suppressed(self, *, everything: bool = False) -> None:
+        """Record the counts of read-only refusals whose window has passed."""
+        for summary in self.refusals.expired(everything=everything):
+            cmd = self.registry.get(summary.command)
+            if cmd is not None:
+                error = CommandError("forbidden", summary.message())
+                await self._audit(cmd, summary.caller, {}, "refused", error)
 
     async def _audit(
         self,

@@ -55,8 +55,21 @@ def render_campaigns(result: Any) -> str:
     return render_table(rows, empty="(no campaigns)")
 
 
+_SHOW_HEAD = (
+    "id",
+    "state",
+    "version",
+    "paused_reason",
+    "paused_until",
+    "pilot",
+    "next_run_at",
+    "launched_at",
+    "updated_at",
+)
+
+
 def render_campaign(result: Any) -> str:
-    head = {k: result.get(k) for k in ("id", "state", "version", "paused_reason", "pilot")}
+    head = {k: result.get(k) for k in _SHOW_HEAD}
     return render_kv({**{k: v for k, v in head.items() if v is not None}, **result["summary"]})
 
 

@@ -8,6 +8,11 @@ Adding a subcommand is adding one row::
     CtlCommand("campaign pause", "pause a running campaign",
                params=(param("campaign", help="campaign id"),))
 
+``--json`` may stand anywhere on the line (``promodctl campaign report X --json``).
+Human output shows times as ISO 8601 in the site's time zone (``[daemon] timezone``, from
+the daemon's ``ping``); ``--json`` prints the daemon's result as it is (Unix times).
+Output into a pipe that closes early (``| head``) ends quietly with exit status 0.
+
 Exit status: 0 ok, 1 refused or failed (``promodctl: CODE: message`` on stderr), 2 usage,
 3 daemon unreachable.
 """
@@ -57,7 +62,13 @@ from promod.ctl.imports import (
 )
 from promod.ctl.outbox import ACTIONS as OUTBOX_ACTIONS
 from promod.ctl.outbox import render_outbox, run_outbox
-from promod.ctl.render import format_timestamp, render_kv, render_table, render_value
+from promod.ctl.render import (
+    format_timestamp,
+    render_kv,
+    render_table,
+    render_value,
+    set_site_timezone,
+)
 
 __all__ = [
     "COMMANDS",
@@ -502,6 +513,13 @@ def _print_path_errors(exc: CommandError) -> None:
                 print(f"  {item['path']}: {item.get('message')}", file=sys.stderr)
 
 
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    """``--json`` after the command words too; SUPPRESS keeps an earlier ``--json`` set."""
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON"
+    )
+
+
 def build_parser(commands: Sequence[CtlCommand] | None = None) -> argparse.ArgumentParser:
     """The argparse tree for ``commands`` (default: :data:`COMMANDS`)."""
     if commands is None:
@@ -532,12 +550,14 @@ def build_parser(commands: Sequence[CtlCommand] | None = None) -> argparse.Argum
             if prefix not in groups:
                 helptext = GROUP_HELP.get(" ".join(prefix), f"{' '.join(prefix)} commands")
                 group = groups[words[: depth - 1]].add_parser(prefix[-1], help=helptext)
+                _json_flag(group)
                 groups[prefix] = group.add_subparsers(
                     dest="_".join(("sub", *prefix)), metavar="COMMAND", required=True
                 )
         sub = groups[words[:-1]].add_parser(
             words[-1], help=command.help, description=command.description or command.help
         )
+        _json_flag(sub)
         for p in command.params:
             options = dict(p.options)
             if p.flags[0].startswith("-"):
@@ -591,14 +611,42 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def _site_timezone(client: AdminClient) -> str | None:
+    """The daemon's ``[daemon] timezone`` (None from a daemon that does not say)."""
+    try:
+        answer = client.call("ping")
+    except (CommandError, DaemonUnreachable):
+        return None
+    zone = answer.get("timezone") if isinstance(answer, Mapping) else None
+    return zone if isinstance(zone, str) else None
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (``| head``): stop quietly, successfully.
+
+    stdout is pointed at /dev/null so that the interpreter's last flush at exit
+    does not fail on the closed pipe again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``promodctl`` with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exc:
+        sys.stdout.flush()  # --help into a closed pipe fails here, not at exit
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except BrokenPipeError:
+        return _stdout_closed()
     command: CtlCommand = ns.ctl_command
+    zone: str | None = None
     try:
         socket_path = resolve_socket(ns.socket, ns.config)
         timeout = ns.timeout if ns.timeout is not None else command.timeout or DEFAULT_TIMEOUT
@@ -606,6 +654,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("--timeout must be positive")
         with AdminClient(socket_path, timeout=timeout) as client:
             result = (command.run or call_default)(command, client, ns)
+            if not ns.json:
+                zone = _site_timezone(client)
     except UsageError as exc:
         print(f"promodctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -619,10 +669,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("promodctl: interrupted", file=sys.stderr)
         return 130
-    if ns.json:
-        _print_json(result)
-    else:
-        print(command.render(result))
+    try:
+        if ns.json:
+            _print_json(result)
+        else:
+            set_site_timezone(zone)
+            print(command.render(result))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
     return EXIT_OK
 
 

@@ -1,9 +1,14 @@
 """Human output for ``promodctl``: aligned tables, key/value blocks and a progress bar.
 
-::
+Times are shown as ISO 8601 in the site's time zone (``[daemon] timezone``, which
+promodctl learns from the daemon's ``ping``): a number under a key ending in ``_at``
+(or ``paused_until``) is a Unix time and is shown that way in tables and key/value
+blocks::
 
+    set_site_timezone("Europe/Berlin")
     print(render_table([{"name": "ledger", "state": "running"}], ["name", "state"]))
     print(render_value(result))            # picks a table, key/values or plain text
+    format_timestamp(1796160499.39)        # '2026-12-01T22:28:19+01:00'
     with ProgressBar(total=10_000, label="import") as bar:
         bar.advance(500)
 """
@@ -17,20 +22,47 @@ import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "ProgressBar",
     "format_cell",
     "format_timestamp",
+    "is_time_key",
     "render_kv",
     "render_table",
     "render_value",
+    "set_site_timezone",
 ]
+
+_site_tz: dt.tzinfo = dt.UTC
+_TIME_KEYS = frozenset({"paused_until"})
+
+
+def set_site_timezone(name: str | None) -> None:
+    """Show times in the IANA zone ``name`` (UTC for None or an unknown name)."""
+    global _site_tz
+    try:
+        _site_tz = ZoneInfo(name) if name and name != "UTC" else dt.UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        _site_tz = dt.UTC
 
 
 def format_timestamp(value: float) -> str:
-    """Unix time -> ``2026-11-20 18:03:00Z``."""
-    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    """Unix time -> ISO 8601 in the site's zone: ``2026-11-20T19:03:00+01:00`` (UTC: ``...Z``)."""
+    text = dt.datetime.fromtimestamp(value, _site_tz).isoformat(timespec="seconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") and _site_tz is dt.UTC else text
+
+
+def is_time_key(key: object) -> bool:
+    """Whether a number under ``key`` is a Unix time (``*_at``, ``paused_until``)."""
+    return isinstance(key, str) and (key.endswith("_at") or key in _TIME_KEYS)
+
+
+def _shown(key: object, value: Any) -> Any:
+    if is_time_key(key) and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_timestamp(value)
+    return value
 
 
 def format_cell(value: Any) -> str:
@@ -66,7 +98,7 @@ def render_table(
         for row in rows:
             seen.update(dict.fromkeys(row))
         columns = list(seen)
-    cells = [[format_cell(row.get(column)) for column in columns] for row in rows]
+    cells = [[format_cell(_shown(column, row.get(column))) for column in columns] for row in rows]
     headers = [_header(column) for column in columns]
     widths = [max(len(headers[i]), *(len(line[i]) for line in cells)) for i in range(len(columns))]
 
@@ -88,7 +120,8 @@ def render_kv(mapping: Mapping[str, Any], *, indent: int = 0) -> str:
             lines.append(f"{pad}{key}:")
             lines.append(render_kv(value, indent=indent + 2))
         else:
-            lines.append(f"{pad}{str(key) + ':':<{width + 1}} {format_cell(value)}")
+            shown = format_cell(_shown(key, value))
+            lines.append(f"{pad}{str(key) + ':':<{width + 1}} {shown}")
     return "\n".join(lines)
 
 

@@ -63,7 +63,8 @@ def _one_click(body: bytes, content_type: str) -> bool:
         form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
         return False
-    return ONE_CLICK in form.get("List-Unsubscribe", [])
+    # A trailing newline after the body (some senders add one) is not a different answer.
+    return ONE_CLICK in [value.strip() for value in form.get("List-Unsubscribe", [])]
 
 
 def unsubscribe_routes(app: Any) -> list[Route]:

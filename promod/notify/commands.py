@@ -15,7 +15,6 @@ Command line: ``promodctl outbox``, ``outbox list [--state S]``, ``outbox retry 
 from __future__ import annotations
 
 import sqlite3
-import time
 from functools import partial
 from typing import Any
 
@@ -39,7 +38,7 @@ def _wake(ctx: CommandContext) -> None:
 @command("outbox", role=Role.VIEWER, mutating=False, summary="outbox depth, failures, dead letters")
 async def outbox_status(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = await ctx.app.db.run_sync(
-        partial(outbox_stats_sync, now=time.time()), write=False
+        partial(outbox_stats_sync, now=ctx.app.clock.now()), write=False
     )
     return result
 
@@ -126,7 +125,12 @@ async def outbox_retry(ctx: CommandContext, args: dict[str, Any]) -> dict[str, A
     if (delivery_id is None) == (not args.get("all")):
         raise CommandError("invalid_args", "give either id or all=true")
     count: int = await ctx.app.db.run_sync(
-        partial(_retry_sync, delivery_id=delivery_id, channel=args.get("channel"), now=time.time())
+        partial(
+            _retry_sync,
+            delivery_id=delivery_id,
+            channel=args.get("channel"),
+            now=ctx.app.clock.now(),
+        )
     )
     _wake(ctx)
     return {"retried": count}
@@ -152,7 +156,7 @@ def _drop_sync(conn: sqlite3.Connection, delivery_id: int, now: float) -> None:
     args={"id": ArgSpec(int, required=True, help="delivery id")},
 )
 async def outbox_drop(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
-    await ctx.app.db.run_sync(partial(_drop_sync, delivery_id=args["id"], now=time.time()))
+    await ctx.app.db.run_sync(partial(_drop_sync, delivery_id=args["id"], now=ctx.app.clock.now()))
     return {"dropped": args["id"]}
 
 

@@ -2,7 +2,8 @@
 
 Options (validated by promod.config): host, port, tls (none | starttls |
 implicit), from, username, password or password_env, timeout, rate (messages
-per second, paced by the notifier), alerts_to (operators who get alerts). One
+per second, paced by the notifier), alerts_to (operators who get alerts),
+unsubscribe_mailto (an address also offered in ``List-Unsubscribe``). One
 connection is kept open and reused for a batch; it is closed after ``idle``
 seconds without a send and re-opened on demand::
 
@@ -11,17 +12,25 @@ seconds without a send and re-opened on demand::
     await channel.close()
 
 A customer message becomes ``multipart/alternative`` (text and HTML parts) with
-``List-Unsubscribe`` and ``List-Unsubscribe-Post`` (RFC 8058), a Message-ID
-derived from the event id and a ``Promod-Event-Id`` header. 5xx answers are
+``List-Unsubscribe: <https://...>`` (plus ``<mailto:...>`` when configured) in
+plain ASCII, never RFC 2047-encoded, and ``List-Unsubscribe-Post:
+List-Unsubscribe=One-Click`` (RFC 8058). Its ``Message-ID`` is derived from the
+event id, kind and channel (``<reward.granted%3A42+message+mail@example.org>``:
+characters a msg-id cannot hold are %-escaped, so it is valid and unique per
+mail) and ``Promod-Event-Id`` carries the event id as it is. 5xx answers are
 permanent (a refused recipient is reported as bounced and suppressed), 4xx
 answers and network errors temporary.
 """
 
 from __future__ import annotations
 
+import email.policy
 import os
+import re
+import string
 import time
 from collections.abc import Mapping
+from email.headerregistry import BaseHeader, HeaderRegistry, UniqueUnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any
@@ -38,16 +47,87 @@ from promod.notify.channel import (
     TemporaryFailure,
 )
 
-__all__ = ["SmtpChannel", "SmtpChannelType", "build_email"]
+__all__ = ["SmtpChannel", "SmtpChannelType", "build_email", "list_unsubscribe", "message_id"]
 
 log = get_logger("promod.notify.smtp")
 
 IDLE_CLOSE = 30.0  # seconds a kept connection may sit unused
 
 
+ONE_CLICK = "List-Unsubscribe=One-Click"
+MAX_LINE = 998  # RFC 5322 2.1.1: no line of a message may be longer
+_UNSUBSCRIBE_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+_ID_SAFE = frozenset(string.ascii_letters + string.digits + "-_.")
+_ANGLED = re.compile(r"<[^<>\s]+>")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
 def _domain(sender: str) -> str:
-    address = parseaddr(sender)[1]
-    return address.rpartition("@")[2] or "promod.invalid"
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    try:
+        return domain.encode("idna").decode("ascii") if domain else "promod.invalid"
+    except UnicodeError:
+        return "promod.invalid"
+
+
+def _id_part(text: str) -> str:
+    """``text`` as dot-atom text: anything else (and a dot at an edge or after a dot) %-escaped.
+
+    The escaping is reversible, and ``+`` and ``%`` are always escaped, so parts
+    joined with ``+`` name exactly one (event, kind, channel).
+    """
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        dot_ok = ch != "." or (0 < i < len(text) - 1 and text[i - 1] != ".")
+        if ch in _ID_SAFE and dot_ok:
+            out.append(ch)
+        else:
+            out.extend(f"%{byte:02X}" for byte in ch.encode("utf-8"))
+    return "".join(out) or "%00"
+
+
+def message_id(event_id: str, kind: str, channel: str, sender: str) -> str:
+    """A valid RFC 5322 msg-id, the same for every retry of one delivery, unique per delivery."""
+    left = "+".join(_id_part(part) for part in (event_id, kind, channel))
+    return f"<{left}@{_domain(sender)}>"
+
+
+def list_unsubscribe(url: str, mailto: str | None = None) -> str:
+    """The ``List-Unsubscribe`` value: the one-click URL first, then the mailto (RFC 2369)."""
+    uris = [f"<{url}>"]
+    if mailto:
+        uris.append(f"<mailto:{mailto}?subject=unsubscribe>")
+    return ", ".join(uris)
+
+
+class ListUnsubscribeHeader(UniqueUnstructuredHeader, BaseHeader):  # type: ignore[misc]
+    """``List-Unsubscribe`` written as it is: plain ASCII, folded only between its URIs.
+
+    The default policy would RFC 2047-encode a URL longer than a line, and mail
+    clients then find no link to offer.
+    """
+
+    def fold(self, *, policy: Any) -> str:
+        value = str(self)
+        uris = _ANGLED.findall(value)
+        rest = _ANGLED.sub("", value)
+        if not value.isascii() or not uris or not re.fullmatch(r"[\s,]*", rest):
+            raise ValueError(f"List-Unsubscribe must be ASCII <URI>s, got {value!r}")
+        lines = [f"{self.name}: {uris[0]}", *(f" {uri}" for uri in uris[1:])]
+        if any(len(line) + 1 > MAX_LINE for line in lines):
+            raise ValueError("List-Unsubscribe: a URI is longer than a mail line may be")
+        linesep = str(policy.linesep)
+        return f",{linesep}".join(lines) + linesep
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", ListUnsubscribeHeader)
+POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
+
+
+def _plain_address(text: str) -> bool:
+    """``user@domain`` in ASCII, with nothing a mailto URI would have to escape."""
+    return bool(_PLAIN_ADDRESS.fullmatch(text))
 
 
 def _alert_text(message: Message) -> str:
@@ -58,19 +138,31 @@ def _alert_text(message: Message) -> str:
 
 
 def build_email(
-    message: Message, sender: str, recipients: tuple[str, ...], channel: str
+    message: Message,
+    sender: str,
+    recipients: tuple[str, ...],
+    channel: str,
+    *,
+    unsubscribe_mailto: str | None = None,
 ) -> EmailMessage:
     """The RFC 5322 message for ``message`` (customer message or alert)."""
-    mail = EmailMessage()
+    mail = EmailMessage(policy=POLICY)
     mail["From"] = sender
     mail["To"] = ", ".join(recipients)
     mail["Date"] = formatdate(localtime=False, usegmt=True)
-    mail["Message-ID"] = f"<{message.event_id}.{channel}@{_domain(sender)}>"
+    mail["Message-ID"] = message_id(message.event_id, message.kind, channel, sender)
     mail["Promod-Event-Id"] = message.event_id
     if message.kind == "message":
         mail["Subject"] = message.subject or ""
+        own = message.unsubscribe_url is not None
         for name, value in message.headers.items():
-            mail[name] = value
+            if not (own and name.lower() in _UNSUBSCRIBE_HEADERS):
+                mail[name] = value
+        if message.unsubscribe_url is not None:
+            mail["List-Unsubscribe"] = list_unsubscribe(message.unsubscribe_url, unsubscribe_mailto)
+            mail["List-Unsubscribe-Post"] = ONE_CLICK
+        for header in mail.get_all("List-Unsubscribe") or ():
+            header.fold(policy=POLICY)  # refuses what could not go out as written
         text = message.text
         html = message.html
         if text is not None:
@@ -116,6 +208,12 @@ class SmtpChannel:
         rate = options.get("rate")
         self.rate: float | None = float(rate) if rate else None
         self.alerts_to: tuple[str, ...] = tuple(options.get("alerts_to") or ())
+        mailto = options.get("unsubscribe_mailto")
+        self.unsubscribe_mailto: str | None = str(mailto) if mailto else None
+        if mailto and not _plain_address(str(mailto)):
+            raise ChannelError(
+                f"channel {name!r}: 'unsubscribe_mailto' must be a plain ASCII address"
+            )
         self._smtp: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
         self._lock = anyio.Lock()
@@ -156,7 +254,13 @@ class SmtpChannel:
                 raise PermanentFailure(f"channel {self.name!r} has no alerts_to recipients")
             recipients = self.alerts_to
         try:
-            mail = build_email(message, self.sender, recipients, self.name)
+            mail = build_email(
+                message,
+                self.sender,
+                recipients,
+                self.name,
+                unsubscribe_mailto=self.unsubscribe_mailto,
+            )
         except (ValueError, TypeError) as exc:
             raise PermanentFailure(f"cannot build the email: {exc}") from None
         async with self._lock:

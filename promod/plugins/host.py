@@ -5,16 +5,24 @@ It loads the built-in plugins (registered exactly like outside ones), the
 configured ``plugins.dirs``, refuses implementations of unknown hooks, and
 offers one typed method per hook::
 
-    host = PluginHost.load(config.plugins)
-    providers = host.reward_providers()
+    host = PluginHost.load(config.plugins.dirs, config.plugins.disable)
+    providers = host.reward_providers
+
+Hooks are called through pluggy (``pm.hook.NAME(...)``), so ``tryfirst`` and
+``trylast`` order the implementations as pluggy documents, and every plugin is
+registered isolated (:mod:`promod.plugins.calls`): one that raises is logged or
+refused without stopping the others. With ``PROMOD_TRACE_PLUGINS=1`` in the
+environment every hook call is traced into the log (``plugin_trace`` lines).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -24,8 +32,11 @@ import pluggy
 
 from promod.logs import get_logger
 from promod.plugins import hookspecs
+from promod.plugins.calls import Answer, Failure, IsolatedPlugin, trace_hook_calls
 
 log = get_logger("promod.plugins")
+
+TRACE_ENV = "PROMOD_TRACE_PLUGINS"
 
 # Built-in plugins, registered through the same hooks outside plugins use.
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -79,15 +90,15 @@ class PluginHost:
         self._registers: dict[str, list[str]] = {}
         # register_* hooks run once, here; the results are kept.
         self.reward_providers: dict[str, Any] = self._named(
-            self._collect(pm.hook.promod_register_reward_providers), "name", "provider"
+            self._collect("promod_register_reward_providers"), "name", "provider"
         )
         self.channel_types: dict[str, Any] = self._named(
-            self._collect(pm.hook.promod_register_channels), "type", "channel"
+            self._collect("promod_register_channels"), "type", "channel"
         )
         self.crm_connector_types: dict[str, Any] = self._named(
-            self._collect(pm.hook.promod_register_crm_connectors), "type", "connector"
+            self._collect("promod_register_crm_connectors"), "type", "connector"
         )
-        self.commands: list[tuple[str, Any]] = self._collect(pm.hook.promod_register_commands)
+        self.commands: list[tuple[str, Any]] = self._collect("promod_register_commands")
         for plugin, cmd in self.commands:
             self._registers.setdefault(plugin, []).append(f"command:{getattr(cmd, 'name', cmd)}")
 
@@ -99,10 +110,13 @@ class PluginHost:
         *,
         builtins: Sequence[str] = DEFAULT_PLUGINS,
         entry_points: bool = True,
+        environ: Mapping[str, str] = os.environ,
     ) -> PluginHost:
         """Register built-ins, entry points and directory plugins; raise PluginError."""
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
+        if environ.get(TRACE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+            trace_hook_calls(pm, _trace_line)
         disabled = set(disable)
         for name in disabled:
             pm.set_blocked(name)
@@ -111,23 +125,26 @@ class PluginHost:
         for modname in builtins:
             if modname in disabled:
                 continue
-            module = importlib.import_module(modname)
-            pm.register(module, name=modname)
+            _register(pm, importlib.import_module(modname), modname)
             infos[modname] = PluginInfo(modname, "builtin", _version(), modname)
 
         if entry_points:
-            try:
-                pm.load_setuptools_entrypoints(hookspecs.PROJECT)
-            except Exception as exc:
-                raise PluginError(f"an installed plugin failed to load: {exc!r}") from exc
-            for plugin, dist in pm.list_plugin_distinfo():
-                name = pm.get_name(plugin) or repr(plugin)
-                infos[name] = PluginInfo(
-                    name,
-                    "entrypoint",
-                    getattr(dist, "version", None),
-                    getattr(dist, "project_name", None) or dist.metadata["name"],
-                )
+            for dist in list(importlib.metadata.distributions()):
+                for ep in dist.entry_points:
+                    if ep.group != hookspecs.PROJECT or pm.has_plugin(ep.name):
+                        continue
+                    if pm.is_blocked(ep.name):
+                        continue
+                    try:
+                        plugin = ep.load()
+                    except Exception as exc:
+                        raise PluginError(
+                            f"an installed plugin failed to load: {ep.name!r}: {exc!r}"
+                        ) from exc
+                    _register(pm, plugin, ep.name)
+                    infos[ep.name] = PluginInfo(
+                        ep.name, "entrypoint", dist.version, dist.metadata["name"]
+                    )
 
         for directory in dirs:
             if not directory.is_dir():
@@ -138,7 +155,7 @@ class PluginHost:
                 if pm.has_plugin(path.stem):
                     raise PluginError(f"plugin name {path.stem!r} ({path}) is already registered")
                 module = _module_from_file(path)
-                pm.register(module, name=path.stem)
+                _register(pm, module, path.stem)
                 infos[path.stem] = PluginInfo(
                     path.stem, "dir", getattr(module, "__version__", None), str(path)
                 )
@@ -156,19 +173,21 @@ class PluginHost:
 
     # -- one method per hook -------------------------------------------------
 
-    @staticmethod
-    def _collect(caller: Any) -> list[tuple[str, Any]]:
-        """Call a register_* hook plugin by plugin, tagging each object with its plugin."""
+    def _call(self, hook_name: str, **kwargs: Any) -> list[Answer | Failure]:
+        """Call a hook through pluggy; each plugin's answer or failure, in call order."""
+        results = getattr(self.pm.hook, hook_name)(**kwargs)
+        return [r if isinstance(r, Answer | Failure) else Answer("?", r) for r in results]
+
+    def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
+        """Call a register_* hook; each object tagged with its plugin. A raising plugin stops us."""
         out: list[tuple[str, Any]] = []
-        for impl in caller.get_hookimpls():
-            try:
-                result = impl.function()
-            except Exception as exc:
+        for result in self._call(hook_name):
+            if isinstance(result, Failure):
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {caller.name}: {exc!r}"
-                ) from exc
-            for obj in result or []:
-                out.append((impl.plugin_name, obj))
+                    f"plugin {result.plugin!r} failed in {hook_name}: {result.error!r}"
+                ) from result.error
+            for obj in result.value or []:
+                out.append((result.plugin, obj))
         return out
 
     def _named(self, items: list[tuple[str, Any]], attr: str, kind: str) -> dict[str, Any]:
@@ -188,17 +207,16 @@ class PluginHost:
         return found
 
     def eligibility_check(self, customer: Any, campaign: Any) -> list[str]:
-        """Reasons to veto ``customer``; a plugin that raises vetoes with its error."""
+        """Reasons to veto ``customer``, in call order; a raising plugin vetoes with its error."""
         reasons: list[str] = []
-        for impl in self.pm.hook.promod_eligibility_check.get_hookimpls():
-            try:
-                reason = impl.function(**_args(impl, customer=customer, campaign=campaign))
-            except Exception as exc:
-                log.error("eligibility_check_failed", plugin=impl.plugin_name, error=repr(exc))
-                reasons.append(f"plugin_error:{impl.plugin_name}")
-                continue
-            if reason:
-                reasons.append(str(reason))
+        for result in self._call("promod_eligibility_check", customer=customer, campaign=campaign):
+            if isinstance(result, Failure):
+                log.error(
+                    "eligibility_check_failed", plugin=result.plugin, error=repr(result.error)
+                )
+                reasons.append(f"plugin_error:{result.plugin}")
+            elif result.value:
+                reasons.append(str(result.value))
         return reasons
 
     def has_eligibility_checks(self) -> bool:
@@ -211,13 +229,13 @@ class PluginHost:
         self._call_isolated("promod_shutdown", app=app)
 
     def _call_isolated(self, hook_name: str, **kwargs: Any) -> None:
-        caller = getattr(self.pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
-            try:
-                impl.function(**_args(impl, **kwargs))
-            except Exception as exc:
+        for result in self._call(hook_name, **kwargs):
+            if isinstance(result, Failure):
                 log.error(
-                    "plugin_hook_failed", plugin=impl.plugin_name, hook=hook_name, error=repr(exc)
+                    "plugin_hook_failed",
+                    plugin=result.plugin,
+                    hook=hook_name,
+                    error=repr(result.error),
                 )
 
     def describe(self) -> list[dict[str, Any]]:
@@ -241,6 +259,13 @@ def _version() -> str:
     return __version__
 
 
-def _args(impl: Any, **available: Any) -> dict[str, Any]:
-    """Pass an implementation only the hook arguments it asks for (pluggy's rule)."""
-    return {name: available[name] for name in impl.argnames}
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    try:
+        pm.register(IsolatedPlugin(plugin, name, pm), name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r}: {exc}") from exc
+
+
+def _trace_line(text: str) -> None:
+    for line in text.rstrip("\n").splitlines():
+        log.info("plugin_trace", trace=line)

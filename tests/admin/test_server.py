@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,70 @@ async def test_viewer_is_refused_a_mutating_command_and_the_refusal_is_audited(
             "error": refused["error"]["code"] + ": " + refused["error"]["message"],
         }
     ]
+
+
+class StepClock:
+    """A monotonic clock for the refusal window that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.anyio
+async def test_a_loop_of_refused_status_calls_is_audited_once_per_window_with_a_count(
+    app: AdminApp, db: Database, sock_dir: Path
+) -> None:
+    clock = StepClock()
+    server = server_for(app, sock_dir, refusal_window=60.0, refusal_clock=clock)
+    async with serving(server), connect(server.socket_path) as conn:
+        for _ in range(50):
+            assert (await conn.call("status"))["error"]["code"] == "forbidden"
+        assert (await conn.call("actors"))["error"]["code"] == "forbidden"
+        rows = await audit_rows(db)
+        assert [(r["command"], r["outcome"], r["uid"]) for r in rows] == [
+            ("status", "refused", os.getuid()),
+            ("actors", "refused", os.getuid()),
+        ]
+        assert rows[0]["error"].startswith("forbidden: status needs role viewer")
+        assert rows[0]["role"] is None
+
+        clock.now += 61  # the window has passed: the next request records the count
+        assert (await conn.call("ping"))["ok"]
+        assert (await conn.call("status"))["error"]["code"] == "forbidden"
+        assert (await conn.call("status"))["error"]["code"] == "forbidden"
+    rows = await audit_rows(db)
+    assert [r["command"] for r in rows] == ["status", "actors", "status", "status", "status"]
+    summary = rows[2]["error"]
+    assert f"49 more refusals of status for uid {os.getuid()} since" in summary
+    assert "one record per 60s" in summary
+    assert rows[3]["error"].startswith("forbidden: status needs role viewer")
+    # The stop recorded the one counted after the second window opened.
+    assert "1 more refusal of status" in rows[4]["error"]
+
+
+@pytest.mark.anyio
+async def test_refused_read_only_calls_on_the_system_clock_are_counted_per_window(
+    app: AdminApp, db: Database, sock_dir: Path
+) -> None:
+    server = server_for(app, sock_dir, refusal_window=0.2)
+    async with serving(server), connect(server.socket_path) as conn:
+        opened = time.monotonic()
+        for _ in range(30):
+            await conn.call("status")
+        while time.monotonic() - opened < 0.25:  # until the first window has passed
+            await anyio.sleep(0.05)
+        await conn.call("status")
+    rows = await audit_rows(db)
+    recorded = [r for r in rows if "needs role viewer" in r["error"]]
+    counts = [
+        int(m.group(1)) for r in rows if (m := re.search(r"(\d+) more refusals? ", r["error"]))
+    ]
+    assert len(recorded) + len(counts) == len(rows)
+    assert counts and len(recorded) < 31
+    assert len(recorded) + sum(counts) == 31  # every refusal recorded or counted
 
 
 @pytest.mark.anyio

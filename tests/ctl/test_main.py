@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from promod.ctl.main import (
     param,
     resolve_socket,
 )
+from promod.ctl.render import format_timestamp, set_site_timezone
 from tests.ctl.conftest import Daemon
 
 
@@ -240,3 +246,86 @@ def test_a_new_subcommand_is_one_table_row(
     assert json.loads(capsys.readouterr().out) == {"paused": "winback-30d", "reason": None}
     assert run(daemon, "demo") == 2
     assert [r["command"] for r in daemon.audit()] == ["demo.pause"]
+
+
+def test_json_is_accepted_anywhere_on_the_line(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = build_parser()
+    for argv in (
+        ["--json", "campaign", "report", "X"],
+        ["campaign", "report", "X", "--json"],
+        ["campaign", "--json", "report", "X", "--csv"],
+    ):
+        assert parser.parse_args(argv).json is True, argv
+    assert parser.parse_args(["campaign", "report", "X"]).json is False
+    assert run(daemon, "audit", "--json", "--limit", "5") == 0
+    assert isinstance(json.loads(capsys.readouterr().out), list)
+    assert run(daemon, "status", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["version"] == daemon.app.version
+
+
+def test_times_print_as_iso_8601_in_the_sites_time_zone(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = daemon.app.config
+    daemon.app.config = replace(config, daemon=replace(config.daemon, timezone="Europe/Berlin"))
+    daemon.app.started_at = 1796160499.39  # 2026-12-01 21:28:19 UTC
+    try:
+        assert run(daemon, "status") == 0
+        out = capsys.readouterr().out
+        assert "started_at:    2026-12-01T22:28:19+01:00" in out
+        assert "1796160499" not in out
+        assert run(daemon, "--json", "status") == 0  # JSON keeps the daemon's Unix time
+        assert json.loads(capsys.readouterr().out)["started_at"] == 1796160499.39
+    finally:
+        set_site_timezone(None)
+
+
+def test_launch_and_show_print_times_not_epoch_floats() -> None:
+    row = {
+        "id": "winback",
+        "name": "Win back",
+        "kind": "past_behavior",
+        "state": "running",
+        "version": 1,
+        "next_run_at": 1796160499.3957877,
+        "paused_reason": None,
+        "paused_until": 1796164099.0,
+        "pilot": None,
+        "created_at": 1796160498.7457378,
+        "updated_at": 1796160499.3957877,
+        "launched_at": 1796160499.3957877,
+    }
+    launch = next(c for c in ctl.COMMANDS if c.words == "campaign launch")
+    show = next(c for c in ctl.COMMANDS if c.words == "campaign show")
+    set_site_timezone("Europe/Berlin")
+    try:
+        launched = launch.render(row)
+        shown = show.render({**row, "summary": {"timezone": "Europe/Berlin"}})
+    finally:
+        set_site_timezone(None)
+    for text in (launched, shown):
+        assert "1796160" not in text
+        assert re.search(r"next_run_at: +2026-12-01T22:28:19\+01:00", text), text
+        assert re.search(r"paused_until: +2026-12-01T23:28:19\+01:00", text), text
+        assert re.search(r"launched_at: +2026-12-01T22:28:19\+01:00", text), text
+    assert re.search(r"created_at: +2026-12-01T22:28:18\+01:00", launched)
+    assert format_timestamp(1796160499.39) == "2026-12-01T21:28:19Z"  # UTC by default
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_exit_0(daemon: Daemon) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` that has already gone: every write fails with EPIPE
+    try:
+        for argv in (["--json", "help"], ["help"], ["status"], ["--help"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "promod.ctl.main", "--socket", str(daemon.socket), *argv],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=30,
+            )
+            assert (done.returncode, done.stderr) == (0, ""), argv
+    finally:
+        os.close(write_end)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from promod.config import load_config
 from tests.support.daemon import Daemon, _script, init_instance, new_instance_dir, wait_until
 
 HERE = Path(__file__).parent
@@ -200,3 +201,16 @@ def test_misspelled_hook_is_refused_at_start(daemon_factory) -> None:
     d.start(wait_ready=False)
     assert d.wait(timeout=20) == 1
     assert "promod_register_chanels" in d.logs()
+
+
+def test_trace_switch_writes_each_hook_call_to_the_daemon_log(daemon_factory) -> None:
+    d = daemon_factory(env={"PROMOD_TRACE_PLUGINS": "1"})
+    secret = load_config(d.config_path).channels["backend"].options["secret"]
+    traces = [e["trace"] for e in d.log_events() if e.get("event") == "plugin_trace"]
+    assert any(t.strip() == "promod_register_commands [hook]" for t in traces)
+    assert any(t.strip() == "promod_startup [hook]" for t in traces)
+    assert any(t.strip().startswith("calls: promod.builtin.") for t in traces)
+    assert d.ctl("status").returncode == 0
+    assert d.stop() == 0
+    assert any(e.get("trace", "").strip() == "promod_shutdown [hook]" for e in d.log_events())
+    assert secret not in d.logs()

@@ -181,6 +181,17 @@ async def test_one_click_unsubscribe_withdraws_the_consent(
         "/v1/unsubscribe", params={"token": token}, data={"List-Unsubscribe": "One-Click"}
     )
     assert again.status_code == 200
+    for body, media in (
+        (b"List-Unsubscribe=One-Click\r\n", "application/x-www-form-urlencoded; charset=utf-8"),
+        (b"List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"),
+    ):
+        r = await client.post(
+            "/v1/unsubscribe",
+            params={"token": token},
+            content=body,
+            headers={"Content-Type": media},
+        )
+        assert r.status_code == 200, (body, r.text)
     html = await client.post(
         "/v1/unsubscribe",
         params={"token": token},

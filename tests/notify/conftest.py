@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from promod.clock import SystemClock
+from promod.clock import Clock, SystemClock
 from promod.config import Config, parse_config_text
 from promod.notify.outbox import enqueue_sync
 from promod.notify.smtp import SmtpChannelType
@@ -41,7 +41,7 @@ class NotifyApp:
     config: Config
     db: Database
     plugins: Plugins = field(default_factory=Plugins)
-    clock: SystemClock = field(default_factory=SystemClock)
+    clock: Clock = field(default_factory=SystemClock)
     notifier: Any = None
 
     def actor(self, name: str) -> Any:
@@ -58,6 +58,7 @@ def make_config(
     alerts: dict[str, list[str]] | None = None,
     extra: str = "",
     notify: str = "",
+    smtp_options: str = "",
 ) -> Config:
     text = f"""
 [daemon]
@@ -84,6 +85,7 @@ tls = "none"
 from = "Promotions <promo@example.org>"
 timeout = "2s"
 alerts_to = ["ops@example.org"]
+{smtp_options}
 """
     if webhook_url:
         text += f"""

@@ -31,6 +31,7 @@ class MailSink:
 
     def __init__(self, refuse: tuple[str, ...] = ()) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each message's bytes exactly as received
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refuse = refuse
         self.lock = threading.Lock()
@@ -47,6 +48,7 @@ class MailSink:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(msg)  # type: ignore[arg-type]
+            self.raw.append(bytes(envelope.original_content or envelope.content))
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,7 +46,7 @@ async def test_campaign_mail_arrives_with_parts_and_headers(
     assert mail["From"] == "Promotions <promo@example.org>"
     assert mail["Subject"] == "Your 500 points are waiting"
     assert mail["Promod-Event-Id"] == event_id
-    assert mail["Message-ID"] == f"<{event_id}.mail@example.org>"
+    assert mail["Message-ID"] == f"<{event_id}+message+mail@example.org>"
     assert mail.get_content_type() == "multipart/alternative"
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
@@ -58,6 +61,68 @@ async def test_campaign_mail_arrives_with_parts_and_headers(
     assert verify_unsubscribe_token(key, token) == ("c42", "marketing_email")
     [row] = await delivery_states(db)
     assert (row["kind"], row["state"], row["attempts"]) == ("message", "sent", 1)
+
+
+# RFC 5322 3.6.4 msg-id with dot-atom-text on both sides (what a strict parser accepts).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(\.{_ATEXT})*"
+MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+
+
+def _raw_headers(raw: bytes) -> dict[str, str]:
+    """The header block as sent: unfolded, not decoded."""
+    block = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    unfolded = re.sub(r"\r\n[ \t]", " ", block)
+    return dict(line.split(": ", 1) for line in unfolded.split("\r\n"))
+
+
+async def test_raw_mail_has_valid_message_ids_and_plain_one_click_unsubscribe(
+    tmp_path: Path, db: Database, smtp: SmtpServer
+) -> None:
+    config = make_config(
+        tmp_path,
+        smtp_port=smtp.port,
+        alerts={"reward.granted": ["mail"]},
+        smtp_options='unsubscribe_mailto = "unsubscribe@example.org"',
+    )
+    app = NotifyApp(config, db)
+    await add_campaign(db)
+    long_id = "customer-" + "7" * 60  # a token longer than one mail line
+    for customer in (long_id, "c2"):
+        await add_customer(db, customer, f"{customer}@example.org", {"marketing_email": True})
+    await grant_event(db, long_id, event_id="reward.granted:41")
+    await grant_event(db, "c2", event_id="reward.granted:42")
+    async with running_notifier(app):
+        await wait_until_async(lambda: len(smtp.sink.raw) == 4)  # 2 customer mails, 2 alerts
+    parser = email.parser.BytesParser(policy=email.policy.default)
+    mails = [parser.parsebytes(raw) for raw in smtp.sink.raw]
+    ids = [str(m["Message-ID"]) for m in mails]
+    assert len(set(ids)) == 4, ids
+    for message_id, mail in zip(ids, mails, strict=True):
+        assert MSG_ID.fullmatch(message_id), message_id
+        assert not mail["Message-ID"].defects
+    customer_mails = {
+        str(m["Promod-Event-Id"]): (m, raw)
+        for m, raw in zip(mails, smtp.sink.raw, strict=True)
+        if m["To"] != "ops@example.org"
+    }
+    assert sorted(customer_mails) == ["reward.granted:41", "reward.granted:42"]
+    mail, raw = customer_mails["reward.granted:41"]
+    assert mail["Message-ID"] == "<reward.granted%3A41+message+mail@example.org>"
+    sent = _raw_headers(raw)
+    assert "=?" not in sent["List-Unsubscribe"]  # not RFC 2047-encoded
+    assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = mail.get_body(("plain",)).get_content().rpartition("Unsubscribe: ")[2].strip()
+    assert link.startswith("https://promo.example.org/v1/unsubscribe?token=")
+    assert len(link) > 78
+    assert sent["List-Unsubscribe"] == (
+        f"<{link}>, <mailto:unsubscribe@example.org?subject=unsubscribe>"
+    )
+    assert str(mail["List-Unsubscribe"]) == sent["List-Unsubscribe"]
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    key = await db.run_sync(unsubscribe_key_sync)
+    assert verify_unsubscribe_token(key, token) == (long_id, "marketing_email")
 
 
 async def _states(db: Database, wanted: set[str]) -> bool:

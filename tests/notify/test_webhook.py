@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from promod.admin.registry import Caller, CommandContext, CommandError, Role
+from promod.clock import ManualClock
 from promod.notify.commands import outbox_drop, outbox_list, outbox_retry, outbox_status
 from promod.store.database import Database
 from promod.testing import wait_until_async
@@ -127,6 +128,61 @@ async def test_retry_after_is_honoured(tmp_path: Path, db: Database) -> None:
     first, second = receiver.hits
     assert (first.status, second.status) == (429, 200)
     assert second.at - first.at >= 0.95  # not the 50 ms backoff
+
+
+async def test_retry_after_an_hour_goes_out_when_the_manual_clock_is_moved_an_hour(
+    tmp_path: Path, db: Database
+) -> None:
+    receiver = Receiver(script=[(503, {"Retry-After": "3600"})])
+    clock = ManualClock(start=1_790_000_000)  # 2026-09-21, far from the wall clock's now
+    try:
+        config = make_config(
+            tmp_path, webhook_url=receiver.url, alerts={"cap.reached": ["backend"]}
+        )
+        app = NotifyApp(config, db, clock=clock)
+        await enqueue(db, "cap.reached", CAP)
+        async with running_notifier(app):
+            await wait_until_async(lambda: len(receiver.hits) == 1)
+            await wait_until_async(lambda: _attempts(db, 1))
+            [row] = await delivery_states(db)
+            assert row["state"] == "pending"
+            assert (row["created_at"], row["next_attempt_at"]) == (1_790_000_000, 1_790_003_600)
+            clock.advance(3600)  # no real hour, not even a real second
+            await wait_until_async(lambda: _all(db, "sent"), timeout=2)
+    finally:
+        receiver.close()
+    assert [h.status for h in receiver.hits] == [503, 200]
+    [row] = await delivery_states(db)
+    assert (row["sent_at"], row["updated_at"]) == (1_790_003_600, 1_790_003_600)
+
+
+async def test_an_operator_retry_is_due_at_once_on_the_manual_clock(
+    tmp_path: Path, db: Database
+) -> None:
+    receiver = Receiver(script=[(400, {})])
+    clock = ManualClock(start=1_790_000_000)  # behind the wall clock
+    try:
+        routes = {"cap.reached": ["backend"]}
+        config = make_config(tmp_path, webhook_url=receiver.url, alerts=routes)
+        app = NotifyApp(config, db, clock=clock)
+        await enqueue(db, "cap.reached", CAP)
+        async with running_notifier(app):
+            await wait_until_async(lambda: _all(db, "dead"))
+            [dead] = await outbox_list.handler(_ctx(app), {})
+            assert await outbox_retry.handler(_ctx(app), {"id": dead["id"]}) == {"retried": 1}
+            await wait_until_async(lambda: _all(db, "sent"), timeout=2)  # the clock never moved
+            stats = await outbox_status.handler(_ctx(app), {})
+    finally:
+        receiver.close()
+    assert [h.status for h in receiver.hits] == [400, 200]
+    [row] = await delivery_states(db)
+    assert row["sent_at"] == 1_790_000_000
+    assert stats["oldest_pending_age"] is None and stats["sent"] == 1
+
+
+async def _attempts(db: Database, n: int) -> bool:
+    rows = await delivery_states(db)
+    return bool(rows) and rows[0]["attempts"] == n
 
 
 async def test_killswitch_holds_marketing_but_alerts_go_out(
