@@ -83,7 +83,7 @@ def end_to_end(root: Path, n: int) -> tuple[float, float, float]:
     subprocess.run([str(BIN / "promod"), "init", str(root)], check=True, capture_output=True)
     cfg = root / "promod.toml"
     text = cfg.read_text().replace('listen = "127.0.0.1:8470"', 'listen = "127.0.0.1:0"')
-    text = "\n".join(line for line in text.splitlines() if not line.startswith("wallet_points = {"))
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("EUR = {"))
     text = text.replace("frequency = { max = 3, days = 30 }", "")
     # Grants only: no reward.granted webhook per grant to a receiver that is not there.
     text = text.replace('events = "backend"', "")

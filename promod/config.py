@@ -25,6 +25,7 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from promod.campaigns.spec import currency_exponent
 from promod.units import parse_duration, parse_money, parse_size
 
 __all__ = [
@@ -94,6 +95,7 @@ ALERT_EVENTS = (
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).
 _MAX_SOCKET_PATH = 107
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -292,7 +294,10 @@ class FrequencyCap:
 
 @dataclass(frozen=True)
 class ProviderBudget:
-    """Spend limits for one reward provider across campaigns, in minor units."""
+    """Spend limits for one reward provider in one currency, across campaigns.
+
+    In minor units of that currency (``EUR`` cents, whole ``JPY``).
+    """
 
     lifetime: int | None = None
     daily: int | None = None
@@ -300,10 +305,14 @@ class ProviderBudget:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """``[policy]``: site-wide frequency cap and per-provider budgets."""
+    """``[policy]``: site-wide frequency cap and budgets per reward provider and currency.
+
+    ``budgets["wallet_points"]["EUR"]`` is the budget of ``[policy.budgets.wallet_points]``
+    ``EUR = {...}``; spend in one currency never counts against another's budget.
+    """
 
     frequency: FrequencyCap | None = None
-    budgets: dict[str, ProviderBudget] = field(default_factory=dict)
+    budgets: dict[str, dict[str, ProviderBudget]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -691,13 +700,27 @@ def _duration(*, allow_zero: bool = False) -> Callable[[Any], float]:
     return convert
 
 
-def _money(value: Any) -> int:
+def _money_in(exponent: int, currency: str) -> Callable[[Any], int]:
+    """A money converter for amounts in ``currency`` (``exponent`` decimal places)."""
+
+    def convert(value: Any) -> int:
+        try:
+            return _money(value, exponent)
+        except _Invalid as invalid:
+            if exponent == 0 and isinstance(value, str) and "." in value:
+                _fail(f"{currency} has no minor unit: write whole {currency}, got {value!r}")
+            raise invalid
+
+    return convert
+
+
+def _money(value: Any, exponent: int = 2) -> int:
     if isinstance(value, float):
         _fail(f'money must be a decimal string such as "5.00", not a float ({value!r})')
     if not isinstance(value, str):
         _fail(f'money must be a decimal string such as "5.00", got {_toml_type(value)}')
     try:
-        return parse_money(value)
+        return parse_money(value, exponent)
     except ValueError as exc:
         _fail(str(exc))
 
@@ -1165,17 +1188,34 @@ def _policy(t: _Table) -> PolicyConfig:
         )
         entry.finish()
     budgets_table = t.table("budgets")
-    budgets: dict[str, ProviderBudget] = {}
+    budgets: dict[str, dict[str, ProviderBudget]] = {}
     for provider in budgets_table.keys():
-        entry = budgets_table.table(provider)
-        budget = ProviderBudget(
-            lifetime=entry.optional("lifetime", _money),
-            daily=entry.optional("daily", _money),
-        )
-        if not entry.has("lifetime") and not entry.has("daily"):
-            entry.report("", "set lifetime and/or daily")
-        entry.finish()
-        budgets[provider] = budget
+        by_currency = budgets_table.table(provider)
+        budgets[provider] = {}
+        for currency in by_currency.keys():
+            if not _CURRENCY.fullmatch(currency):
+                by_currency.seen.add(currency)
+                if currency in ("lifetime", "daily"):
+                    message = (
+                        "a budget names its currency: write"
+                        f' [policy.budgets.{_quote_key(provider)}] EUR = {{ {currency} = "..." }}'
+                    )
+                else:
+                    message = f"expected an ISO 4217 currency code such as EUR, got {currency!r}"
+                by_currency.report(currency, message)
+                continue
+            entry = by_currency.table(currency)
+            if not isinstance(by_currency.data[currency], dict):
+                continue  # reported by table()
+            money = _money_in(currency_exponent(currency), currency)
+            budget = ProviderBudget(
+                lifetime=entry.optional("lifetime", money), daily=entry.optional("daily", money)
+            )
+            if not entry.has("lifetime") and not entry.has("daily"):
+                entry.report("", "set lifetime and/or daily")
+            entry.finish()
+            budgets[provider][currency] = budget
+        by_currency.finish()
     budgets_table.finish()
     t.finish()
     return PolicyConfig(frequency=frequency, budgets=budgets)

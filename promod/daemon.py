@@ -35,6 +35,7 @@ from promod.campaigns.segments import register_sql_functions
 from promod.clock import Clock, ManualClock, SystemClock
 from promod.config import Config, ConfigError, load_config
 from promod.http.server import HttpService
+from promod.ledger.caps import migrate_currencyless_sync
 from promod.notify.outbox import enqueue_sync
 from promod.plugins.host import PluginError, PluginHost
 from promod.store.database import Database, SchemaTooNew
@@ -173,6 +174,15 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         return EXIT_STARTUP
 
     await db.register_functions(register_sql_functions)
+    site_timezone = config.daemon.timezone
+    try:
+        rekeyed = await db.run_sync(lambda conn: migrate_currencyless_sync(conn, site_timezone))
+    except Exception as exc:
+        log.error("store_migration_failed", error=repr(exc))
+        await db.close()
+        return EXIT_STARTUP
+    if rekeyed:
+        log.info("policy_counters_keyed_by_currency", rows=rekeyed)
     app = App(
         config=config,
         config_path=config_path,

@@ -12,6 +12,7 @@ from promod.config import (
     ChannelConfig,
     Config,
     ConfigError,
+    ProviderBudget,
     load_config,
     parse_config,
     resolve_config_path,
@@ -80,8 +81,8 @@ events = "backend"                        # reward.granted, campaign.* (optional
 
 [policy]
 frequency = { max = 3, days = 30 }        # at most 3 rewards per customer in 30 days, all campaigns
-[policy.budgets]                          # per reward provider, across campaigns
-wallet_points = { lifetime = "100000.00", daily = "5000.00" }
+[policy.budgets.wallet_points]            # per reward provider, then per currency, across campaigns
+EUR = { lifetime = "100000.00", daily = "5000.00" }
 
 [fraud]
 redemptions_per_ip_per_hour = 20
@@ -145,7 +146,7 @@ def test_design_sample_loads_with_every_value(tmp_path: Path) -> None:
     assert config.alerts["cap.reached"] == ("backend",)
     assert config.policy.frequency is not None
     assert (config.policy.frequency.max, config.policy.frequency.days) == (3, 30)
-    budget = config.policy.budgets["wallet_points"]
+    budget = config.policy.budgets["wallet_points"]["EUR"]
     assert (budget.lifetime, budget.daily) == (10_000_000, 500_000)
     assert config.fraud.block_for == 3600.0
     assert config.crm["main"].schedule == "daily 03:00"
@@ -168,14 +169,14 @@ def test_three_errors_are_all_reported_with_their_paths(tmp_path: Path) -> None:
         type = "smtp"
         from = "promo@example.org"
         port = 70000
-        [policy.budgets]
-        wallet_points = { lifetime = 100.5 }
+        [policy.budgets.wallet_points]
+        EUR = { lifetime = 100.5 }
         """,
     )
     assert found == {
         "supervisor.max_restarts": "expected an integer, got string",
         "channels.mail.port": "must be between 1 and 65535, got 70000",
-        "policy.budgets.wallet_points.lifetime": (
+        "policy.budgets.wallet_points.EUR.lifetime": (
             'money must be a decimal string such as "5.00", not a float (100.5)'
         ),
     }
@@ -279,10 +280,16 @@ def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
         ('[alerts]\n"cap.reached" = ["pager"]', 'alerts."cap.reached"[0]', "no channel"),
         ("[policy]\nfrequency = { max = 0, days = 30 }", "policy.frequency.max", "at least 1"),
         ("[policy]\nfrequency = { max = 3 }", "policy.frequency.days", "required"),
-        ("[policy.budgets]\nw = { daily = 5000 }", "policy.budgets.w.daily", "decimal string"),
-        ("[policy.budgets]\nw = { daily = '-5' }", "policy.budgets.w.daily", "invalid amount"),
-        ("[policy.budgets]\nw = { daily = '5.001' }", "policy.budgets.w.daily", "2 decimals"),
-        ("[policy.budgets]\nw = {}", "policy.budgets.w", "lifetime and/or daily"),
+        ("[policy.budgets.w]\nEUR = { daily = 5000 }", "policy.budgets.w.EUR.daily", "decimal"),
+        ("[policy.budgets.w]\nEUR = { daily = '-5' }", "policy.budgets.w.EUR.daily", "invalid"),
+        ("[policy.budgets.w]\nEUR = { daily = '5.001' }", "policy.budgets.w.EUR.daily", "2 dec"),
+        ("[policy.budgets.w]\nKWD = { daily = '5.0001' }", "policy.budgets.w.KWD.daily", "3 dec"),
+        ("[policy.budgets.w]\nJPY = { daily = '5.5' }", "policy.budgets.w.JPY.daily", "no minor"),
+        ("[policy.budgets.w]\nEUR = {}", "policy.budgets.w.EUR", "lifetime and/or daily"),
+        ("[policy.budgets.w]\nEUR = '5.00'", "policy.budgets.w.EUR", "expected a table"),
+        ("[policy.budgets.w]\neur = { daily = '5' }", "policy.budgets.w.eur", "ISO 4217"),
+        ("[policy.budgets]\nw = { daily = '5' }", "policy.budgets.w.daily", "names its currency"),
+        ("[policy.budgets.w]\nEUR = { dialy = '5' }", "policy.budgets.w.EUR.dialy", "unknown key"),
         ("[fraud]\nblock_for = 3600", "fraud.block_for", "duration string"),
         ("[fraud]\nredemptions_per_ip_per_hour = 0", "fraud.redemptions_per_ip_per_hour", "1"),
         ("[crm.main]\nconnector = 'csv'", "crm.main.path", "required"),
@@ -508,3 +515,22 @@ def test_clearance_min_approval_rate(tmp_path: Path) -> None:
         assert any(message in m for m in found.values()), (bad, found)
     config = load(tmp_path, WEBHOOK + '[alerts]\n"clearance.low_approval" = ["backend"]\n')
     assert config.alerts == {"clearance.low_approval": ("backend",)}
+
+
+def test_policy_budgets_are_per_provider_and_currency_in_that_currencys_units(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        [policy.budgets.wallet_points]
+        EUR = { lifetime = "100000.00", daily = "5000.00" }
+        JPY = { daily = "500000" }
+        [policy.budgets.coupon]
+        KWD = { lifetime = "10.125" }
+        """,
+    )
+    policy = load_config(path).policy
+    assert policy.budgets["wallet_points"]["EUR"] == ProviderBudget(10_000_000, 500_000)
+    assert policy.budgets["wallet_points"]["JPY"] == ProviderBudget(daily=500_000)
+    assert policy.budgets["coupon"]["KWD"] == ProviderBudget(lifetime=10_125)

@@ -39,7 +39,7 @@ DESIGN_SECTIONS = [
     "[alerts]",
     "[notify]",
     "[policy]",
-    "[policy.budgets]",
+    "[policy.budgets.wallet_points]",
     "[fraud]",
     "[ledger]",
     "[clearance]",

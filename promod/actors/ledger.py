@@ -27,9 +27,10 @@ from promod.actors.base import Actor
 from promod.actors.messages import Inspect
 from promod.actors.notifier import Wake
 from promod.campaigns import store as campaigns
+from promod.campaigns.policy import applied_budgets
 from promod.campaigns.spec import CampaignSpec, currency_exponent
 from promod.ledger import killswitch
-from promod.ledger.caps import release_sync
+from promod.ledger.caps import policy_scope, release_sync
 from promod.ledger.grants import BatchOutcome, GrantJob, grant_batch, granted_payload, local_day
 from promod.ledger.grants import refusal_reason as cap_reason
 from promod.logs import get_logger
@@ -127,6 +128,7 @@ class LedgerActor(Actor):
                 reasons: list[str] = plugins.eligibility_check({"id": customer_id}, spec)
                 return reasons
 
+        budgets = {b.provider: b.budget for b in applied_budgets(policy, campaign.spec)}
         return GrantJob(
             campaign_id=campaign.id,
             run_id=run_id,
@@ -134,8 +136,8 @@ class LedgerActor(Actor):
             providers=plugins.reward_providers,
             site_timezone=config.daemon.timezone,
             frequency=(policy.frequency.max, policy.frequency.days) if policy.frequency else None,
-            provider_lifetime={k: v.lifetime for k, v in policy.budgets.items()},
-            provider_daily={k: v.daily for k, v in policy.budgets.items()},
+            provider_lifetime={p: b.lifetime for p, b in budgets.items()},
+            provider_daily={p: b.daily for p, b in budgets.items()},
             eligibility=eligibility,
             batch_size=self.batch_size,
             empty_providers=self._empty_providers(campaign.id),
@@ -646,14 +648,17 @@ class LedgerActor(Actor):
             " AND customer_id = ?",
             (grant.campaign_id, grant.customer_id),
         )
+        scopes = [
+            (f"campaign:{grant.campaign_id}", "lifetime"),
+            (f"campaign:{grant.campaign_id}", row[0]),
+        ]
+        if grant.currency is not None:
+            policy = policy_scope(grant.provider, grant.currency)
+            site_day = local_day(row[1], self.app.config.daemon.timezone)
+            scopes += [(policy, "lifetime"), (policy, site_day)]
         release_sync(
             conn,
-            [
-                (f"campaign:{grant.campaign_id}", "lifetime"),
-                (f"campaign:{grant.campaign_id}", row[0]),
-                (f"provider:{grant.provider}", "lifetime"),
-                (f"provider:{grant.provider}", local_day(row[1], self.app.config.daemon.timezone)),
-            ],
+            scopes,
             grant.value_minor,
             first=had == 1,
         )

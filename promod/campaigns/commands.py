@@ -15,12 +15,14 @@ from typing import Any
 from promod.actors.scheduler import Kick
 from promod.admin.registry import ArgSpec, Command, CommandContext, CommandError, Role, command
 from promod.campaigns import store
+from promod.campaigns.policy import policy_issues, policy_warnings
 from promod.campaigns.report import report_csv, report_sync
 from promod.campaigns.runs import pilot_size
-from promod.campaigns.simulate import simulate_sync
+from promod.campaigns.simulate import MAX_HORIZON, simulate_sync
 from promod.campaigns.spec import SpecError, load_spec, spec_warnings
 from promod.clock import ManualClock
 from promod.ledger import killswitch
+from promod.units import parse_duration
 
 CAMPAIGN = {"campaign": ArgSpec(str, required=True, help="campaign id")}
 
@@ -74,7 +76,7 @@ async def campaign_apply(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
             f"the campaign spec has {len(exc.issues)} error(s)",
             {"errors": exc.as_dicts()},
         ) from None
-    issues = _provider_issues(spec)
+    issues = _provider_issues(spec) + policy_issues(app.config.policy, spec)
     if issues:
         raise CommandError(
             "invalid_args", f"the campaign spec has {len(issues)} error(s)", {"errors": issues}
@@ -82,7 +84,10 @@ async def campaign_apply(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
     result: dict[str, Any] = await _guard(
         store.apply(app.db, spec, by=_who(ctx), now=app.clock.now())
     )
-    result["warnings"] = [{"path": w.path, "message": w.message} for w in spec_warnings(spec)]
+    result["warnings"] = [
+        *({"path": w.path, "message": w.message} for w in spec_warnings(spec)),
+        *policy_warnings(app.config.policy, spec),
+    ]
     return result
 
 
@@ -131,11 +136,25 @@ async def campaign_show(ctx: CommandContext, args: dict[str, Any]) -> dict[str, 
     role=Role.VIEWER,
     mutating=False,
     summary="dry run: who would be granted, what it costs, which cap binds when",
-    usage="campaign simulate ID",
-    args=CAMPAIGN,
+    usage="campaign simulate ID [--horizon 30d]",
+    args={
+        **CAMPAIGN,
+        "horizon": ArgSpec(str, help="how far ahead recurring runs are projected (default 30d)"),
+    },
 )
 async def campaign_simulate(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     app = ctx.app
+    horizon = None
+    if "horizon" in args:
+        try:
+            horizon = parse_duration(args["horizon"])
+        except ValueError as exc:
+            raise CommandError("invalid_args", f"horizon: {exc}") from None
+        if not 0 < horizon <= MAX_HORIZON:
+            raise CommandError(
+                "invalid_args",
+                f"horizon: must be more than 0 and at most {MAX_HORIZON // 86400:.0f}d",
+            )
     campaign = await _guard(store.get(app.db, args["campaign"]))
     if campaign.spec.kind == "live_action":
         raise CommandError("conflict", "live_action campaigns cannot be simulated")
@@ -143,7 +162,7 @@ async def campaign_simulate(ctx: CommandContext, args: dict[str, Any]) -> dict[s
     job = ledger.job_for(campaign, run_id=0)
     now = app.clock.now()
     result: dict[str, Any] = await app.db.run_sync(
-        lambda conn: simulate_sync(conn, campaign, job, now), write=False
+        lambda conn: simulate_sync(conn, campaign, job, now, horizon=horizon), write=False
     )
     return result
 
@@ -208,8 +227,13 @@ campaign_stop = _transition("stop", "stop a campaign for good", store.stop)
     args={**CAMPAIGN, "format": ArgSpec(str, help="json (default) or csv")},
 )
 async def campaign_report(ctx: CommandContext, args: dict[str, Any]) -> Any:
-    report = await ctx.app.db.run_sync(
-        lambda conn: report_sync(conn, args["campaign"]), write=False
+    app = ctx.app
+    policy, site_timezone, now = app.config.policy, app.config.daemon.timezone, app.clock.now()
+    report = await app.db.run_sync(
+        lambda conn: report_sync(
+            conn, args["campaign"], policy=policy, site_timezone=site_timezone, now=now
+        ),
+        write=False,
     )
     if report is None:
         raise CommandError("not_found", f"no campaign {args['campaign']!r}")

@@ -1,5 +1,9 @@
 """The campaign report: targeted, granted, refused by reason, spend against every cap, per day.
 
+The caps include the site-wide policy budgets that bind the campaign (its reward
+providers' budgets in its currency), named as their refusals are
+(``provider_budget:wallet_points``, ``provider_daily_budget:wallet_points``).
+
 report = await campaign_report(db, "winback-30d")
 report["granted"], report["refused"], report["spend"]
 """
@@ -11,15 +15,29 @@ import io
 import sqlite3
 from typing import Any
 
+from promod.campaigns.policy import policy_caps
 from promod.campaigns.spec import currency_exponent
 from promod.campaigns.store import CampaignRow, get_sync
 from promod.clearance.store import campaign_section_sync
 from promod.codepool.report import codes_report
+from promod.config import PolicyConfig
 from promod.live.report import live_report
 from promod.units import format_money
 
 
-def report_sync(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | None:
+def report_sync(
+    conn: sqlite3.Connection,
+    campaign_id: str,
+    *,
+    policy: PolicyConfig | None = None,
+    site_timezone: str = "UTC",
+    now: float | None = None,
+) -> dict[str, Any] | None:
+    """The report of one campaign (None if there is none).
+
+    With ``policy``, its ``caps`` also list every policy budget that binds the
+    campaign (site days in ``site_timezone``, today being the day of ``now``).
+    """
     campaign = get_sync(conn, campaign_id)
     if campaign is None:
         return None
@@ -96,6 +114,17 @@ def report_sync(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | 
         "per_day": per_day,
         "runs": runs,
     }
+    if policy is not None:
+        report["caps"].update(
+            policy_caps(
+                conn,
+                policy,
+                campaign.spec,
+                campaign_id=campaign_id,
+                site_timezone=site_timezone,
+                now=now,
+            )
+        )
     extra = _extra_sections(conn, campaign_id)
     if extra:
         report.update(extra)

@@ -143,17 +143,7 @@ def due_times(
             ).fetchall()
         )
         if delivery == "best_time":
-            # The hour of day (UTC) at which each customer's past events cluster.
-            for cid, hour, _n in conn.execute(
-                "SELECT customer_id, h, n FROM (SELECT customer_id,"
-                " CAST(strftime('%H', ts, 'unixepoch') AS INTEGER) AS h, count(*) AS n,"
-                " row_number() OVER (PARTITION BY customer_id ORDER BY count(*) DESC,"
-                " CAST(strftime('%H', ts, 'unixepoch') AS INTEGER)) AS r"
-                " FROM events WHERE customer_id IN (SELECT value FROM json_each(?)) AND ts <= ?"
-                " GROUP BY customer_id, h) WHERE r = 1",
-                (chunk, int(start)),
-            ):
-                best[cid] = int(hour)
+            best.update(_best_hours(conn, chunk, int(start), zones, campaign_zone))
     cache: dict[tuple[str | None, int | None], float] = {}
     out = []
     for cid in ids:
@@ -161,13 +151,44 @@ def due_times(
         key = (zones.get(cid), hour)
         due = cache.get(key)
         if due is None:
-            if hour is not None:
-                due = next_local(start, time(hour, 0), ZoneInfo("UTC"))
-            else:
-                due = next_local(start, at, _zone(zones.get(cid), campaign_zone))
+            zone = _zone(zones.get(cid), campaign_zone)
+            due = next_local(start, at if hour is None else time(hour, 0), zone)
             cache[key] = due
         out.append(due)
     return out
+
+
+def _best_hours(
+    conn: sqlite3.Connection,
+    chunk: str,
+    until: int,
+    zones: dict[str, str | None],
+    campaign_zone: ZoneInfo,
+) -> dict[str, int]:
+    """The local hour at which each customer's past events cluster (ties: the earliest).
+
+    The hour is read on the customer's own clock (the campaign's zone when they have
+    none), DST included: an event at 18:30 UTC is at 19 in a Berlin winter and at 20
+    in a Berlin summer. Events are counted per quarter hour in SQL; every zone's
+    offset is a whole number of quarter hours, so the local hour of a quarter's start
+    is that of every event in it.
+    """
+    tallies: dict[str, dict[int, int]] = {}
+    hour_of: dict[tuple[str | None, int], int] = {}
+    for cid, quarter, n in conn.execute(
+        "SELECT customer_id, ts / 900, count(*) FROM events"
+        " WHERE customer_id IN (SELECT value FROM json_each(?)) AND ts <= ?"
+        " GROUP BY customer_id, ts / 900",
+        (chunk, until),
+    ):
+        name = zones.get(cid)
+        hour = hour_of.get((name, quarter))
+        if hour is None:
+            hour = datetime.fromtimestamp(quarter * 900, _zone(name, campaign_zone)).hour
+            hour_of[(name, quarter)] = hour
+        hours = tallies.setdefault(cid, {})
+        hours[hour] = hours.get(hour, 0) + n
+    return {cid: min(hours, key=lambda h: (-hours[h], h)) for cid, hours in tallies.items()}
 
 
 def plan_targets(

@@ -100,11 +100,12 @@ def render_report(result: Any) -> str:
     caps = []
     for name, usage in result.get("caps", {}).items():
         used = usage.get("used")
+        label = f"{name} (policy)" if usage.get("policy") else name
         if isinstance(used, Mapping):
             for day, value in used.items():
-                caps.append({"cap": name, "day": day, "used": value, "limit": usage.get("limit")})
+                caps.append({"cap": label, "day": day, "used": value, "limit": usage.get("limit")})
         elif used is not None:
-            caps.append({"cap": name, "day": "", "used": used, "limit": usage.get("limit")})
+            caps.append({"cap": label, "day": "", "used": used, "limit": usage.get("limit")})
     if caps:
         lines += ["", "caps:", render_table(caps)]
     if result.get("per_day"):
@@ -116,29 +117,49 @@ def render_report(result: Any) -> str:
 
 
 def render_simulation(result: Any) -> str:
-    lines = [
-        render_kv(
-            {
-                "campaign": result["id"],
-                "start": format_timestamp(result["start"]),
-                "targeted": result["targeted"],
-                "with consent": result["with_consent"]
-                if result["with_consent"] is not None
-                else "-",
-                "granted": result["granted"],
-                "spend": f"{result['spend']} {result.get('currency') or ''}".strip(),
-                "days": result["days"],
-            }
-        ),
-        "",
-        render_table(result["funnel"]),
-    ]
+    currency = result.get("currency") or ""
+    fields: dict[str, Any] = {
+        "campaign": result["id"],
+        "start": format_timestamp(result["start"]),
+        "targeted": result["targeted"],
+        "with consent": result["with_consent"] if result["with_consent"] is not None else "-",
+    }
+    clearance = result.get("clearance")
+    if clearance:
+        approved = result["if_all_approved"]
+        fields["clearance"] = (
+            f"required, {clearance['awaiting_approval']} sent for approval"
+            f" (unanswered: {clearance['on_timeout']})"
+        )
+        fields["granted"] = (
+            f"{result['granted']} without approval; {approved['granted']} if all are approved"
+        )
+        fields["spend"] = (
+            f"{result['spend']} {currency} without approval;"
+            f" {approved['spend']} {currency} if all are approved"
+        )
+    else:
+        fields["granted"] = result["granted"]
+        fields["spend"] = f"{result['spend']} {currency}".strip()
+    fields["days"] = result["days"]
+    runs = result.get("runs") or []
+    if result.get("horizon"):
+        horizon = result["horizon"]
+        fields["runs"] = (
+            f"{len(runs)} projected until {format_timestamp(horizon['until'])}"
+            f" ({horizon['span']} ahead)"
+        )
+    lines = [render_kv(fields), "", render_table(result["funnel"])]
     lines += _refused(result["refused"])
     binding = result.get("binding_cap")
     if binding:
         lines += ["", f"binds first: {binding['cap']} ({binding['kind']}) on {binding['day']}"]
+    note = " (if all are approved)" if clearance else ""
+    if len(runs) > 1:
+        rows = [{**r, "start": format_timestamp(r["start"])} for r in runs]
+        lines += ["", f"runs{note}:", render_table(rows)]
     if result.get("per_day") and len(result["per_day"]) > 1:
-        lines += ["", "per day:", render_table(result["per_day"])]
+        lines += ["", f"per day{note}:", render_table(result["per_day"])]
     return "\n".join(lines)
 
 

@@ -341,8 +341,11 @@ COMMANDS: tuple[CtlCommand, ...] = (
     ),
     CtlCommand(
         "campaign simulate",
-        "dry run: audience, caps, projected spend, which cap binds when",
-        params=(param("campaign"),),
+        "dry run: audience, clearance, caps, projected spend and runs, which cap binds when",
+        params=(
+            param("campaign"),
+            param("--horizon", metavar="DURATION", help="project recurring runs this far (30d)"),
+        ),
         render=render_simulation,
         timeout=600.0,
     ),

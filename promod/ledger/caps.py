@@ -1,21 +1,26 @@
 """Cap accounting: every counter a grant must fit under, checked and reserved together.
 
 A ``CapBook`` holds the counters that apply to one campaign on one day — the
-campaign's lifetime and daily counters and the site-wide per-provider budgets —
-loaded from ``cap_counters``. ``reserve`` checks one grant against all of them and
+campaign's lifetime and daily counters and the site-wide policy budgets of each
+reward provider in the campaign's currency (scope ``policy:<provider>:<currency>``,
+so spend in one currency never counts against another's budget) — loaded from
+``cap_counters``. ``reserve`` checks one grant against all of them and
 books it only if every one has room; ``flush`` writes the deltas back, where the
 table's CHECK constraints refuse anything that would pass a limit::
 
-    book = CapBook.load(conn, limits, day="2026-12-01", site_day="2026-12-01")
+    book = CapBook(limits, day="2026-12-01", site_day="2026-12-01").load(conn, ["wallet_points"])
     refusal = book.reserve(value=500, provider="wallet_points", first=True)
     book.flush(conn)
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 Kind = Literal["lifetime", "daily"]
 
@@ -26,7 +31,7 @@ class Counter:
 
     scope: str
     period: str
-    cap: str  # the name shown in reports: "budget", "daily_count", "provider:wallet_points", ...
+    cap: str  # the name shown in reports: "campaign", "campaign_daily", "provider:wallet_points"
     kind: Kind
     count: int = 0
     spend: int = 0
@@ -67,11 +72,21 @@ class Refusal:
     period: str
 
 
+def policy_scope(provider: str, currency: str) -> str:
+    """The ``cap_counters`` scope of a provider's policy budget in one currency."""
+    return f"policy:{provider}:{currency}"
+
+
 @dataclass
 class Limits:
-    """The limits of one campaign and the site-wide provider budgets."""
+    """The limits of one campaign and the policy budgets in its currency, by provider.
+
+    ``provider_lifetime`` and ``provider_daily`` are in minor units of ``currency``;
+    a campaign without a currency spends nothing a policy budget could count.
+    """
 
     campaign_id: str
+    currency: str | None = None
     audience: int | None = None
     count: int | None = None
     budget: int | None = None
@@ -89,6 +104,7 @@ class CapBook:
         self.day = day
         self.site_day = site_day
         self.counters: dict[tuple[str, str], Counter] = {}
+        self._applicable: dict[str, list[Counter]] = {}  # by provider, for this day
         cid = limits.campaign_id
         self._add(
             Counter(
@@ -114,6 +130,9 @@ class CapBook:
 
     def set_day(self, conn: sqlite3.Connection, day: str, site_day: str) -> None:
         """Move to another local day (a dry run walking through the days)."""
+        if day == self.day and site_day == self.site_day:
+            return
+        self._applicable.clear()
         if day != self.day:
             self.day = day
             cid = self.limits.campaign_id
@@ -138,7 +157,8 @@ class CapBook:
                 for c in self.counters.values()
                 if c.cap.startswith("provider:")
             }:
-                if (f"provider:{provider}", site_day) not in self.counters:
+                scope = policy_scope(provider, self.limits.currency or "")
+                if (scope, site_day) not in self.counters:
                     self._load_one(conn, self._provider(provider)[1])
 
     def _load_one(self, conn: sqlite3.Connection, counter: Counter) -> None:
@@ -154,12 +174,16 @@ class CapBook:
         return counter
 
     def _provider(self, provider: str) -> list[Counter]:
+        """The provider's policy counters in the campaign's currency (none without one)."""
+        currency = self.limits.currency
+        if currency is None:
+            return []
         out = []
         for period, kind, limit in (
             ("lifetime", "lifetime", self.limits.provider_lifetime.get(provider)),
             (self.site_day, "daily", self.limits.provider_daily.get(provider)),
         ):
-            key = (f"provider:{provider}", period)
+            key = (policy_scope(provider, currency), period)
             counter = self.counters.get(key)
             if counter is None:
                 counter = self._add(
@@ -169,12 +193,17 @@ class CapBook:
         return out
 
     def applicable(self, provider: str) -> list[Counter]:
-        cid = self.limits.campaign_id
-        return [
-            self.counters[(f"campaign:{cid}", "lifetime")],
-            self.counters[(f"campaign:{cid}", self.day)],
-            *self._provider(provider),
-        ]
+        """The counters a grant of ``provider`` books on the book's current days."""
+        counters = self._applicable.get(provider)
+        if counters is None:
+            cid = self.limits.campaign_id
+            counters = [
+                self.counters[(f"campaign:{cid}", "lifetime")],
+                self.counters[(f"campaign:{cid}", self.day)],
+                *self._provider(provider),
+            ]
+            self._applicable[provider] = counters
+        return counters
 
     def load(self, conn: sqlite3.Connection, providers: list[str]) -> CapBook:
         """Read current usage for every counter this book may touch."""
@@ -242,3 +271,49 @@ def release_sync(
         " WHERE scope = ? AND period = ?",
         [(value, 1 if first else 0, scope, period) for scope, period in scopes],
     )
+
+
+def migrate_currencyless_sync(conn: sqlite3.Connection, site_timezone: str) -> int:
+    """Key the policy counters by currency where they were kept by provider alone.
+
+    Counters written before policy budgets had a currency (scope ``provider:<name>``)
+    added up the minor units of every currency. They are rebuilt per currency from
+    the grants that count (every grant not failed), lifetime and per site day in
+    ``site_timezone``, and the old rows are removed; returns how many were removed
+    (0 when there is nothing to do: running it at every start costs one query).
+    """
+    old = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT scope FROM cap_counters WHERE scope LIKE 'provider:%'"
+        )
+    ]
+    if not old:
+        return 0
+    providers = sorted({scope.split(":", 1)[1] for scope in old})
+    zone = ZoneInfo(site_timezone)
+    totals: dict[tuple[str, str], list[int]] = {}
+    for provider, currency, value, created_at, first in conn.execute(
+        "SELECT g.provider, g.currency, g.value_minor, g.created_at,"
+        " g.id = (SELECT min(f.id) FROM grants f WHERE f.campaign_id = g.campaign_id"
+        "         AND f.customer_id = g.customer_id AND f.state != 'failed')"
+        " FROM grants g WHERE g.state != 'failed' AND g.currency IS NOT NULL"
+        " AND g.provider IN (SELECT value FROM json_each(?))",
+        (json.dumps(providers),),
+    ):
+        scope = policy_scope(provider, currency)
+        day = datetime.fromtimestamp(created_at, zone).date().isoformat()
+        for period in ("lifetime", day):
+            row = totals.setdefault((scope, period), [0, 0, 0])
+            row[0] += 1
+            row[1] += value
+            row[2] += 1 if first else 0
+    removed = conn.execute("DELETE FROM cap_counters WHERE scope LIKE 'provider:%'").rowcount
+    conn.executemany(
+        "INSERT INTO cap_counters (scope, period, count, spend, customers) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (scope, period) DO UPDATE SET count = excluded.count,"
+        " spend = excluded.spend, customers = excluded.customers,"
+        " max_count = NULL, max_spend = NULL, max_customers = NULL",
+        [(scope, period, *row) for (scope, period), row in sorted(totals.items())],
+    )
+    return int(removed)

@@ -48,6 +48,7 @@ class GrantJob:
     providers: Mapping[str, Any]
     site_timezone: str = "UTC"
     frequency: tuple[int, int] | None = None  # (max rewards, days)
+    # The policy budgets in the campaign's currency, by provider (minor units).
     provider_lifetime: dict[str, int | None] = field(default_factory=dict)
     provider_daily: dict[str, int | None] = field(default_factory=dict)
     eligibility: Eligibility | None = None
@@ -58,6 +59,7 @@ class GrantJob:
         caps = self.spec.caps
         return Limits(
             campaign_id=self.campaign_id,
+            currency=self.spec.currency,
             audience=caps.audience,
             count=caps.count,
             budget=caps.budget_minor,

@@ -96,6 +96,43 @@ def test_best_time_is_the_hour_past_events_cluster_at(conn, tmp_path: Path) -> N
     assert due["new"] == datetime(2026, 12, 1, 10, tzinfo=UTC).timestamp()  # no history
 
 
+def test_best_time_is_the_hour_on_the_customers_own_clock_across_dst(conn, tmp_path: Path) -> None:
+    conn.close()
+    zones = {"berlin": "Europe/Berlin", "kolkata": "Asia/Kolkata"}
+    seed_customers(tmp_path / "p.db", ["berlin", "kolkata", "nozone"], timezones=zones)
+    conn = sqlite3.connect(tmp_path / "p.db")
+    register_sql_functions(conn)
+
+    def at(*args: int) -> int:
+        return int(datetime(*args, tzinfo=UTC).timestamp())
+
+    # Berlin evenings at 19:10 local: three in summer time (17:10 UTC, before the
+    # clocks went back on 25 October), two in winter time (18:10 UTC); and two at
+    # 18:10 local in winter (17:10 UTC). In UTC hours 17 wins; on the clock, 19 does.
+    berlin = [at(2026, 10, d, 17, 10) for d in (20, 21, 22)]
+    berlin += [at(2026, 11, d, 18, 10) for d in (2, 3)]
+    berlin += [at(2026, 11, d, 17, 10) for d in (4, 5)]
+    kolkata = [at(2026, 11, d, 13, 40) for d in (2, 3)]  # 19:10 IST (UTC+5:30)
+    rows = [("berlin", ts) for ts in berlin] + [("kolkata", ts) for ts in kolkata]
+    rows += [("nozone", ts) for ts in berlin]  # no zone of their own: the campaign's
+    conn.executemany("INSERT INTO events (customer_id, name, ts) VALUES (?, 'login', ?)", rows)
+    conn.commit()
+    spec = _spec(
+        schedule='start = "now"\ndelivery = "best_time"\nlocal_time = "10:00"',
+        timezone="Europe/Berlin",
+    )
+    plan = plan_targets(conn, spec.id, spec, now=DEC1, seed=1)
+    due = dict(zip(plan.customer_ids, plan.due_at, strict=True))
+    assert due["berlin"] == at(2026, 12, 1, 18, 0)  # 19:00 CET
+    assert due["nozone"] == at(2026, 12, 1, 18, 0)
+    assert due["kolkata"] == at(2026, 12, 1, 13, 30)  # 19:00 IST
+    # A run in summer time: 19:00 CEST is 17:00 UTC.
+    june = at(2027, 6, 1, 0, 0)
+    plan = plan_targets(conn, spec.id, spec, now=june, seed=1)
+    due = dict(zip(plan.customer_ids, plan.due_at, strict=True))
+    assert due["berlin"] == at(2027, 6, 1, 17, 0)
+
+
 def test_pilot_holds_all_but_a_slice(conn, tmp_path: Path) -> None:
     conn.close()
     seed_customers(tmp_path / "p.db", [f"c{i}" for i in range(40)])

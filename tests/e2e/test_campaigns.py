@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 # The sample config caps wallet points site-wide at 5,000.00 a day; these tests
 # exercise the campaign's own caps, so they lift that policy.
-NO_SITE_BUDGET = {r"^wallet_points = \{[^\n]*\}": ""}
+NO_SITE_BUDGET = {r"^EUR = \{[^\n]*\}": ""}
 
 DEC1_0000Z = datetime(2026, 12, 1, 0, 0, tzinfo=UTC).timestamp()
 

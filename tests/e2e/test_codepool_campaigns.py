@@ -14,7 +14,7 @@ from tests.support.data import seed_customers
 
 pytestmark = pytest.mark.slow
 
-NO_SITE_BUDGET = {r"^wallet_points = \{[^\n]*\}": ""}
+NO_SITE_BUDGET = {r"^EUR = \{[^\n]*\}": ""}
 
 
 def code_spec(pool: str, fallback: str = "", caps: str = "") -> str:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 
 # The sample config caps wallet points site-wide; these tests are about providers.
-NO_SITE_BUDGET = {r"^wallet_points = \{[^\n]*\}": ""}
+NO_SITE_BUDGET = {r"^EUR = \{[^\n]*\}": ""}
 FAST_ISOLATION = {
     r'^provider_timeout = "10s"': 'provider_timeout = "1s"',
     r'^provider_retry = "1s"': 'provider_retry = "100ms"',
