@@ -20,6 +20,7 @@ from promod.admin.audit import AuditLog
 from promod.admin.registry import CommandRegistry
 from promod.clock import Clock
 from promod.config import Config
+from promod.limits import DescriptorBudget
 from promod.plugins.host import PluginHost
 from promod.store.database import Database
 
@@ -42,6 +43,7 @@ class App:
     shutting_down: bool = False
     reloads: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    limits: DescriptorBudget | None = None  # the descriptor budget set at start
 
     def actor(self, name: str) -> Any:
         assert self.supervisor is not None
@@ -67,5 +69,8 @@ class App:
             "admin_socket": str(self.config.daemon.admin_socket),
             "http": f"{bound[0]}:{bound[1]}" if bound else None,
             "reloads": self.reloads,
+            "store": self.db.health.describe(),
+            "limits": self.limits.to_dict() if self.limits else None,
+            "conditions": dict(self.supervisor.conditions) if self.supervisor else {},
             "actors": children,
         }

@@ -90,6 +90,7 @@ ALERT_EVENTS = (
     "clearance.low_approval",
     "reward.granted",
     "plugin.circuit_open",
+    "store.unavailable",
 )
 
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).
@@ -225,6 +226,8 @@ class HttpConfig:
     trusted_proxies: tuple[str, ...] = ()
     max_body: int = 1024 * 1024
     tokens: tuple[HttpToken, ...] = ()
+    max_connections: int = 4096  # open connections at most (fewer if the descriptors are few)
+    request_timeout: float = 10.0  # seconds for a request head to arrive, else closed
 
     @property
     def listen(self) -> str:
@@ -412,6 +415,9 @@ def parse_config_text(text: str, source: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_issue(exc)], source) from None
+    except RecursionError:
+        issue = ConfigIssue("", "arrays or tables are nested too deeply to read")
+        raise ConfigError([issue], source) from None
     return parse_config(data, source)
 
 
@@ -1012,6 +1018,8 @@ def _http(t: _Table) -> HttpConfig:
     public_url = t.get("public_url", _url, f"http://{listen_host}:{port}").rstrip("/")
     trusted = t.get("trusted_proxies", _array(_network, "IP addresses or networks"), _NO_NAMES)
     max_body = t.get("max_body", _size, 1024 * 1024)
+    max_connections = t.get("max_connections", _integer(1, 1_000_000), 4096)
+    request_timeout = t.get("request_timeout", _duration(), 10.0)
     tokens: list[HttpToken] = []
     names: set[str] = set()
     hashes: set[str] = set()
@@ -1038,6 +1046,8 @@ def _http(t: _Table) -> HttpConfig:
         trusted_proxies=trusted,
         max_body=max_body,
         tokens=tuple(tokens),
+        max_connections=max_connections,
+        request_timeout=request_timeout,
     )
 
 

@@ -32,13 +32,21 @@ from promod.admin.registry import CommandRegistry
 from promod.admin.server import AdminServer
 from promod.app import App
 from promod.campaigns.segments import register_sql_functions
-from promod.clock import Clock, ManualClock, SystemClock
+from promod.clock import Clock, ManualClock, SystemClock, utc_iso
 from promod.config import Config, ConfigError, load_config
 from promod.http.server import HttpService
 from promod.ledger.caps import migrate_currencyless_sync
-from promod.notify.outbox import enqueue_sync
+from promod.limits import (
+    ADMIN_CONNECTIONS,
+    DescriptorBudget,
+    install_accept_error_filter,
+    raise_nofile,
+)
+from promod.notify.channel import Message
+from promod.notify.outbox import enqueue_sync, new_event_id
 from promod.plugins.host import PluginError, PluginHost
 from promod.store.database import Database, SchemaTooNew
+from promod.store.health import StoreMonitor, StoreUnavailable, is_outage
 
 log = logs.get_logger("promod.daemon")
 
@@ -86,6 +94,7 @@ def child_specs(app: App) -> list[ChildSpec]:
                 app.commands,
                 app.config.daemon.admin_socket,
                 app.config.daemon.admin_socket_mode,
+                max_connections=(app.limits.admin_connections if app.limits else ADMIN_CONNECTIONS),
             ),
         )
     )
@@ -115,6 +124,11 @@ def _changed_restart_keys(old: Config, new: Config) -> list[str]:
         new.http.port,
     ):
         changed.append("http.listen")
+    if (old.http.max_connections, old.http.request_timeout) != (
+        new.http.max_connections,
+        new.http.request_timeout,
+    ):
+        changed.append("http.max_connections/request_timeout")
     if old.plugins != new.plugins:
         changed.append("plugins")
     if old.channels != new.channels:
@@ -158,6 +172,10 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
 
     notifier = systemd.Notifier.from_env()
     environ = dict(os.environ if env is None else env)
+    soft, hard = raise_nofile()
+    install_accept_error_filter()
+    limits = DescriptorBudget.for_limit(soft, http_max=config.http.max_connections)
+    log.info("limits", nofile_hard=hard, **limits.to_dict())
     try:
         plugins = PluginHost.load(config.plugins.dirs, config.plugins.disable, environ=environ)
         registry = build_registry(plugins)
@@ -165,7 +183,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         log.error("plugin_error", error=str(exc))
         return EXIT_STARTUP
     try:
-        db = await Database.open(config.store.path)
+        db = await _open_store(config, notifier)
     except SchemaTooNew as exc:
         log.error("store_refused", error=str(exc))
         return EXIT_STARTUP
@@ -176,7 +194,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
     await db.register_functions(register_sql_functions)
     site_timezone = config.daemon.timezone
     try:
-        rekeyed = await db.run_sync(lambda conn: migrate_currencyless_sync(conn, site_timezone))
+        rekeyed = await _rekey_policy_counters(db, site_timezone, notifier)
     except Exception as exc:
         log.error("store_migration_failed", error=repr(exc))
         await db.close()
@@ -191,6 +209,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         commands=registry,
         audit=AuditLog(db),
         clock=make_clock(environ),
+        limits=limits,
     )
     restarts = RestartAlerts(app)
     supervisor = Supervisor(
@@ -200,8 +219,10 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         backoff_initial=config.supervisor.backoff_initial,
         backoff_max=config.supervisor.backoff_max,
         on_event=restarts.report,
+        is_outage=is_outage,
     )
     app.supervisor = supervisor
+    monitor = store_monitor(app, notifier)
     exit_code = EXIT_OK
     try:
         async with anyio.create_task_group() as tg:
@@ -230,6 +251,7 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
             notifier.ready(status=_status_line(app))
             tg.start_soon(_watchdog, app, notifier)
             tg.start_soon(restarts.run)
+            tg.start_soon(monitor.run)
             await _signals(app, notifier, tg.cancel_scope)
     finally:
         with anyio.CancelScope(shield=True):
@@ -237,6 +259,139 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
             await db.close()
     log.info("stopped", exit_code=exit_code)
     return exit_code
+
+
+OPEN_RETRY_MAX = 30.0  # seconds between attempts to open a store that has no room
+
+
+async def _open_store(config: Config, notifier: systemd.Notifier) -> Database:
+    """Open the store; on a full (or read-only) disk, report it and try again with backoff."""
+    delay = 1.0
+    while True:
+        try:
+            return await Database.open(config.store.path)
+        except StoreUnavailable as exc:
+            log.error(
+                "store_unavailable",
+                error=str(exc),
+                reason=exc.reason,
+                path=str(exc.path),
+                free_bytes=exc.free,
+                retry_in=delay,
+            )
+            notifier.status(f"waiting: {exc}")
+        await anyio.sleep(delay)
+        delay = min(delay * 2, OPEN_RETRY_MAX)
+
+
+async def _rekey_policy_counters(
+    db: Database, site_timezone: str, notifier: systemd.Notifier
+) -> int:
+    """Key old policy counters by currency; on a store outage, wait for room first.
+
+    Nothing is granted with counters of the old shape: with counters to re-key and a
+    store that takes no writes, start-up waits (probing) until it does.
+    """
+
+    def pending(conn: sqlite3.Connection) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM cap_counters WHERE scope LIKE 'provider:%' LIMIT 1"
+        ).fetchone()
+        return row is not None
+
+    if not await db.run_sync(pending, write=False):
+        return 0
+    if db.health.problem is not None:
+        log.error("store_unavailable_at_start", error=str(db.health.problem), waiting_for="rekey")
+        notifier.status(f"waiting: {db.health.problem}")
+        monitor = StoreMonitor(
+            db.health, db.reserve, alert=_no_alert, probe=db.probe, on_change=lambda _p: None
+        )
+        await monitor.until_writable()
+    return await db.run_sync(lambda conn: migrate_currencyless_sync(conn, site_timezone))
+
+
+async def _no_alert(problem: StoreUnavailable) -> None:
+    return None
+
+
+def store_monitor(app: App, notifier: systemd.Notifier) -> StoreMonitor:
+    """The monitor of ``app``'s store: alert on an outage, restart waiting actors after it."""
+    db = app.db
+
+    async def alert(problem: StoreUnavailable) -> None:
+        now = app.clock.now()
+        event_id = new_event_id()
+        payload = {**problem.to_dict(), "message": str(problem)}
+        sent = await _send_outage_alert(app, event_id, payload, now)
+        await db.run_sync(
+            functools.partial(
+                _record_outage, event_id=event_id, payload=payload, now=now, sent=sent
+            ),
+            essential=True,
+        )
+
+    async def probe() -> None:
+        await db.probe()
+
+    def on_change(problem: StoreUnavailable | None) -> None:
+        supervisor = app.supervisor
+        if problem is None:
+            notifier.status(_status_line(app))
+            if supervisor is not None:
+                supervisor.set_condition("store", None)
+                supervisor.retry_now()
+            return
+        notifier.status(f"degraded: {problem}")
+        if supervisor is not None:
+            supervisor.set_condition("store", str(problem))
+
+    return StoreMonitor(db.health, db.reserve, alert=alert, probe=probe, on_change=on_change)
+
+
+ALERT_SEND_TIMEOUT = 10.0  # seconds a channel may take for the store.unavailable alert
+
+
+async def _send_outage_alert(app: App, event_id: str, payload: dict[str, Any], now: float) -> bool:
+    """Send ``store.unavailable`` straight through the notifier's open channels.
+
+    The outbox cannot take new deliveries while the store takes no writes, so the
+    alert does not wait for it; True when every routed channel accepted it.
+    """
+    routed = app.config.alerts.get("store.unavailable", ())
+    if not routed:
+        return True
+    try:
+        channels = dict(getattr(app.actor("notifier"), "channels", {}))
+    except KeyError:
+        channels = {}
+    data = {"event_id": event_id, "type": "store.unavailable", "occurred_at": utc_iso(now)}
+    data.update(payload)
+    message = Message(event_id, "store.unavailable", "alert", data)
+    every = True
+    for name in dict.fromkeys(routed):
+        channel = channels.get(name)
+        if channel is None:
+            every = False
+            continue
+        try:
+            with anyio.fail_after(ALERT_SEND_TIMEOUT):
+                await channel.send(message)
+        except Exception as exc:
+            every = False
+            log.error("store_alert_not_sent", channel=name, error=repr(exc))
+        else:
+            log.info("store_alert_sent", channel=name, event_id=event_id)
+    return every
+
+
+def _record_outage(
+    conn: sqlite3.Connection, *, event_id: str, payload: dict[str, Any], now: float, sent: bool
+) -> None:
+    """Keep the alert in the outbox: done when it went out, else for the notifier to send."""
+    enqueue_sync(conn, "store.unavailable", payload, now=now, event_id=event_id)
+    if sent:
+        conn.execute("UPDATE outbox SET state = 'done' WHERE event_id = ?", (event_id,))
 
 
 def _record_restart(conn: sqlite3.Connection, *, payload: dict[str, Any], now: float) -> str:
@@ -280,7 +435,9 @@ async def _watchdog(app: App, notifier: systemd.Notifier) -> None:
     if not period:
         return
     while True:
-        if app.supervisor is not None and app.supervisor.healthy and not app.shutting_down:
+        # A store outage keeps the pings going: the daemon still serves reads, status and
+        # the kill switch, and a restart by systemd would not bring disk space back.
+        if app.supervisor is not None and app.supervisor.serving and not app.shutting_down:
             notifier.watchdog_ping()
         await anyio.sleep(period / 2)
 

@@ -156,6 +156,8 @@ class PromodDaemon:
         self.log_path = root / "daemon.log"
         self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
+        # Runs in the child before ``promod run`` (e.g. to lower its resource limits).
+        self.preexec: Callable[[], None] | None = None
         self._notify: NotifyListener | None = None
         self._starts = 0
 
@@ -188,6 +190,7 @@ class PromodDaemon:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.root,
+                preexec_fn=self.preexec,
             )
         self._starts += 1
 

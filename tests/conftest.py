@@ -11,7 +11,7 @@ import pytest
 
 from promod.store.database import Database
 
-pytest_plugins = ["tests.support.daemon"]
+pytest_plugins = ["tests.support.daemon", "tests.support.disk"]
 
 
 @pytest.fixture

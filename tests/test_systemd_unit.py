@@ -153,3 +153,10 @@ def test_sysusers_creates_the_daemon_user_and_role_groups(tmp_path: Path) -> Non
     assert etc.st_gid == promod_gid
     backups = (tmp_path / "var/backups/promod").stat()
     assert backups.st_gid == promod_gid
+
+
+def test_unit_sets_a_descriptor_limit_well_above_the_default_1024() -> None:
+    # The daemon shares the limit out (promod.limits); 1,024 is systemd's default soft limit.
+    values = unit_settings()["LimitNOFILE"]
+    assert len(values) == 1
+    assert int(values[0]) >= 16384

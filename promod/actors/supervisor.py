@@ -7,6 +7,12 @@ doubling, capped backoff; more than ``max_restarts`` restarts within
 ``restart_window`` seconds stops every child (reverse order) and raises
 SupervisorGaveUp, which the daemon turns into a non-zero exit for systemd.
 
+A child that stopped on an outage (``is_outage(error)``, e.g. a full disk) is an
+operating condition, not a crash: it waits (state ``waiting``) with its own doubling
+backoff up to ``outage_backoff_max``, does not count against ``max_restarts``, and is
+started again at once by :meth:`Supervisor.retry_now` when the outage is over. One
+that fails to start on an outage does not stop the others from starting.
+
     supervisor = Supervisor(
         [ChildSpec("ledger", Ledger), ChildSpec("notifier", Notifier)],
         strategy=Strategy.REST_FOR_ONE,
@@ -145,12 +151,13 @@ class _Run:
 class _Slot:
     spec: ChildSpec
     index: int
-    state: str = "new"  # new starting running restarting stopping stopped failed
+    state: str = "new"  # new starting running restarting waiting stopping stopped failed
     run: _Run | None = None
     restarts: int = 0
     started_at: float | None = None
     last_error: str | None = None
     recent: deque[float] = field(default_factory=deque)  # restarts this child caused
+    outage_waits: int = 0  # restarts in a row that waited for an outage to end
 
     def info(self) -> dict[str, Any]:
         return {
@@ -180,6 +187,8 @@ class Supervisor:
         backoff_max: float = 5.0,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         name: str = "supervisor",
+        is_outage: Callable[[BaseException], bool] | None = None,
+        outage_backoff_max: float = 10.0,
     ) -> None:
         names = [spec.name for spec in children]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -198,6 +207,10 @@ class Supervisor:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_event = on_event
+        self.is_outage = is_outage
+        self.outage_backoff_max = outage_backoff_max
+        self.conditions: dict[str, str] = {}  # name -> what keeps the daemon from being ready
+        self._retry = anyio.Event()
         self._slots = [_Slot(spec, i) for i, spec in enumerate(children)]
         self._by_name = {slot.spec.name: slot for slot in self._slots}
         self._restart_times: deque[float] = deque()
@@ -224,10 +237,34 @@ class Supervisor:
 
     @property
     def healthy(self) -> bool:
-        """True while running with no child down awaiting a restart."""
+        """True while running with no child down awaiting a restart and no condition set."""
+        if self._phase != "running" or self.conditions:
+            return False
+        return not any(slot.state in ("starting", "restarting", "waiting") for slot in self._slots)
+
+    @property
+    def serving(self) -> bool:
+        """True while running and every child that is down only waits for an outage to end."""
         if self._phase != "running":
             return False
-        return not any(slot.state in ("starting", "restarting") for slot in self._slots)
+        return not any(
+            slot.state in ("starting", "restarting") and not slot.outage_waits
+            for slot in self._slots
+        )
+
+    def set_condition(self, name: str, text: str | None) -> None:
+        """Set (or with None clear) a condition that makes the supervisor not healthy."""
+        if text is None:
+            self.conditions.pop(name, None)
+        else:
+            self.conditions[name] = text
+
+    def retry_now(self) -> None:
+        """The outage is over: start every waiting child now, with a fresh backoff."""
+        for slot in self._slots:
+            slot.outage_waits = 0
+        self._retry.set()
+        self._retry = anyio.Event()
 
     @property
     def state(self) -> str:
@@ -292,6 +329,12 @@ class Supervisor:
             if self._stop_requested.is_set():
                 return None
             run = await self._start(slot)
+            if not run.started and self._outage(run.error):
+                # Queued for a restart that waits for the store; the others start now.
+                log.warning(
+                    "child waits for the store", child=slot.spec.name, error=slot.last_error
+                )
+                continue
             if not run.started:
                 error = run.error or _NoStart("exited before signalling started")
                 self._phase = "gave_up"
@@ -332,7 +375,48 @@ class Supervisor:
 
     # -- restarts ------------------------------------------------------------------
 
+    def _outage(self, error: BaseException | None) -> bool:
+        return error is not None and self.is_outage is not None and self.is_outage(error)
+
+    async def _wait_outage(self, slot: _Slot) -> None:
+        """Restart ``slot`` after a backoff that grows while the outage lasts."""
+        slot.outage_waits += 1
+        base = self.backoff_initial or 0.1
+        delay = min(base * 2 ** (slot.outage_waits - 1), self.outage_backoff_max)
+        slot.state = "waiting"
+        log.warning(
+            "child waiting for the store",
+            child=slot.spec.name,
+            error=slot.last_error,
+            delay=round(delay, 3),
+            attempt=slot.outage_waits,
+        )
+        self._emit(
+            "child_waiting",
+            {"child": slot.spec.name, "error": slot.last_error, "delay": delay},
+        )
+        retry = self._retry
+        with anyio.move_on_after(delay):
+            async with anyio.create_task_group() as tg:
+
+                async def on_stop() -> None:
+                    await self._stop_requested.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(on_stop)
+                await retry.wait()
+                tg.cancel_scope.cancel()
+        if self._stop_requested.is_set():
+            return
+        slot.restarts += 1
+        new_run = await self._start(slot)
+        if not new_run.started:
+            log.warning("restarted child failed to start", child=slot.spec.name)
+
     async def _restart(self, slot: _Slot, run: _Run) -> SupervisorGaveUp | None:
+        if self._outage(run.error):
+            await self._wait_outage(slot)
+            return None
         now = anyio.current_time()
         window_start = now - self.restart_window
         self._restart_times.append(now)

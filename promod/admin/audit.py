@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from promod.admin.registry import Caller, CommandError
+from promod.store.database import essential_writes
 
 __all__ = ["OUTCOMES", "AuditLog", "format_ts", "parse_since", "redact_args"]
 
@@ -115,10 +116,9 @@ class AuditLog:
         ts = format_ts(at or dt.datetime.now(dt.UTC))
         args_json = json.dumps(redact_args(args, secret), sort_keys=True, default=str)
         role = caller.role.label if caller.role is not None else None
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO audit_log (ts, uid, gid, pid, user, role, command, args, outcome,"
-                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        # Essential: an operator's kill switch is audited on a full disk too.
+        with essential_writes():
+            return await self._insert(
                 (
                     ts,
                     caller.uid,
@@ -130,7 +130,15 @@ class AuditLog:
                     args_json,
                     outcome,
                     error,
-                ),
+                )
+            )
+
+    async def _insert(self, row: tuple[Any, ...]) -> int:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO audit_log (ts, uid, gid, pid, user, role, command, args, outcome,"
+                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
             )
             row_id = cursor.lastrowid
         return int(row_id) if row_id is not None else 0

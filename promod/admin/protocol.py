@@ -30,6 +30,7 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from promod.admin.registry import ERROR_CODES, CommandError
+from promod.surrogates import SURROGATE_MESSAGE, find_surrogate
 
 __all__ = [
     "MAX_LINE",
@@ -98,7 +99,13 @@ def dumps(value: Any) -> str:
 
 
 def _line(obj: dict[str, Any]) -> bytes:
-    return dumps(obj).encode() + b"\n"
+    try:
+        return dumps(obj).encode() + b"\n"
+    except UnicodeEncodeError:
+        # Text that is not valid Unicode (a lone surrogate) still leaves as valid JSON:
+        # escaped, never as bytes the peer cannot decode.
+        text = json.dumps(obj, default=_json_default, ensure_ascii=True, separators=(",", ":"))
+        return text.encode() + b"\n"
 
 
 def encode_request(request_id: Any, cmd: str, args: dict[str, Any] | None = None) -> bytes:
@@ -119,7 +126,11 @@ def _valid_id(value: Any) -> bool:
 
 
 def decode_request(line: bytes) -> Request:
-    """Parse one request line; :class:`MalformedRequest` when it is not a request object."""
+    """Parse one request line; :class:`MalformedRequest` when it is not a request object.
+
+    Text holding a lone surrogate (``"\\ud800"``), anywhere in the request, is refused
+    with the path where it was (``args.name``).
+    """
     try:
         obj = json.loads(line)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -129,6 +140,11 @@ def decode_request(line: bytes) -> Request:
     request_id = obj.get("id")
     if not _valid_id(request_id):
         raise MalformedRequest("'id' must be a string, a number or null")
+    if isinstance(request_id, str) and find_surrogate(request_id) is not None:
+        raise MalformedRequest(f"id: {SURROGATE_MESSAGE}")
+    where = find_surrogate(obj)
+    if where is not None:
+        raise MalformedRequest(f"{where}: {SURROGATE_MESSAGE}", request_id)
     unknown = sorted(set(obj) - {"id", "cmd", "args"})
     if unknown:
         raise MalformedRequest(f"unknown request field(s): {', '.join(unknown)}", request_id)

@@ -183,6 +183,15 @@ def _type_names(types: type | tuple[type, ...]) -> str:
     return " or ".join(_JSON_TYPE_NAMES.get(t, t.__name__) for t in items)
 
 
+# Integers an argument may carry: what the store holds (SQLite's 64-bit INTEGER).
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+
+
+def _fits(value: int) -> bool:
+    return INT_MIN <= value <= INT_MAX
+
+
 def _matches(value: Any, types: type | tuple[type, ...]) -> bool:
     items = types if isinstance(types, tuple) else (types,)
     if isinstance(value, bool):
@@ -258,6 +267,13 @@ class CommandRegistry:
                     "invalid_args",
                     f"{cmd.name}: argument {name!r} must be {_type_names(spec.type)}",
                     {"argument": name, "expected": _type_names(spec.type)},
+                )
+            if isinstance(value, int) and not isinstance(value, bool) and not _fits(value):
+                raise CommandError(
+                    "invalid_args",
+                    f"{cmd.name}: argument {name!r} is out of range "
+                    f"(an integer from {INT_MIN} to {INT_MAX})",
+                    {"argument": name, "expected": f"{INT_MIN}..{INT_MAX}"},
                 )
             checked[name] = value
         return checked

@@ -7,7 +7,10 @@ peer's role is resolved from SO_PEERCRED against ``app.config.admin.roles`` (rea
 request, so a config reload applies to open connections), checked, the arguments
 validated and the handler run. Mutating commands and every refusal go to the audit
 log; refusals of read-only commands at most once per uid, command and minute, with a
-count of the rest (:mod:`promod.admin.refusals`)::
+count of the rest (:mod:`promod.admin.refusals`). At most ``max_connections`` are open
+at once (one more gets an ``unavailable`` error line and is closed), a connection silent
+for ``idle_timeout`` seconds is closed, and a store outage is answered as ``unavailable``
+with the problem (``disk full: ...``)::
 
     server = AdminServer(app, app.commands, Path("/run/promod/admin.sock"), 0o660)
     async with anyio.create_task_group() as tg:
@@ -16,6 +19,7 @@ count of the rest (:mod:`promod.admin.refusals`)::
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -41,10 +45,34 @@ from promod.admin.protocol import (
 from promod.admin.refusals import READ_REFUSAL_WINDOW, RefusalLimiter
 from promod.admin.registry import Caller, Command, CommandContext, CommandError, CommandRegistry
 from promod.admin.roles import peer_credentials, resolve_caller
+from promod.store.health import StoreUnavailable, is_outage
 
 __all__ = ["AdminServer", "SocketInUse"]
 
 log = structlog.get_logger("promod.admin")
+
+
+IDLE_TIMEOUT = 60.0  # seconds a connection may wait between requests (or inside one line)
+ACCEPT_RETRY = 0.1  # seconds to wait after accept() ran out of descriptors
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class _AcceptErrors:
+    """accept() failures for want of descriptors, logged at most once per ``interval``."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.count = 0
+        self._last = -interval
+        self._reported = 0
+
+    def note(self, exc: OSError) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            log.error("admin accept failed", error=exc.strerror, times=self.count - self._reported)
+            self._reported = self.count
+            self._last = now
 
 
 class SocketInUse(RuntimeError):
@@ -76,6 +104,8 @@ class AdminServer:
         mode: int = 0o660,
         *,
         line_limit: int = MAX_LINE,
+        max_connections: int = 16,
+        idle_timeout: float = IDLE_TIMEOUT,
         refusal_window: float = READ_REFUSAL_WINDOW,
         refusal_clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -85,7 +115,11 @@ class AdminServer:
         self.socket_path = Path(socket_path)
         self.mode = mode
         self.line_limit = line_limit
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.connections = 0  # currently open
+        self.turned_away = 0  # connections turned away at max_connections
+        self._accept_errors = _AcceptErrors()
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -102,7 +136,7 @@ class AdminServer:
         log.info("admin socket listening", path=str(self.socket_path), mode=oct(self.mode))
         try:
             task_status.started()
-            await listener.serve(self._serve_connection)
+            await self._accept_loop(listener)
         finally:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
@@ -131,21 +165,63 @@ class AdminServer:
         except OSError:
             pass
 
+    async def _accept_loop(self, listener: anyio.abc.SocketListener) -> None:
+        """Accept for ever; past ``max_connections`` a newcomer gets an error and is closed.
+
+        Running out of descriptors is logged at most every few seconds and accepting
+        resumes after a short pause, so the socket stays reachable once one is free.
+        """
+        async with anyio.create_task_group() as tg:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _RESOURCE_ERRNOS:
+                        raise
+                    self._accept_errors.note(exc)
+                    await anyio.sleep(ACCEPT_RETRY)
+                    continue
+                if self.connections >= self.max_connections:
+                    self.turned_away += 1
+                    tg.start_soon(self._refuse, stream)
+                    continue
+                if self.connections == 0:
+                    self._idle = anyio.Event()
+                self.connections += 1
+                tg.start_soon(self._serve_connection, stream)
+
+    async def _refuse(self, stream: anyio.abc.SocketStream) -> None:
+        error = CommandError(
+            "unavailable",
+            f"too many admin connections ({self.connections} open); try again",
+        )
+        with anyio.move_on_after(1.0):
+            try:
+                await stream.send(encode_error(None, error))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+
     async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
-        if self.connections == 0:
-            self._idle = anyio.Event()
-        self.connections += 1
+        """One connection (counted in ``connections`` by the accept loop)."""
         try:
             async with stream:
                 raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
                 pid, uid, gid = peer_credentials(raw)
                 reader = LineReader(stream, self.line_limit)
                 while True:
-                    try:
-                        line = await reader.readline()
-                    except LineTooLong as exc:
-                        await stream.send(encode_error(None, CommandError("bad_request", str(exc))))
-                        continue
+                    line: bytes | None = None
+                    with anyio.move_on_after(self.idle_timeout) as idle:
+                        try:
+                            line = await reader.readline()
+                        except LineTooLong as exc:
+                            error = CommandError("bad_request", str(exc))
+                            await stream.send(encode_error(None, error))
+                            continue
+                    if idle.cancelled_caught:
+                        log.info("admin connection idle; closed", seconds=self.idle_timeout)
+                        return
                     if line is None:
                         return
                     if not line.strip():
@@ -235,6 +311,17 @@ class AdminServer:
                 await self._audit(cmd, caller, args, "error", exc)
             raise
         except Exception as exc:
+            if is_outage(exc):
+                # A full disk is an answer, not a crash: the work was rolled back.
+                problem = exc if isinstance(exc, StoreUnavailable) else self._outage(exc)
+                error = CommandError(
+                    "unavailable",
+                    f"{cmd.name}: the store takes no writes: {problem}; nothing was changed",
+                    problem.to_dict(),
+                )
+                if mutating:
+                    await self._audit(cmd, caller, args, "error", error)
+                raise error from None
             log.exception("admin command failed", command=cmd.name, user=caller.user)
             error = CommandError(
                 "internal",
@@ -248,6 +335,14 @@ class AdminServer:
             await self._audit(cmd, caller, args, "ok", None)
             log.info("admin command", command=cmd.name, user=caller.user, uid=caller.uid)
         return result
+
+    def _outage(self, exc: BaseException) -> StoreUnavailable:
+        db = getattr(self.app, "db", None)
+        health = getattr(db, "health", None)
+        if health is not None:
+            problem: StoreUnavailable = health.failed(exc)
+            return problem
+        return StoreUnavailable("I/O error", Path("?"), None, repr(exc))
 
     async def _audit_suppressed(self, *, everything: bool = False) -> None:
         """Record the counts of read-only refusals whose window has passed."""

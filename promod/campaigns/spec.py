@@ -33,6 +33,7 @@ from promod.campaigns.segments import (
     SegmentError,
     parse_segment,
 )
+from promod.surrogates import SURROGATE_MESSAGE, find_surrogate
 from promod.units import format_duration, format_money, parse_duration
 
 __all__ = [
@@ -526,11 +527,18 @@ def load_spec(
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise SpecError([("", f"invalid TOML: {exc}")]) from None
+        except RecursionError:
+            raise SpecError([("", "invalid TOML: nested too deeply to read")]) from None
     elif fmt == "json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError([("", f"invalid JSON: {exc}")]) from None
+        except RecursionError:
+            raise SpecError([("", "invalid JSON: nested too deeply to read")]) from None
+        where = find_surrogate(data)
+        if where is not None:
+            raise SpecError([(where if where != "(value)" else "", SURROGATE_MESSAGE)])
     else:
         raise ValueError(f"unknown spec format {fmt!r} (toml, json)")
     return parse_spec(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import sys
 from collections.abc import Iterator
@@ -74,15 +73,43 @@ def _encoded_size(row: Row) -> int:
 def _too_long(line: int, size: int) -> Row:
     return {
         "line": line,
-        "error": f"line too long to import ({size} bytes encoded, limit {MAX_ROW_BYTES})",
+        "error": f"line too long to import ({size} bytes, limit {MAX_ROW_BYTES})",
     }
 
 
+def _read_line(fh: IO[bytes], limit: int) -> tuple[bytes, int]:
+    """The next line (at most ``limit`` bytes kept) and its whole length in bytes.
+
+    A longer line is read on in pieces of ``limit`` bytes and dropped, so memory stays
+    bounded by ``limit`` whatever the file holds.
+    """
+    raw = fh.readline(limit + 1)
+    size = len(raw)
+    if size <= limit or raw.endswith(b"\n"):
+        return raw, size
+    while True:
+        piece = fh.readline(limit)
+        size += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            return b"", size
+
+
 def iter_jsonl_rows(fh: IO[bytes]) -> Iterator[tuple[Row, int]]:
-    """``({"line", "text"}, bytes read so far)`` per non-blank line; problems as error rows."""
+    """``({"line", "text"}, bytes read so far)`` per non-blank line; problems as error rows.
+
+    A line longer than MAX_ROW_BYTES is never held in memory: it is skipped and reported.
+    """
     position = 0
-    for number, raw in enumerate(fh, start=1):
-        position += len(raw)
+    number = 0
+    while True:
+        raw, size = _read_line(fh, MAX_ROW_BYTES)
+        if size == 0:
+            return
+        number += 1
+        position += size
+        if size > MAX_ROW_BYTES and not raw:
+            yield _too_long(number, size), position
+            continue
         try:
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
@@ -94,17 +121,41 @@ def iter_jsonl_rows(fh: IO[bytes]) -> Iterator[tuple[Row, int]]:
         yield {"line": number, "text": text}, position
 
 
+class _LineTooLong(Exception):
+    """A CSV line longer than MAX_ROW_BYTES (it was not kept in memory)."""
+
+
+class _CsvLines:
+    """The file's lines as text for ``csv``, each read with a bound on its length."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.number = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw, size = _read_line(self._fh, MAX_ROW_BYTES)
+        if size == 0:
+            raise StopIteration
+        self.number += 1
+        if size > MAX_ROW_BYTES:
+            raise _LineTooLong(f"line too long to import ({size} bytes, limit {MAX_ROW_BYTES})")
+        return raw.decode("utf-8-sig" if self.number == 1 else "utf-8")
+
+
 def iter_csv_rows(fh: IO[bytes]) -> tuple[list[str], Iterator[tuple[Row, int]]]:
     """The header and an iterator of ``({"line", "row"}, bytes read so far)``.
 
     ``line`` is the reader's line number (the last physical line of a quoted multi-line
     record). A malformed record is reported as an error row and ends the reading.
     """
-    text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
-    reader = csv.DictReader(text, restkey=_CSV_EXTRA_KEY)
+    lines = _CsvLines(fh)
+    reader = csv.DictReader(lines, restkey=_CSV_EXTRA_KEY)
     try:
         header = list(reader.fieldnames or [])
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except (csv.Error, UnicodeDecodeError, _LineTooLong) as exc:
         raise ValueError(f"line 1: unreadable CSV header: {exc}") from None
 
     def rows() -> Iterator[tuple[Row, int]]:
@@ -112,6 +163,9 @@ def iter_csv_rows(fh: IO[bytes]) -> tuple[list[str], Iterator[tuple[Row, int]]]:
             try:
                 record = next(reader)
             except StopIteration:
+                return
+            except _LineTooLong as exc:
+                yield {"line": lines.number, "error": f"{exc}; reading stopped here"}, fh.tell()
                 return
             except (csv.Error, UnicodeDecodeError) as exc:
                 message = f"malformed CSV ({exc}); reading stopped here"

@@ -25,6 +25,8 @@ from functools import lru_cache
 from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from promod.surrogates import SURROGATE_MESSAGE, find_surrogate
+
 __all__ = [
     "CSV_COLUMNS",
     "CSV_EXTRA_KEY",
@@ -145,13 +147,19 @@ _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant
 
 
 def loads_record(text: str) -> dict[str, Any]:
-    """Parse one JSON line into an object; fractions become Decimal (exact), NaN is refused."""
+    """Parse one JSON line into an object; fractions become Decimal (exact), NaN is refused.
+
+    So is text holding a lone surrogate (``"\\ud800"``), named by its field path.
+    """
     try:
         value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise RecordError(f"invalid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise RecordError(f"expected a JSON object, got {_json_type(value)}")
+    where = find_surrogate(value)
+    if where is not None:
+        raise RecordError(f"{where}: {SURROGATE_MESSAGE}")
     return value
 
 

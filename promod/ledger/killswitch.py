@@ -44,7 +44,7 @@ async def engage(db: Database, *, by: str, now: float) -> bool:
         enqueue_sync(conn, "killswitch.engaged", {"by": by, "engaged_at": now}, now=now)
         return True
 
-    return await db.run_sync(work)
+    return await db.run_sync(work, essential=True)
 
 
 async def release(db: Database) -> bool:
@@ -53,4 +53,4 @@ async def release(db: Database) -> bool:
     def work(conn: sqlite3.Connection) -> bool:
         return conn.execute("DELETE FROM meta WHERE key = ?", (KEY,)).rowcount > 0
 
-    return await db.run_sync(work)
+    return await db.run_sync(work, essential=True)

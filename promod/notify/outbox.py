@@ -30,6 +30,7 @@ EVENT_TYPES = frozenset(
         "clearance.low_approval",
         "actor.restarted",
         "plugin.circuit_open",
+        "store.unavailable",
     }
 )
 

@@ -11,6 +11,14 @@ offline tools behind ``promod db migrate|backup|check``.
     row = await db.fetchone("SELECT value FROM meta WHERE key = ?", ("k",))
     await db.close()
 
+A full disk, a read-only one or an I/O error during a write rolls it back and raises
+:class:`~promod.store.health.StoreUnavailable` ("disk full: PATH (N free)"); ``db.health``
+records the outage. A space reserve (``promod.db.reserve``, 4 MiB) lies beside the file:
+the writes that must work on a full disk (the kill switch, the audit log, the outage alert,
+marked with :func:`essential_writes` or ``run_sync(..., essential=True)``) give it up.
+While the store is unavailable other writes are refused at once (nothing is tried, so the
+room stays for the essential ones) until :meth:`Database.probe` succeeds again.
+
 Every statement goes through one connection, so :meth:`Database.transaction` holds an
 ``anyio.Lock`` for its whole duration, and :meth:`Database.execute`, :meth:`Database.fetchone`
 and :meth:`Database.fetchall` take the same lock unless they are called from inside the
@@ -25,8 +33,9 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -36,6 +45,16 @@ from typing import Any, TypeAlias, TypeVar
 import aiosqlite
 import anyio
 
+from promod.logs import get_logger
+from promod.store.health import (
+    Reserve,
+    StoreHealth,
+    StoreUnavailable,
+    free_bytes,
+    is_outage,
+    outage_reason,
+)
+
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "MIGRATIONS_DIR",
@@ -44,13 +63,18 @@ __all__ = [
     "MigrationError",
     "Params",
     "SchemaTooNew",
+    "StoreUnavailable",
     "backup_sync",
     "check_sync",
+    "essential_writes",
     "latest_version",
     "migrate_sync",
     "migrations",
+    "reserve_path",
     "split_statements",
 ]
+
+log = get_logger("promod.store")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
@@ -285,6 +309,21 @@ def check_sync(path: Path) -> list[str]:
 
 T = TypeVar("T")
 
+
+def reserve_path(path: Path) -> Path:
+    """Where the space reserve of the database at ``path`` lives (beside it)."""
+    return path.with_name(path.name + ".reserve")
+
+
+def _reason_of(exc: BaseException) -> str:
+    found = outage_reason(exc)
+    if found is None and isinstance(exc, BaseExceptionGroup):
+        found = next((outage_reason(e) for e in exc.exceptions if outage_reason(e)), None)
+    if found is None and exc.__cause__ is not None:
+        found = outage_reason(exc.__cause__)
+    return found or "I/O error"
+
+
 # Grant batches dirty pages all over the customer indexes: checkpoint the WAL
 # every ~40 MiB rather than every 4 MiB, and keep 64 MiB of pages cached.
 WAL_AUTOCHECKPOINT = 10_000  # pages
@@ -308,16 +347,32 @@ def _in_transaction(
     conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk, an I/O error): only roll
+        # back what is still open, so the original error is the one raised.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
 
 
 _open_transaction: contextvars.ContextVar[object | None] = contextvars.ContextVar(
     "promod_store_transaction", default=None
 )
+_essential: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "promod_store_essential", default=False
+)
+
+
+@contextmanager
+def essential_writes() -> Iterator[None]:
+    """Writes in this block may use the space reserve (kill switch, audit, outage alert)."""
+    token = _essential.set(True)
+    try:
+        yield
+    finally:
+        _essential.reset(token)
 
 
 class Database:
@@ -338,6 +393,8 @@ class Database:
         self._read_lock = anyio.Lock()
         self._read_limiter = anyio.CapacityLimiter(1)
         self._sql_functions: list[Callable[[sqlite3.Connection], None]] = []
+        self.health = StoreHealth(path)
+        self.reserve = Reserve(reserve_path(path))
 
     @classmethod
     async def open(
@@ -350,9 +407,45 @@ class Database:
         """Open (creating file and parent directory) and, by default, migrate to the newest schema.
 
         Raises :class:`SchemaTooNew` when the database is newer than this promod, and
-        :class:`MigrationError` when a pending migration fails.
+        :class:`MigrationError` when a pending migration fails. On a full disk the space
+        reserve is given up to open it; a store that still cannot open raises
+        :class:`StoreUnavailable`. An open store without room for its reserve starts
+        unavailable (``db.health``): reads work, ordinary writes wait for space.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await cls._open(path, migrate=migrate, migrations_dir=migrations_dir)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            reason = _reason_of(exc)
+            if not Reserve(reserve_path(path)).release():
+                raise StoreUnavailable(reason, path, free_bytes(path), repr(exc)) from exc
+            log.warning("store_reserve_released", path=str(path), reason=reason)
+            try:
+                db = await cls._open(path, migrate=migrate, migrations_dir=migrations_dir)
+            except Exception as again:
+                if not is_outage(again):
+                    raise
+                raise StoreUnavailable(
+                    _reason_of(again), path, free_bytes(path), repr(again)
+                ) from again
+        if not await anyio.to_thread.run_sync(db.reserve.ensure):
+            error = db.reserve.error
+            db.health.unavailable(
+                (outage_reason(error) if error else None) or "disk full",
+                f"cannot lay down the space reserve: {error}",
+            )
+        return db
+
+    @classmethod
+    async def _open(
+        cls,
+        path: Path,
+        *,
+        migrate: bool,
+        migrations_dir: Path | None,
+    ) -> Database:
         if migrate:
             await anyio.to_thread.run_sync(partial(migrate_sync, path, migrations_dir))
         known = latest_version(migrations_dir)
@@ -399,7 +492,9 @@ class Database:
             async with self._read_lock:
                 await anyio.to_thread.run_sync(register, self._reader, limiter=self._read_limiter)
 
-    async def run_sync(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def run_sync(
+        self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True, essential: bool = False
+    ) -> T:
         """Run ``fn(conn)`` in a worker thread in one transaction; its result is returned.
 
         For batch work that would otherwise cost one await per statement (the
@@ -407,6 +502,10 @@ class Database:
         ``BEGIN IMMEDIATE``; an exception rolls the whole call back. ``write=False``
         reads a consistent snapshot on a read-only connection of its own, beside
         the writers (a report or dry run never holds up grants).
+
+        A full disk, a read-only one or an I/O error rolls the call back and raises
+        :class:`StoreUnavailable`. ``essential=True`` (the kill switch, audit) may give
+        up the space reserve and try once more.
         """
         if not write:
             assert self._reader is not None, "database is closed"
@@ -425,9 +524,26 @@ class Database:
         assert self._sync is not None, "database is closed"
         sync = self._sync
         async with self._lock:
-            return await anyio.to_thread.run_sync(
-                _in_transaction, sync, fn, write, limiter=self._limiter, abandon_on_cancel=False
-            )
+            essential = essential or _essential.get()
+            self._before_write(essential)
+            try:
+                return await anyio.to_thread.run_sync(
+                    _in_transaction, sync, fn, write, limiter=self._limiter, abandon_on_cancel=False
+                )
+            except Exception as exc:
+                if not outage_reason(exc):
+                    raise
+                problem = self.health.failed(exc)
+                if not (essential and self._release_reserve()):
+                    raise problem from exc
+            try:
+                return await anyio.to_thread.run_sync(
+                    _in_transaction, sync, fn, write, limiter=self._limiter, abandon_on_cancel=False
+                )
+            except Exception as exc:
+                if outage_reason(exc):
+                    raise self.health.failed(exc) from exc
+                raise
 
     async def __aenter__(self) -> Database:
         return self
@@ -454,6 +570,7 @@ class Database:
         if self._inside_transaction():
             raise RuntimeError("a transaction is already open in this task; they do not nest")
         async with self._lock:
+            self._before_write(_essential.get())
             marker = object()
             self._current = marker
             token = _open_transaction.set(marker)
@@ -463,13 +580,53 @@ class Database:
                     yield self.conn
                     with anyio.CancelScope(shield=True):
                         await self.conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as exc:
                     with anyio.CancelScope(shield=True):
-                        await self.conn.rollback()
+                        try:
+                            await self.conn.rollback()
+                        except sqlite3.Error:
+                            if not isinstance(exc, Exception) or not outage_reason(exc):
+                                raise
+                    if isinstance(exc, Exception) and outage_reason(exc):
+                        raise self.health.failed(exc) from exc
                     raise
             finally:
                 _open_transaction.reset(token)
                 self._current = None
+
+    def _before_write(self, essential: bool) -> None:
+        """While the store is unavailable only essential writes run, on the reserve's room."""
+        problem = self.health.problem
+        if problem is None:
+            return
+        if not essential:
+            raise self.health.unavailable(problem.reason, problem.detail)
+        if self.reserve.present:
+            self._release_reserve()
+
+    async def probe(self) -> None:
+        """One small write past the outage gate: does the store take writes again?"""
+        assert self._sync is not None, "database is closed"
+        sync = self._sync
+        now = repr(time.time())
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('store.probe', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (now,),
+            )
+
+        async with self._lock:
+            await anyio.to_thread.run_sync(
+                _in_transaction, sync, write, True, limiter=self._limiter, abandon_on_cancel=False
+            )
+
+    def _release_reserve(self) -> bool:
+        released = self.reserve.release()
+        if released:
+            log.warning("store_reserve_released", path=str(self.path))
+        return released
 
     @asynccontextmanager
     async def _access(self) -> AsyncIterator[None]:
@@ -482,11 +639,21 @@ class Database:
     async def execute(self, sql: str, params: Params = ()) -> aiosqlite.Cursor:
         """Run one statement (autocommit outside a transaction); return its cursor."""
         async with self._access():
-            return await self.conn.execute(sql, params)
+            try:
+                return await self.conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                if outage_reason(exc):
+                    raise self.health.failed(exc) from exc
+                raise
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> aiosqlite.Cursor:
         async with self._access():
-            return await self.conn.executemany(sql, params)
+            try:
+                return await self.conn.executemany(sql, params)
+            except sqlite3.Error as exc:
+                if outage_reason(exc):
+                    raise self.health.failed(exc) from exc
+                raise
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         async with self._access(), self.conn.execute(sql, params) as cursor:

@@ -535,3 +535,86 @@ async def test_child_lookup_and_single_use() -> None:
         await supervisor.run()
     with pytest.raises(ValueError, match="duplicate child names: a"):
         Supervisor(workers(journal, "a", "a"))
+
+
+class DiskFull(Exception):
+    """Stands for a store outage in these tests (the daemon passes promod's own check)."""
+
+
+class OutageProne(Actor):
+    """Fails on start while ``blocked`` is set, like an actor whose on_start writes."""
+
+    def __init__(self, journal: Journal, state: dict[str, bool]) -> None:
+        super().__init__()
+        self.journal = journal
+        self.disk = state
+
+    async def on_start(self) -> None:
+        self.journal.add(f"try:{self.name}")
+        if self.disk["blocked"]:
+            raise DiskFull("database or disk is full")
+
+    async def receive(self, message: object) -> object:
+        if message == "write" and self.disk["blocked"]:
+            raise DiskFull("database or disk is full")
+        return "ok"
+
+
+async def test_an_outage_is_waited_out_without_counting_against_the_restart_limit() -> None:
+    journal = Journal()
+    state = {"blocked": False}
+    supervisor = Supervisor(
+        [
+            ChildSpec("writer", lambda: OutageProne(journal, state)),
+            ChildSpec("other", lambda: Worker(journal)),
+        ],
+        max_restarts=1,
+        restart_window=60.0,
+        backoff_initial=0.01,
+        on_event=journal.on_event,
+        is_outage=lambda exc: isinstance(exc, DiskFull),
+        outage_backoff_max=0.05,
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run)
+        state["blocked"] = True
+        supervisor.child("writer").tell("write")  # crashes it on the outage
+        await until(lambda: journal.entries.count("try:writer") >= 6, timeout=5)
+        assert supervisor.state == "running"  # far past max_restarts=1, still supervising
+        assert not supervisor.healthy
+        assert supervisor.serving
+        assert supervisor.children_info()[1]["state"] == "running"
+        assert journal.kinds("gave_up") == []
+        state["blocked"] = False
+        supervisor.retry_now()
+        await until(lambda: supervisor.children_info()[0]["state"] == "running", timeout=5)
+        assert supervisor.healthy
+        await supervisor.stop()
+        tg.cancel_scope.cancel()
+
+
+async def test_a_child_that_cannot_start_on_an_outage_does_not_stop_the_others() -> None:
+    journal = Journal()
+    state = {"blocked": True}
+    supervisor = Supervisor(
+        [
+            ChildSpec("writer", lambda: OutageProne(journal, state)),
+            ChildSpec("admin", lambda: Worker(journal)),
+        ],
+        backoff_initial=0.01,
+        is_outage=lambda exc: isinstance(exc, DiskFull),
+        outage_backoff_max=10.0,
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run)  # no ChildStartFailed
+        assert "start:admin" in journal.entries
+        await supervisor.child("admin").ask("ping")
+        supervisor.set_condition("store", "disk full")
+        assert not supervisor.healthy
+        state["blocked"] = False
+        supervisor.set_condition("store", None)
+        supervisor.retry_now()  # at once, not after the backoff
+        await until(lambda: supervisor.children_info()[0]["state"] == "running", timeout=5)
+        assert supervisor.healthy
+        await supervisor.stop()
+        tg.cancel_scope.cancel()

@@ -887,3 +887,22 @@ def test_docs_examples_are_valid() -> None:
     text = 'id = "t"\nname = "T"\nkind = "past_behavior"\n' + segment
     text += '[reward]\nprovider = "wallet_points"\namount = "1"\n'
     assert load_spec(text, "toml").segment is not None
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text"),
+    [
+        ("toml", "x = " + "[" * 100_000 + "]" * 100_000),
+        ("json", "[" * 100_000 + "]" * 100_000),
+    ],
+)
+def test_deeply_nested_spec_is_a_clean_error(fmt: Any, text: str) -> None:
+    with pytest.raises(SpecError, match="nested too deeply"):
+        load_spec(text, fmt)
+
+
+def test_json_spec_with_a_lone_surrogate_is_refused_naming_the_field() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec('{"id": "x", "name": "bad \\udc00 name"}', "json")
+    assert "name" in str(info.value)
+    assert "lone surrogate" in str(info.value)

@@ -197,3 +197,75 @@ async def test_progress_bar_counts_bytes_on_a_terminal(socket_path: Path, tmp_pa
     assert f"customers import [{'#' * 30}] {size}/{size} 100%" in tty.getvalue()
     assert (await anyio.to_thread.run_sync(upload, pipe))["updated"] == 100
     assert pipe.getvalue() == ""
+
+
+@pytest.mark.anyio
+async def test_a_lone_surrogate_in_a_jsonl_line_is_an_import_error_with_its_line(
+    socket_path: Path, db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "\ud800" is valid JSON but no valid text: refused where it enters, by line.
+    jsonl = write(tmp_path / "c.jsonl", '{"id": "c1"}\n{"id": "z\\ud800"}\n{"id": "c3"}\n')
+    assert await ctl(socket_path, "customers", "import", str(jsonl)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        "line 2: id: text holds a lone surrogate (such as \\ud800), which is not valid Unicode"
+    )
+    assert "internal" not in "\n".join(err)
+    assert await db.fetchone("SELECT 1 FROM customers") is None
+
+
+class _ReadRecorder(io.BytesIO):
+    """A file that remembers the longest piece any read handed out."""
+
+    longest = 0
+
+    def _seen(self, data: bytes) -> bytes:
+        self.longest = max(self.longest, len(data))
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._seen(super().readline(-1 if size is None else size))
+
+    def __next__(self) -> bytes:
+        return self._seen(super().__next__())
+
+
+def test_an_overlong_jsonl_line_is_reported_without_being_held_in_memory() -> None:
+    from promod.ctl.imports import MAX_ROW_BYTES, iter_jsonl_rows
+
+    huge = b'{"id": "' + b"x" * (16 * MAX_ROW_BYTES) + b'"}\n'
+    fh = _ReadRecorder(b'{"id": "c1"}\n' + huge + b'{"id": "c3"}\n')
+    rows = [row for row, _ in iter_jsonl_rows(fh)]
+    assert rows[0] == {"line": 1, "text": '{"id": "c1"}'}
+    assert rows[1]["line"] == 2
+    assert rows[1]["error"].startswith(f"line too long to import ({len(huge)} bytes")
+    assert rows[2] == {"line": 3, "text": '{"id": "c3"}'}
+    assert fh.longest <= MAX_ROW_BYTES + 1
+
+
+def test_an_overlong_csv_line_is_reported_without_being_held_in_memory() -> None:
+    from promod.ctl.imports import MAX_ROW_BYTES, iter_csv_rows
+
+    fh = _ReadRecorder(b"id,email\nc1,\nc2," + b"x" * (16 * MAX_ROW_BYTES) + b"\nc4,\n")
+    header, rows = iter_csv_rows(fh)
+    found = [row for row, _ in rows]
+    assert header == ["id", "email"]
+    assert found[0] == {"line": 2, "row": {"id": "c1", "email": ""}}
+    assert found[1]["line"] == 3
+    assert "line too long to import" in found[1]["error"]
+    assert fh.longest <= MAX_ROW_BYTES + 1
+
+
+@pytest.mark.anyio
+async def test_promodctl_names_the_overlong_line_and_imports_nothing(
+    socket_path: Path, db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as fh:
+        fh.write(b'{"id": "c1"}\n{"id": "')
+        fh.write(b"y" * (8 * 1024 * 1024))
+        fh.write(b'"}\n{"id": "c3"}\n')
+    assert await ctl(socket_path, "customers", "import", str(path)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("line 2: line too long to import")
+    assert await db.fetchone("SELECT 1 FROM customers") is None

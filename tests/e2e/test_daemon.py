@@ -203,6 +203,23 @@ def test_misspelled_hook_is_refused_at_start(daemon_factory) -> None:
     assert "promod_register_chanels" in d.logs()
 
 
+def test_check_config_on_deeply_nested_toml_is_a_clean_error() -> None:
+    root = new_instance_dir()
+    cfg = root / "deep.toml"
+    depth = 100_000
+    cfg.write_text("x = " + "[" * depth + "]" * depth + "\n")
+    res = subprocess.run(
+        [*_script("promod"), "check-config", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1, res
+    assert "nested too deeply" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    assert "RecursionError" not in res.stderr + res.stdout
+
+
 def test_trace_switch_writes_each_hook_call_to_the_daemon_log(daemon_factory) -> None:
     d = daemon_factory(env={"PROMOD_TRACE_PLUGINS": "1"})
     secret = load_config(d.config_path).channels["backend"].options["secret"]
