@@ -579,7 +579,7 @@ async def test_an_outage_is_waited_out_without_counting_against_the_restart_limi
         await tg.start(supervisor.run)
         state["blocked"] = True
         supervisor.child("writer").tell("write")  # crashes it on the outage
-        await until(lambda: journal.entries.count("try:writer") >= 6, timeout=5)
+        await wait_until_async(lambda: journal.entries.count("try:writer") >= 6, timeout=5)
         assert supervisor.state == "running"  # far past max_restarts=1, still supervising
         assert not supervisor.healthy
         assert supervisor.serving
@@ -587,7 +587,9 @@ async def test_an_outage_is_waited_out_without_counting_against_the_restart_limi
         assert journal.kinds("gave_up") == []
         state["blocked"] = False
         supervisor.retry_now()
-        await until(lambda: supervisor.children_info()[0]["state"] == "running", timeout=5)
+        await wait_until_async(
+            lambda: supervisor.children_info()[0]["state"] == "running", timeout=5
+        )
         assert supervisor.healthy
         await supervisor.stop()
         tg.cancel_scope.cancel()
@@ -614,7 +616,9 @@ async def test_a_child_that_cannot_start_on_an_outage_does_not_stop_the_others()
         state["blocked"] = False
         supervisor.set_condition("store", None)
         supervisor.retry_now()  # at once, not after the backoff
-        await until(lambda: supervisor.children_info()[0]["state"] == "running", timeout=5)
+        await wait_until_async(
+            lambda: supervisor.children_info()[0]["state"] == "running", timeout=5
+        )
         assert supervisor.healthy
         await supervisor.stop()
         tg.cancel_scope.cancel()
