@@ -1,7 +1,8 @@
 """Actors: one concern, its own state, messages through a bounded mailbox.
 
 An actor handles one message at a time. ``tell`` drops a message in the mailbox
-and returns at once; ``ask`` waits for the handler's result. An exception raised
+and returns at once; ``ask`` waits for the handler's result. Every actor answers
+``Settle`` (from :mod:`promod.actors.messages`) by running :meth:`Actor.settle`. An exception raised
 while handling an ``ask`` goes back to the caller and the actor carries on; an
 exception raised while handling a ``tell`` crashes the actor (``run()`` raises)
 so that its supervisor decides what to do. A told
@@ -40,7 +41,7 @@ import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from promod.actors.messages import Wakeup
+from promod.actors.messages import Settle, Wakeup
 
 __all__ = [
     "Actor",
@@ -158,6 +159,14 @@ class Actor:
     async def receive(self, message: object) -> object:
         """Handle one message; the result goes back to ``ask``. Unknown messages raise."""
         raise UnknownMessage(self, message)
+
+    async def settle(self) -> None:
+        """Do every piece of work that is due now (the ``Settle`` message); by default none.
+
+        An actor whose ``background`` works on a timeline runs one pass of it here,
+        serialised with the background's own passes, so that after ``settle`` nothing
+        due at this moment is left undone (see :mod:`promod.actors.settle`).
+        """
 
     # -- sending ---------------------------------------------------------------
 
@@ -305,13 +314,19 @@ class Actor:
         if envelope.reply_to is None and isinstance(envelope.message, Wakeup):
             self._queued_wakes.discard(envelope.message)
 
+    async def _dispatch(self, message: object) -> object:
+        if isinstance(message, Settle):
+            await self.settle()
+            return None
+        return await self.receive(message)
+
     async def _handle(self, envelope: Envelope) -> None:
         reply = envelope.reply_to
         if reply is None:
-            await self.receive(envelope.message)
+            await self._dispatch(envelope.message)
             return
         try:
-            result = await self.receive(envelope.message)
+            result = await self._dispatch(envelope.message)
         except Exception as exc:
             reply.set_error(exc)
         else:

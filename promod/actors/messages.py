@@ -8,6 +8,11 @@ A sender holds an :class:`~promod.actors.refs.ActorRef` and a message from here:
 Messages that only say "look again now" derive from :class:`Wakeup`: equal ones
 still waiting in a mailbox are merged (see :mod:`promod.actors.refs`), so a
 burst of wakes costs the receiver one pass, not one each.
+
+``Settle`` makes an actor do, now, every piece of work that is due (see
+:mod:`promod.actors.settle`)::
+
+    await app.actor("ledger").ask(Settle())
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ if TYPE_CHECKING:
     from promod.campaigns.store import CampaignRow
 
 __all__ = [
+    "Channels",
     "Inspect",
     "IssuePending",
     "JobFor",
     "Kick",
     "ProcessDue",
     "RunsChanged",
+    "Settle",
     "Sweep",
     "Wake",
     "Wakeup",
@@ -110,3 +117,8 @@ class Channels:
 @dataclass(frozen=True)
 class Sweep:
     """To the codepool actor: expire every code past its expiry now (answers the counts)."""
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Do every piece of work that is due now, then answer (``Actor.settle``)."""

@@ -156,8 +156,9 @@ def test_every_wake_message_is_hashable_and_equal_by_value() -> None:
         assert kind() == kind() and hash(kind()) == hash(kind())
 
 
-def test_promod_uses_an_actor_ref_only_to_tell_ask_or_wake() -> None:
-    """``app.actor(name)`` is followed by ``.tell``/``.ask`` or handed to ``wake``."""
+def test_promod_reads_no_attribute_of_an_actor_ref_but_tell_and_ask() -> None:
+    """``app.actor(name)`` is followed by ``.tell``/``.ask``, never by another attribute
+    or ``getattr``/``hasattr``/``isinstance``/``vars``."""
     import ast
 
     import promod
@@ -174,12 +175,12 @@ def test_promod_uses_an_actor_ref_only_to_tell_ask_or_wake() -> None:
             ):
                 continue
             parent = parents.get(node)
-            told = isinstance(parent, ast.Attribute) and parent.attr in ("tell", "ask")
-            woken = (
+            read = isinstance(parent, ast.Attribute) and parent.attr not in ("tell", "ask")
+            peeked = (
                 isinstance(parent, ast.Call)
                 and isinstance(parent.func, ast.Name)
-                and parent.func.id == "wake"
+                and parent.func.id in ("getattr", "hasattr", "isinstance", "vars")
             )
-            if not (told or woken):
+            if read or peeked:
                 misuse.append(f"{path.name}:{node.lineno}")
     assert misuse == []
