@@ -1078,6 +1078,8 @@ def _smtp_options(t: _Table) -> dict[str, Any]:
         "password_env": t.optional("password_env", _env_name),
         "timeout": t.get("timeout", _duration(), 30.0),
         "rate": t.optional("rate", _positive_number),
+        "burst": t.optional("burst", _positive_number),
+        "connections": t.get("connections", _integer(1, 64), 4),
         "alerts_to": t.get("alerts_to", _array(_sender, "email addresses"), _NO_NAMES),
         "unsubscribe_mailto": t.optional("unsubscribe_mailto", _plain_address),
     }
@@ -1096,6 +1098,9 @@ def _webhook_options(t: _Table) -> dict[str, Any]:
         "secret": t.optional("secret", _nonempty),
         "secret_env": t.optional("secret_env", _env_name),
         "timeout": t.get("timeout", _duration(), 10.0),
+        "rate": t.optional("rate", _positive_number),
+        "burst": t.optional("burst", _positive_number),
+        "connections": t.get("connections", _integer(1, 64), 8),
     }
     if t.has("secret") and t.has("secret_env"):
         t.report("secret_env", "set only one of secret and secret_env")

@@ -2,12 +2,19 @@
 
 It runs one fan-out task (pending outbox events -> deliveries per channel, see
 promod.notify.deliveries) and one sender task per configured channel. A sender
-takes the channel's due deliveries, sends each (paced by the channel's ``rate``,
-``concurrency`` at a time), and marks it ``sent`` in the database right after
-the channel accepted it; a failure is retried with exponential backoff and
-jitter (or after the receiver's ``Retry-After``) up to ``[notify] max_attempts``,
-then dead-lettered. While the kill switch is engaged, marketing deliveries
-(customer messages, reward.granted webhooks) are held; alerts still go out.
+claims a batch of the channel's due deliveries in one transaction (skipping, in
+that transaction, customer messages whose consent or address no longer allows
+them), sends them ``concurrency`` at a time (an SMTP channel's ``connections``,
+a webhook channel's ``connections``), paced by the channel's token bucket
+(``rate``, ``burst``), and marks accepted ones ``sent`` in groups of
+``MARK_GROUP`` (at the latest ``MARK_INTERVAL`` seconds later, and before the
+next claim): a SIGKILL repeats at most the deliveries accepted since the last
+group commit and loses none. A failure is retried with exponential backoff and
+jitter, or after the receiver's ``Retry-After`` (the whole channel then waits
+that long), up to ``[notify] max_attempts``, then dead-lettered; a hard bounce
+suppresses the address at once. While the kill switch is engaged, marketing
+deliveries (customer messages, reward.granted webhooks) are held; alerts still
+go out.
 
 Whoever enqueues outbox events may wake it instead of waiting for the next poll::
 
@@ -17,7 +24,6 @@ Whoever enqueues outbox events may wake it instead of waiting for the next poll:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -31,13 +37,13 @@ from promod.actors.messages import Inspect
 from promod.clock import Clock, sleep_until_woken
 from promod.ledger import killswitch
 from promod.logs import get_logger
-from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, RateLimiter
+from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, TokenBucket
 from promod.notify.deliveries import (
     Routing,
     backoff_delay,
+    claim_due_sync,
     fanout_sync,
     is_marketing,
-    message_blocked_sync,
     outbox_stats_sync,
 )
 from promod.notify.templates import templates_dir
@@ -50,6 +56,8 @@ __all__ = ["NotifierActor", "Wake"]
 log = get_logger("promod.notifier")
 
 KILLSWITCH_TTL = 0.25  # seconds a kill switch reading is trusted
+MARK_GROUP = 32  # accepted deliveries marked sent in one commit
+MARK_INTERVAL = 0.05  # seconds an accepted delivery waits at most for its commit
 _MARKETING_SQL = "(kind = 'message' OR (kind = 'webhook' AND type = 'reward.granted'))"
 
 
@@ -66,36 +74,52 @@ def _counts_against_channel(exc: BaseException) -> bool:
 
 
 class SentMarker:
-    """Marks accepted deliveries ``sent``, one commit for all that are waiting.
+    """Marks accepted deliveries ``sent`` in small groups: one commit per ``group``.
 
-    Every caller returns only once its delivery is committed as sent; callers
-    arriving while a commit is under way share the next one (group commit), so
-    concurrent senders do not pay one fsync each.
+    ``mark_sent`` only queues the id, unless ``group`` ids are waiting: then the
+    caller commits them all (and waits for that). The rest are committed by
+    ``flush``, which the notifier calls at the end of every batch, every
+    ``MARK_INTERVAL`` seconds and when it stops. A SIGKILL can therefore repeat
+    at most the deliveries accepted since the last commit: about ``group`` plus
+    those in flight, never lose one (at-least-once).
     """
 
-    def __init__(self, db: Any, clock: Clock) -> None:
+    def __init__(self, db: Any, clock: Clock, group: int = MARK_GROUP) -> None:
         self.db = db
         self.clock = clock
-        self._queue: list[tuple[int, anyio.Event]] = []
+        self.group = max(1, group)
+        self._queue: list[int] = []
         self._lock = anyio.Lock()
+        self.commits = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
 
     async def mark_sent(self, delivery_id: int) -> None:
-        done = anyio.Event()
-        self._queue.append((delivery_id, done))
+        self._queue.append(delivery_id)
+        if len(self._queue) >= self.group:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Commit every queued id as sent; return once they are committed."""
         async with self._lock:
-            if done.is_set():
-                return
             batch, self._queue = self._queue, []
+            if not batch:
+                return
             now = self.clock.now()
-            async with self.db.transaction() as conn:
-                await conn.executemany(
-                    "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
-                    " sent_at = ?, updated_at = ?, last_error = NULL"
-                    " WHERE id = ? AND state = 'pending'",
-                    [(now, now, item) for item, _ in batch],
-                )
-            for _, event in batch:
-                event.set()
+            try:
+                async with self.db.transaction() as conn:
+                    await conn.executemany(
+                        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
+                        " sent_at = ?, updated_at = ?, last_error = NULL"
+                        " WHERE id = ? AND state = 'pending'",
+                        [(now, now, item) for item in batch],
+                    )
+            except BaseException:
+                self._queue[:0] = batch  # not committed: try again with the next group
+                raise
+            self.commits += 1
 
 
 class NotifierActor(Actor):
@@ -113,6 +137,7 @@ class NotifierActor(Actor):
         self._wakers: dict[str, anyio.Event] = {}
         self._killswitch = (False, -1.0)
         self._marker = SentMarker(app.db, app.clock)
+        self._paused: dict[str, float] = {}  # channel -> app time its Retry-After ends
         self.sent = 0
         self.failed = 0
         self.fanned = 0
@@ -151,6 +176,8 @@ class NotifierActor(Actor):
         self._workers.cancel()
         if self._tg is not None:
             await self._workers_done.wait()
+        with anyio.CancelScope(shield=True):
+            await self._marker.flush()
         for name, channel in self.channels.items():
             try:
                 await channel.close()
@@ -187,6 +214,7 @@ class NotifierActor(Actor):
             with self._workers:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._fanout_loop)
+                    tg.start_soon(self._mark_loop)
                     for name, channel in self.channels.items():
                         self._wakers[name] = anyio.Event()
                         tg.start_soon(self._channel_loop, name, channel)
@@ -241,8 +269,19 @@ class NotifierActor(Actor):
             self._killswitch = (engaged, now)
         return engaged
 
+    async def _mark_loop(self) -> None:
+        """Commits accepted deliveries left in a group that did not fill (real time)."""
+        while True:
+            await anyio.sleep(MARK_INTERVAL)
+            if self._marker.waiting:
+                await self._marker.flush()
+
+    def _paused_for(self, name: str) -> float:
+        """Seconds (app clock) the receiver asked the channel to wait (``Retry-After``)."""
+        return max(0.0, self._paused.get(name, 0.0) - self._now())
+
     async def _channel_loop(self, name: str, channel: Channel) -> None:
-        pacer = RateLimiter(getattr(channel, "rate", None))
+        pacer = TokenBucket(getattr(channel, "rate", None), getattr(channel, "burst", None))
         width = max(1, int(getattr(channel, "concurrency", 1) or 1))
         limiter = anyio.Semaphore(width)
         breaker = isolation.board(self.app).get(
@@ -257,15 +296,22 @@ class NotifierActor(Actor):
                 continue
             changed = self.app.clock.changed()
             now = self._now()
-            held = " AND NOT " + _MARKETING_SQL if await self._killswitch_engaged() else ""
+            if self._paused_for(name):  # the receiver said Retry-After: nothing goes before
+                await self._wait(self._wakers[name], changed, self._paused[name])
+                continue
+            engaged = await self._killswitch_engaged()
             probe = breaker.state is not CircuitState.CLOSED
-            rows = await self.app.db.fetchall(
-                "SELECT id, event_id, type, kind, message, attempts, customer_id, recipient,"
-                " consent FROM deliveries WHERE state = 'pending' AND channel = ?"
-                f" AND next_attempt_at <= ?{held} ORDER BY next_attempt_at, id LIMIT ?",
-                (name, now, 1 if probe else self._notify.batch_size),
+            rows = await self.app.db.run_sync(
+                partial(
+                    claim_due_sync,
+                    channel=name,
+                    now=now,
+                    limit=1 if probe else max(1, int(self._notify.batch_size)),
+                    hold_marketing=engaged,
+                )
             )
             if not rows:
+                held = " AND NOT " + _MARKETING_SQL if engaged else ""
                 row = await self.app.db.fetchone(
                     "SELECT min(next_attempt_at) FROM deliveries"
                     f" WHERE state = 'pending' AND channel = ?{held}",
@@ -274,21 +320,25 @@ class NotifierActor(Actor):
                 due = float(row[0]) if row is not None and row[0] is not None else None
                 await self._wait(self._wakers[name], changed, due)
                 continue
-            if width == 1:
-                for row in rows:
-                    await self._deliver(name, channel, row, pacer)
-            else:
-                async with anyio.create_task_group() as tg:
+            try:
+                if width == 1:
                     for row in rows:
-                        await limiter.acquire()
-                        tg.start_soon(self._deliver_limited, name, channel, row, pacer, limiter)
+                        await self._deliver(name, channel, row, pacer)
+                else:
+                    async with anyio.create_task_group() as tg:
+                        for row in rows:
+                            await limiter.acquire()
+                            tg.start_soon(self._deliver_limited, name, channel, row, pacer, limiter)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._marker.flush()  # before the next claim sees them pending
 
     async def _deliver_limited(
         self,
         name: str,
         channel: Channel,
-        row: sqlite3.Row,
-        pacer: RateLimiter,
+        row: Mapping[str, Any],
+        pacer: TokenBucket,
         limiter: anyio.Semaphore,
     ) -> None:
         try:
@@ -297,25 +347,14 @@ class NotifierActor(Actor):
             limiter.release()
 
     async def _deliver(
-        self, name: str, channel: Channel, row: sqlite3.Row, pacer: RateLimiter
+        self, name: str, channel: Channel, row: Mapping[str, Any], pacer: TokenBucket
     ) -> None:
         delivery_id = int(row["id"])
         kind, type_ = str(row["kind"]), str(row["type"])
         if is_marketing(kind, type_) and await self._killswitch_engaged():
             return  # held until the kill switch is released
-        if kind == "message" and row["customer_id"]:
-            blocked = await self.app.db.run_sync(
-                partial(
-                    message_blocked_sync,
-                    customer_id=str(row["customer_id"]),
-                    email=row["recipient"],
-                    consent=row["consent"],
-                ),
-                write=False,
-            )
-            if blocked:
-                await self._finish(delivery_id, "skipped", blocked)
-                return
+        if self._paused_for(name):
+            return  # stays due; the channel loop waits out the receiver's Retry-After
         try:
             message = Message.from_json(str(row["message"]))
         except (ValueError, TypeError) as exc:
@@ -371,7 +410,7 @@ class NotifierActor(Actor):
             (state, error, self._now(), delivery_id),
         )
 
-    async def _failed(self, name: str, row: sqlite3.Row, exc: DeliveryFailed) -> None:
+    async def _failed(self, name: str, row: Mapping[str, Any], exc: DeliveryFailed) -> None:
         self.failed += 1
         attempts = int(row["attempts"]) + 1
         notify = self._notify
@@ -410,6 +449,8 @@ class NotifierActor(Actor):
                 if exc.retry_after is not None
                 else backoff_delay(attempts, notify.backoff_initial, notify.backoff_max)
             )
+            if exc.retry_after is not None:
+                self._paused[name] = max(self._paused.get(name, 0.0), now + delay)
             await self.app.db.execute(
                 "UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_at = ?,"
                 " updated_at = ? WHERE id = ? AND state = 'pending'",

@@ -47,11 +47,19 @@ from promod.notify.channel import (
     TemporaryFailure,
 )
 
-__all__ = ["SmtpChannel", "SmtpChannelType", "build_email", "list_unsubscribe", "message_id"]
+__all__ = [
+    "SmtpChannel",
+    "SmtpChannelType",
+    "build_email",
+    "list_id",
+    "list_unsubscribe",
+    "message_id",
+]
 
 log = get_logger("promod.notify.smtp")
 
 IDLE_CLOSE = 30.0  # seconds a kept connection may sit unused
+DEFAULT_CONNECTIONS = 4  # SMTP sessions a channel keeps open at most
 
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -90,6 +98,13 @@ def message_id(event_id: str, kind: str, channel: str, sender: str) -> str:
     """A valid RFC 5322 msg-id, the same for every retry of one delivery, unique per delivery."""
     left = "+".join(_id_part(part) for part in (event_id, kind, channel))
     return f"<{left}@{_domain(sender)}>"
+
+
+def list_id(message: Message, channel: str, sender: str) -> str:
+    """The ``List-Id`` of a campaign mail (RFC 2919): one list per campaign and sender domain."""
+    campaign = message.data.get("campaign_id")
+    label = _id_part(str(campaign)) if campaign else _id_part(channel)
+    return f"<{label}.{_domain(sender)}>"
 
 
 def list_unsubscribe(url: str, mailto: str | None = None) -> str:
@@ -163,6 +178,10 @@ def build_email(
             mail["List-Unsubscribe-Post"] = ONE_CLICK
         for header in mail.get_all("List-Unsubscribe") or ():
             header.fold(policy=POLICY)  # refuses what could not go out as written
+        if "List-Id" not in mail:
+            mail["List-Id"] = list_id(message, channel, sender)
+        if "Precedence" not in mail:
+            mail["Precedence"] = "bulk"
         text = message.text
         html = message.html
         if text is not None:
@@ -183,10 +202,17 @@ def build_email(
     return mail
 
 
-class SmtpChannel:
-    """One SMTP server; sends one message at a time over a reused connection."""
+class _Connection:
+    """One open SMTP session of the channel's pool, with when it was last used."""
 
-    concurrency = 1
+    def __init__(self, smtp: aiosmtplib.SMTP, number: int) -> None:
+        self.smtp = smtp
+        self.number = number
+        self.last_used = time.monotonic()
+
+
+class SmtpChannel:
+    """One SMTP server; up to ``connections`` sessions kept open, one mail on each at a time."""
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
@@ -207,6 +233,12 @@ class SmtpChannel:
         self.timeout = float(options.get("timeout") or 30.0)
         rate = options.get("rate")
         self.rate: float | None = float(rate) if rate else None
+        burst = options.get("burst")
+        self.burst: float | None = float(burst) if burst else None
+        self.connections = int(options.get("connections") or DEFAULT_CONNECTIONS)
+        if self.connections < 1:
+            raise ChannelError(f"channel {name!r}: 'connections' must be at least 1")
+        self.concurrency = self.connections
         self.alerts_to: tuple[str, ...] = tuple(options.get("alerts_to") or ())
         mailto = options.get("unsubscribe_mailto")
         self.unsubscribe_mailto: str | None = str(mailto) if mailto else None
@@ -214,14 +246,15 @@ class SmtpChannel:
             raise ChannelError(
                 f"channel {name!r}: 'unsubscribe_mailto' must be a plain ASCII address"
             )
-        self._smtp: aiosmtplib.SMTP | None = None
-        self._last_used = 0.0
-        self._lock = anyio.Lock()
+        self._envelope_from = parseaddr(self.sender)[1]
+        self._idle: list[_Connection] = []
+        self._slots = anyio.Semaphore(self.connections)
+        self._opened = 0  # sessions opened since start (numbers them)
 
     def __repr__(self) -> str:
         return f"<SmtpChannel {self.name!r} {self.host}:{self.port} tls={self.tls}>"
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Connection:
         smtp = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -232,17 +265,30 @@ class SmtpChannel:
         await smtp.connect()
         if self.username:
             await smtp.login(self.username, self._password or "")
-        return smtp
+        self._opened += 1
+        return _Connection(smtp, self._opened)
 
-    async def _drop(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
+    @staticmethod
+    async def _drop(conn: _Connection | None) -> None:
+        if conn is None:
             return
         try:
             with anyio.move_on_after(2):
-                await smtp.quit()
+                await conn.smtp.quit()
         except Exception:
-            smtp.close()
+            conn.smtp.close()
+
+    def _take_idle(self) -> tuple[_Connection | None, list[_Connection]]:
+        """A kept session to reuse (the most recent), and those idle too long to keep."""
+        stale: list[_Connection] = []
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.last_used > IDLE_CLOSE or not conn.smtp.is_connected:
+                stale.append(conn)
+                continue
+            return conn, stale
+        return None, stale
 
     async def send(self, message: Message) -> None:
         if message.kind == "message":
@@ -263,52 +309,67 @@ class SmtpChannel:
             )
         except (ValueError, TypeError) as exc:
             raise PermanentFailure(f"cannot build the email: {exc}") from None
-        async with self._lock:
+        async with self._slots:
             await self._send(mail, recipients, message.kind == "message")
 
     async def _send(self, mail: EmailMessage, recipients: tuple[str, ...], customer: bool) -> None:
-        if self._smtp is not None and time.monotonic() - self._last_used > IDLE_CLOSE:
-            await self._drop()
-        reused = self._smtp is not None
-        for attempt in (1, 2):
-            try:
-                if self._smtp is None:
-                    self._smtp = await self._connect()
-                errors, _ = await self._smtp.send_message(
-                    mail, sender=parseaddr(self.sender)[1], recipients=list(recipients)
-                )
-                self._last_used = time.monotonic()
-                if errors and customer:
-                    code, text = next(iter(errors.values()))
-                    raise PermanentFailure(f"recipient refused: {code} {text}", bounced=True)
-                return
-            except aiosmtplib.SMTPServerDisconnected as exc:
-                await self._drop()
-                if attempt == 1 and reused:
-                    continue  # a kept connection the server had closed: one fresh try
-                raise TemporaryFailure(f"smtp disconnected: {exc}") from None
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                await self._drop()
-                codes = [r.code for r in exc.recipients]
-                detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-                if codes and all(code >= 500 for code in codes):
-                    raise PermanentFailure(
-                        f"recipient refused: {detail}", bounced=customer
-                    ) from None
-                raise TemporaryFailure(f"recipient deferred: {detail}") from None
-            except aiosmtplib.SMTPResponseException as exc:
-                await self._drop()
-                if exc.code >= 500 and not isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-                    raise PermanentFailure(f"smtp {exc.code}: {exc.message}") from None
-                raise TemporaryFailure(f"smtp {exc.code}: {exc.message}") from None
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                await self._drop()
-                raise TemporaryFailure(f"smtp: {type(exc).__name__}: {exc}") from None
-        raise TemporaryFailure("smtp: connection lost")  # pragma: no cover
+        conn, stale = self._take_idle()
+        for old in stale:
+            await self._drop(old)
+        reused = conn is not None
+        keep = False
+        try:
+            for attempt in (1, 2):
+                try:
+                    if conn is None:
+                        conn = await self._connect()
+                    errors, _ = await conn.smtp.send_message(
+                        mail, sender=self._envelope_from, recipients=list(recipients)
+                    )
+                    keep = True
+                    if errors and customer:
+                        code, text = next(iter(errors.values()))
+                        raise PermanentFailure(f"recipient refused: {code} {text}", bounced=True)
+                    return
+                except aiosmtplib.SMTPServerDisconnected as exc:
+                    await self._drop(conn)
+                    conn = None
+                    if attempt == 1 and reused:
+                        continue  # a kept session the server had closed: one fresh try
+                    raise TemporaryFailure(f"smtp disconnected: {exc}") from None
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    keep = True  # aiosmtplib sent RSET: the session can carry the next mail
+                    codes = [r.code for r in exc.recipients]
+                    detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+                    if codes and all(code >= 500 for code in codes):
+                        raise PermanentFailure(
+                            f"recipient refused: {detail}", bounced=customer
+                        ) from None
+                    raise TemporaryFailure(f"recipient deferred: {detail}") from None
+                except aiosmtplib.SMTPResponseException as exc:
+                    keep = not isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+                    if exc.code >= 500 and keep:
+                        bounced = customer and isinstance(exc, aiosmtplib.SMTPDataError)
+                        raise PermanentFailure(
+                            f"smtp {exc.code}: {exc.message}", bounced=bounced
+                        ) from None
+                    raise TemporaryFailure(f"smtp {exc.code}: {exc.message}") from None
+                except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                    raise TemporaryFailure(f"smtp: {type(exc).__name__}: {exc}") from None
+            raise TemporaryFailure("smtp: connection lost")  # pragma: no cover
+        finally:
+            if conn is not None:
+                if keep and conn.smtp.is_connected:
+                    conn.last_used = time.monotonic()
+                    self._idle.append(conn)
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await self._drop(conn)
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._drop()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._drop(conn)
 
 
 class SmtpChannelType:

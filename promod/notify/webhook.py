@@ -1,13 +1,16 @@
 """The built-in ``webhook`` channel: signed JSON POSTs to the site's backend (httpx).
 
-Options (validated by promod.config): url, secret or secret_env, timeout. The
-body is the event (``{"event_id", "type", "occurred_at", ...}``); headers:
+Options (validated by promod.config): url, secret or secret_env, timeout,
+connections (requests in flight at once, default 8, over one keep-alive
+``httpx.AsyncClient`` per channel), rate and burst (token bucket, paced by the
+notifier). The body is the event (``{"event_id", "type", "occurred_at", ...}``); headers:
 
 - ``Promod-Event-Id``: the stable event id (the same on every retry: dedupe on it);
 - ``Promod-Signature: t=UNIX,v1=HEX``: HMAC-SHA256 of ``f"{t}.{body}"`` under the secret.
 
 2xx is delivered; network errors, timeouts, 5xx and 429 are retried (a
-``Retry-After`` in seconds or HTTP date is honoured); any other status is a
+``Retry-After`` in seconds or HTTP date is honoured: the notifier sends nothing
+more on the channel until then); any other status is a
 permanent failure (dead letter). The secret is never logged::
 
     channel = WebhookChannelType().create("backend", config.channels["backend"].options)
@@ -46,6 +49,8 @@ __all__ = [
 ]
 
 MAX_RETRY_AFTER = 86400.0
+DEFAULT_CONNECTIONS = 8  # requests in flight at once, each on a kept-alive connection
+KEEPALIVE_EXPIRY = 30.0  # seconds an idle connection is kept
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
@@ -88,8 +93,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 class WebhookChannel:
     """POSTs each message's event body to one URL, signed."""
 
-    concurrency = 8
-
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
         self.url = str(options.get("url") or "")
@@ -107,9 +110,19 @@ class WebhookChannel:
         self.timeout = float(options.get("timeout") or 10.0)
         rate = options.get("rate")
         self.rate: float | None = float(rate) if rate else None
+        burst = options.get("burst")
+        self.burst: float | None = float(burst) if burst else None
+        self.connections = int(options.get("connections") or DEFAULT_CONNECTIONS)
+        if self.connections < 1:
+            raise ChannelError(f"channel {name!r}: 'connections' must be at least 1")
+        self.concurrency = self.connections
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=self.concurrency),
+            limits=httpx.Limits(
+                max_connections=self.connections,
+                max_keepalive_connections=self.connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            ),
             headers={"User-Agent": f"promod/{__version__}"},
             follow_redirects=False,
         )
