@@ -1,25 +1,33 @@
 """The built-in ``smtp`` channel: campaign mails and operator alerts over SMTP (aiosmtplib).
 
 Options (validated by promod.config): host, port, tls (none | starttls |
-implicit), from, username, password or password_env, timeout, rate (messages
-per second, paced by the notifier), alerts_to (operators who get alerts),
-unsubscribe_mailto (an address also offered in ``List-Unsubscribe``). One
-connection is kept open and reused for a batch; it is closed after ``idle``
-seconds without a send and re-opened on demand::
+implicit), from, username, password or password_env, timeout, rate and burst
+(a token bucket: messages per second on average, how many at once after a quiet
+spell; paced by the notifier), connections (SMTP sessions kept open at once,
+default 4: the notifier sends that many mails in parallel, one per session),
+alerts_to (operators who get alerts), unsubscribe_mailto (an address also
+offered in ``List-Unsubscribe``). A session is reused for mail after mail; it
+is closed after ``IDLE_CLOSE`` seconds without a send and re-opened on demand.
+aiosmtplib waits for each answer before the next command, so PIPELINING is not
+used even where the server offers it; the sessions in parallel make up for it::
 
     channel = SmtpChannelType().create("mail", config.channels["mail"].options)
     await channel.send(message)
     await channel.close()
 
-A customer message becomes ``multipart/alternative`` (text and HTML parts) with
+A customer message (see promod.notify.mailformat) becomes
+``multipart/alternative`` (text and HTML parts) with the bulk headers
+``List-Id: <CAMPAIGN.sender-domain>``, ``Precedence: bulk``,
 ``List-Unsubscribe: <https://...>`` (plus ``<mailto:...>`` when configured) in
 plain ASCII, never RFC 2047-encoded, and ``List-Unsubscribe-Post:
 List-Unsubscribe=One-Click`` (RFC 8058). Its ``Message-ID`` is derived from the
 event id, kind and channel (``<reward.granted%3A42+message+mail@example.org>``:
 characters a msg-id cannot hold are %-escaped, so it is valid and unique per
-mail) and ``Promod-Event-Id`` carries the event id as it is. 5xx answers are
-permanent (a refused recipient is reported as bounced and suppressed), 4xx
-answers and network errors temporary.
+mail) and ``Promod-Event-Id`` carries the event id as it is.
+
+A 5xx answer is permanent; one at RCPT or DATA time for a customer message is a
+hard bounce (``PermanentFailure(bounced=True)``: the notifier suppresses the
+address at once). 4xx answers and network errors are temporary (retried later).
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ from __future__ import annotations
 import email.policy
 import os
 import re
-import string
 import time
 from collections.abc import Mapping
 from email.headerregistry import BaseHeader, HeaderRegistry, UniqueUnstructuredHeader
@@ -46,6 +53,15 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from promod.notify.mailformat import (
+    ONE_CLICK,
+    UNSUBSCRIBE_HEADERS,
+    compose_email,
+    fold_list_unsubscribe,
+    list_id,
+    list_unsubscribe,
+    message_id,
+)
 
 __all__ = [
     "SmtpChannel",
@@ -62,59 +78,6 @@ IDLE_CLOSE = 30.0  # seconds a kept connection may sit unused
 DEFAULT_CONNECTIONS = 4  # SMTP sessions a channel keeps open at most
 
 
-ONE_CLICK = "List-Unsubscribe=One-Click"
-MAX_LINE = 998  # RFC 5322 2.1.1: no line of a message may be longer
-_UNSUBSCRIBE_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
-_ID_SAFE = frozenset(string.ascii_letters + string.digits + "-_.")
-_ANGLED = re.compile(r"<[^<>\s]+>")
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
-
-
-def _domain(sender: str) -> str:
-    domain = parseaddr(sender)[1].rpartition("@")[2]
-    try:
-        return domain.encode("idna").decode("ascii") if domain else "promod.invalid"
-    except UnicodeError:
-        return "promod.invalid"
-
-
-def _id_part(text: str) -> str:
-    """``text`` as dot-atom text: anything else (and a dot at an edge or after a dot) %-escaped.
-
-    The escaping is reversible, and ``+`` and ``%`` are always escaped, so parts
-    joined with ``+`` name exactly one (event, kind, channel).
-    """
-    out: list[str] = []
-    for i, ch in enumerate(text):
-        dot_ok = ch != "." or (0 < i < len(text) - 1 and text[i - 1] != ".")
-        if ch in _ID_SAFE and dot_ok:
-            out.append(ch)
-        else:
-            out.extend(f"%{byte:02X}" for byte in ch.encode("utf-8"))
-    return "".join(out) or "%00"
-
-
-def message_id(event_id: str, kind: str, channel: str, sender: str) -> str:
-    """A valid RFC 5322 msg-id, the same for every retry of one delivery, unique per delivery."""
-    left = "+".join(_id_part(part) for part in (event_id, kind, channel))
-    return f"<{left}@{_domain(sender)}>"
-
-
-def list_id(message: Message, channel: str, sender: str) -> str:
-    """The ``List-Id`` of a campaign mail (RFC 2919): one list per campaign and sender domain."""
-    campaign = message.data.get("campaign_id")
-    label = _id_part(str(campaign)) if campaign else _id_part(channel)
-    return f"<{label}.{_domain(sender)}>"
-
-
-def list_unsubscribe(url: str, mailto: str | None = None) -> str:
-    """The ``List-Unsubscribe`` value: the one-click URL first, then the mailto (RFC 2369)."""
-    uris = [f"<{url}>"]
-    if mailto:
-        uris.append(f"<mailto:{mailto}?subject=unsubscribe>")
-    return ", ".join(uris)
-
-
 class ListUnsubscribeHeader(UniqueUnstructuredHeader, BaseHeader):  # type: ignore[misc]
     """``List-Unsubscribe`` written as it is: plain ASCII, folded only between its URIs.
 
@@ -123,21 +86,15 @@ class ListUnsubscribeHeader(UniqueUnstructuredHeader, BaseHeader):  # type: igno
     """
 
     def fold(self, *, policy: Any) -> str:
-        value = str(self)
-        uris = _ANGLED.findall(value)
-        rest = _ANGLED.sub("", value)
-        if not value.isascii() or not uris or not re.fullmatch(r"[\s,]*", rest):
-            raise ValueError(f"List-Unsubscribe must be ASCII <URI>s, got {value!r}")
-        lines = [f"{self.name}: {uris[0]}", *(f" {uri}" for uri in uris[1:])]
-        if any(len(line) + 1 > MAX_LINE for line in lines):
-            raise ValueError("List-Unsubscribe: a URI is longer than a mail line may be")
-        linesep = str(policy.linesep)
-        return f",{linesep}".join(lines) + linesep
+        return fold_list_unsubscribe(self.name, str(self), str(policy.linesep))
 
 
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("list-unsubscribe", ListUnsubscribeHeader)
 POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
+
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
 def _plain_address(text: str) -> bool:
@@ -171,7 +128,7 @@ def build_email(
         mail["Subject"] = message.subject or ""
         own = message.unsubscribe_url is not None
         for name, value in message.headers.items():
-            if not (own and name.lower() in _UNSUBSCRIBE_HEADERS):
+            if not (own and name.lower() in UNSUBSCRIBE_HEADERS):
                 mail[name] = value
         if message.unsubscribe_url is not None:
             mail["List-Unsubscribe"] = list_unsubscribe(message.unsubscribe_url, unsubscribe_mailto)
@@ -299,20 +256,31 @@ class SmtpChannel:
             if not self.alerts_to:
                 raise PermanentFailure(f"channel {self.name!r} has no alerts_to recipients")
             recipients = self.alerts_to
+        mail: bytes | EmailMessage | None
         try:
-            mail = build_email(
+            mail = compose_email(
                 message,
                 self.sender,
                 recipients,
                 self.name,
                 unsubscribe_mailto=self.unsubscribe_mailto,
             )
+            if mail is None:  # addresses that are not ASCII: the email package's SMTPUTF8 path
+                mail = build_email(
+                    message,
+                    self.sender,
+                    recipients,
+                    self.name,
+                    unsubscribe_mailto=self.unsubscribe_mailto,
+                )
         except (ValueError, TypeError) as exc:
             raise PermanentFailure(f"cannot build the email: {exc}") from None
         async with self._slots:
             await self._send(mail, recipients, message.kind == "message")
 
-    async def _send(self, mail: EmailMessage, recipients: tuple[str, ...], customer: bool) -> None:
+    async def _send(
+        self, mail: bytes | EmailMessage, recipients: tuple[str, ...], customer: bool
+    ) -> None:
         conn, stale = self._take_idle()
         for old in stale:
             await self._drop(old)
@@ -323,9 +291,14 @@ class SmtpChannel:
                 try:
                     if conn is None:
                         conn = await self._connect()
-                    errors, _ = await conn.smtp.send_message(
-                        mail, sender=self._envelope_from, recipients=list(recipients)
-                    )
+                    if isinstance(mail, bytes):
+                        errors, _ = await conn.smtp.sendmail(
+                            self._envelope_from, list(recipients), mail
+                        )
+                    else:
+                        errors, _ = await conn.smtp.send_message(
+                            mail, sender=self._envelope_from, recipients=list(recipients)
+                        )
                     keep = True
                     if errors and customer:
                         code, text = next(iter(errors.values()))
