@@ -4,8 +4,11 @@ A redemption is one write transaction: the source's block and rate limits are
 checked, the code is looked up and marked redeemed, and the attempt is recorded,
 so fifty concurrent attempts on one code give exactly one success. A failed
 lookup answers ``invalid_code`` whether the code does not exist or belongs to
-another customer; too many failures from one source (an IP; IPv6 by its /64)
-block it for ``block_for`` and emit ``fraud.suspected`` once per block::
+another customer. A shared coupon code (the ``coupon`` provider's ``reward.code``)
+is redeemable by each customer it was granted to, once per issued grant (so as often
+as the campaign's caps let it be granted to them), recorded in ``coupon_redemptions``.
+Too many failures from one source (an IP; IPv6 by its /64) block it for
+``block_for`` and emit ``fraud.suspected`` once per block::
 
     result = await redeem(app, "XMAS-7KQ2-MZ9P", "c42", "203.0.113.9", app.config.fraud, now)
     result.redeemed, result.reason       # True, None  /  False, "invalid_code"
@@ -152,6 +155,10 @@ def _redeem_code(
     ).fetchall()
     owned = [r for r in rows if r[2] == customer_id and int(r[3]) == 1]
     shared = [r for r in rows if int(r[3]) > 1]
+    if not owned:
+        coupon = _redeem_coupon(conn, code, customer_id, ip, now)
+        if coupon is not None:
+            return coupon
     if owned:
         code_id, state, _cust, _max, _uses, expires_at = owned[0]
         if state == "assigned" and expires_at is not None and float(expires_at) <= now:
@@ -202,6 +209,39 @@ def _redeem_code(
         )
         return RedemptionResult(True, None)
     return RedemptionResult(False, "invalid_code")
+
+
+def _redeem_coupon(
+    conn: sqlite3.Connection, code: str, customer_id: str, ip: str, now: float
+) -> RedemptionResult | None:
+    """Redeem a shared coupon code (the ``coupon`` provider) granted to ``customer_id``.
+
+    Each issued coupon grant is redeemable once: the oldest one not yet redeemed and
+    not expired is used. None when the code was never granted to this customer as a
+    coupon (the caller then tries the code pools).
+    """
+    grants = conn.execute(
+        "SELECT g.id, g.campaign_id, g.expires_at, cr.grant_id IS NOT NULL"
+        " FROM grants g LEFT JOIN coupon_redemptions cr ON cr.grant_id = g.id"
+        " WHERE g.customer_id = ? AND g.code = ? AND g.provider = 'coupon'"
+        " AND g.state = 'issued' ORDER BY g.id",
+        (customer_id, code),
+    ).fetchall()
+    if not grants:
+        return None
+    open_grants = [g for g in grants if not g[3]]
+    if not open_grants:
+        return RedemptionResult(False, "already_redeemed")
+    usable = [g for g in open_grants if g[2] is None or float(g[2]) > now]
+    if not usable:
+        return RedemptionResult(False, "expired")
+    grant_id, campaign_id = int(usable[0][0]), str(usable[0][1])
+    conn.execute(
+        "INSERT INTO coupon_redemptions (grant_id, campaign_id, customer_id, code, ip, redeemed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (grant_id, campaign_id, customer_id, code, ip, now),
+    )
+    return RedemptionResult(True, None)
 
 
 async def redeem(

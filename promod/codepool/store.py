@@ -446,14 +446,26 @@ def stats_sync(conn: sqlite3.Connection, pool_name: str, now: float) -> dict[str
 def codes_report(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any]:
     """``{issued_codes, redemptions, redemption_rate}`` of a campaign (rate 0..1, 4 digits).
 
-    ``{}`` for a campaign that was never given a code, so reports of other
-    campaigns carry no code section.
+    Unique codes of the code pools and shared coupon codes (``coupon`` grants, each
+    redeemable once) both count: a coupon grant is one issued code, its redemption
+    one redemption. ``{}`` for a campaign that was never given a code, so reports of
+    other campaigns carry no code section.
     """
     row = conn.execute(
         "SELECT count(*), coalesce(sum(state = 'redeemed'), 0) FROM codes WHERE campaign_id = ?",
         (campaign_id,),
     ).fetchone()
     issued, redeemed = int(row[0]), int(row[1])
+    coupons = conn.execute(
+        "SELECT count(*) FROM grants WHERE campaign_id = ? AND provider = 'coupon'"
+        " AND state = 'issued' AND code IS NOT NULL",
+        (campaign_id,),
+    ).fetchone()
+    coupon_redeemed = conn.execute(
+        "SELECT count(*) FROM coupon_redemptions WHERE campaign_id = ?", (campaign_id,)
+    ).fetchone()
+    issued += int(coupons[0])
+    redeemed += int(coupon_redeemed[0])
     if not issued:
         return {}
     return {

@@ -202,15 +202,18 @@ def upload_file(
     fmt: str = "jsonl",
     *,
     progress: TextIO | None = None,
+    begin: dict[str, Any] | None = None,
 ) -> Any:
-    """Stream ``path`` as a ``kind`` import (customers/events) and commit it.
+    """Stream ``path`` as a ``kind`` import (customers/events/lists) and commit it.
 
-    Raises CommandError (details ``{"errors", "error_count"}`` when rows are invalid);
-    an import interrupted on the way is aborted when the daemon is still reachable.
+    ``begin`` holds further arguments of ``KIND.import.begin`` (a list's name and mode).
+    Formats ``jsonl`` and ``lines`` are sent line by line, ``csv`` row by row. Raises
+    CommandError (details ``{"errors", "error_count"}`` when rows are invalid); an
+    import interrupted on the way is aborted when the daemon is still reachable.
     """
     size = path.stat().st_size
     with path.open("rb") as fh:
-        begin_args: dict[str, Any] = {"format": fmt}
+        begin_args: dict[str, Any] = {**(begin or {}), "format": fmt}
         if fmt == "csv":
             try:
                 header, rows = iter_csv_rows(fh)

@@ -60,6 +60,7 @@ from promod.ctl.imports import (
     run_customers_import,
     run_events_import,
 )
+from promod.ctl.lists import render_list, render_list_change, render_lists, run_lists_import
 from promod.ctl.outbox import ACTIONS as OUTBOX_ACTIONS
 from promod.ctl.outbox import render_outbox, run_outbox
 from promod.ctl.render import (
@@ -407,6 +408,46 @@ COMMANDS: tuple[CtlCommand, ...] = (
         render=render_customer,
     ),
     CtlCommand(
+        "lists import",
+        "fill a custom list from a file (ids one a line, CSV or JSONL with an id), all or"
+        " nothing; replaces the list unless --add",
+        params=(
+            param("list", arg=None, metavar="NAME", help="list name"),
+            param("file", arg=None, metavar="FILE", help=".csv, .jsonl, else one id a line"),
+            param(
+                "--format",
+                arg=None,
+                choices=("lines", "csv", "jsonl"),
+                help="default: by extension",
+            ),
+            param("--add", arg=None, action="store_true", help="add to the list"),
+            param(
+                "--replace",
+                arg=None,
+                action="store_true",
+                help="the file becomes the list (the default)",
+            ),
+        ),
+        run=run_lists_import,
+        render=render_list_change,
+        timeout=600.0,
+    ),
+    CtlCommand("lists list", "every custom list with its size", render=render_lists),
+    CtlCommand(
+        "lists show",
+        "a custom list: size, members without a profile, versions, campaigns using it",
+        params=(param("list", help="list name"),),
+        render=render_list,
+    ),
+    CtlCommand(
+        "lists delete",
+        "delete a custom list (refused while a live campaign uses it, unless --force)",
+        params=(
+            param("list", help="list name"),
+            param("--force", action="store_true", help="even though live campaigns use it"),
+        ),
+    ),
+    CtlCommand(
         "events import",
         "import events from a JSON-lines file, all or nothing",
         params=(param("file", arg=None, metavar="FILE", help="a .jsonl file"),),
@@ -685,4 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this __main__ copy: runners raise
+    # promod.ctl.main.UsageError, which must be the class main() catches.
+    from promod.ctl import main as ctl_main
+
+    sys.exit(ctl_main.main())

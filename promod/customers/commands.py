@@ -24,6 +24,7 @@ attributes. ``promodctl customers import FILE`` / ``events import FILE`` /
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
@@ -36,7 +37,6 @@ from promod.admin.registry import (
     Role,
     command,
 )
-from promod.campaigns.spec import currency_exponent
 from promod.customers.imports import (
     FORMATS,
     MAX_CHUNK_ROWS,
@@ -47,8 +47,8 @@ from promod.customers.imports import (
     import_status,
     stage_chunk,
 )
+from promod.rewards.holdings import REWARD_STATES, HeldReward, customer_rewards_sync
 from promod.store.database import Database
-from promod.units import format_money
 
 __all__ = [
     "CUSTOMER_COMMANDS",
@@ -193,30 +193,34 @@ async def customer_profile(db: Database, customer_id: str) -> dict[str, Any] | N
 async def wallet_and_rewards(app: Any, customer_id: str) -> dict[str, Any]:
     """The wallet balance and the rewards a customer holds, newest first (50 at most).
 
-    Codes are shown: ``customers show`` is an operator's view of one customer.
+    Every reward is listed with its real state (issued, redeemed, revoked, expired;
+    see :mod:`promod.rewards.holdings`). Codes are shown: ``customers show`` is an
+    operator's view of one customer.
     """
-    balance = await app.db.fetchone(
-        "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
-    )
-    rows = await app.db.fetchall(
-        "SELECT id, campaign_id, provider, amount_minor, value_minor, currency, state,"
-        " created_at, code, expires_at FROM grants WHERE customer_id = ? AND state != 'failed'"
-        " ORDER BY id DESC LIMIT 50",
-        (customer_id,),
-    )
+    now = float(app.clock.now()) if getattr(app, "clock", None) is not None else time.time()
+
+    def read(conn: sqlite3.Connection) -> tuple[Any, list[HeldReward]]:
+        balance = conn.execute(
+            "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
+        ).fetchone()
+        return balance, customer_rewards_sync(conn, customer_id, now=now, states=REWARD_STATES)
+
+    balance, held = await app.db.run_sync(read, write=False)
     rewards = [
         {
-            "grant": r["id"],
-            "campaign": r["campaign_id"],
-            "provider": r["provider"],
-            "value": format_money(r["value_minor"], currency_exponent(r["currency"])),
-            "currency": r["currency"],
-            "state": r["state"],
-            "granted_at": r["created_at"],
-            "code": r["code"],
-            "expires_at": r["expires_at"],
+            "grant": r.grant_id,
+            "campaign": r.campaign_id,
+            "provider": r.provider,
+            "value": r.value,
+            "currency": r.currency,
+            "state": r.state,
+            "granted_at": r.granted_at,
+            "code": r.code,
+            "expires_at": r.expires_at,
+            "redeemed_at": r.redeemed_at,
+            "ended_at": r.ended_at,
         }
-        for r in rows
+        for r in reversed(held[-50:])
     ]
     return {"wallet": {"points": 0 if balance is None else balance[0]}, "rewards": rewards}
 

@@ -4,7 +4,8 @@
 profiles (all-or-nothing, every invalid record reported with its index and field);
 ``POST /v1/events`` stores a batch of events, skipping ids already stored, then hands
 the new ones to the ``on_events`` hook; ``GET /v1/customers/{id}/rewards`` lists the
-customer's live grants and wallet balance::
+rewards the customer can still use (``?include=all`` or ``?state=S`` for the others:
+redeemed, revoked, expired; see :mod:`promod.rewards.holdings`) and the wallet balance::
 
     routes = customer_routes(app)    # Starlette Routes, mounted by build_app
 
@@ -19,9 +20,8 @@ logged and does not fail the request — the events are stored either way.
 from __future__ import annotations
 
 import inspect
-import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -38,7 +38,7 @@ from promod.http.auth import authorize
 from promod.http.body import read_json
 from promod.http.errors import ApiError
 from promod.logs import get_logger
-from promod.units import format_money
+from promod.rewards.holdings import REWARD_STATES, customer_rewards_sync
 
 __all__ = ["MAX_BATCH", "MAX_REPORTED_ERRORS", "customer_routes"]
 
@@ -105,68 +105,85 @@ def _parse_batch(data: dict[str, Any], key: str, parse: Callable[[Any], R], what
     return records
 
 
-def _amount_exponent(spec_text: str | None, provider: str) -> int | None:
-    """Decimal places of a grant's amount, read from the campaign version's reward table."""
-    if not spec_text:
-        return None
-    try:
-        reward = json.loads(spec_text).get("reward") or {}
-    except (ValueError, AttributeError):
-        return None
-    for table in (reward, reward.get("fallback") or {}):
-        amount = table.get("amount")
-        if table.get("provider") == provider and isinstance(amount, str):
-            _, _, fraction = amount.partition(".")
-            return len(fraction)
-    return None
+REWARD_QUERY = ("include", "state")
 
 
-def _rewards_sync(conn: sqlite3.Connection, customer_id: str) -> dict[str, Any] | None:
-    from promod.campaigns.spec import currency_exponent
+def _reward_states(request: Request) -> Collection[str] | None:
+    """The states asked for by ``?include=all`` or ``?state=S``; None: the usable ones."""
+    params = request.query_params
+    unknown = sorted(k for k in params if k not in REWARD_QUERY)
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid",
+            f"unknown query parameter {unknown[0]!r}",
+            {"errors": [{"path": unknown[0], "field": unknown[0], "message": "unknown"}]},
+        )
+    include = params.get("include")
+    state = params.get("state")
+    if include is not None and include not in ("all", "usable"):
+        raise ApiError(
+            422,
+            "invalid",
+            "include must be all or usable",
+            {"errors": [{"path": "include", "field": "include", "message": "all or usable"}]},
+        )
+    if state is not None:
+        if state not in REWARD_STATES:
+            raise ApiError(
+                422,
+                "invalid",
+                f"state must be one of {', '.join(REWARD_STATES)}",
+                {
+                    "errors": [
+                        {"path": "state", "field": "state", "message": "|".join(REWARD_STATES)}
+                    ]
+                },
+            )
+        if include is not None:
+            raise ApiError(
+                422,
+                "invalid",
+                "give include or state, not both",
+                {"errors": [{"path": "state", "field": "state", "message": "not with include"}]},
+            )
+        return (state,)
+    return REWARD_STATES if include == "all" else None
 
+
+def _rewards_sync(
+    conn: sqlite3.Connection, customer_id: str, now: float, states: Collection[str] | None
+) -> dict[str, Any] | None:
     known = conn.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone()
-    rows = conn.execute(
-        """
-        SELECT g.id, g.campaign_id, g.run_id, g.provider, g.amount_minor, g.value_minor,
-               g.currency, g.state, g.created_at, g.issued_at, g.code, g.expires_at,
-               v.spec
-        FROM grants g
-        LEFT JOIN runs r ON r.id = g.run_id
-        LEFT JOIN campaign_versions v ON v.campaign_id = g.campaign_id AND v.version = r.version
-        WHERE g.customer_id = ? AND g.state IN ('issued', 'reserved')
-        ORDER BY g.created_at, g.id
-        """,
-        (customer_id,),
-    ).fetchall()
+    held = customer_rewards_sync(conn, customer_id, now=now, states=states)
     balance = conn.execute(
         "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
     ).fetchone()
-    if known is None and not rows and balance is None:
-        return None
-    rewards = []
-    for row in rows:
-        amount: str | None = None
-        if row["amount_minor"] is not None:
-            exponent = _amount_exponent(row["spec"], row["provider"])
-            if exponent is None:
-                exponent = 0 if row["currency"] is None else currency_exponent(row["currency"])
-            amount = format_money(int(row["amount_minor"]), exponent)
-        rewards.append(
-            {
-                "grant_id": int(row["id"]),
-                "campaign_id": row["campaign_id"],
-                "run_id": int(row["run_id"]),
-                "provider": row["provider"],
-                "state": row["state"],
-                "amount": amount,
-                "value": format_money(int(row["value_minor"]), currency_exponent(row["currency"])),
-                "currency": row["currency"],
-                "code": row["code"],
-                "granted_at": _iso(row["created_at"]),
-                "issued_at": _iso(row["issued_at"]),
-                "expires_at": _iso(row["expires_at"]),
-            }
-        )
+    if known is None and not held and balance is None:
+        any_grant = conn.execute(
+            "SELECT 1 FROM grants WHERE customer_id = ? LIMIT 1", (customer_id,)
+        ).fetchone()
+        if any_grant is None:
+            return None
+    rewards = [
+        {
+            "grant_id": r.grant_id,
+            "campaign_id": r.campaign_id,
+            "run_id": r.run_id,
+            "provider": r.provider,
+            "state": r.state,
+            "amount": r.amount,
+            "value": r.value,
+            "currency": r.currency,
+            "code": r.code,
+            "granted_at": _iso(r.granted_at),
+            "issued_at": _iso(r.issued_at),
+            "expires_at": _iso(r.expires_at),
+            "redeemed_at": _iso(r.redeemed_at),
+            "ended_at": _iso(r.ended_at),
+        }
+        for r in held
+    ]
     return {
         "customer_id": customer_id,
         "rewards": rewards,
@@ -258,7 +275,11 @@ def customer_routes(app: Any) -> list[Route]:
     async def get_rewards(request: Request) -> JSONResponse:
         authorize(request, http().tokens, "read")
         customer_id = request.path_params["customer_id"]
-        result = await app.db.run_sync(lambda conn: _rewards_sync(conn, customer_id), write=False)
+        states = _reward_states(request)
+        now = app.clock.now()
+        result = await app.db.run_sync(
+            lambda conn: _rewards_sync(conn, customer_id, now, states), write=False
+        )
         if result is None:
             raise ApiError(404, "not_found", "no such customer", {"customer_id": customer_id})
         return JSONResponse(result)

@@ -133,7 +133,11 @@ SCHEMAS: dict[str, Any] = {
                         "campaign_id": {"type": "string"},
                         "run_id": {"type": "integer"},
                         "provider": {"type": "string"},
-                        "state": {"enum": ["issued", "reserved"]},
+                        "state": {
+                            "enum": ["reserved", "issued", "redeemed", "revoked", "expired"],
+                            "description": "reserved: being issued; issued: usable;"
+                            " redeemed, revoked, expired: can no longer be used",
+                        },
                         "amount": {"type": ["string", "null"]},
                         "value": _MONEY,
                         "currency": {"type": ["string", "null"]},
@@ -141,6 +145,11 @@ SCHEMAS: dict[str, Any] = {
                         "granted_at": _TIME,
                         "issued_at": _TIME,
                         "expires_at": _TIME,
+                        "redeemed_at": _TIME,
+                        "ended_at": {
+                            **_TIME,
+                            "description": "when a revoked or expired reward ended",
+                        },
                     },
                 },
             },
@@ -149,6 +158,48 @@ SCHEMAS: dict[str, Any] = {
                 "required": ["points"],
                 "properties": {"points": {"type": "integer"}},
             },
+        },
+    },
+    "ListMembers": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["customer_ids"],
+        "properties": {
+            "customer_ids": {
+                "type": "array",
+                "maxItems": 100000,
+                "items": {**_ID, "pattern": r"^\S(.*\S)?$"},
+                "description": "customer ids; repeats count once; a profile is not needed",
+            }
+        },
+    },
+    "ListChange": {
+        "type": "object",
+        "required": [
+            "list",
+            "version",
+            "mode",
+            "members",
+            "added",
+            "removed",
+            "without_profile",
+            "without_profile_ids",
+            "created",
+        ],
+        "properties": {
+            "list": {"type": "string"},
+            "version": {"type": "integer", "description": "the list's current version"},
+            "mode": {"enum": ["replace", "add"]},
+            "given": {"type": "integer", "description": "distinct ids in the call"},
+            "members": {"type": "integer", "description": "members of the list now"},
+            "added": {"type": "integer"},
+            "removed": {"type": "integer"},
+            "without_profile": {
+                "type": "integer",
+                "description": "ids of the call that have no customer profile (kept)",
+            },
+            "without_profile_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+            "created": {"type": "boolean", "description": "the list was new"},
         },
     },
     "Redemption": {
@@ -416,6 +467,63 @@ def _clearance_operations() -> dict[str, dict[str, Any]]:
     }
 
 
+def _list_operations() -> dict[str, dict[str, Any]]:
+    name_param = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
+        "description": "the custom list",
+    }
+    example = {
+        "list": "vip-2026",
+        "version": 4,
+        "mode": "replace",
+        "given": 2,
+        "members": 2,
+        "added": 1,
+        "removed": 30,
+        "without_profile": 1,
+        "without_profile_ids": ["c43"],
+        "created": False,
+    }
+    body = _json("ListMembers", {"customer_ids": ["c42", "c43"]})
+
+    def responses(what: str) -> dict[str, Any]:
+        return {
+            "200": {"description": what, **_json("ListChange", example)},
+            "201": {"description": "the list was created", **_json("ListChange", example)},
+            **_errors(*_AUTH_ERRORS, *_BODY_ERRORS),
+        }
+
+    return {
+        "/v1/lists/{name}": {
+            "put": _op(
+                "Replace a custom list by exactly these customers, atomically",
+                "customers:write",
+                responses("the list is now exactly these ids"),
+                body=body,
+                parameters=[name_param],
+                description="One transaction: campaigns and segments see the old list or"
+                " the new one, never a mix. One invalid id refuses the call (422, every"
+                " invalid id with its index). Ids without a customer profile are kept and"
+                " reported in without_profile.",
+            )
+        },
+        "/v1/lists/{name}:add": {
+            "post": _op(
+                "Add customers to a custom list (created if new)",
+                "customers:write",
+                responses("the ids are members"),
+                body=body,
+                parameters=[name_param],
+                description="Ids already on the list count once. One invalid id refuses"
+                " the call (422); nothing is stored.",
+            )
+        },
+    }
+
+
 def operations() -> dict[str, dict[str, Any]]:
     """Path -> method -> operation, for every route of the API."""
     token_param = {
@@ -501,7 +609,7 @@ def operations() -> dict[str, dict[str, Any]]:
         },
         "/v1/customers/{customer_id}/rewards": {
             "get": _op(
-                "What a customer holds: live grants and wallet balance",
+                "What a customer holds: rewards with their real state, and the wallet",
                 "read",
                 {
                     "200": {
@@ -524,15 +632,38 @@ def operations() -> dict[str, dict[str, Any]]:
                                         "granted_at": "2026-12-01T09:00:00Z",
                                         "issued_at": "2026-12-01T09:00:00Z",
                                         "expires_at": None,
+                                        "redeemed_at": None,
+                                        "ended_at": None,
                                     }
                                 ],
                                 "wallet": {"points": 500},
                             },
                         ),
                     },
-                    **_errors(*_AUTH_ERRORS, 404),
+                    **_errors(*_AUTH_ERRORS, 404, 422),
                 },
-                parameters=[_customer_id_param()],
+                parameters=[
+                    _customer_id_param(),
+                    {
+                        "name": "include",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["usable", "all"], "default": "usable"},
+                        "description": "usable: rewards that can still be used (reserved,"
+                        " issued); all: redeemed, revoked and expired ones too",
+                    },
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "enum": ["reserved", "issued", "redeemed", "revoked", "expired"]
+                        },
+                        "description": "only rewards in this state (not with include)",
+                    },
+                ],
+                description="By default only the rewards the customer can still use;"
+                " ?include=all lists every reward with its state, ?state=S those in one.",
             )
         },
         "/v1/events": {
@@ -554,6 +685,7 @@ def operations() -> dict[str, dict[str, Any]]:
                 " is already stored is skipped and counted in `duplicates`.",
             )
         },
+        **_list_operations(),
         "/v1/redemptions": {
             "post": _op(
                 "Redeem a code for a customer",

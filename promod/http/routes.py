@@ -1,7 +1,7 @@
 """The HTTP integration API (DESIGN §6): its routes, errors and request metrics.
 
 Routes come in areas, each a function ``app -> list[Route]`` in its own module
-(customers and events, redemptions, unsubscribe, clearance); ``AREAS`` lists them
+(customers and events, custom lists, redemptions, unsubscribe, clearance); ``AREAS`` lists them
 and a new area joins with one line there and its paths in :mod:`promod.http.openapi`.
 Around every route: JSON errors for every 4xx and 5xx (Starlette's 404/405 too), a
 latency histogram by route template and status, and a debug log line per request
@@ -32,6 +32,7 @@ from promod.http.auth import authorize
 from promod.http.clientip import client_address
 from promod.http.customers import customer_routes
 from promod.http.errors import ApiError, api_error_handler, error_response, http_exception_handler
+from promod.http.lists import list_routes
 from promod.http.metrics import LatencyHistogram, render_metrics
 from promod.http.openapi import openapi_document
 from promod.http.redemptions import redemption_routes
@@ -45,6 +46,7 @@ log = get_logger("promod.http")
 # Route areas, in order.
 AREAS: tuple[Callable[[Any], Sequence[BaseRoute]], ...] = (
     customer_routes,
+    list_routes,
     redemption_routes,
     unsubscribe_routes,
     clearance_routes,

@@ -42,6 +42,7 @@ TRACE_ENV = "PROMOD_TRACE_PLUGINS"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "promod.builtin.commands",
     "promod.builtin.customers",
+    "promod.builtin.lists",
     "promod.builtin.rewards",
     "promod.builtin.campaigns",
     "promod.builtin.notify",

@@ -1,7 +1,9 @@
 """The built-in ``coupon`` provider: one shared code, named in the campaign spec.
 
 Every customer of the campaign receives the same ``reward.code``; nothing is
-stored besides the grant itself, so it never runs out (caps limit it).
+stored besides the grant itself (its ``code``), so it never runs out (caps limit
+it). Each issued grant can be redeemed once by its customer
+(:mod:`promod.codepool.redeem`, recorded in ``coupon_redemptions``).
 """
 
 from __future__ import annotations

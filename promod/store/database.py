@@ -66,10 +66,12 @@ __all__ = [
     "StoreUnavailable",
     "backup_sync",
     "check_sync",
+    "create_private",
     "essential_writes",
     "latest_version",
     "migrate_sync",
     "migrations",
+    "private_mode",
     "reserve_path",
     "split_statements",
 ]
@@ -248,7 +250,10 @@ def backup_sync(src: Path, dest: Path) -> None:
 
     Safe while the daemon writes: the copy is one consistent snapshot (whole transactions
     only). It is written next to *dest*, switched to a self-contained rollback journal,
-    fsynced and then renamed over *dest*, and gets the file mode of *src*.
+    fsynced and then renamed over *dest*. The copy holds every code, token hash and
+    address, so it is never world-readable: it is created 0600 before the first byte is
+    written, or 0640 owned by the state directory's group when that directory is
+    group-readable (see :func:`private_mode`).
     """
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such database file")
@@ -257,23 +262,58 @@ def backup_sync(src: Path, dest: Path) -> None:
         raise ValueError(f"{dest}: backup destination is the database itself")
     partial_path = dest.with_name(f".{dest.name}.partial")
     partial_path.unlink(missing_ok=True)
-    source = _connect_sync(src)
+    create_private(partial_path, src.parent)
     try:
-        target = sqlite3.connect(partial_path, isolation_level=None)
+        source = _connect_sync(src)
         try:
-            source.backup(target, pages=-1)
-            target.execute("PRAGMA journal_mode = DELETE")
+            target = sqlite3.connect(partial_path, isolation_level=None)
+            try:
+                source.backup(target, pages=-1)
+                target.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                target.close()
         finally:
-            target.close()
+            source.close()
     except BaseException:
         partial_path.unlink(missing_ok=True)
         raise
-    finally:
-        source.close()
-    os.chmod(partial_path, stat.S_IMODE(src.stat().st_mode))
     _fsync(partial_path)
     os.replace(partial_path, dest)
     _fsync(dest.parent)
+
+
+def private_mode(state_dir: Path) -> tuple[int, int | None]:
+    """The mode (and group id to set, or None) of a backup or export of the state in *state_dir*.
+
+    0640 with the directory's group when the state directory lets its group read
+    (a ``promod`` group of operators reading backups), else 0600. Never world-readable.
+    """
+    try:
+        info = state_dir.stat()
+    except OSError:
+        return 0o600, None
+    if info.st_mode & stat.S_IRGRP:
+        return 0o640, info.st_gid
+    return 0o600, None
+
+
+def create_private(path: Path, state_dir: Path) -> None:
+    """Create *path* empty with :func:`private_mode` (it must not exist), before any data.
+
+    When the group cannot be handed to the state directory's group (the caller is not
+    a member), the file stays 0600.
+    """
+    mode, gid = private_mode(state_dir)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if gid is not None:
+            try:
+                os.fchown(fd, -1, gid)
+            except OSError:
+                mode = 0o600
+        os.fchmod(fd, mode)  # exact, whatever the umask
+    finally:
+        os.close(fd)
 
 
 def _fsync(path: Path) -> None:

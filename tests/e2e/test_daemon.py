@@ -236,3 +236,27 @@ def test_trace_switch_writes_each_hook_call_to_the_daemon_log(daemon_factory) ->
     assert d.stop() == 0
     assert any(e.get("trace", "").strip() == "promod_shutdown [hook]" for e in d.log_events())
     assert secret not in d.logs()
+
+
+def test_db_backup_of_a_running_daemon_is_not_world_readable(daemon_factory) -> None:
+    d = daemon_factory()
+    state_dir = d.root / "state"
+    dest = d.root / "backups" / "promod.db"
+    old_umask = os.umask(0o022)  # the usual umask would make a plain new file 0644
+    try:
+        res = subprocess.run(
+            [*_script("promod"), "db", "backup", str(dest), "--config", str(d.config_path)],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        os.umask(old_umask)
+    assert res.returncode == 0, res.stderr
+    info = dest.stat()
+    assert info.st_mode & 0o007 == 0, oct(info.st_mode)
+    # promod init makes the state directory 0750: the backup is for that group.
+    assert state_dir.stat().st_mode & 0o777 == 0o750
+    assert info.st_mode & 0o777 == 0o640
+    assert info.st_gid == state_dir.stat().st_gid
+    with sqlite3.connect(dest) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

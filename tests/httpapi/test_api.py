@@ -356,6 +356,94 @@ async def test_rewards_lists_live_grants_and_the_wallet(
     _error(r, 403, "forbidden")
 
 
+async def test_rewards_show_the_real_state_and_leave_out_unusable_ones_by_default(
+    app: ApiApp, client: httpx.AsyncClient
+) -> None:
+    await client.put("/v1/customers/c1", json={}, headers=auth())
+    codes = {
+        1: ("LIVE-1", "assigned", None),
+        2: ("GONE-2", "revoked", None),
+        3: ("OLD-3", "expired", T0 - 10),
+        4: ("LATE-4", "assigned", T0 - 5),  # past its expiry, the sweep has not run yet
+        5: ("USED-5", "redeemed", None),
+    }
+    await _grant(app, 1, "c1", "issued", provider="code_pool", code="LIVE-1", amount=None)
+    async with app.db.transaction() as conn:
+        for gid in range(2, 6):  # one run each: at most one grant per customer and run
+            await conn.execute(
+                "INSERT INTO runs (id, campaign_id, seq, version, state, as_of, started_at, seed)"
+                " VALUES (?, 'camp', ?, 1, 'running', ?, ?, 1)",
+                (gid, gid, T0, T0),
+            )
+            await conn.execute(
+                "INSERT INTO grants (id, campaign_id, run_id, customer_id, provider,"
+                " value_minor, currency, state, day, created_at, issued_at, code)"
+                " VALUES (?, 'camp', ?, 'c1', 'code_pool', 500, 'EUR', 'issued', 'd', ?, ?, ?)",
+                (gid, gid, T0 + gid, T0 + gid, codes[gid][0]),
+            )
+        for gid, (code, state, expires) in codes.items():
+            # A customer holds one code of a series: one pool (and series) each.
+            await conn.execute(
+                "INSERT INTO code_pools (id, name, series, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (gid, f"P{gid}", f"P{gid}", T0, T0),
+            )
+            await conn.execute(
+                "INSERT INTO codes (pool_id, series, code, state, expires_at, customer_id,"
+                " grant_id, campaign_id, created_at, assigned_at, redeemed_at, ended_at)"
+                " VALUES (?, ?, ?, ?, ?, 'c1', ?, 'camp', ?, ?, ?, ?)",
+                (
+                    gid,
+                    f"P{gid}",
+                    code,
+                    state,
+                    expires,
+                    gid,
+                    T0,
+                    T0,
+                    T0 + 30 if state == "redeemed" else None,
+                    T0 + 20 if state in ("revoked", "expired") else None,
+                ),
+            )
+
+    def states(body: dict[str, Any]) -> list[tuple[int, str, str | None]]:
+        return [(r["grant_id"], r["state"], r["code"]) for r in body["rewards"]]
+
+    r = await client.get("/v1/customers/c1/rewards", headers=auth("reader"))
+    assert r.status_code == 200, r.text
+    assert states(r.json()) == [(1, "issued", "LIVE-1")]
+
+    r = await client.get("/v1/customers/c1/rewards?include=all", headers=auth("reader"))
+    body = r.json()
+    assert states(body) == [
+        (1, "issued", "LIVE-1"),
+        (2, "revoked", "GONE-2"),
+        (3, "expired", "OLD-3"),
+        (4, "expired", "LATE-4"),
+        (5, "redeemed", "USED-5"),
+    ]
+    by_id = {g["grant_id"]: g for g in body["rewards"]}
+    assert by_id[5]["redeemed_at"] == "2026-09-21T14:13:50Z"
+    assert by_id[2]["ended_at"] == "2026-09-21T14:13:40Z"
+    assert by_id[4]["ended_at"] == by_id[4]["expires_at"] == "2026-09-21T14:13:15Z"
+    assert by_id[1]["redeemed_at"] is None and by_id[1]["ended_at"] is None
+
+    r = await client.get("/v1/customers/c1/rewards?state=expired", headers=auth("reader"))
+    assert [g["grant_id"] for g in r.json()["rewards"]] == [3, 4]
+    r = await client.get("/v1/customers/c1/rewards?include=usable", headers=auth("reader"))
+    assert [g["grant_id"] for g in r.json()["rewards"]] == [1]
+
+    for query, field in (
+        ("state=gone", "state"),
+        ("include=some", "include"),
+        ("include=all&state=issued", "state"),
+        ("status=issued", "status"),
+    ):
+        r = await client.get(f"/v1/customers/c1/rewards?{query}", headers=auth("reader"))
+        body = _error(r, 422, "invalid")
+        assert body["details"]["errors"][0]["field"] == field, query
+
+
 # -- health and client address ------------------------------------------------------------
 
 

@@ -50,6 +50,8 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
     path, method, schema = draw(st.sampled_from(OPERATIONS))
     if "{customer_id}" in path:
         path = path.replace("{customer_id}", draw(PATH_TEXT))
+    if "{name}" in path:
+        path = path.replace("{name}", draw(PATH_TEXT))
     body: Any = draw(from_schema(schema, DOC) if schema else JSON_VALUES)
     raw = draw(
         st.sampled_from(["json", "json", "json", "bytes"]).flatmap(

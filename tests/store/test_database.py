@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -471,16 +473,58 @@ def test_backup_is_consistent_while_another_connection_writes(tmp_path: Path) ->
     assert len(committed) > counts[0]
 
 
-def test_backup_overwrites_dest_and_keeps_source_mode(tmp_path: Path) -> None:
-    src = tmp_path / "promod.db"
+def test_backup_overwrites_dest_and_is_never_world_readable(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    src = state / "promod.db"
     migrate_sync(src)
-    src.chmod(0o640)
+    src.chmod(0o644)  # a database left world-readable must not pass that on
     dest = tmp_path / "backup.db"
     dest.write_text("old")
-    backup_sync(src, dest)
+    dest.chmod(0o644)
+    old_umask = os.umask(0o022)
+    try:
+        backup_sync(src, dest)
+    finally:
+        os.umask(old_umask)
     assert check_sync(dest) == []
-    assert dest.stat().st_mode & 0o777 == 0o640
+    assert dest.stat().st_mode & 0o777 == 0o600
     assert "audit_log" in _tables(dest)
+
+
+def test_backup_is_0640_with_the_state_directorys_group_when_it_is_group_readable(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o750)
+    src = state / "promod.db"
+    migrate_sync(src)
+    dest = tmp_path / "out" / "backup.db"
+    backup_sync(src, dest)
+    info = dest.stat()
+    assert info.st_mode & 0o777 == 0o640
+    assert info.st_gid == state.stat().st_gid
+
+
+def test_backup_file_is_private_while_it_is_being_written(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    src = state / "promod.db"
+    migrate_sync(src)
+    dest = tmp_path / "backup.db"
+    seen: list[int] = []
+    real_connect = sqlite3.connect
+
+    def spying_connect(path: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if str(path).endswith(".partial"):
+            seen.append(Path(path).stat().st_mode & 0o777)
+        return real_connect(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sqlite3, "connect", spying_connect)
+        backup_sync(src, dest)
+    assert seen == [0o600]
 
 
 def test_backup_refuses_missing_source_and_itself(tmp_path: Path) -> None:
