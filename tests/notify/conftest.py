@@ -59,6 +59,7 @@ def make_config(
     extra: str = "",
     notify: str = "",
     smtp_options: str = "",
+    webhook_options: str = "",
 ) -> Config:
     text = f"""
 [daemon]
@@ -94,6 +95,7 @@ type = "webhook"
 url = "{webhook_url}"
 secret = "{SECRET}"
 timeout = "2s"
+{webhook_options}
 """
     if events:
         text += '\n[webhooks]\nevents = "backend"\n'
