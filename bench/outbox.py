@@ -1,4 +1,4 @@
-"""Outbox throughput: campaign mails to aiosmtpd and webhooks to a local receiver, against raw loops.
+"""Outbox throughput: campaign mails to aiosmtpd and webhooks to a local server, against raw loops.
 
 Four phases, each in its own process (so each has its own peak RSS), against the
 same receivers, with the same number of connections and the same messages:
@@ -355,9 +355,7 @@ async def _notifier(
                     await anyio.sleep(0.01)
                 elapsed = time.perf_counter() - started
                 actor.request_stop()
-            states = await db.fetchall(
-                "SELECT state, count(*) FROM deliveries GROUP BY state", ()
-            )
+            states = await db.fetchall("SELECT state, count(*) FROM deliveries GROUP BY state", ())
             assert {str(r[0]): int(r[1]) for r in states} == {"sent": count}, states
         finally:
             await db.close()
@@ -390,9 +388,9 @@ def main() -> None:
 
     hook_port, smtp_port = _free_port(), _free_port()
     receiver = _spawn([sys.executable, "-c", _RECEIVER, str(hook_port)], hook_port)
+    smtp_at = f"127.0.0.1:{smtp_port}"
     smtpd = _spawn(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink"]
-        + ["-l", f"127.0.0.1:{smtp_port}"],
+        [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink", "-l", smtp_at],
         smtp_port,
     )
     load_before = os.getloadavg()
@@ -402,10 +400,12 @@ def main() -> None:
             if (args.mails if "smtp" in phase else args.webhooks) <= 0:
                 continue
             child = subprocess.run(
-                [sys.executable, __file__, "--phase", phase]
-                + ["--mails", str(args.mails), "--webhooks", str(args.webhooks)]
-                + ["--connections", str(args.connections)]
-                + ["--smtp-port", str(smtp_port), "--hook-port", str(hook_port)],
+                [
+                    *(sys.executable, __file__, "--phase", phase),
+                    *("--mails", str(args.mails), "--webhooks", str(args.webhooks)),
+                    *("--connections", str(args.connections)),
+                    *("--smtp-port", str(smtp_port), "--hook-port", str(hook_port)),
+                ],
                 capture_output=True,
                 text=True,
                 check=False,

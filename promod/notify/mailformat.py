@@ -232,12 +232,13 @@ def compose_email(
     head.append("MIME-Version: 1.0\r\n")
     if text is not None and html is not None:
         boundary = f"=_promod_{secrets.token_hex(12)}"
+        # The CRLF before a boundary line belongs to the boundary (RFC 2046 5.1.1).
         parts = "".join(
-            f"--{boundary}\r\n{_body(part, subtype)}"
+            f"\r\n--{boundary}\r\n{_body(part, subtype)}"
             for part, subtype in ((text, "plain"), (html, "html"))
         )
         head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n')
-        mail = "".join(head) + "\r\n" + parts + f"--{boundary}--\r\n"
+        mail = "".join(head) + "\r\n" + parts + f"\r\n--{boundary}--\r\n"
     elif html is not None:
         mail = "".join(head) + _body(html, "html")
     else:
