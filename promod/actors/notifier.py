@@ -24,7 +24,8 @@ Whoever enqueues outbox events may wake it instead of waiting for the next poll:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -74,31 +75,46 @@ def _counts_against_channel(exc: BaseException) -> bool:
 
 
 class SentMarker:
-    """Marks accepted deliveries ``sent`` in small groups: one commit per ``group``.
+    """Marks accepted deliveries ``sent`` in small groups, committed in the background.
 
-    ``mark_sent`` only queues the id, unless ``group`` ids are waiting: then the
-    caller commits them all (and waits for that). The rest are committed by
-    ``flush``, which the notifier calls at the end of every batch, every
-    ``MARK_INTERVAL`` seconds and when it stops. A SIGKILL can therefore repeat
-    at most the deliveries accepted since the last commit: about ``group`` plus
-    those in flight, never lose one (at-least-once).
+    ``mark_sent`` queues the id and returns at once; ``run`` commits what is
+    queued as soon as ``group`` ids wait, or ``MARK_INTERVAL`` seconds after the
+    first, one commit for all. A sender waits only when ``group`` more ids were
+    accepted while a commit is still under way (two groups at most are
+    uncommitted). A SIGKILL therefore repeats at most two groups plus the sends
+    in flight, and loses none (at-least-once). ``done`` callbacks run once their
+    id is committed (the notifier then lets the delivery be claimed no more).
     """
 
     def __init__(self, db: Any, clock: Clock, group: int = MARK_GROUP) -> None:
         self.db = db
         self.clock = clock
         self.group = max(1, group)
-        self._queue: list[int] = []
+        self._queue: list[tuple[int, Callable[[], None] | None]] = []
         self._lock = anyio.Lock()
+        self._waiting = anyio.Event()
+        self._full = anyio.Event()
         self.commits = 0
 
     @property
     def waiting(self) -> int:
         return len(self._queue)
 
-    async def mark_sent(self, delivery_id: int) -> None:
-        self._queue.append(delivery_id)
+    async def mark_sent(self, delivery_id: int, done: Callable[[], None] | None = None) -> None:
+        self._queue.append((delivery_id, done))
+        self._waiting.set()
         if len(self._queue) >= self.group:
+            self._full.set()
+            if self._lock.locked():  # the previous group is still being committed
+                await self.flush()
+
+    async def run(self) -> None:
+        """Commit queued ids: when a group is full, or ``MARK_INTERVAL`` after the first."""
+        while True:
+            await self._waiting.wait()
+            with anyio.move_on_after(MARK_INTERVAL):
+                await self._full.wait()
+            self._waiting, self._full = anyio.Event(), anyio.Event()
             await self.flush()
 
     async def flush(self) -> None:
@@ -114,12 +130,15 @@ class SentMarker:
                         "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
                         " sent_at = ?, updated_at = ?, last_error = NULL"
                         " WHERE id = ? AND state = 'pending'",
-                        [(now, now, item) for item in batch],
+                        [(now, now, item) for item, _ in batch],
                     )
             except BaseException:
                 self._queue[:0] = batch  # not committed: try again with the next group
                 raise
             self.commits += 1
+            for _, done in batch:
+                if done is not None:
+                    done()
 
 
 class NotifierActor(Actor):
@@ -214,7 +233,7 @@ class NotifierActor(Actor):
             with self._workers:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._fanout_loop)
-                    tg.start_soon(self._mark_loop)
+                    tg.start_soon(self._marker.run)
                     for name, channel in self.channels.items():
                         self._wakers[name] = anyio.Event()
                         tg.start_soon(self._channel_loop, name, channel)
@@ -245,7 +264,7 @@ class NotifierActor(Actor):
         while True:
             config = self.app.config
             routing = Routing.from_config(config, templates_dir(config))
-            limit = max(1, int(self._notify.batch_size)) * 5
+            limit = max(1, int(self._notify.batch_size))
             self._fanout_wake = anyio.Event()
             changed = self.app.clock.changed()
             events, counts = await self.app.db.run_sync(
@@ -269,97 +288,107 @@ class NotifierActor(Actor):
             self._killswitch = (engaged, now)
         return engaged
 
-    async def _mark_loop(self) -> None:
-        """Commits accepted deliveries left in a group that did not fill (real time)."""
-        while True:
-            await anyio.sleep(MARK_INTERVAL)
-            if self._marker.waiting:
-                await self._marker.flush()
-
     def _paused_for(self, name: str) -> float:
         """Seconds (app clock) the receiver asked the channel to wait (``Retry-After``)."""
         return max(0.0, self._paused.get(name, 0.0) - self._now())
 
     async def _channel_loop(self, name: str, channel: Channel) -> None:
+        """Claims due deliveries and hands them to ``concurrency`` workers, batch after batch.
+
+        A claimed delivery stays in ``busy`` until it is finished (its ``sent``
+        mark committed, its failure recorded, or handed back), so the next claim,
+        made while the workers still send, never takes it twice.
+        """
         pacer = TokenBucket(getattr(channel, "rate", None), getattr(channel, "burst", None))
         width = max(1, int(getattr(channel, "concurrency", 1) or 1))
-        limiter = anyio.Semaphore(width)
         breaker = isolation.board(self.app).get(
             isolation.channel_circuit(name), counts=_counts_against_channel
         )
-        while True:
-            self._wakers[name] = anyio.Event()
-            closed_in = breaker.retry_in()
-            if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
-                with anyio.move_on_after(closed_in):
-                    await self._wakers[name].wait()
-                continue
-            changed = self.app.clock.changed()
-            now = self._now()
-            if self._paused_for(name):  # the receiver said Retry-After: nothing goes before
-                await self._wait(self._wakers[name], changed, self._paused[name])
-                continue
-            engaged = await self._killswitch_engaged()
-            probe = breaker.state is not CircuitState.CLOSED
-            rows = await self.app.db.run_sync(
-                partial(
-                    claim_due_sync,
-                    channel=name,
-                    now=now,
-                    limit=1 if probe else max(1, int(self._notify.batch_size)),
-                    hold_marketing=engaged,
-                )
-            )
-            if not rows:
-                held = " AND NOT " + _MARKETING_SQL if engaged else ""
-                row = await self.app.db.fetchone(
-                    "SELECT min(next_attempt_at) FROM deliveries"
-                    f" WHERE state = 'pending' AND channel = ?{held}",
-                    (name,),
-                )
-                due = float(row[0]) if row is not None and row[0] is not None else None
-                await self._wait(self._wakers[name], changed, due)
-                continue
-            try:
-                if width == 1:
-                    for row in rows:
-                        await self._deliver(name, channel, row, pacer)
-                else:
-                    async with anyio.create_task_group() as tg:
-                        for row in rows:
-                            await limiter.acquire()
-                            tg.start_soon(self._deliver_limited, name, channel, row, pacer, limiter)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._marker.flush()  # before the next claim sees them pending
+        busy: set[int] = set()
+        batch = max(1, int(self._notify.batch_size))
+        send, receive = anyio.create_memory_object_stream[Mapping[str, Any]](batch)
 
-    async def _deliver_limited(
+        def release(delivery_id: int) -> None:
+            busy.discard(delivery_id)
+
+        async def worker() -> None:
+            async for row in receive:
+                delivery_id = int(row["id"])
+                sent = False
+                try:
+                    sent = await self._deliver(
+                        name, channel, row, pacer, partial(release, delivery_id)
+                    )
+                finally:
+                    if not sent:  # finished, or handed back: claimable again
+                        release(delivery_id)
+                        self._wakers[name].set()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(width):
+                tg.start_soon(worker)
+            while True:
+                self._wakers[name] = anyio.Event()
+                closed_in = breaker.retry_in()
+                if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
+                    with anyio.move_on_after(closed_in):
+                        await self._wakers[name].wait()
+                    continue
+                changed = self.app.clock.changed()
+                now = self._now()
+                if self._paused_for(name):  # the receiver said Retry-After: nothing before
+                    await self._wait(self._wakers[name], changed, self._paused[name])
+                    continue
+                engaged = await self._killswitch_engaged()
+                probe = breaker.state is not CircuitState.CLOSED
+                if probe and busy:  # a probe is under way: wait for its answer
+                    await self._wait(self._wakers[name], changed)
+                    continue
+                rows = await self.app.db.run_sync(
+                    partial(
+                        claim_due_sync,
+                        channel=name,
+                        now=now,
+                        limit=1 if probe else max(1, batch - len(busy)),
+                        hold_marketing=engaged,
+                        exclude=frozenset(busy),
+                    )
+                )
+                if not rows:
+                    held = " AND NOT " + _MARKETING_SQL if engaged else ""
+                    row = await self.app.db.fetchone(
+                        "SELECT min(next_attempt_at) FROM deliveries"
+                        f" WHERE state = 'pending' AND channel = ?{held}"
+                        " AND id NOT IN (SELECT value FROM json_each(?))",
+                        (name, json.dumps(sorted(busy))),
+                    )
+                    due = float(row[0]) if row is not None and row[0] is not None else None
+                    await self._wait(self._wakers[name], changed, due)
+                    continue
+                for row in rows:
+                    busy.add(int(row["id"]))
+                    await send.send(row)
+
+    async def _deliver(
         self,
         name: str,
         channel: Channel,
         row: Mapping[str, Any],
         pacer: TokenBucket,
-        limiter: anyio.Semaphore,
-    ) -> None:
-        try:
-            await self._deliver(name, channel, row, pacer)
-        finally:
-            limiter.release()
-
-    async def _deliver(
-        self, name: str, channel: Channel, row: Mapping[str, Any], pacer: TokenBucket
-    ) -> None:
+        done: Callable[[], None] | None = None,
+    ) -> bool:
+        """Send one claimed delivery; True once accepted (``done`` runs when marked sent)."""
         delivery_id = int(row["id"])
         kind, type_ = str(row["kind"]), str(row["type"])
         if is_marketing(kind, type_) and await self._killswitch_engaged():
-            return  # held until the kill switch is released
+            return False  # held until the kill switch is released
         if self._paused_for(name):
-            return  # stays due; the channel loop waits out the receiver's Retry-After
+            return False  # stays due; the channel loop waits out the receiver's Retry-After
         try:
             message = Message.from_json(str(row["message"]))
         except (ValueError, TypeError) as exc:
             await self._failed(name, row, PermanentFailure(f"unreadable message: {exc}"))
-            return
+            return False
         await pacer.wait()
         timeout = float(getattr(channel, "timeout", 30.0) or 30.0) * 2 + 5
         breaker = isolation.board(self.app).get(
@@ -376,19 +405,20 @@ class NotifierActor(Actor):
         try:
             await breaker.call(send)
         except CircuitOpen:
-            return  # stays pending; the channel loop waits for the probe
+            return False  # stays pending; the channel loop waits for the probe
         except DeliveryFailed as exc:
             await self._failed(name, row, exc)
             await self._circuit_check(breaker)
-            return
+            return False
         except Exception as exc:
             await self._failed(name, row, DeliveryFailed(f"{type(exc).__name__}: {exc}"))
             await self._circuit_check(breaker)
-            return
+            return False
         isolation.closed_again(self.app, breaker)
-        with anyio.CancelScope(shield=True):
-            await self._marker.mark_sent(delivery_id)
         self.sent += 1
+        with anyio.CancelScope(shield=True):
+            await self._marker.mark_sent(delivery_id, done)
+        return True
 
     async def _circuit_check(self, breaker: CircuitBreaker) -> None:
         """A failure opened the channel's circuit: alert (through the other channels)."""
