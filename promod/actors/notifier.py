@@ -155,6 +155,7 @@ class NotifierActor(Actor):
         self._fanout_wake = anyio.Event()
         self._wakers: dict[str, anyio.Event] = {}
         self._killswitch = (False, -1.0)
+        self._killswitch_lock = anyio.Lock()
         self._marker = SentMarker(app.db, app.clock)
         self._paused: dict[str, float] = {}  # channel -> app time its Retry-After ends
         self.sent = 0
@@ -282,10 +283,13 @@ class NotifierActor(Actor):
 
     async def _killswitch_engaged(self) -> bool:
         engaged, read_at = self._killswitch
-        now = anyio.current_time()
-        if now - read_at > KILLSWITCH_TTL:
-            engaged = await killswitch.is_engaged(self.app.db)
-            self._killswitch = (engaged, now)
+        if anyio.current_time() - read_at > KILLSWITCH_TTL:
+            async with self._killswitch_lock:  # one reading for every sender waiting on it
+                engaged, read_at = self._killswitch
+                now = anyio.current_time()
+                if now - read_at > KILLSWITCH_TTL:
+                    engaged = await killswitch.is_engaged(self.app.db)
+                    self._killswitch = (engaged, now)
         return engaged
 
     def _paused_for(self, name: str) -> float:
@@ -306,10 +310,14 @@ class NotifierActor(Actor):
         )
         busy: set[int] = set()
         batch = max(1, int(self._notify.batch_size))
+        low = batch // 2  # the next claim is made once no more than this many are busy
+        room = [anyio.Event()]
         send, receive = anyio.create_memory_object_stream[Mapping[str, Any]](batch)
 
         def release(delivery_id: int) -> None:
             busy.discard(delivery_id)
+            if len(busy) <= low:
+                room[0].set()
 
         async def worker() -> None:
             async for row in receive:
@@ -343,6 +351,10 @@ class NotifierActor(Actor):
                 probe = breaker.state is not CircuitState.CLOSED
                 if probe and busy:  # a probe is under way: wait for its answer
                     await self._wait(self._wakers[name], changed)
+                    continue
+                if len(busy) > low:  # enough in hand: claim more when half is done
+                    room[0] = anyio.Event()
+                    await room[0].wait()
                     continue
                 rows = await self.app.db.run_sync(
                     partial(

@@ -14,6 +14,7 @@ is not composed here (None): the channel builds it with the email package::
 
 from __future__ import annotations
 
+import functools
 import quopri
 import re
 import secrets
@@ -60,6 +61,7 @@ _ANGLED = re.compile(r"<[^<>\s]+>")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2: printable ASCII but ':'
 
 
+@functools.lru_cache(maxsize=64)
 def _domain(sender: str) -> str:
     domain = parseaddr(sender)[1].rpartition("@")[2]
     try:
@@ -117,12 +119,18 @@ def fold_list_unsubscribe(name: str, value: str, linesep: str = "\r\n") -> str:
     return f",{linesep}".join(lines) + linesep
 
 
+@functools.lru_cache(maxsize=64)
 def sender_header(sender: str) -> str:
     """The ``From`` value: the display name RFC 2047-encoded when it is not ASCII."""
     name, address = parseaddr(sender)
     if sender.isascii():
         return sender
     return formataddr((name, address), charset="utf-8")
+
+
+@functools.lru_cache(maxsize=64)
+def _envelope_address(sender: str) -> str:
+    return parseaddr(sender)[1]
 
 
 def _fold(name: str, value: str) -> str:
@@ -194,7 +202,7 @@ def compose_email(
     unsubscribe_mailto: str | None = None,
 ) -> bytes | None:
     """The mail for ``message`` (customer message or alert) as bytes, or None (see above)."""
-    if not all(r.isascii() for r in recipients) or not parseaddr(sender)[1].isascii():
+    if not all(r.isascii() for r in recipients) or not _envelope_address(sender).isascii():
         return None
     head = [
         _fold("From", sender_header(sender)),
