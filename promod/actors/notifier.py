@@ -1,20 +1,21 @@
 """The notifier actor: owns the outbox; every message, webhook and alert leaves through it.
 
 It runs one fan-out task (pending outbox events -> deliveries per channel, see
-promod.notify.deliveries) and one sender task per configured channel. A sender
+promod.notify.deliveries) and one sender per configured channel. A sender
 claims a batch of the channel's due deliveries in one transaction (skipping, in
 that transaction, customer messages whose consent or address no longer allows
-them), sends them ``concurrency`` at a time (an SMTP channel's ``connections``,
-a webhook channel's ``connections``), paced by the channel's token bucket
-(``rate``, ``burst``), and marks accepted ones ``sent`` in groups of
-``MARK_GROUP`` (at the latest ``MARK_INTERVAL`` seconds later, and before the
-next claim): a SIGKILL repeats at most the deliveries accepted since the last
-group commit and loses none. A failure is retried with exponential backoff and
-jitter, or after the receiver's ``Retry-After`` (the whole channel then waits
-that long), up to ``[notify] max_attempts``, then dead-lettered; a hard bounce
-suppresses the address at once. While the kill switch is engaged, marketing
-deliveries (customer messages, reward.granted webhooks) are held; alerts still
-go out.
+them) and hands them to ``concurrency`` workers (an SMTP channel's
+``connections``, a webhook channel's ``connections``), paced by the channel's
+token bucket (``rate``, ``burst``); the next batch is claimed when half of this
+one is done. Accepted deliveries are marked ``sent`` by :class:`SentMarker` in
+groups of ``MARK_GROUP`` (at the latest ``MARK_INTERVAL`` seconds later), and a
+claimed delivery is not claimed again before its mark is committed: a SIGKILL
+repeats at most two groups plus the sends in flight, and loses none. A failure
+is retried with exponential backoff and jitter, or after the receiver's
+``Retry-After`` (the whole channel then waits that long), up to ``[notify]
+max_attempts``, then dead-lettered; a hard bounce suppresses the address at
+once. While the kill switch is engaged, marketing deliveries (customer
+messages, reward.granted webhooks) are held; alerts still go out.
 
 Whoever enqueues outbox events may wake it instead of waiting for the next poll::
 
