@@ -9,7 +9,6 @@ import pytest
 
 from promod.config import (
     DEFAULT_CONFIG_PATH,
-    ChannelConfig,
     Config,
     ConfigError,
     ProviderBudget,
@@ -209,22 +208,26 @@ def test_error_message_lists_every_issue(tmp_path: Path) -> None:
         ("[policy]\nfrequency = { max = 1, days = 1, weeks = 2 }", "policy.frequency.weeks"),
         ("[fraud]\nblock = '1h'", "fraud.block"),
         ('[webhooks]\nclearence = "x"', "webhooks.clearence"),
-        ('[crm.main]\nconnector = "csv"\npath = "a.csv"\nschedul = "hourly"', None),
+        # The csv connector's options model refuses what it does not know.
+        ('[crm.main]\nconnector = "csv"\npath = "a.csv"\nschedul = "hourly"', "crm.main.schedul"),
     ],
 )
-def test_unknown_keys_are_errors_anywhere(tmp_path: Path, text: str, path: str | None) -> None:
-    if path is None:
-        # Keys of a connector are the connector's own: passed through, not refused.
-        assert load(tmp_path, text).crm["main"].options["schedul"] == "hourly"
-        return
+def test_unknown_keys_are_errors_anywhere(tmp_path: Path, text: str, path: str) -> None:
     assert issues(tmp_path, text) == {path: "unknown key"}
 
 
-def test_plugin_channel_options_pass_through(tmp_path: Path) -> None:
-    config = load(tmp_path, '[channels.sms]\ntype = "twilio"\nsender = "+4912345"\nrate = 2\n')
-    assert config.channels["sms"] == ChannelConfig(
-        name="sms", type="twilio", options={"sender": "+4912345", "rate": 2}
-    )
+def test_channel_type_without_a_plugin_is_an_error(tmp_path: Path) -> None:
+    found = issues(tmp_path, '[channels.sms]\ntype = "twilio"\nsender = "+4912345"\n')
+    assert found == {
+        "channels.sms.type": "no plugin provides channel type 'twilio' (known: smtp, webhook)"
+    }
+
+
+def test_crm_connector_without_a_plugin_is_an_error(tmp_path: Path) -> None:
+    found = issues(tmp_path, '[crm.main]\nconnector = "bogus-connector"\n')
+    assert found == {
+        "crm.main.connector": "no plugin provides CRM connector 'bogus-connector' (known: csv)"
+    }
 
 
 def test_toml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
@@ -355,16 +358,18 @@ def test_http_tokens_are_checked(tmp_path: Path) -> None:
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "more").mkdir()
     config = load(
         tmp_path,
-        """
+        f"""
         [daemon]
         state_dir = "state"
         admin_socket = "run/admin.sock"
         [store]
         url = "sqlite:data/promod.db"
         [plugins]
-        dirs = ["plugins", "/opt/more"]
+        dirs = ["plugins", "{tmp_path / "more"}"]
         [crm.main]
         connector = "csv"
         path = "crm.csv"
@@ -373,7 +378,7 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> 
     assert config.daemon.state_dir == tmp_path / "state"
     assert config.daemon.admin_socket == tmp_path / "run" / "admin.sock"
     assert config.store.path == tmp_path / "data" / "promod.db"
-    assert config.plugins.dirs == (tmp_path / "plugins", Path("/opt/more"))
+    assert config.plugins.dirs == (tmp_path / "plugins", tmp_path / "more")
     assert config.crm["main"].options["path"] == tmp_path / "crm.csv"
 
 
@@ -457,7 +462,7 @@ def test_webhooks_and_alerts_reference_channels(tmp_path: Path) -> None:
 
 def test_schedule_forms(tmp_path: Path) -> None:
     for schedule in ("daily 03:00", "hourly", "every 6h"):
-        text = f'[crm.x]\nconnector = "api"\nschedule = "{schedule}"\n'
+        text = f'[crm.x]\nconnector = "csv"\npath = "x.csv"\nschedule = "{schedule}"\n'
         assert load(tmp_path, text).crm["x"].schedule == schedule
 
 
@@ -529,6 +534,21 @@ def test_clearance_min_approval_rate(tmp_path: Path) -> None:
     assert config.alerts == {"clearance.low_approval": ("backend",)}
 
 
+def test_database_tools_load_no_plugin_but_check_config_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promod.cli import main
+
+    path = write(
+        tmp_path,
+        f'[daemon]\nstate_dir = "{tmp_path}"\n[channels.p]\ntype = "pager"\nnumber = "112"\n',
+    )
+    assert load_config(path, plugin_options=False).channels["p"].options == {"number": "112"}
+    assert main(["db", "migrate", "--config", str(path)]) == 0
+    assert main(["check-config", "--config", str(path)]) == 1
+    assert "channels.p.type: no plugin provides channel type 'pager'" in capsys.readouterr().err
+
+
 def test_policy_budgets_are_per_provider_and_currency_in_that_currencys_units(
     tmp_path: Path,
 ) -> None:
@@ -543,6 +563,8 @@ def test_policy_budgets_are_per_provider_and_currency_in_that_currencys_units(
         """,
     )
     policy = load_config(path).policy
-    assert policy.budgets["wallet_points"]["EUR"] == ProviderBudget(10_000_000, 500_000)
+    assert policy.budgets["wallet_points"]["EUR"] == ProviderBudget(
+        lifetime=10_000_000, daily=500_000
+    )
     assert policy.budgets["wallet_points"]["JPY"] == ProviderBudget(daily=500_000)
     assert policy.budgets["coupon"]["KWD"] == ProviderBudget(lifetime=10_125)

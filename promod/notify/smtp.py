@@ -1,6 +1,6 @@
 """The built-in ``smtp`` channel: campaign mails and operator alerts over SMTP (aiosmtplib).
 
-Options (validated by promod.config): host, port, tls (none | starttls |
+Options (the :class:`SmtpOptions` model): host, port, tls (none | starttls |
 implicit), from, username, password or password_env, timeout, rate and burst
 (a token bucket: messages per second on average, how many at once after a quiet
 spell; paced by the notifier), connections (SMTP sessions kept open at once,
@@ -40,10 +40,11 @@ from collections.abc import Mapping
 from email.headerregistry import BaseHeader, HeaderRegistry, UniqueUnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any
+from typing import Annotated, Any
 
 import aiosmtplib
 import anyio
+from pydantic import Field, ValidationInfo, model_validator
 
 from promod.logs import get_logger
 from promod.notify.channel import (
@@ -62,10 +63,28 @@ from promod.notify.mailformat import (
     list_unsubscribe,
     message_id,
 )
+from promod.schema import (
+    Check,
+    Duration,
+    EnvName,
+    Host,
+    Invalid,
+    Model,
+    NonEmpty,
+    Port,
+    PositiveNumber,
+    Problems,
+    Sender,
+    between,
+    choice,
+    describe,
+)
 
 __all__ = [
+    "SMTP_TLS_MODES",
     "SmtpChannel",
     "SmtpChannelType",
+    "SmtpOptions",
     "build_email",
     "list_id",
     "list_unsubscribe",
@@ -76,6 +95,8 @@ log = get_logger("promod.notify.smtp")
 
 IDLE_CLOSE = 30.0  # seconds a kept connection may sit unused
 DEFAULT_CONNECTIONS = 4  # SMTP sessions a channel keeps open at most
+SMTP_TLS_MODES = ("none", "starttls", "implicit")
+_DEFAULT_PORTS = {"none": 25, "starttls": 587, "implicit": 465}
 
 
 class ListUnsubscribeHeader(UniqueUnstructuredHeader, BaseHeader):  # type: ignore[misc]
@@ -100,6 +121,61 @@ _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-
 def _plain_address(text: str) -> bool:
     """``user@domain`` in ASCII, with nothing a mailto URI would have to escape."""
     return bool(_PLAIN_ADDRESS.fullmatch(text))
+
+
+def _mailto_address(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid(f"expected a string, got {describe(value)}")
+    if not _plain_address(value):
+        raise Invalid(f"expected a plain address such as 'unsubscribe@example.org', got {value!r}")
+    return value
+
+
+PlainAddress = Annotated[
+    str, Check(_mailto_address, {"type": "string", "examples": ["unsubscribe@example.org"]})
+]
+
+
+class SmtpOptions(Model):
+    """``[channels.NAME]`` of ``type = "smtp"``: the server, the sender, who gets alerts."""
+
+    host: Host = "localhost"
+    port: Port = Field(default=587, description="default: 25, 587 or 465 by tls")
+    tls: Annotated[str, choice(*SMTP_TLS_MODES)] = "starttls"
+    from_: Sender = Field(alias="from")
+    username: NonEmpty | None = None
+    password: Annotated[str, Field(strict=True)] | None = None
+    password_env: EnvName | None = None
+    timeout: Duration = 30.0
+    rate: PositiveNumber | None = Field(
+        default=None, description="messages per second on average (token bucket)"
+    )
+    burst: PositiveNumber | None = Field(
+        default=None, description="messages at once after a quiet spell (default: rate)"
+    )
+    connections: Annotated[int, between(1, 64)] = Field(
+        default=DEFAULT_CONNECTIONS, description="SMTP sessions kept open and used at once"
+    )
+    alerts_to: tuple[Sender, ...] = Field(default=(), description="operators who get alerts")
+    unsubscribe_mailto: PlainAddress | None = Field(
+        default=None, description="also offered in List-Unsubscribe"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_follows_tls(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "port" not in data:
+            tls = data.get("tls", "starttls")
+            return {**data, "port": _DEFAULT_PORTS.get(tls, 587) if isinstance(tls, str) else 587}
+        return data
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: SmtpOptions | None, info: ValidationInfo
+    ) -> Problems:
+        if "password" in raw and "password_env" in raw:
+            return [(("password_env",), "set only one of password and password_env")]
+        return []
 
 
 def _alert_text(message: Message) -> str:
@@ -349,6 +425,13 @@ class SmtpChannelType:
     """Factory registered as channel type ``smtp``."""
 
     type = "smtp"
+    options_model = SmtpOptions
 
     def create(self, name: str, options: Mapping[str, Any]) -> Channel:
         return SmtpChannel(name, options)
+
+    def route_problem(self, name: str, options: Mapping[str, Any]) -> str | None:
+        """Alerts and events sent here need recipients: ``alerts_to``."""
+        if not options.get("alerts_to"):
+            return f"channel {name!r} is smtp: set channels.{name}.alerts_to to send there"
+        return None

@@ -1,6 +1,6 @@
 """The built-in ``webhook`` channel: signed JSON POSTs to the site's backend (httpx).
 
-Options (validated by promod.config): url, secret or secret_env, timeout,
+Options (the :class:`WebhookOptions` model): url, secret or secret_env, timeout,
 connections (requests in flight at once, default 8, over one keep-alive
 ``httpx.AsyncClient`` per channel), rate and burst (token bucket, paced by the
 notifier). The body is the event (``{"event_id", "type", "occurred_at", ...}``); headers:
@@ -27,9 +27,10 @@ import os
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import Field, ValidationInfo
 
 from promod import __version__
 from promod.notify.channel import (
@@ -39,10 +40,21 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from promod.schema import (
+    Duration,
+    EnvName,
+    HttpUrlText,
+    Model,
+    NonEmpty,
+    PositiveNumber,
+    Problems,
+    between,
+)
 
 __all__ = [
     "WebhookChannel",
     "WebhookChannelType",
+    "WebhookOptions",
     "parse_retry_after",
     "sign",
     "verify_signature",
@@ -51,6 +63,34 @@ __all__ = [
 MAX_RETRY_AFTER = 86400.0
 DEFAULT_CONNECTIONS = 8  # requests in flight at once, each on a kept-alive connection
 KEEPALIVE_EXPIRY = 30.0  # seconds an idle connection is kept
+
+
+class WebhookOptions(Model):
+    """``[channels.NAME]`` of ``type = "webhook"``: where to POST, and the signing secret."""
+
+    url: HttpUrlText
+    secret: NonEmpty | None = None
+    secret_env: EnvName | None = None
+    timeout: Duration = 10.0
+    rate: PositiveNumber | None = Field(
+        default=None, description="requests per second on average (token bucket)"
+    )
+    burst: PositiveNumber | None = Field(
+        default=None, description="requests at once after a quiet spell (default: rate)"
+    )
+    connections: Annotated[int, between(1, 64)] = Field(
+        default=DEFAULT_CONNECTIONS, description="requests in flight at once, kept alive"
+    )
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: WebhookOptions | None, info: ValidationInfo
+    ) -> Problems:
+        if "secret" in raw and "secret_env" in raw:
+            return [(("secret_env",), "set only one of secret and secret_env")]
+        if "secret" not in raw and "secret_env" not in raw:
+            return [((), "set secret or secret_env: webhooks are signed with it")]
+        return []
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
@@ -161,6 +201,7 @@ class WebhookChannelType:
     """Factory registered as channel type ``webhook``."""
 
     type = "webhook"
+    options_model = WebhookOptions
 
     def create(self, name: str, options: Mapping[str, Any]) -> Channel:
         return WebhookChannel(name, options)

@@ -1,0 +1,1 @@
+"""CRM connectors: the built-in ``csv`` connector type and its options."""
