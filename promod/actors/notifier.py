@@ -154,6 +154,8 @@ class NotifierActor(Actor):
         self._workers = anyio.CancelScope()
         self._workers_done = anyio.Event()
         self._fanout_wake = anyio.Event()
+        self._fanning = anyio.Lock()  # one fan-out pass at a time: the loop's or settle's
+        self._busy: dict[str, set[int]] = {}  # channel -> deliveries claimed, not finished
         self._wakers: dict[str, anyio.Event] = {}
         self._killswitch = (False, -1.0)
         self._killswitch_lock = anyio.Lock()
@@ -264,11 +266,17 @@ class NotifierActor(Actor):
 
     async def _fanout_loop(self) -> None:
         while True:
+            self._fanout_wake = anyio.Event()
+            changed = self.app.clock.changed()
+            if not await self._fanout_once():
+                await self._wait(self._fanout_wake, changed)
+
+    async def _fanout_once(self) -> bool:
+        """Fan out one batch of pending outbox events; True when there may be more."""
+        async with self._fanning:
             config = self.app.config
             routing = Routing.from_config(config, templates_dir(config))
             limit = max(1, int(self._notify.batch_size))
-            self._fanout_wake = anyio.Event()
-            changed = self.app.clock.changed()
             events, counts = await self.app.db.run_sync(
                 partial(fanout_sync, routing=routing, now=self._now(), limit=limit)
             )
@@ -279,8 +287,48 @@ class NotifierActor(Actor):
                     waker = self._wakers.get(name)
                     if waker is not None:
                         waker.set()
-            if events < limit:
-                await self._wait(self._fanout_wake, changed)
+            return bool(events >= limit)
+
+    async def settle(self) -> None:
+        """Fan out every pending event, send every channel's due deliveries, commit the marks."""
+        while await self._fanout_once():
+            pass
+        for name, channel in self.channels.items():
+            busy = self._busy.get(name)
+            if busy is None:  # its sender has not started
+                continue
+            while await self._send_due(name, channel, busy):
+                pass
+        await self._marker.flush()
+        self.wake()
+
+    async def _send_due(self, name: str, channel: Channel, busy: set[int]) -> bool:
+        """Claim and send one batch of due deliveries not already claimed; True if any."""
+        breaker = isolation.board(self.app).get(
+            isolation.channel_circuit(name), counts=_counts_against_channel
+        )
+        if breaker.retry_in():
+            return False
+        rows = await self.app.db.run_sync(
+            partial(
+                claim_due_sync,
+                channel=name,
+                now=self._now(),
+                limit=max(1, int(self._notify.batch_size)),
+                hold_marketing=await self._killswitch_engaged(),
+                exclude=frozenset(busy),
+            )
+        )
+        pacer = TokenBucket(getattr(channel, "rate", None), getattr(channel, "burst", None))
+        for row in rows:
+            delivery_id = int(row["id"])
+            busy.add(delivery_id)
+            try:
+                await self._deliver(name, channel, row, pacer)
+            finally:
+                busy.discard(delivery_id)
+        await self._marker.flush()
+        return bool(rows)
 
     async def _killswitch_engaged(self) -> bool:
         engaged, read_at = self._killswitch
@@ -309,7 +357,7 @@ class NotifierActor(Actor):
         breaker = isolation.board(self.app).get(
             isolation.channel_circuit(name), counts=_counts_against_channel
         )
-        busy: set[int] = set()
+        busy: set[int] = self._busy.setdefault(name, set())
         batch = max(1, int(self._notify.batch_size))
         low = batch // 2  # the next claim is made once no more than this many are busy
         room = [anyio.Event()]

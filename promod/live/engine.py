@@ -255,10 +255,10 @@ class LiveEngine:
         (cursor,) = conn.execute("SELECT seq FROM live_cursor WHERE id = 1").fetchone()
         names = index.names
         if not names:
+            # Only when there are new events: a pass with nothing to do writes nothing.
             conn.execute(
-                "UPDATE live_cursor SET seq = (SELECT max(?, coalesce(max(seq), 0)) FROM events)"
-                " WHERE id = 1",
-                (cursor,),
+                "UPDATE live_cursor SET seq = (SELECT max(seq) FROM events)"
+                " WHERE id = 1 AND seq < (SELECT coalesce(max(seq), 0) FROM events)"
             )
             return work.fired
         rows = conn.execute(
@@ -463,14 +463,16 @@ class LiveEngine:
             log.warning("live_errors", errors=fired.errors)
 
     def wake(self, fired: Fired) -> None:
-        """Tell the ledger when targets are due now, the scheduler when they are due later."""
+        """Tell the ledger when targets are due now; the scheduler when targets are due
+        later or an inaction window opened (its end is a new moment on the timeline,
+        which the scheduler must sleep until, whatever the clock)."""
         if fired.due_now:
             try:
                 self._tell_ledger()
             except Exception as exc:  # full or restarting: the scheduler's tick tells it
                 log.warning("live_ledger_not_told", error=repr(exc))
                 self._kick_scheduler()
-        if fired.due_later:
+        if fired.due_later or fired.timers_opened:
             self._kick_scheduler()
 
     def _tell_ledger(self) -> None:

@@ -12,7 +12,8 @@ from promod.actors.notifier import MARK_GROUP
 from promod.config import load_config
 from promod.notify.webhook import DEFAULT_CONNECTIONS
 from promod.store.database import migrate_sync
-from tests.notify.support import Receiver, wait_until
+from promod.testing import wait_until
+from tests.notify.support import Receiver
 
 pytestmark = pytest.mark.slow
 

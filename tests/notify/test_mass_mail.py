@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from promod.store.database import Database
+from promod.testing import wait_until_async
 from tests.notify.conftest import (
     NotifyApp,
     add_campaign,
     add_customer,
     delivery_states,
     enqueue,
-    eventually,
     grant_event,
     make_config,
     running_notifier,
@@ -32,7 +32,7 @@ async def test_campaign_mails_carry_the_bulk_headers_and_alerts_do_not(
     await add_customer(db, "c1", "c1@example.org", {"marketing_email": True})
     await grant_event(db, "c1", campaign_id="xmas.promo")
     async with running_notifier(app):
-        await eventually(lambda: len(smtp.sink.messages) == 2)
+        await wait_until_async(lambda: len(smtp.sink.messages) == 2)
     by_to = {str(m["To"]): m for m in smtp.sink.messages}
     mail, alert = by_to["c1@example.org"], by_to["ops@example.org"]
     assert mail["List-Id"] == "<xmas.promo.example.org>"
@@ -55,8 +55,8 @@ async def test_a_batch_is_spread_over_the_configured_number_of_smtp_sessions(
             await add_customer(db, f"c{n}", f"c{n}@example.org", {"marketing_email": True})
             await grant_event(db, f"c{n}")
         async with running_notifier(app):
-            await eventually(lambda: len(server.sink.messages) == 24, timeout=15)
-            await eventually(lambda: _states_are(db, [("sent", 1)] * 24))
+            await wait_until_async(lambda: len(server.sink.messages) == 24, timeout=15)
+            await wait_until_async(lambda: _states_are(db, [("sent", 1)] * 24))
     finally:
         server.stop()
     assert len(set(server.sink.peers)) == 3  # three sessions, each kept for mail after mail
@@ -72,8 +72,10 @@ async def test_a_4xx_at_rcpt_is_retried_until_the_server_takes_the_mail(
         await add_customer(db, "busy", "busy@example.org", {"marketing_email": True})
         await grant_event(db, "busy")
         async with running_notifier(app):
-            await eventually(lambda: len(server.sink.messages) == 1, timeout=10)
-            await eventually(lambda: _states_are(db, [("sent", 3)]))  # 2 deferrals, then taken
+            await wait_until_async(lambda: len(server.sink.messages) == 1, timeout=10)
+            await wait_until_async(
+                lambda: _states_are(db, [("sent", 3)])
+            )  # 2 deferrals, then taken
     finally:
         server.stop()
     assert [code for _, code in server.sink.rcpt_answers] == ["451", "451", "250"]
@@ -96,10 +98,10 @@ async def test_a_5xx_at_data_is_a_hard_bounce_that_suppresses_the_address_at_onc
         await grant_event(db, "spam")
         await grant_event(db, "ok")
         async with running_notifier(app):
-            await eventually(lambda: _states_by_customer(db, {"spam": "dead", "ok": "sent"}))
+            await wait_until_async(lambda: _states_by_customer(db, {"spam": "dead", "ok": "sent"}))
             second = await grant_event(db, "spam")
             app.notifier.wake()
-            await eventually(
+            await wait_until_async(
                 lambda: _states_by_customer(db, {"spam": "dead", "ok": "sent"}, also=second)
             )
     finally:
@@ -140,7 +142,7 @@ async def test_a_retry_after_holds_the_whole_channel_until_it_passes(
         app = NotifyApp(config, db)
         ids = [await enqueue(db, "cap.reached", {"n": n}) for n in range(6)]
         async with running_notifier(app):
-            await eventually(
+            await wait_until_async(
                 lambda: {h.event_id for h in receiver.hits if h.status == 200} == set(ids),
                 timeout=10,
             )
