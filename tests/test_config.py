@@ -303,6 +303,17 @@ def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
         ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\ntls = "ssl"', "channels.m.tls", "one of"),
         ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\nrate = 0', "channels.m.rate", "positive"),
         ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\nhost = "a b"', "channels.m.host", "host"),
+        (
+            '[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\nconnections = 0',
+            "channels.m.connections",
+            "1",
+        ),
+        ('[channels.m]\ntype = "smtp"\nfrom = "a@b.c"\nburst = -1', "channels.m.burst", "positive"),
+        (
+            '[channels.b]\ntype = "webhook"\nurl = "http://x"\nsecret = "s"\nconnections = "4"',
+            "channels.b.connections",
+            "integer",
+        ),
         ('[channels.b]\ntype = "webhook"\nurl = "http://x"', "channels.b", "secret"),
         ('[channels.b]\ntype = "webhook"\nsecret = "s"', "channels.b.url", "required"),
         ("[channels.b]\nurl = 'http://x'", "channels.b.type", "required"),
@@ -408,6 +419,7 @@ def test_smtp_defaults_follow_tls(tmp_path: Path) -> None:
     assert (options["host"], options["tls"], options["port"]) == ("localhost", "starttls", 587)
     assert options["timeout"] == 30.0
     assert options["rate"] is None
+    assert (options["connections"], options["burst"]) == (4, None)
 
 
 def test_smtp_password_and_password_env_are_exclusive(tmp_path: Path) -> None:

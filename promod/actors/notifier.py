@@ -1,13 +1,21 @@
 """The notifier actor: owns the outbox; every message, webhook and alert leaves through it.
 
 It runs one fan-out task (pending outbox events -> deliveries per channel, see
-promod.notify.deliveries) and one sender task per configured channel. A sender
-takes the channel's due deliveries, sends each (paced by the channel's ``rate``,
-``concurrency`` at a time), and marks it ``sent`` in the database right after
-the channel accepted it; a failure is retried with exponential backoff and
-jitter (or after the receiver's ``Retry-After``) up to ``[notify] max_attempts``,
-then dead-lettered. While the kill switch is engaged, marketing deliveries
-(customer messages, reward.granted webhooks) are held; alerts still go out.
+promod.notify.deliveries) and one sender per configured channel. A sender
+claims a batch of the channel's due deliveries in one transaction (skipping, in
+that transaction, customer messages whose consent or address no longer allows
+them) and hands them to ``concurrency`` workers (an SMTP channel's
+``connections``, a webhook channel's ``connections``), paced by the channel's
+token bucket (``rate``, ``burst``); the next batch is claimed when half of this
+one is done. Accepted deliveries are marked ``sent`` by :class:`SentMarker` in
+groups of ``MARK_GROUP`` (at the latest ``MARK_INTERVAL`` seconds later), and a
+claimed delivery is not claimed again before its mark is committed: a SIGKILL
+repeats at most two groups plus the sends in flight, and loses none. A failure
+is retried with exponential backoff and jitter, or after the receiver's
+``Retry-After`` (the whole channel then waits that long), up to ``[notify]
+max_attempts``, then dead-lettered; a hard bounce suppresses the address at
+once. While the kill switch is engaged, marketing deliveries (customer
+messages, reward.granted webhooks) are held; alerts still go out.
 
 Whoever enqueues outbox events may wake it instead of waiting for the next poll::
 
@@ -18,9 +26,8 @@ Whoever enqueues outbox events may wake it instead of waiting for the next poll:
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +39,13 @@ from promod.actors.messages import Channels, Inspect, Wake
 from promod.clock import Clock, sleep_until_woken
 from promod.ledger import killswitch
 from promod.logs import get_logger
-from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, RateLimiter
+from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, TokenBucket
 from promod.notify.deliveries import (
     Routing,
     backoff_delay,
+    claim_due_sync,
     fanout_sync,
     is_marketing,
-    message_blocked_sync,
     outbox_stats_sync,
 )
 from promod.notify.templates import templates_dir
@@ -54,6 +61,8 @@ __all__ = ["NotifierActor"]
 log = get_logger("promod.notifier")
 
 KILLSWITCH_TTL = 0.25  # seconds a kill switch reading is trusted
+MARK_GROUP = 32  # accepted deliveries marked sent in one commit
+MARK_INTERVAL = 0.05  # seconds an accepted delivery waits at most for its commit
 _MARKETING_SQL = "(kind = 'message' OR (kind = 'webhook' AND type = 'reward.granted'))"
 
 
@@ -62,47 +71,71 @@ def _counts_against_channel(exc: BaseException) -> bool:
     return not (isinstance(exc, DeliveryFailed) and exc.permanent)
 
 
-@dataclass
-class _Sender:
-    """One channel's pacing, width and the lock that keeps its batches one at a time."""
-
-    pacer: RateLimiter
-    width: int
-    limiter: anyio.Semaphore
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-
 class SentMarker:
-    """Marks accepted deliveries ``sent``, one commit for all that are waiting.
+    """Marks accepted deliveries ``sent`` in small groups, committed in the background.
 
-    Every caller returns only once its delivery is committed as sent; callers
-    arriving while a commit is under way share the next one (group commit), so
-    concurrent senders do not pay one fsync each.
+    ``mark_sent`` queues the id and returns at once; ``run`` commits what is
+    queued as soon as ``group`` ids wait, or ``MARK_INTERVAL`` seconds after the
+    first, one commit for all. A sender waits only when ``group`` more ids were
+    accepted while a commit is still under way (two groups at most are
+    uncommitted). A SIGKILL therefore repeats at most two groups plus the sends
+    in flight, and loses none (at-least-once). ``done`` callbacks run once their
+    id is committed (the notifier then lets the delivery be claimed no more).
     """
 
-    def __init__(self, db: Any, clock: Clock) -> None:
+    def __init__(self, db: Any, clock: Clock, group: int = MARK_GROUP) -> None:
         self.db = db
         self.clock = clock
-        self._queue: list[tuple[int, anyio.Event]] = []
+        self.group = max(1, group)
+        self._queue: list[tuple[int, Callable[[], None] | None]] = []
         self._lock = anyio.Lock()
+        self._waiting = anyio.Event()
+        self._full = anyio.Event()
+        self.commits = 0
 
-    async def mark_sent(self, delivery_id: int) -> None:
-        done = anyio.Event()
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    async def mark_sent(self, delivery_id: int, done: Callable[[], None] | None = None) -> None:
         self._queue.append((delivery_id, done))
+        self._waiting.set()
+        if len(self._queue) >= self.group:
+            self._full.set()
+            if self._lock.locked():  # the previous group is still being committed
+                await self.flush()
+
+    async def run(self) -> None:
+        """Commit queued ids: when a group is full, or ``MARK_INTERVAL`` after the first."""
+        while True:
+            await self._waiting.wait()
+            with anyio.move_on_after(MARK_INTERVAL):
+                await self._full.wait()
+            self._waiting, self._full = anyio.Event(), anyio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Commit every queued id as sent; return once they are committed."""
         async with self._lock:
-            if done.is_set():
-                return
             batch, self._queue = self._queue, []
+            if not batch:
+                return
             now = self.clock.now()
-            async with self.db.transaction() as conn:
-                await conn.executemany(
-                    "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
-                    " sent_at = ?, updated_at = ?, last_error = NULL"
-                    " WHERE id = ? AND state = 'pending'",
-                    [(now, now, item) for item, _ in batch],
-                )
-            for _, event in batch:
-                event.set()
+            try:
+                async with self.db.transaction() as conn:
+                    await conn.executemany(
+                        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
+                        " sent_at = ?, updated_at = ?, last_error = NULL"
+                        " WHERE id = ? AND state = 'pending'",
+                        [(now, now, item) for item, _ in batch],
+                    )
+            except BaseException:
+                self._queue[:0] = batch  # not committed: try again with the next group
+                raise
+            self.commits += 1
+            for _, done in batch:
+                if done is not None:
+                    done()
 
 
 class NotifierActor(Actor):
@@ -118,10 +151,12 @@ class NotifierActor(Actor):
         self._workers_done = anyio.Event()
         self._fanout_wake = anyio.Event()
         self._fanning = anyio.Lock()  # one fan-out pass at a time: the loop's or settle's
+        self._busy: dict[str, set[int]] = {}  # channel -> deliveries claimed, not finished
         self._wakers: dict[str, anyio.Event] = {}
-        self._senders: dict[str, _Sender] = {}
         self._killswitch = (False, -1.0)
+        self._killswitch_lock = anyio.Lock()
         self._marker = SentMarker(app.db, app.clock)
+        self._paused: dict[str, float] = {}  # channel -> app time its Retry-After ends
         self.sent = 0
         self.failed = 0
         self.fanned = 0
@@ -160,6 +195,8 @@ class NotifierActor(Actor):
         self._workers.cancel()
         if self._tg is not None:
             await self._workers_done.wait()
+        with anyio.CancelScope(shield=True):
+            await self._marker.flush()
         for name, channel in self.channels.items():
             try:
                 await channel.close()
@@ -175,16 +212,6 @@ class NotifierActor(Actor):
         if isinstance(message, Channels):
             return dict(self.channels)
         raise UnknownMessage(self, message)
-
-    async def settle(self) -> None:
-        """Fan out every pending event, then send every channel's due deliveries."""
-        while await self._fanout_once():
-            pass
-        for name, channel in self.channels.items():
-            if name in self._senders:  # its sender has started
-                while await self._send_due(name, channel) is None:
-                    pass
-        self.wake()
 
     def wake(self, channel: str | None = None) -> None:
         """Fan out now and let the sender(s) look for due deliveries."""
@@ -208,6 +235,7 @@ class NotifierActor(Actor):
             with self._workers:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._fanout_loop)
+                    tg.start_soon(self._marker.run)
                     for name, channel in self.channels.items():
                         self._wakers[name] = anyio.Event()
                         tg.start_soon(self._channel_loop, name, channel)
@@ -246,7 +274,7 @@ class NotifierActor(Actor):
         async with self._fanning:
             config = self.app.config
             routing = Routing.from_config(config, templates_dir(config))
-            limit = max(1, int(self._notify.batch_size)) * 5
+            limit = max(1, int(self._notify.batch_size))
             events, counts = await self.app.db.run_sync(
                 partial(fanout_sync, routing=routing, now=self._now(), limit=limit)
             )
@@ -259,120 +287,171 @@ class NotifierActor(Actor):
                         waker.set()
             return bool(events >= limit)
 
-    async def _killswitch_engaged(self) -> bool:
-        engaged, read_at = self._killswitch
-        now = anyio.current_time()
-        if now - read_at > KILLSWITCH_TTL:
-            engaged = await killswitch.is_engaged(self.app.db)
-            self._killswitch = (engaged, now)
-        return engaged
-
-    async def _channel_loop(self, name: str, channel: Channel) -> None:
-        width = max(1, int(getattr(channel, "concurrency", 1) or 1))
-        self._senders[name] = _Sender(
-            pacer=RateLimiter(getattr(channel, "rate", None)),
-            width=width,
-            limiter=anyio.Semaphore(width),
-        )
-        while True:
-            self._wakers[name] = anyio.Event()
-            changed = self.app.clock.changed()  # taken before the batch reads the time
-            pause = await self._send_due(name, channel)
-            if pause is None:
+    async def settle(self) -> None:
+        """Fan out every pending event, send every channel's due deliveries, commit the marks."""
+        while await self._fanout_once():
+            pass
+        for name, channel in self.channels.items():
+            busy = self._busy.get(name)
+            if busy is None:  # its sender has not started
                 continue
-            closed_in, due = pause
-            if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
-                with anyio.move_on_after(closed_in):
-                    await self._wakers[name].wait()
-            else:
-                await self._wait(self._wakers[name], changed, due)
+            while await self._send_due(name, channel, busy):
+                pass
+        await self._marker.flush()
+        self.wake()
 
-    async def _send_due(self, name: str, channel: Channel) -> tuple[float, float | None] | None:
-        """Send one batch of the channel's due deliveries.
-
-        None when a batch went out (there may be more); otherwise what to wait for:
-        ``(cool_down, None)`` while the channel's circuit is open, ``(0.0, due)`` when
-        nothing is due now (``due``: the next delivery's time on the app clock, or None).
-        """
-        sender = self._senders[name]
-        async with sender.lock:
-            return await self._send_batch(name, channel, sender)
-
-    async def _send_batch(
-        self, name: str, channel: Channel, sender: _Sender
-    ) -> tuple[float, float | None] | None:
+    async def _send_due(self, name: str, channel: Channel, busy: set[int]) -> bool:
+        """Claim and send one batch of due deliveries not already claimed; True if any."""
         breaker = isolation.board(self.app).get(
             isolation.channel_circuit(name), counts=_counts_against_channel
         )
-        closed_in = breaker.retry_in()
-        if closed_in:
-            return (closed_in, None)
-        now = self._now()
-        held = " AND NOT " + _MARKETING_SQL if await self._killswitch_engaged() else ""
-        probe = breaker.state is not CircuitState.CLOSED
-        rows = await self.app.db.fetchall(
-            "SELECT id, event_id, type, kind, message, attempts, customer_id, recipient,"
-            " consent FROM deliveries WHERE state = 'pending' AND channel = ?"
-            f" AND next_attempt_at <= ?{held} ORDER BY next_attempt_at, id LIMIT ?",
-            (name, now, 1 if probe else self._notify.batch_size),
-        )
-        if not rows:
-            row = await self.app.db.fetchone(
-                "SELECT min(next_attempt_at) FROM deliveries"
-                f" WHERE state = 'pending' AND channel = ?{held}",
-                (name,),
+        if breaker.retry_in():
+            return False
+        rows = await self.app.db.run_sync(
+            partial(
+                claim_due_sync,
+                channel=name,
+                now=self._now(),
+                limit=max(1, int(self._notify.batch_size)),
+                hold_marketing=await self._killswitch_engaged(),
+                exclude=frozenset(busy),
             )
-            return (0.0, float(row[0]) if row is not None and row[0] is not None else None)
-        if sender.width == 1:
-            for row in rows:
-                await self._deliver(name, channel, row, sender.pacer)
-        else:
-            async with anyio.create_task_group() as tg:
-                for row in rows:
-                    await sender.limiter.acquire()
-                    tg.start_soon(
-                        self._deliver_limited, name, channel, row, sender.pacer, sender.limiter
-                    )
-        return None
+        )
+        pacer = TokenBucket(getattr(channel, "rate", None), getattr(channel, "burst", None))
+        for row in rows:
+            delivery_id = int(row["id"])
+            busy.add(delivery_id)
+            try:
+                await self._deliver(name, channel, row, pacer)
+            finally:
+                busy.discard(delivery_id)
+        await self._marker.flush()
+        return bool(rows)
 
-    async def _deliver_limited(
+    async def _killswitch_engaged(self) -> bool:
+        engaged, read_at = self._killswitch
+        if anyio.current_time() - read_at > KILLSWITCH_TTL:
+            async with self._killswitch_lock:  # one reading for every sender waiting on it
+                engaged, read_at = self._killswitch
+                now = anyio.current_time()
+                if now - read_at > KILLSWITCH_TTL:
+                    engaged = await killswitch.is_engaged(self.app.db)
+                    self._killswitch = (engaged, now)
+        return engaged
+
+    def _paused_for(self, name: str) -> float:
+        """Seconds (app clock) the receiver asked the channel to wait (``Retry-After``)."""
+        return max(0.0, self._paused.get(name, 0.0) - self._now())
+
+    async def _channel_loop(self, name: str, channel: Channel) -> None:
+        """Claims due deliveries and hands them to ``concurrency`` workers, batch after batch.
+
+        A claimed delivery stays in ``busy`` until it is finished (its ``sent``
+        mark committed, its failure recorded, or handed back), so the next claim,
+        made while the workers still send, never takes it twice.
+        """
+        pacer = TokenBucket(getattr(channel, "rate", None), getattr(channel, "burst", None))
+        width = max(1, int(getattr(channel, "concurrency", 1) or 1))
+        breaker = isolation.board(self.app).get(
+            isolation.channel_circuit(name), counts=_counts_against_channel
+        )
+        busy: set[int] = self._busy.setdefault(name, set())
+        batch = max(1, int(self._notify.batch_size))
+        low = batch // 2  # the next claim is made once no more than this many are busy
+        room = [anyio.Event()]
+        send, receive = anyio.create_memory_object_stream[Mapping[str, Any]](batch)
+
+        def release(delivery_id: int) -> None:
+            busy.discard(delivery_id)
+            if len(busy) <= low:
+                room[0].set()
+
+        async def worker() -> None:
+            async for row in receive:
+                delivery_id = int(row["id"])
+                sent = False
+                try:
+                    sent = await self._deliver(
+                        name, channel, row, pacer, partial(release, delivery_id)
+                    )
+                finally:
+                    if not sent:  # finished, or handed back: claimable again
+                        release(delivery_id)
+                        self._wakers[name].set()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(width):
+                tg.start_soon(worker)
+            while True:
+                self._wakers[name] = anyio.Event()
+                closed_in = breaker.retry_in()
+                if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
+                    with anyio.move_on_after(closed_in):
+                        await self._wakers[name].wait()
+                    continue
+                changed = self.app.clock.changed()
+                now = self._now()
+                if self._paused_for(name):  # the receiver said Retry-After: nothing before
+                    await self._wait(self._wakers[name], changed, self._paused[name])
+                    continue
+                engaged = await self._killswitch_engaged()
+                probe = breaker.state is not CircuitState.CLOSED
+                if probe and busy:  # a probe is under way: wait for its answer
+                    await self._wait(self._wakers[name], changed)
+                    continue
+                if len(busy) > low:  # enough in hand: claim more when half is done
+                    room[0] = anyio.Event()
+                    await room[0].wait()
+                    continue
+                rows = await self.app.db.run_sync(
+                    partial(
+                        claim_due_sync,
+                        channel=name,
+                        now=now,
+                        limit=1 if probe else max(1, batch - len(busy)),
+                        hold_marketing=engaged,
+                        exclude=frozenset(busy),
+                    )
+                )
+                if not rows:
+                    held = " AND NOT " + _MARKETING_SQL if engaged else ""
+                    next_row = await self.app.db.fetchone(
+                        "SELECT min(next_attempt_at) FROM deliveries"
+                        f" WHERE state = 'pending' AND channel = ?{held}"
+                        " AND id NOT IN (SELECT value FROM json_each(?))",
+                        (name, json.dumps(sorted(busy))),
+                    )
+                    due = (
+                        float(next_row[0])
+                        if next_row is not None and next_row[0] is not None
+                        else None
+                    )
+                    await self._wait(self._wakers[name], changed, due)
+                    continue
+                for row in rows:
+                    busy.add(int(row["id"]))
+                    await send.send(row)
+
+    async def _deliver(
         self,
         name: str,
         channel: Channel,
-        row: sqlite3.Row,
-        pacer: RateLimiter,
-        limiter: anyio.Semaphore,
-    ) -> None:
-        try:
-            await self._deliver(name, channel, row, pacer)
-        finally:
-            limiter.release()
-
-    async def _deliver(
-        self, name: str, channel: Channel, row: sqlite3.Row, pacer: RateLimiter
-    ) -> None:
+        row: Mapping[str, Any],
+        pacer: TokenBucket,
+        done: Callable[[], None] | None = None,
+    ) -> bool:
+        """Send one claimed delivery; True once accepted (``done`` runs when marked sent)."""
         delivery_id = int(row["id"])
         kind, type_ = str(row["kind"]), str(row["type"])
         if is_marketing(kind, type_) and await self._killswitch_engaged():
-            return  # held until the kill switch is released
-        if kind == "message" and row["customer_id"]:
-            blocked = await self.app.db.run_sync(
-                partial(
-                    message_blocked_sync,
-                    customer_id=str(row["customer_id"]),
-                    email=row["recipient"],
-                    consent=row["consent"],
-                ),
-                write=False,
-            )
-            if blocked:
-                await self._finish(delivery_id, "skipped", blocked)
-                return
+            return False  # held until the kill switch is released
+        if self._paused_for(name):
+            return False  # stays due; the channel loop waits out the receiver's Retry-After
         try:
             message = Message.from_json(str(row["message"]))
         except (ValueError, TypeError) as exc:
             await self._failed(name, row, PermanentFailure(f"unreadable message: {exc}"))
-            return
+            return False
         await pacer.wait()
         timeout = float(getattr(channel, "timeout", 30.0) or 30.0) * 2 + 5
         breaker = isolation.board(self.app).get(
@@ -389,19 +468,20 @@ class NotifierActor(Actor):
         try:
             await breaker.call(send)
         except CircuitOpen:
-            return  # stays pending; the channel loop waits for the probe
+            return False  # stays pending; the channel loop waits for the probe
         except DeliveryFailed as exc:
             await self._failed(name, row, exc)
             await self._circuit_check(breaker)
-            return
+            return False
         except Exception as exc:
             await self._failed(name, row, DeliveryFailed(f"{type(exc).__name__}: {exc}"))
             await self._circuit_check(breaker)
-            return
+            return False
         isolation.closed_again(self.app, breaker)
-        with anyio.CancelScope(shield=True):
-            await self._marker.mark_sent(delivery_id)
         self.sent += 1
+        with anyio.CancelScope(shield=True):
+            await self._marker.mark_sent(delivery_id, done)
+        return True
 
     async def _circuit_check(self, breaker: CircuitBreaker) -> None:
         """A failure opened the channel's circuit: alert (through the other channels)."""
@@ -423,7 +503,7 @@ class NotifierActor(Actor):
             (state, error, self._now(), delivery_id),
         )
 
-    async def _failed(self, name: str, row: sqlite3.Row, exc: DeliveryFailed) -> None:
+    async def _failed(self, name: str, row: Mapping[str, Any], exc: DeliveryFailed) -> None:
         self.failed += 1
         attempts = int(row["attempts"]) + 1
         notify = self._notify
@@ -462,6 +542,8 @@ class NotifierActor(Actor):
                 if exc.retry_after is not None
                 else backoff_delay(attempts, notify.backoff_initial, notify.backoff_max)
             )
+            if exc.retry_after is not None:
+                self._paused[name] = max(self._paused.get(name, 0.0), now + delay)
             await self.app.db.execute(
                 "UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_at = ?,"
                 " updated_at = ? WHERE id = ? AND state = 'pending'",

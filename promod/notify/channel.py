@@ -18,8 +18,9 @@ temporary. ``close()`` releases connections when the daemon stops::
     def promod_register_channels():
         return [SmsType()]
 
-A channel may set ``rate`` (messages per second; the notifier paces sends) and
-``concurrency`` (sends in flight at once; default 1).
+A channel may set ``rate`` (messages per second; the notifier paces sends with
+a token bucket), ``burst`` (how many may go at once after a quiet spell; default
+``rate``) and ``concurrency`` (sends in flight at once; default 1).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ __all__ = [
     "DeliveryFailed",
     "Message",
     "PermanentFailure",
-    "RateLimiter",
     "TemporaryFailure",
+    "TokenBucket",
 ]
 
 KINDS = ("alert", "webhook", "message")
@@ -126,20 +127,36 @@ class ChannelType(Protocol):
     def create(self, name: str, options: Mapping[str, Any]) -> Channel: ...
 
 
-class RateLimiter:
-    """Paces calls to at most ``rate`` per second (no bursts)."""
+class TokenBucket:
+    """Paces calls to ``rate`` per second on average, ``burst`` at once after a pause.
 
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
+    The bucket holds up to ``burst`` tokens (default: one second's worth, at least
+    1) and refills at ``rate`` tokens a second; each call takes one, waiting for it
+    when the bucket is empty. No ``rate`` means no pacing::
+
+        bucket = TokenBucket(rate=100, burst=20)
+        await bucket.wait()
+    """
+
+    def __init__(self, rate: float | None, burst: float | None = None) -> None:
+        self.rate = float(rate) if rate else 0.0
+        self.burst = max(1.0, float(burst) if burst else self.rate)
+        self._tokens = self.burst
+        self._stamp: float | None = None
         self._lock = anyio.Lock()
 
     async def wait(self) -> None:
-        if not self.interval:
+        if not self.rate:
             return
         async with self._lock:
             now = anyio.current_time()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-            if slot > now:
-                await anyio.sleep(slot - now)
+            if self._stamp is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            delay = (1.0 - self._tokens) / self.rate
+            self._tokens = 0.0
+            self._stamp = now + delay
+            await anyio.sleep(delay)

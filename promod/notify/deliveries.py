@@ -45,6 +45,7 @@ __all__ = [
     "EVENT_WEBHOOKS",
     "Routing",
     "backoff_delay",
+    "claim_due_sync",
     "fanout_sync",
     "is_marketing",
     "message_blocked_sync",
@@ -319,6 +320,70 @@ def message_blocked_sync(
         if reason:
             return f"suppressed:{reason}"
     return None
+
+
+_MARKETING_SQL = "(kind = 'message' OR (kind = 'webhook' AND type = 'reward.granted'))"
+_CLAIM_COLUMNS = (
+    "id",
+    "event_id",
+    "type",
+    "kind",
+    "message",
+    "attempts",
+    "customer_id",
+    "recipient",
+    "consent",
+)
+
+
+def claim_due_sync(
+    conn: sqlite3.Connection,
+    channel: str,
+    *,
+    now: float,
+    limit: int,
+    hold_marketing: bool = False,
+    exclude: frozenset[int] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Take up to ``limit`` due deliveries of ``channel``, oldest first, in one transaction.
+
+    A customer message whose consent was withdrawn or whose address was
+    suppressed since fan-out is marked ``skipped`` with the reason here (in the
+    same transaction) and not returned. With ``hold_marketing`` (the kill switch)
+    marketing deliveries are left waiting; ``exclude`` names deliveries already
+    claimed and still being sent. The rows stay ``pending`` until the channel
+    accepted them, so a crash leaves every one of them due.
+    """
+    held = f" AND NOT {_MARKETING_SQL}" if hold_marketing else ""
+    rows = conn.execute(
+        f"SELECT {', '.join(_CLAIM_COLUMNS)} FROM deliveries"
+        " WHERE state = 'pending' AND channel = ?"
+        f" AND next_attempt_at <= ?{held} ORDER BY next_attempt_at, id LIMIT ?",
+        (channel, now, limit + len(exclude)),
+    ).fetchall()
+    due: list[dict[str, Any]] = []
+    skipped: list[tuple[str, float, int]] = []
+    for values in rows:
+        row = dict(zip(_CLAIM_COLUMNS, tuple(values), strict=True))
+        if row["id"] in exclude:
+            continue
+        if len(due) >= limit:
+            break
+        if row["kind"] == "message" and row["customer_id"]:
+            blocked = message_blocked_sync(
+                conn, str(row["customer_id"]), row["recipient"], row["consent"]
+            )
+            if blocked:
+                skipped.append((blocked, now, int(row["id"])))
+                continue
+        due.append(row)
+    if skipped:
+        conn.executemany(
+            "UPDATE deliveries SET state = 'skipped', last_error = ?, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            skipped,
+        )
+    return due
 
 
 def fanout_sync(

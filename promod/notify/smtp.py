@@ -1,25 +1,33 @@
 """The built-in ``smtp`` channel: campaign mails and operator alerts over SMTP (aiosmtplib).
 
 Options (the :class:`SmtpOptions` model): host, port, tls (none | starttls |
-implicit), from, username, password or password_env, timeout, rate (messages
-per second, paced by the notifier), alerts_to (operators who get alerts),
-unsubscribe_mailto (an address also offered in ``List-Unsubscribe``). One
-connection is kept open and reused for a batch; it is closed after ``idle``
-seconds without a send and re-opened on demand::
+implicit), from, username, password or password_env, timeout, rate and burst
+(a token bucket: messages per second on average, how many at once after a quiet
+spell; paced by the notifier), connections (SMTP sessions kept open at once,
+default 4: the notifier sends that many mails in parallel, one per session),
+alerts_to (operators who get alerts), unsubscribe_mailto (an address also
+offered in ``List-Unsubscribe``). A session is reused for mail after mail; it
+is closed after ``IDLE_CLOSE`` seconds without a send and re-opened on demand.
+aiosmtplib waits for each answer before the next command, so PIPELINING is not
+used even where the server offers it; the sessions in parallel make up for it::
 
     channel = SmtpChannelType().create("mail", config.channels["mail"].options)
     await channel.send(message)
     await channel.close()
 
-A customer message becomes ``multipart/alternative`` (text and HTML parts) with
+A customer message (see promod.notify.mailformat) becomes
+``multipart/alternative`` (text and HTML parts) with the bulk headers
+``List-Id: <CAMPAIGN.sender-domain>``, ``Precedence: bulk``,
 ``List-Unsubscribe: <https://...>`` (plus ``<mailto:...>`` when configured) in
 plain ASCII, never RFC 2047-encoded, and ``List-Unsubscribe-Post:
 List-Unsubscribe=One-Click`` (RFC 8058). Its ``Message-ID`` is derived from the
 event id, kind and channel (``<reward.granted%3A42+message+mail@example.org>``:
 characters a msg-id cannot hold are %-escaped, so it is valid and unique per
-mail) and ``Promod-Event-Id`` carries the event id as it is. 5xx answers are
-permanent (a refused recipient is reported as bounced and suppressed), 4xx
-answers and network errors temporary.
+mail) and ``Promod-Event-Id`` carries the event id as it is.
+
+A 5xx answer is permanent; one at RCPT or DATA time for a customer message is a
+hard bounce (``PermanentFailure(bounced=True)``: the notifier suppresses the
+address at once). 4xx answers and network errors are temporary (retried later).
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ from __future__ import annotations
 import email.policy
 import os
 import re
-import string
 import time
 from collections.abc import Mapping
 from email.headerregistry import BaseHeader, HeaderRegistry, UniqueUnstructuredHeader
@@ -47,6 +54,15 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from promod.notify.mailformat import (
+    ONE_CLICK,
+    UNSUBSCRIBE_HEADERS,
+    compose_email,
+    fold_list_unsubscribe,
+    list_id,
+    list_unsubscribe,
+    message_id,
+)
 from promod.schema import (
     Check,
     Duration,
@@ -59,6 +75,7 @@ from promod.schema import (
     PositiveNumber,
     Problems,
     Sender,
+    between,
     choice,
     describe,
 )
@@ -69,6 +86,7 @@ __all__ = [
     "SmtpChannelType",
     "SmtpOptions",
     "build_email",
+    "list_id",
     "list_unsubscribe",
     "message_id",
 ]
@@ -76,54 +94,9 @@ __all__ = [
 log = get_logger("promod.notify.smtp")
 
 IDLE_CLOSE = 30.0  # seconds a kept connection may sit unused
+DEFAULT_CONNECTIONS = 4  # SMTP sessions a channel keeps open at most
 SMTP_TLS_MODES = ("none", "starttls", "implicit")
 _DEFAULT_PORTS = {"none": 25, "starttls": 587, "implicit": 465}
-
-
-ONE_CLICK = "List-Unsubscribe=One-Click"
-MAX_LINE = 998  # RFC 5322 2.1.1: no line of a message may be longer
-_UNSUBSCRIBE_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
-_ID_SAFE = frozenset(string.ascii_letters + string.digits + "-_.")
-_ANGLED = re.compile(r"<[^<>\s]+>")
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
-
-
-def _domain(sender: str) -> str:
-    domain = parseaddr(sender)[1].rpartition("@")[2]
-    try:
-        return domain.encode("idna").decode("ascii") if domain else "promod.invalid"
-    except UnicodeError:
-        return "promod.invalid"
-
-
-def _id_part(text: str) -> str:
-    """``text`` as dot-atom text: anything else (and a dot at an edge or after a dot) %-escaped.
-
-    The escaping is reversible, and ``+`` and ``%`` are always escaped, so parts
-    joined with ``+`` name exactly one (event, kind, channel).
-    """
-    out: list[str] = []
-    for i, ch in enumerate(text):
-        dot_ok = ch != "." or (0 < i < len(text) - 1 and text[i - 1] != ".")
-        if ch in _ID_SAFE and dot_ok:
-            out.append(ch)
-        else:
-            out.extend(f"%{byte:02X}" for byte in ch.encode("utf-8"))
-    return "".join(out) or "%00"
-
-
-def message_id(event_id: str, kind: str, channel: str, sender: str) -> str:
-    """A valid RFC 5322 msg-id, the same for every retry of one delivery, unique per delivery."""
-    left = "+".join(_id_part(part) for part in (event_id, kind, channel))
-    return f"<{left}@{_domain(sender)}>"
-
-
-def list_unsubscribe(url: str, mailto: str | None = None) -> str:
-    """The ``List-Unsubscribe`` value: the one-click URL first, then the mailto (RFC 2369)."""
-    uris = [f"<{url}>"]
-    if mailto:
-        uris.append(f"<mailto:{mailto}?subject=unsubscribe>")
-    return ", ".join(uris)
 
 
 class ListUnsubscribeHeader(UniqueUnstructuredHeader, BaseHeader):  # type: ignore[misc]
@@ -134,21 +107,15 @@ class ListUnsubscribeHeader(UniqueUnstructuredHeader, BaseHeader):  # type: igno
     """
 
     def fold(self, *, policy: Any) -> str:
-        value = str(self)
-        uris = _ANGLED.findall(value)
-        rest = _ANGLED.sub("", value)
-        if not value.isascii() or not uris or not re.fullmatch(r"[\s,]*", rest):
-            raise ValueError(f"List-Unsubscribe must be ASCII <URI>s, got {value!r}")
-        lines = [f"{self.name}: {uris[0]}", *(f" {uri}" for uri in uris[1:])]
-        if any(len(line) + 1 > MAX_LINE for line in lines):
-            raise ValueError("List-Unsubscribe: a URI is longer than a mail line may be")
-        linesep = str(policy.linesep)
-        return f",{linesep}".join(lines) + linesep
+        return fold_list_unsubscribe(self.name, str(self), str(policy.linesep))
 
 
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("list-unsubscribe", ListUnsubscribeHeader)
 POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
+
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$*+\-/=^_`{|}~']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
 def _plain_address(text: str) -> bool:
@@ -180,7 +147,15 @@ class SmtpOptions(Model):
     password: Annotated[str, Field(strict=True)] | None = None
     password_env: EnvName | None = None
     timeout: Duration = 30.0
-    rate: PositiveNumber | None = Field(default=None, description="messages per second")
+    rate: PositiveNumber | None = Field(
+        default=None, description="messages per second on average (token bucket)"
+    )
+    burst: PositiveNumber | None = Field(
+        default=None, description="messages at once after a quiet spell (default: rate)"
+    )
+    connections: Annotated[int, between(1, 64)] = Field(
+        default=DEFAULT_CONNECTIONS, description="SMTP sessions kept open and used at once"
+    )
     alerts_to: tuple[Sender, ...] = Field(default=(), description="operators who get alerts")
     unsubscribe_mailto: PlainAddress | None = Field(
         default=None, description="also offered in List-Unsubscribe"
@@ -229,13 +204,17 @@ def build_email(
         mail["Subject"] = message.subject or ""
         own = message.unsubscribe_url is not None
         for name, value in message.headers.items():
-            if not (own and name.lower() in _UNSUBSCRIBE_HEADERS):
+            if not (own and name.lower() in UNSUBSCRIBE_HEADERS):
                 mail[name] = value
         if message.unsubscribe_url is not None:
             mail["List-Unsubscribe"] = list_unsubscribe(message.unsubscribe_url, unsubscribe_mailto)
             mail["List-Unsubscribe-Post"] = ONE_CLICK
         for header in mail.get_all("List-Unsubscribe") or ():
             header.fold(policy=POLICY)  # refuses what could not go out as written
+        if "List-Id" not in mail:
+            mail["List-Id"] = list_id(message, channel, sender)
+        if "Precedence" not in mail:
+            mail["Precedence"] = "bulk"
         text = message.text
         html = message.html
         if text is not None:
@@ -256,10 +235,17 @@ def build_email(
     return mail
 
 
-class SmtpChannel:
-    """One SMTP server; sends one message at a time over a reused connection."""
+class _Connection:
+    """One open SMTP session of the channel's pool, with when it was last used."""
 
-    concurrency = 1
+    def __init__(self, smtp: aiosmtplib.SMTP, number: int) -> None:
+        self.smtp = smtp
+        self.number = number
+        self.last_used = time.monotonic()
+
+
+class SmtpChannel:
+    """One SMTP server; up to ``connections`` sessions kept open, one mail on each at a time."""
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
@@ -280,6 +266,12 @@ class SmtpChannel:
         self.timeout = float(options.get("timeout") or 30.0)
         rate = options.get("rate")
         self.rate: float | None = float(rate) if rate else None
+        burst = options.get("burst")
+        self.burst: float | None = float(burst) if burst else None
+        self.connections = int(options.get("connections") or DEFAULT_CONNECTIONS)
+        if self.connections < 1:
+            raise ChannelError(f"channel {name!r}: 'connections' must be at least 1")
+        self.concurrency = self.connections
         self.alerts_to: tuple[str, ...] = tuple(options.get("alerts_to") or ())
         mailto = options.get("unsubscribe_mailto")
         self.unsubscribe_mailto: str | None = str(mailto) if mailto else None
@@ -287,14 +279,15 @@ class SmtpChannel:
             raise ChannelError(
                 f"channel {name!r}: 'unsubscribe_mailto' must be a plain ASCII address"
             )
-        self._smtp: aiosmtplib.SMTP | None = None
-        self._last_used = 0.0
-        self._lock = anyio.Lock()
+        self._envelope_from = parseaddr(self.sender)[1]
+        self._idle: list[_Connection] = []
+        self._slots = anyio.Semaphore(self.connections)
+        self._opened = 0  # sessions opened since start (numbers them)
 
     def __repr__(self) -> str:
         return f"<SmtpChannel {self.name!r} {self.host}:{self.port} tls={self.tls}>"
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Connection:
         smtp = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -305,17 +298,30 @@ class SmtpChannel:
         await smtp.connect()
         if self.username:
             await smtp.login(self.username, self._password or "")
-        return smtp
+        self._opened += 1
+        return _Connection(smtp, self._opened)
 
-    async def _drop(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
+    @staticmethod
+    async def _drop(conn: _Connection | None) -> None:
+        if conn is None:
             return
         try:
             with anyio.move_on_after(2):
-                await smtp.quit()
+                await conn.smtp.quit()
         except Exception:
-            smtp.close()
+            conn.smtp.close()
+
+    def _take_idle(self) -> tuple[_Connection | None, list[_Connection]]:
+        """A kept session to reuse (the most recent), and those idle too long to keep."""
+        stale: list[_Connection] = []
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.last_used > IDLE_CLOSE or not conn.smtp.is_connected:
+                stale.append(conn)
+                continue
+            return conn, stale
+        return None, stale
 
     async def send(self, message: Message) -> None:
         if message.kind == "message":
@@ -326,62 +332,93 @@ class SmtpChannel:
             if not self.alerts_to:
                 raise PermanentFailure(f"channel {self.name!r} has no alerts_to recipients")
             recipients = self.alerts_to
+        mail: bytes | EmailMessage | None
         try:
-            mail = build_email(
+            mail = compose_email(
                 message,
                 self.sender,
                 recipients,
                 self.name,
                 unsubscribe_mailto=self.unsubscribe_mailto,
             )
+            if mail is None:  # addresses that are not ASCII: the email package's SMTPUTF8 path
+                mail = build_email(
+                    message,
+                    self.sender,
+                    recipients,
+                    self.name,
+                    unsubscribe_mailto=self.unsubscribe_mailto,
+                )
         except (ValueError, TypeError) as exc:
             raise PermanentFailure(f"cannot build the email: {exc}") from None
-        async with self._lock:
+        async with self._slots:
             await self._send(mail, recipients, message.kind == "message")
 
-    async def _send(self, mail: EmailMessage, recipients: tuple[str, ...], customer: bool) -> None:
-        if self._smtp is not None and time.monotonic() - self._last_used > IDLE_CLOSE:
-            await self._drop()
-        reused = self._smtp is not None
-        for attempt in (1, 2):
-            try:
-                if self._smtp is None:
-                    self._smtp = await self._connect()
-                errors, _ = await self._smtp.send_message(
-                    mail, sender=parseaddr(self.sender)[1], recipients=list(recipients)
-                )
-                self._last_used = time.monotonic()
-                if errors and customer:
-                    code, text = next(iter(errors.values()))
-                    raise PermanentFailure(f"recipient refused: {code} {text}", bounced=True)
-                return
-            except aiosmtplib.SMTPServerDisconnected as exc:
-                await self._drop()
-                if attempt == 1 and reused:
-                    continue  # a kept connection the server had closed: one fresh try
-                raise TemporaryFailure(f"smtp disconnected: {exc}") from None
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                await self._drop()
-                codes = [r.code for r in exc.recipients]
-                detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-                if codes and all(code >= 500 for code in codes):
-                    raise PermanentFailure(
-                        f"recipient refused: {detail}", bounced=customer
-                    ) from None
-                raise TemporaryFailure(f"recipient deferred: {detail}") from None
-            except aiosmtplib.SMTPResponseException as exc:
-                await self._drop()
-                if exc.code >= 500 and not isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-                    raise PermanentFailure(f"smtp {exc.code}: {exc.message}") from None
-                raise TemporaryFailure(f"smtp {exc.code}: {exc.message}") from None
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                await self._drop()
-                raise TemporaryFailure(f"smtp: {type(exc).__name__}: {exc}") from None
-        raise TemporaryFailure("smtp: connection lost")  # pragma: no cover
+    async def _send(
+        self, mail: bytes | EmailMessage, recipients: tuple[str, ...], customer: bool
+    ) -> None:
+        conn, stale = self._take_idle()
+        for old in stale:
+            await self._drop(old)
+        reused = conn is not None
+        keep = False
+        try:
+            for attempt in (1, 2):
+                try:
+                    if conn is None:
+                        conn = await self._connect()
+                    if isinstance(mail, bytes):
+                        errors, _ = await conn.smtp.sendmail(
+                            self._envelope_from, list(recipients), mail
+                        )
+                    else:
+                        errors, _ = await conn.smtp.send_message(
+                            mail, sender=self._envelope_from, recipients=list(recipients)
+                        )
+                    keep = True
+                    if errors and customer:
+                        code, text = next(iter(errors.values()))
+                        raise PermanentFailure(f"recipient refused: {code} {text}", bounced=True)
+                    return
+                except aiosmtplib.SMTPServerDisconnected as exc:
+                    await self._drop(conn)
+                    conn = None
+                    if attempt == 1 and reused:
+                        continue  # a kept session the server had closed: one fresh try
+                    raise TemporaryFailure(f"smtp disconnected: {exc}") from None
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    keep = True  # aiosmtplib sent RSET: the session can carry the next mail
+                    codes = [r.code for r in exc.recipients]
+                    detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+                    if codes and all(code >= 500 for code in codes):
+                        raise PermanentFailure(
+                            f"recipient refused: {detail}", bounced=customer
+                        ) from None
+                    raise TemporaryFailure(f"recipient deferred: {detail}") from None
+                except aiosmtplib.SMTPResponseException as exc:
+                    keep = not isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+                    if exc.code >= 500 and keep:
+                        bounced = customer and isinstance(exc, aiosmtplib.SMTPDataError)
+                        raise PermanentFailure(
+                            f"smtp {exc.code}: {exc.message}", bounced=bounced
+                        ) from None
+                    raise TemporaryFailure(f"smtp {exc.code}: {exc.message}") from None
+                except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                    raise TemporaryFailure(f"smtp: {type(exc).__name__}: {exc}") from None
+            raise TemporaryFailure("smtp: connection lost")  # pragma: no cover
+        finally:
+            if conn is not None:
+                if keep and conn.smtp.is_connected:
+                    conn.last_used = time.monotonic()
+                    self._idle.append(conn)
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await self._drop(conn)
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._drop()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._drop(conn)
 
 
 class SmtpChannelType:

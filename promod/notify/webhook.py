@@ -1,13 +1,16 @@
 """The built-in ``webhook`` channel: signed JSON POSTs to the site's backend (httpx).
 
-Options (the :class:`WebhookOptions` model): url, secret or secret_env, timeout. The
-body is the event (``{"event_id", "type", "occurred_at", ...}``); headers:
+Options (the :class:`WebhookOptions` model): url, secret or secret_env, timeout,
+connections (requests in flight at once, default 8, over one keep-alive
+``httpx.AsyncClient`` per channel), rate and burst (token bucket, paced by the
+notifier). The body is the event (``{"event_id", "type", "occurred_at", ...}``); headers:
 
 - ``Promod-Event-Id``: the stable event id (the same on every retry: dedupe on it);
 - ``Promod-Signature: t=UNIX,v1=HEX``: HMAC-SHA256 of ``f"{t}.{body}"`` under the secret.
 
 2xx is delivered; network errors, timeouts, 5xx and 429 are retried (a
-``Retry-After`` in seconds or HTTP date is honoured); any other status is a
+``Retry-After`` in seconds or HTTP date is honoured: the notifier sends nothing
+more on the channel until then); any other status is a
 permanent failure (dead letter). The secret is never logged::
 
     channel = WebhookChannelType().create("backend", config.channels["backend"].options)
@@ -24,10 +27,10 @@ import os
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from pydantic import ValidationInfo
+from pydantic import Field, ValidationInfo
 
 from promod import __version__
 from promod.notify.channel import (
@@ -37,7 +40,16 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
-from promod.schema import Duration, EnvName, HttpUrlText, Model, NonEmpty, Problems
+from promod.schema import (
+    Duration,
+    EnvName,
+    HttpUrlText,
+    Model,
+    NonEmpty,
+    PositiveNumber,
+    Problems,
+    between,
+)
 
 __all__ = [
     "WebhookChannel",
@@ -49,6 +61,8 @@ __all__ = [
 ]
 
 MAX_RETRY_AFTER = 86400.0
+DEFAULT_CONNECTIONS = 8  # requests in flight at once, each on a kept-alive connection
+KEEPALIVE_EXPIRY = 30.0  # seconds an idle connection is kept
 
 
 class WebhookOptions(Model):
@@ -58,6 +72,15 @@ class WebhookOptions(Model):
     secret: NonEmpty | None = None
     secret_env: EnvName | None = None
     timeout: Duration = 10.0
+    rate: PositiveNumber | None = Field(
+        default=None, description="requests per second on average (token bucket)"
+    )
+    burst: PositiveNumber | None = Field(
+        default=None, description="requests at once after a quiet spell (default: rate)"
+    )
+    connections: Annotated[int, between(1, 64)] = Field(
+        default=DEFAULT_CONNECTIONS, description="requests in flight at once, kept alive"
+    )
 
     @classmethod
     def cross_checks(
@@ -110,8 +133,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 class WebhookChannel:
     """POSTs each message's event body to one URL, signed."""
 
-    concurrency = 8
-
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
         self.url = str(options.get("url") or "")
@@ -129,9 +150,19 @@ class WebhookChannel:
         self.timeout = float(options.get("timeout") or 10.0)
         rate = options.get("rate")
         self.rate: float | None = float(rate) if rate else None
+        burst = options.get("burst")
+        self.burst: float | None = float(burst) if burst else None
+        self.connections = int(options.get("connections") or DEFAULT_CONNECTIONS)
+        if self.connections < 1:
+            raise ChannelError(f"channel {name!r}: 'connections' must be at least 1")
+        self.concurrency = self.connections
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=self.concurrency),
+            limits=httpx.Limits(
+                max_connections=self.connections,
+                max_keepalive_connections=self.connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            ),
             headers={"User-Agent": f"promod/{__version__}"},
             follow_redirects=False,
         )

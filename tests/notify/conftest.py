@@ -42,6 +42,7 @@ def make_config(
     extra: str = "",
     notify: str = "",
     smtp_options: str = "",
+    webhook_options: str = "",
 ) -> Config:
     text = f"""
 [daemon]
@@ -77,6 +78,7 @@ type = "webhook"
 url = "{webhook_url}"
 secret = "{SECRET}"
 timeout = "2s"
+{webhook_options}
 """
     if events:
         text += '\n[webhooks]\nevents = "backend"\n'

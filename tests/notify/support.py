@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -27,29 +28,59 @@ def free_port() -> int:
 
 
 class MailSink:
-    """aiosmtpd handler: keeps every message; RCPT to a ``refuse`` address gets 550."""
+    """aiosmtpd handler: keeps every message and the session it came on.
 
-    def __init__(self, refuse: tuple[str, ...] = ()) -> None:
+    RCPT to a ``refuse`` address gets 550; to a ``defer`` address 451 for its
+    first ``defer[address]`` tries; DATA for a ``refuse_data`` address gets 554.
+    ``delay`` seconds pass before DATA is answered (a slow server).
+    """
+
+    def __init__(
+        self,
+        refuse: tuple[str, ...] = (),
+        *,
+        defer: dict[str, int] | None = None,
+        refuse_data: tuple[str, ...] = (),
+        delay: float = 0.0,
+    ) -> None:
         self.messages: list[EmailMessage] = []
         self.raw: list[bytes] = []  # each message's bytes exactly as received
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.peers: list[Any] = []  # the client end of the session each message came on
         self.refuse = refuse
+        self.defer = dict(defer or {})
+        self.refuse_data = refuse_data
+        self.delay = delay
+        self.rcpt_answers: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+        with self.lock:
+            if address in self.refuse:
+                answer = "550 5.1.1 no such user"
+            elif self.defer.get(address, 0) > 0:
+                self.defer[address] -= 1
+                answer = "451 4.3.0 mailbox busy, try later"
+            else:
+                answer = "250 OK"
+            self.rcpt_answers.append((address, answer[:3]))
+        if answer.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return answer
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if any(rcpt in self.refuse_data for rcpt in envelope.rcpt_tos):
+            return "554 5.7.1 message refused"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(msg)  # type: ignore[arg-type]
             self.raw.append(bytes(envelope.original_content or envelope.content))
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.peers.append(session.peer)
         return "250 Message accepted"
 
     def event_ids(self) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from promod.config import ConfigError
+from promod.notify.channel import TokenBucket
 from promod.notify.deliveries import backoff_delay
 from promod.notify.templates import TemplateError, load_template
 from promod.notify.unsubscribe import (
@@ -137,3 +138,22 @@ def test_notify_config_keys_and_smtp_alert_routes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as no_rcpt:
         make_config(tmp_path, extra=extra)
     assert [i.path for i in no_rcpt.value.issues] == ['alerts."cap.reached"']
+
+
+@pytest.mark.anyio
+async def test_token_bucket_lets_a_burst_through_then_paces_to_the_rate() -> None:
+    """On the system clock: 15 calls at 50/s take 14 intervals one by one, 10 after a burst of 5."""
+
+    async def elapsed(bucket: TokenBucket, calls: int) -> float:
+        began = time.monotonic()
+        for _ in range(calls):
+            await bucket.wait()
+        return time.monotonic() - began
+
+    paced = await elapsed(TokenBucket(rate=50, burst=1), 15)
+    burst = await elapsed(TokenBucket(rate=50, burst=5), 15)
+    assert paced >= 14 / 50 * 0.95
+    assert burst >= 10 / 50 * 0.95
+    assert paced - burst >= 3 / 50  # at least most of the 4 extra tokens went at once
+    unpaced = TokenBucket(rate=None)
+    assert await elapsed(unpaced, 1000) < paced
