@@ -9,13 +9,13 @@ import pytest
 from promod.store.database import Database
 from promod.testing import wait_until_async
 from tests.notify.conftest import (
-    NotifyApp,
     add_campaign,
     add_customer,
     delivery_states,
     enqueue,
     grant_event,
     make_config,
+    notify_app,
     running_notifier,
 )
 from tests.notify.support import MailSink, Receiver, SmtpServer
@@ -27,7 +27,7 @@ async def test_campaign_mails_carry_the_bulk_headers_and_alerts_do_not(
     tmp_path: Path, db: Database, smtp: SmtpServer
 ) -> None:
     config = make_config(tmp_path, smtp_port=smtp.port, alerts={"reward.granted": ["mail"]})
-    app = NotifyApp(config, db)
+    app = notify_app(config, db)
     await add_campaign(db, "xmas.promo")
     await add_customer(db, "c1", "c1@example.org", {"marketing_email": True})
     await grant_event(db, "c1", campaign_id="xmas.promo")
@@ -49,7 +49,7 @@ async def test_a_batch_is_spread_over_the_configured_number_of_smtp_sessions(
     server = SmtpServer(sink=MailSink(delay=0.05)).start()
     try:
         config = make_config(tmp_path, smtp_port=server.port, smtp_options="connections = 3")
-        app = NotifyApp(config, db)
+        app = notify_app(config, db)
         await add_campaign(db)
         for n in range(24):
             await add_customer(db, f"c{n}", f"c{n}@example.org", {"marketing_email": True})
@@ -67,7 +67,7 @@ async def test_a_4xx_at_rcpt_is_retried_until_the_server_takes_the_mail(
 ) -> None:
     server = SmtpServer(sink=MailSink(defer={"busy@example.org": 2})).start()
     try:
-        app = NotifyApp(make_config(tmp_path, smtp_port=server.port), db)
+        app = notify_app(make_config(tmp_path, smtp_port=server.port), db)
         await add_campaign(db)
         await add_customer(db, "busy", "busy@example.org", {"marketing_email": True})
         await grant_event(db, "busy")
@@ -91,7 +91,7 @@ async def test_a_5xx_at_data_is_a_hard_bounce_that_suppresses_the_address_at_onc
 ) -> None:
     server = SmtpServer(sink=MailSink(refuse_data=("spam@example.org",))).start()
     try:
-        app = NotifyApp(make_config(tmp_path, smtp_port=server.port), db)
+        app = notify_app(make_config(tmp_path, smtp_port=server.port), db)
         await add_campaign(db)
         await add_customer(db, "spam", "spam@example.org", {"marketing_email": True})
         await add_customer(db, "ok", "ok@example.org", {"marketing_email": True})
@@ -139,7 +139,7 @@ async def test_a_retry_after_holds_the_whole_channel_until_it_passes(
             alerts={"cap.reached": ["backend"]},
             webhook_options="connections = 1",
         )
-        app = NotifyApp(config, db)
+        app = notify_app(config, db)
         ids = [await enqueue(db, "cap.reached", {"n": n}) for n in range(6)]
         async with running_notifier(app):
             await wait_until_async(
