@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from promod.actors.messages import Wake
+from promod.actors.refs import wake
 from promod.store.database import Database
 from promod.testing import wait_until_async
 from tests.notify.conftest import (
@@ -100,7 +102,7 @@ async def test_a_5xx_at_data_is_a_hard_bounce_that_suppresses_the_address_at_onc
         async with running_notifier(app):
             await wait_until_async(lambda: _states_by_customer(db, {"spam": "dead", "ok": "sent"}))
             second = await grant_event(db, "spam")
-            app.notifier.wake()
+            wake(app.actor("notifier"), Wake())
             await wait_until_async(
                 lambda: _states_by_customer(db, {"spam": "dead", "ok": "sent"}, also=second)
             )
