@@ -347,13 +347,24 @@ class ClearanceConfig:
 
 @dataclass(frozen=True)
 class CrmConfig:
-    """``[crm.NAME]``: a CRM connector instance; ``options`` are its other keys."""
+    """``[crm.NAME]``: a CRM connector instance feeding one list under one consent.
+
+    ``options`` are the connector's own keys, checked by the options model its type
+    declares (promod.crm.connector.build_connectors); relative paths in them resolve
+    against ``base``, the config file's directory.
+    """
 
     name: str
     connector: str
-    schedule: str | None = None
-    consent: str | None = None
+    consent: str
+    list: str
+    schedule: str = "daily 03:00"
+    media_type: str = "email"
+    max_change: Decimal = Decimal("0.2")
+    responses: str = "daily 04:00"
+    response_retention: float = 30 * 86400.0
     options: dict[str, Any] = field(default_factory=dict)
+    base: Path = Path(".")
 
 
 @dataclass(frozen=True)
@@ -1277,6 +1288,26 @@ def _clearance(t: _Table) -> ClearanceConfig:
     return config
 
 
+CRM_KEYS = (
+    "connector",
+    "consent",
+    "list",
+    "schedule",
+    "media_type",
+    "max_change",
+    "responses",
+    "response_retention",
+)
+_DAY = 86400.0
+
+
+def _retention(value: Any) -> float:
+    seconds = _duration()(value)
+    if not 14 * _DAY <= seconds <= 30 * _DAY:
+        _fail(f"must be between 14d and 30d, got {value!r}")
+    return seconds
+
+
 def _crm(t: _Table, checker: _Checker) -> dict[str, CrmConfig]:
     connectors: dict[str, CrmConfig] = {}
     for name in t.keys():
@@ -1284,15 +1315,27 @@ def _crm(t: _Table, checker: _Checker) -> dict[str, CrmConfig]:
         if not _NAME.fullmatch(name):
             entry.report("", "invalid connector instance name: use letters, digits, '_' and '-'")
         connector = entry.require("connector", _nonempty, "")
-        schedule = entry.optional("schedule", _schedule)
-        consent = entry.optional("consent", _nonempty)
-        options: dict[str, Any] = {}
-        if connector == "csv":
-            options["path"] = entry.require("path", _path(checker), checker.base)
-        options.update(entry.rest())
+        consent = entry.require("consent", _nonempty, "")
+        list_name = entry.get("list", _nonempty, f"crm-{name}")
+        schedule = entry.get("schedule", _schedule, "daily 03:00")
+        media_type = entry.get("media_type", _nonempty, "email")
+        max_change = entry.get("max_change", _fraction, Decimal("0.2"))
+        responses = entry.get("responses", _schedule, "daily 04:00")
+        retention = entry.get("response_retention", _retention, 30 * _DAY)
+        options: dict[str, Any] = dict(entry.rest())
         entry.finish()
         connectors[name] = CrmConfig(
-            name=name, connector=connector, schedule=schedule, consent=consent, options=options
+            name=name,
+            connector=connector,
+            consent=consent,
+            list=list_name,
+            schedule=schedule,
+            media_type=media_type,
+            max_change=max_change,
+            responses=responses,
+            response_retention=retention,
+            options=options,
+            base=checker.base,
         )
     t.finish()
     return connectors

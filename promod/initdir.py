@@ -75,7 +75,7 @@ def render_sample_config(
         "admin_user": _toml_string(user or _current_user()),
         "token_sha256": _toml_string(token_sha256 or hashlib.sha256(b"").hexdigest()),
         "webhook_secret": _toml_string(webhook_secret or secrets.token_hex(32)),
-        "crm_path": _toml_string(str(state_dir / "crm" / "recipients.csv")),
+        "crm_dir": _toml_string(str(state_dir / "crm")),
     }
 
     def substitute(match: re.Match[str]) -> str:

@@ -49,6 +49,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "promod.builtin.code_pool",
     "promod.builtin.live",
     "promod.builtin.clearance",
+    "promod.builtin.crm",
 )
 
 

@@ -1,0 +1,171 @@
+"""The built-in ``csv`` connector: a drop directory shared with the CRM.
+
+The CRM writes ``recipients.csv`` (a header row; the columns of a record, ``attr.NAME``
+for attributes). promod writes ``bounces.csv``, ``unsubscriptions.csv`` and
+``responses-YYYY-MM-DD.csv`` there, each written to a temporary file and renamed, so
+the CRM never reads half a file; a file the CRM has not taken away yet is extended,
+not overwritten. Files are created mode 0640::
+
+    [crm.main]
+    connector = "csv"
+    dir = "/var/lib/promod/crm"
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from promod.crm.connector import (
+    PermanentCrmError,
+    ResponseRecord,
+    SuppressionRecord,
+    TemporaryCrmError,
+)
+
+__all__ = ["CsvConnector", "CsvConnectorType", "CsvOptions"]
+
+PAGE = 2000
+SUPPRESSION_COLUMNS = (
+    "reason",
+    "email",
+    "customer_id",
+    "entity_type",
+    "entity_id",
+    "consent",
+    "at",
+)
+RESPONSE_COLUMNS = ("response", "customer_id", "entity_type", "entity_id", "campaign_id", "at")
+_FILES = {
+    "bounced": "bounces.csv",
+    "complained": "bounces.csv",
+    "unsubscribed": "unsubscriptions.csv",
+}
+
+
+class CsvOptions(BaseModel):
+    """``[crm.NAME]`` options of the ``csv`` connector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dir: Path = Field(description="the drop directory shared with the CRM")
+    recipients: str = Field(
+        default="recipients.csv", pattern=r"^[^/\\]+$", description="the CRM's file in dir"
+    )
+
+    @field_validator("dir")
+    @classmethod
+    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base")
+        path = value.expanduser()
+        return Path(base) / path if base is not None and not path.is_absolute() else path
+
+
+def _pages(path: Path) -> Generator[list[dict[str, Any]], None, None]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return
+        header = [h.strip() for h in header]
+        page: list[dict[str, Any]] = []
+        for row in reader:
+            record: dict[str, Any] = {}
+            attributes: dict[str, Any] = {}
+            if len(row) != len(header):
+                record["(row)"] = f"{len(row)} fields, the header has {len(header)}"
+            for column, value in zip(header, row, strict=False):
+                if column.startswith("attr."):
+                    if value != "":
+                        attributes[column[5:]] = value
+                elif value != "":
+                    record[column] = value
+            if attributes:
+                record["attributes"] = attributes
+            page.append(record)
+            if len(page) >= PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+
+def _write_atomically(
+    path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Extend ``path`` (or create it) by ``rows``: a temporary file renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        if path.exists():
+            with path.open(newline="", encoding="utf-8") as old:
+                for row in csv.reader(old):
+                    writer.writerow(row)
+        else:
+            writer.writerow(columns)
+        for record in rows:
+            writer.writerow(["" if record.get(c) is None else record[c] for c in columns])
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+class CsvConnector:
+    def __init__(self, name: str, options: CsvOptions) -> None:
+        self.name = name
+        self.options = options
+
+    async def fetch(self) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
+        path = self.options.dir / self.options.recipients
+        if not path.is_file():
+            raise TemporaryCrmError(f"{path} is not there (yet)")
+        pages = _pages(path)  # a generator: closed below
+        try:
+            while True:
+                page = await anyio.to_thread.run_sync(next, pages, None)
+                if page is None:
+                    return
+                yield page
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise PermanentCrmError(f"{path}: {exc}") from exc
+        finally:
+            pages.close()
+
+    async def export_suppressions(self, records: Sequence[SuppressionRecord]) -> None:
+        by_file: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_file.setdefault(_FILES.get(record.reason, "bounces.csv"), []).append(
+                record.to_dict()
+            )
+        for filename, rows in by_file.items():
+            await self._write(filename, SUPPRESSION_COLUMNS, rows)
+
+    async def export_responses(self, records: Sequence[ResponseRecord], *, day: str) -> None:
+        await self._write(f"responses-{day}.csv", RESPONSE_COLUMNS, [r.to_dict() for r in records])
+
+    async def _write(
+        self, filename: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        path = self.options.dir / filename
+        try:
+            await anyio.to_thread.run_sync(_write_atomically, path, columns, rows)
+        except OSError as exc:
+            raise TemporaryCrmError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    async def close(self) -> None:
+        return None
+
+
+class CsvConnectorType:
+    type = "csv"
+    options = CsvOptions
+
+    def create(self, name: str, options: CsvOptions) -> CsvConnector:
+        return CsvConnector(name, options)
