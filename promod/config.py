@@ -91,6 +91,8 @@ ALERT_EVENTS = (
     "reward.granted",
     "plugin.circuit_open",
     "store.unavailable",
+    "crm.sync_held",
+    "crm.sync_failed",
 )
 
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).

@@ -380,7 +380,8 @@ def mark_suppressions_sent(
 # -- responses back ---------------------------------------------------------
 
 _RESPONSE_SOURCES = """
-SELECT 'delivery:' || d.id, d.customer_id, d.campaign_id, 'delivered', d.sent_at
+SELECT 'delivery:' || d.id AS key, d.customer_id AS customer_id,
+       d.campaign_id AS campaign_id, 'delivered' AS response, d.sent_at AS at
   FROM deliveries d WHERE d.kind = 'message' AND d.state = 'sent' AND d.sent_at >= :since
 UNION ALL
 SELECT 'suppression:' || p.address || ':' || p.created_at, p.customer_id, NULL,
@@ -410,16 +411,15 @@ def collect_responses(
         " entity_id, campaign_id, response, at, recorded_at)"
         " SELECT :connector, src.key, src.customer_id, e.entity_type, e.entity_id,"
         " src.campaign_id, src.response, src.at, :now FROM"
-        f" ({_RESPONSE_SOURCES}) AS src (key, customer_id, campaign_id, response, at)"
+        f" ({_RESPONSE_SOURCES}) AS src"
         " JOIN crm_entities e ON e.connector = :connector AND e.customer_id = src.customer_id",
         params,
     )
     recorded = conn.total_changes - before
     unmatched = int(
         conn.execute(
-            f"SELECT count(*) FROM ({_RESPONSE_SOURCES}) AS src (key, customer_id, campaign_id,"
-            " response, at) WHERE NOT EXISTS (SELECT 1 FROM crm_entities e WHERE"
-            " e.connector = :connector AND e.customer_id = src.customer_id)",
+            f"SELECT count(*) FROM ({_RESPONSE_SOURCES}) AS src WHERE NOT EXISTS"
+            " (SELECT 1 FROM crm_entities e WHERE e.connector = :connector AND e.customer_id = src.customer_id)",
             params,
         ).fetchone()[0]
     )

@@ -50,7 +50,7 @@ def run_crm_sync(command: CtlCommand, client: AdminClient, ns: argparse.Namespac
                 break
             time.sleep(POLL)
     if run.get("state") == "failed":
-        raise CommandError("failed", f"crm sync {name} failed: {run.get('error')}", run)
+        raise CommandError("unavailable", f"crm sync {name} failed: {run.get('error')}", run)
     return run
 
 
