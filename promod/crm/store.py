@@ -419,7 +419,8 @@ def collect_responses(
     unmatched = int(
         conn.execute(
             f"SELECT count(*) FROM ({_RESPONSE_SOURCES}) AS src WHERE NOT EXISTS"
-            " (SELECT 1 FROM crm_entities e WHERE e.connector = :connector AND e.customer_id = src.customer_id)",
+            " (SELECT 1 FROM crm_entities e WHERE e.connector = :connector"
+            " AND e.customer_id = src.customer_id)",
             params,
         ).fetchone()[0]
     )
