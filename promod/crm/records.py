@@ -15,6 +15,7 @@ consent or media type other than its list's is refused, never stored elsewhere::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,8 @@ TECHNICAL = ("opt_in_id", "description", "media_type", "entity_type", "entity_id
 _OPTIONAL = ("consent", "opted_in_at")
 _CUSTOMER = ("id", "email", "timezone", "attributes")
 _MAX_TEXT = 256
+_ALLOWED = frozenset((*TECHNICAL, *_OPTIONAL, *_CUSTOMER))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def _text(obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
     if not isinstance(value, str):
         raise RecordError(f"must be a string, got {type(value).__name__}", key)
     value = value.strip()
-    if len(value) > _MAX_TEXT or any(ord(ch) < 32 for ch in value):
+    if len(value) > _MAX_TEXT or _CONTROL.search(value):
         raise RecordError(f"at most {_MAX_TEXT} characters, no control characters", key)
     return value
 
@@ -100,8 +103,10 @@ def parse_record(obj: Any, *, consent: str, media_type: str) -> CrmRecord:
     """A valid record of the list with ``consent`` and ``media_type``; RecordError otherwise."""
     if not isinstance(obj, Mapping):
         raise RecordError(f"a record must be an object, got {type(obj).__name__}")
-    unknown = sorted(k for k in obj if k not in (*TECHNICAL, *_OPTIONAL, *_CUSTOMER))
-    if unknown:
+    if "(row)" in obj:
+        raise RecordError(str(obj["(row)"]))
+    if not _ALLOWED.issuperset(obj):
+        unknown = sorted(str(k) for k in obj if k not in _ALLOWED)
         raise RecordError(f"unknown field(s) {', '.join(map(str, unknown))}")
     named = _text(obj, "consent", required=False)
     if named is not None and named != consent:
@@ -118,7 +123,11 @@ def parse_record(obj: Any, *, consent: str, media_type: str) -> CrmRecord:
         customer_id=customer.id,
         email=customer.email.lower() if customer.email else None,
         timezone=customer.timezone,
-        attributes=json.dumps(customer.attributes, separators=(",", ":"), sort_keys=True),
+        attributes=(
+            json.dumps(customer.attributes, separators=(",", ":"), sort_keys=True)
+            if customer.attributes
+            else "{}"
+        ),
         entity_type=str(_text(obj, "entity_type", required=True)),
         entity_id=str(_text(obj, "entity_id", required=True)),
         opt_in_id=str(_text(obj, "opt_in_id", required=True)),

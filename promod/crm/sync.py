@@ -20,10 +20,12 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import anyio
+
 from promod.config import CrmConfig
 from promod.crm import store
 from promod.crm.connector import Connector, CrmError
-from promod.crm.records import RecordError, parse_record
+from promod.crm.records import CrmRecord, RecordError, parse_record
 from promod.logs import get_logger
 from promod.notify.outbox import enqueue_sync
 from promod.units import parse_duration
@@ -119,18 +121,31 @@ async def refresh(
         progress.step = "fetch"
         errors: list[dict[str, Any]] = []
         number = 0
-        async for page in connector.fetch():
-            batch = []
-            for raw in page:
-                number += 1
-                try:
-                    batch.append(parse_record(raw, consent=cfg.consent, media_type=cfg.media_type))
-                except RecordError as exc:
-                    progress.invalid += 1
-                    if len(errors) < store.MAX_ERRORS:
-                        errors.append({"record": number, "message": str(exc)})
-            progress.fetched = number
-            await db.run_sync(partial(store.stage_records, run_id=run_id, records=batch))
+        # Parsing a page overlaps with the store writing the one before.
+        send, receive = anyio.create_memory_object_stream[list[CrmRecord]](2)
+
+        async def write() -> None:
+            async with receive:
+                async for batch in receive:
+                    await db.run_sync(partial(store.stage_records, run_id=run_id, records=batch))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write)
+            async with send:
+                async for page in connector.fetch():
+                    batch = []
+                    for raw in page:
+                        number += 1
+                        try:
+                            batch.append(
+                                parse_record(raw, consent=cfg.consent, media_type=cfg.media_type)
+                            )
+                        except RecordError as bad:
+                            progress.invalid += 1
+                            if len(errors) < store.MAX_ERRORS:
+                                errors.append({"record": number, "message": str(bad)})
+                    progress.fetched = number
+                    await send.send(batch)
         await db.run_sync(
             partial(
                 store.update_run,
@@ -147,7 +162,8 @@ async def refresh(
             partial(_apply_or_hold, app=app, cfg=cfg, run_id=run_id, trigger=trigger)
         )
         return finished
-    except BaseException as exc:
+    except BaseException as raised:
+        exc = _first(raised)
         reason = str(exc) if isinstance(exc, CrmError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, Exception):
             log.error("crm_sync_failed", connector=name, run=run_id, error=reason)
@@ -160,6 +176,13 @@ async def refresh(
             assert run is not None
             return run
         raise
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first real error inside task-group exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _fail(conn: Any, *, run_id: int, cfg: CrmConfig, reason: str, now: float) -> None:
