@@ -150,7 +150,8 @@ def test_design_sample_loads_with_every_value(tmp_path: Path) -> None:
     assert (budget.lifetime, budget.daily) == (10_000_000, 500_000)
     assert config.fraud.block_for == 3600.0
     assert config.crm["main"].schedule == "daily 03:00"
-    assert config.crm["main"].options["path"] == Path("/var/lib/promod/crm/recipients.csv")
+    assert config.crm["main"].options["path"] == "/var/lib/promod/crm/recipients.csv"
+    assert config.crm["main"].consent == "marketing_email"
     assert config.source == tmp_path / "promod.toml"
 
 
@@ -209,7 +210,7 @@ def test_error_message_lists_every_issue(tmp_path: Path) -> None:
         ("[policy]\nfrequency = { max = 1, days = 1, weeks = 2 }", "policy.frequency.weeks"),
         ("[fraud]\nblock = '1h'", "fraud.block"),
         ('[webhooks]\nclearence = "x"', "webhooks.clearence"),
-        ('[crm.main]\nconnector = "csv"\npath = "a.csv"\nschedul = "hourly"', None),
+        ('[crm.main]\nconnector = "csv"\nconsent = "m"\npath = "a.csv"\nschedul = "hourly"', None),
     ],
 )
 def test_unknown_keys_are_errors_anywhere(tmp_path: Path, text: str, path: str | None) -> None:
@@ -292,7 +293,12 @@ def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
         ("[policy.budgets.w]\nEUR = { dialy = '5' }", "policy.budgets.w.EUR.dialy", "unknown key"),
         ("[fraud]\nblock_for = 3600", "fraud.block_for", "duration string"),
         ("[fraud]\nredemptions_per_ip_per_hour = 0", "fraud.redemptions_per_ip_per_hour", "1"),
-        ("[crm.main]\nconnector = 'csv'", "crm.main.path", "required"),
+        ("[crm.main]\nconnector = 'csv'", "crm.main.consent", "required"),
+        (
+            "[crm.main]\nconnector = 'csv'\nconsent = 'm'\nresponse_retention = '7d'",
+            "crm.main.response_retention",
+            "between 14d and 30d",
+        ),
         ("[crm.x]\nconnector = 'y'\nschedule = 'daily 25:00'", "crm.x.schedule", "daily HH:MM"),
         ("[crm.x]\nschedule = 'hourly'", "crm.x.connector", "required"),
         ('[channels.mail]\ntype = "smtp"', "channels.mail.from", "required"),
@@ -356,14 +362,22 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> 
         dirs = ["plugins", "/opt/more"]
         [crm.main]
         connector = "csv"
-        path = "crm.csv"
+        consent = "marketing_email"
+        path = "crm/recipients.csv"
         """,
     )
     assert config.daemon.state_dir == tmp_path / "state"
     assert config.daemon.admin_socket == tmp_path / "run" / "admin.sock"
     assert config.store.path == tmp_path / "data" / "promod.db"
     assert config.plugins.dirs == (tmp_path / "plugins", Path("/opt/more"))
-    assert config.crm["main"].options["path"] == tmp_path / "crm.csv"
+    assert config.crm["main"].base == tmp_path
+    # The connector's options model resolves its paths against that directory.
+    from promod.crm.connector import build_connectors
+    from promod.crm.csvdrop import CsvConnectorType
+
+    made = build_connectors(config.crm, {"csv": CsvConnectorType()})
+    assert made["main"].options.dir == tmp_path / "crm"  # type: ignore[attr-defined]
+    assert made["main"].options.recipients == "recipients.csv"  # type: ignore[attr-defined]
 
 
 def test_store_defaults_to_the_state_dir(tmp_path: Path) -> None:
@@ -445,7 +459,7 @@ def test_webhooks_and_alerts_reference_channels(tmp_path: Path) -> None:
 
 def test_schedule_forms(tmp_path: Path) -> None:
     for schedule in ("daily 03:00", "hourly", "every 6h"):
-        text = f'[crm.x]\nconnector = "api"\nschedule = "{schedule}"\n'
+        text = f'[crm.x]\nconnector = "api"\nconsent = "m"\nschedule = "{schedule}"\n'
         assert load(tmp_path, text).crm["x"].schedule == schedule
 
 

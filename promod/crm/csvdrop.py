@@ -8,7 +8,7 @@ not overwritten. Files are created mode 0640::
 
     [crm.main]
     connector = "csv"
-    dir = "/var/lib/promod/crm"
+    dir = "/var/lib/promod/crm"        # or: path = "/var/lib/promod/crm/recipients.csv"
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from promod.crm.connector import (
     PermanentCrmError,
@@ -58,6 +65,17 @@ class CsvOptions(BaseModel):
     recipients: str = Field(
         default="recipients.csv", pattern=r"^[^/\\]+$", description="the CRM's file in dir"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, data: Any) -> Any:
+        # ``path = ".../recipients.csv"`` names the CRM's file; its directory is the drop.
+        if isinstance(data, dict) and "path" in data and "dir" not in data:
+            data = dict(data)
+            path = Path(str(data.pop("path")))
+            data.setdefault("recipients", path.name)
+            data["dir"] = str(path.parent)
+        return data
 
     @field_validator("dir")
     @classmethod
