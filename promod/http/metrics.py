@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from promod.crm import store as crm_store
 from promod.units import format_money
 
 __all__ = ["BUCKETS", "LatencyHistogram", "MetricsWriter", "render_metrics"]
@@ -240,8 +241,37 @@ async def render_metrics(app: Any, histogram: LatencyHistogram) -> str:
         "1 while the supervised child is running.",
         [((("actor", c["name"]),), int(c.get("state") == "running")) for c in children],
     )
+    crm = await app.db.run_sync(_crm_metrics, write=False)
+    w.family(
+        "promod_crm_last_success_timestamp",
+        "gauge",
+        "Unix time each CRM connector's last refresh was applied.",
+        [((("connector", str(c)),), float(at)) for c, at, *_ in crm if at is not None],
+    )
+    w.family(
+        "promod_crm_rows",
+        "gauge",
+        "Rows of each CRM connector's last applied refresh, by kind.",
+        [
+            ((("connector", str(c)), ("kind", kind)), int(n or 0))
+            for c, _, fetched, members, invalid, suppressed in crm
+            for kind, n in (
+                ("fetched", fetched),
+                ("members", members),
+                ("invalid", invalid),
+                ("suppressed", suppressed),
+            )
+        ],
+    )
     w.raw(histogram.lines())
     return w.text()
+
+
+def _crm_metrics(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    try:
+        return crm_store.metrics_rows(conn)
+    except sqlite3.OperationalError:  # an older schema
+        return []
 
 
 def _healthy(app: Any) -> bool:

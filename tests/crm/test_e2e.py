@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.crm import TOKEN, CrmServer, recipient
@@ -298,6 +299,14 @@ def test_csv_drop_dir_refresh_exports_and_responses_pruned_after_retention(
         assert conn.execute("SELECT attributes FROM customers WHERE id = 'a1'").fetchone()[0] == (
             '{"tier":"gold"}'
         )
+    token = (d.root / "http-token").read_text().strip()
+    metrics = httpx.get(
+        "http://" + d.ctl_json("status")["http"] + "/metrics",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert metrics.status_code == 200, metrics.text
+    assert f'promod_crm_last_success_timestamp{{connector="main"}} {int(T0 + 60)}' in metrics.text
+    assert 'promod_crm_rows{connector="main",kind="members"} 3' in metrics.text
 
     suppress(d, "a1", "unsubscribed", T0 + 100)
     suppress(d, "a2", "bounced", T0 + 110)
