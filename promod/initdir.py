@@ -129,6 +129,7 @@ def init_directory(target: Path, *, force: bool = False) -> Path:
     if not state_dir.is_dir():
         state_dir.mkdir(mode=0o750)
         state_dir.chmod(0o750)
+    (state_dir / "crm").mkdir(mode=0o750, exist_ok=True)  # the [crm.main] drop directory
     _write_private(target / TOKEN_NAME, token + "\n")
     _write_private(config_path, text)
     return config_path
