@@ -191,9 +191,15 @@ def apply_run(
     consent: str,
     *,
     now: float,
+    plan: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Apply a staged run in the caller's one transaction; the list's summary."""
-    plan = plan_run(conn, run_id, connector, list_name, consent)
+    """Apply a staged run in the caller's one transaction; the list's summary.
+
+    ``plan`` is :func:`plan_run`'s answer when it was just computed in this
+    transaction (its members are still in ``temp.crm_keep``).
+    """
+    if plan is None:
+        plan = plan_run(conn, run_id, connector, list_name, consent)
     stamp = utc_iso(now)
     source = f"crm:{connector}"
     keep = (

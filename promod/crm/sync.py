@@ -232,7 +232,7 @@ def _apply_or_hold(conn: Any, *, app: Any, cfg: CrmConfig, run_id: int, trigger:
         )
         log.warning("crm_sync_held", connector=cfg.name, run=run_id, **plan)
     else:
-        store.apply_run(conn, run_id, cfg.name, cfg.list, cfg.consent, now=now)
+        store.apply_run(conn, run_id, cfg.name, cfg.list, cfg.consent, now=now, plan=plan)
         log.info("crm_sync_applied", connector=cfg.name, run=run_id, **plan)
     return store.get_run(conn, run_id)
 
