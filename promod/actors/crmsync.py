@@ -9,6 +9,7 @@ of the clock, or a :class:`SyncNow`; one refresh of a connector runs at a time.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -17,6 +18,7 @@ import anyio
 
 from promod.actors.base import Actor, UnknownMessage
 from promod.actors.messages import Inspect
+from promod.admin.registry import Caller
 from promod.clock import sleep_until_woken
 from promod.crm import store
 from promod.crm.connector import Connector, build_connectors
@@ -146,12 +148,36 @@ class CrmSyncActor(Actor):
             self.running[name] = progress
 
         try:
-            await refresh(self.app, cfg, self.connectors[name], trigger=trigger, on_start=started)
+            run = await refresh(
+                self.app, cfg, self.connectors[name], trigger=trigger, on_start=started
+            )
+            await self._audit(run)
         except Exception as exc:  # the store down: the next schedule tries again
             log.error("crm_sync_crashed", connector=name, error=repr(exc))
         finally:
             self.running.pop(name, None)
             self._kick.set()
+
+    async def _audit(self, run: dict[str, Any]) -> None:
+        """Every refresh is in the audit log, as the daemon's own act."""
+        daemon = Caller(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), user="promod", role=None)
+        args = {
+            k: run.get(k)
+            for k in (
+                "connector",
+                "list",
+                "trigger",
+                "state",
+                "fetched",
+                "added",
+                "removed",
+                "suppressed",
+                "invalid",
+            )
+        }
+        args["run"] = run.get("id")
+        outcome = "error" if run.get("state") == "failed" else "ok"
+        await self.app.audit.append(daemon, "crm.refresh", args, outcome, run.get("error"))
 
     async def _responses(self, name: str) -> None:
         try:

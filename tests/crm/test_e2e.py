@@ -178,6 +178,12 @@ def test_daily_refresh_replaces_the_list_after_exporting_suppressions_and_keeps_
     with _db(d) as conn:
         audited = [r[0] for r in conn.execute("SELECT command FROM audit_log")]
     assert "crm.sync" in audited and "crm.apply" in audited and "crm.discard" in audited
+    with _db(d) as conn:
+        refreshes = [
+            r[0] for r in conn.execute("SELECT args FROM audit_log WHERE command = 'crm.refresh'")
+        ]
+    assert len(refreshes) == 4
+    assert '"trigger": "schedule"' in refreshes[0] and '"state": "applied"' in refreshes[0]
 
 
 def test_a_crm_that_is_down_or_answers_500_or_429_is_retried_with_backoff_and_reported(

@@ -93,3 +93,25 @@ def test_connector_options_are_checked_by_the_type_s_model_naming_the_key() -> N
     with pytest.raises(ConnectorConfigError) as caught:
         build_connectors({"s": Cfg("soap")}, TYPES)
     assert caught.value.key == "crm.s.connector"
+
+
+@pytest.mark.anyio
+async def test_the_http_connector_signs_its_requests_with_hmac_when_told() -> None:
+    from promod.crm.httpcrm import HttpConnector, HttpOptions
+    from promod.notify.webhook import verify_signature
+    from tests.support.crm import CrmServer, recipient
+
+    server = CrmServer([recipient("c1"), recipient("c2"), recipient("c3")])
+    try:
+        options = HttpOptions(url=server.url, auth="hmac", secret="s3cret", page_size=2)
+        connector = HttpConnector("s", options)
+        pages = [page async for page in connector.fetch()]
+        await connector.close()
+    finally:
+        server.close()
+    assert [len(p) for p in pages] == [2, 1]
+    assert server.auth == [None, None]  # no bearer token beside the signature
+    for header, path in server.signatures:
+        assert header is not None
+        assert verify_signature(b"s3cret", header, path.encode())
+        assert not verify_signature(b"other", header, path.encode())

@@ -41,6 +41,7 @@ class CrmServer:
         self.requests: list[tuple[str, str]] = []
         self.posted: dict[str, list[Any]] = {}
         self.auth: list[str | None] = []
+        self.signatures: list[tuple[str | None, str]] = []  # (header, signed path) of GETs
         self._failures: list[int] = []
         self._blocked_page: int | None = None
         self.page_waiting = threading.Event()
@@ -77,6 +78,7 @@ class CrmServer:
                 with server._lock:
                     server.requests.append(("GET", self.path))
                     server.auth.append(self.headers.get("Authorization"))
+                    server.signatures.append((self.headers.get("Promod-Signature"), self.path))
                 if self._failure():
                     return
                 query = parse_qs(urlsplit(self.path).query)
