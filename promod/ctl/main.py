@@ -587,7 +587,8 @@ COMMANDS: tuple[CtlCommand, ...] = (
 )
 
 GROUP_HELP: dict[str, str] = {
-    "campaign": "campaigns: apply, launch, pause, report, ..."
+    "campaign": "campaigns: apply, launch, pause, report, ...",
+    "crm": "CRM sync: list, status, history, sync, apply, discard",
 }  # help of command groups, e.g. {"campaign": "campaigns"}
 
 
