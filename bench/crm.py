@@ -45,8 +45,15 @@ def write_csv(path: Path, rows: int) -> None:
         writer.writerow(COLUMNS)
         for i in range(rows):
             writer.writerow(
-                [f"c{i}", f"c{i}@example.org", f"oi-{i}", "newsletter", "email", "contact",
-                 f"E{i:08d}"]
+                [
+                    f"c{i}",
+                    f"c{i}@example.org",
+                    f"oi-{i}",
+                    "newsletter",
+                    "email",
+                    "contact",
+                    f"E{i:08d}",
+                ]
             )
 
 
@@ -72,8 +79,13 @@ async def promod_refresh(root: Path, drop: Path, suppressed: int) -> dict[str, A
         )
 
     await db.run_sync(seed)
-    cfg = CrmConfig(name="bench", connector="csv", consent="marketing_email", list="crm-bench",
-                    max_change=Decimal("1"))
+    cfg = CrmConfig(
+        name="bench",
+        connector="csv",
+        consent="marketing_email",
+        list="crm-bench",
+        max_change=Decimal("1"),
+    )
     connector = CsvConnector("bench", CsvOptions(dir=drop))
     app = BenchApp(db)
     marks: dict[str, float] = {}
@@ -136,10 +148,14 @@ def main() -> None:
     run = result["run"]
     rate = args.rows / result["seconds"]
     raw_rate = args.rows / raw
-    print(f"rows {args.rows:,}, suppressed {args.suppressed:,}; run state {run['state']},"
-          f" members {run['members']:,}, skipped as suppressed {run['suppressed']:,}")
-    print(f"promod refresh: {result['seconds']:.1f} s, {rate:,.0f} records/s,"
-          f" apply step {result['apply_seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+    print(
+        f"rows {args.rows:,}, suppressed {args.suppressed:,}; run state {run['state']},"
+        f" members {run['members']:,}, skipped as suppressed {run['suppressed']:,}"
+    )
+    print(
+        f"promod refresh: {result['seconds']:.1f} s, {rate:,.0f} records/s,"
+        f" apply step {result['apply_seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
     print(f"plain sqlite3:  {raw:.1f} s, {raw_rate:,.0f} records/s")
     print(f"ratio to raw:   {rate / raw_rate:.2f}")
 
