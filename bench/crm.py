@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from promod.clock import SystemClock
 from promod.config import CrmConfig
-from promod.crm.csvdrop import CsvConnector, CsvOptions
+from promod.crm.csvdrop import CsvConnector
 from promod.crm.sync import Progress, refresh
 from promod.logs import configure_logging
 from promod.store.database import Database
@@ -84,9 +83,9 @@ async def promod_refresh(root: Path, drop: Path, suppressed: int) -> dict[str, A
         connector="csv",
         consent="marketing_email",
         list="crm-bench",
-        max_change=Decimal("1"),
+        max_change="1",
     )
-    connector = CsvConnector("bench", CsvOptions(dir=drop))
+    connector = CsvConnector("bench", {"dir": drop})
     app = BenchApp(db)
     marks: dict[str, float] = {}
     progress: list[Progress] = []

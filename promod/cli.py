@@ -63,10 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(arg: str | None) -> tuple[Path, Config] | None:
+def _load(arg: str | None, *, plugin_options: bool = True) -> tuple[Path, Config] | None:
     path = resolve_config_path(arg)
     try:
-        return path, load_config(path)
+        return path, load_config(path, plugin_options=plugin_options)
     except ConfigError as exc:
         print(f"promod: {path}: configuration has {len(exc.issues)} error(s):", file=sys.stderr)
         for issue in exc.issues:
@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _init(Path(args.dir), args.force, args.demo)
     if args.command == "token":
         return _token_create(args.name, args.scopes)
-    loaded = _load(args.config)
+    # The database tools work without loading any plugin (a broken one must not stop
+    # a backup); check-config and run check every channel and connector's options.
+    loaded = _load(args.config, plugin_options=args.command != "db")
     if loaded is None:
         return 1
     path, config = loaded

@@ -143,7 +143,10 @@ async def reload_config(app: App, notifier: systemd.Notifier) -> bool:
     notifier.reloading()
     try:
         try:
-            new = await anyio.to_thread.run_sync(load_config, app.config_path)
+            # Channel and connector options are checked by the running plugins' models.
+            new = await anyio.to_thread.run_sync(
+                functools.partial(load_config, app.config_path, plugins=app.plugins)
+            )
         except ConfigError as exc:
             log.error(
                 "config_reload_rejected",

@@ -9,7 +9,6 @@ import pytest
 
 from promod.config import (
     DEFAULT_CONFIG_PATH,
-    ChannelConfig,
     Config,
     ConfigError,
     ProviderBudget,
@@ -150,7 +149,7 @@ def test_design_sample_loads_with_every_value(tmp_path: Path) -> None:
     assert (budget.lifetime, budget.daily) == (10_000_000, 500_000)
     assert config.fraud.block_for == 3600.0
     assert config.crm["main"].schedule == "daily 03:00"
-    assert config.crm["main"].options["path"] == "/var/lib/promod/crm/recipients.csv"
+    assert config.crm["main"].options["path"] == Path("/var/lib/promod/crm/recipients.csv")
     assert config.crm["main"].consent == "marketing_email"
     assert config.source == tmp_path / "promod.toml"
 
@@ -210,22 +209,31 @@ def test_error_message_lists_every_issue(tmp_path: Path) -> None:
         ("[policy]\nfrequency = { max = 1, days = 1, weeks = 2 }", "policy.frequency.weeks"),
         ("[fraud]\nblock = '1h'", "fraud.block"),
         ('[webhooks]\nclearence = "x"', "webhooks.clearence"),
-        ('[crm.main]\nconnector = "csv"\nconsent = "m"\npath = "a.csv"\nschedul = "hourly"', None),
+        # The csv connector's options model refuses what it does not know.
+        (
+            '[crm.main]\nconnector = "csv"\nconsent = "m"\npath = "a.csv"\nschedul = "hourly"',
+            "crm.main.schedul",
+        ),
     ],
 )
-def test_unknown_keys_are_errors_anywhere(tmp_path: Path, text: str, path: str | None) -> None:
-    if path is None:
-        # Keys of a connector are the connector's own: passed through, not refused.
-        assert load(tmp_path, text).crm["main"].options["schedul"] == "hourly"
-        return
+def test_unknown_keys_are_errors_anywhere(tmp_path: Path, text: str, path: str) -> None:
     assert issues(tmp_path, text) == {path: "unknown key"}
 
 
-def test_plugin_channel_options_pass_through(tmp_path: Path) -> None:
-    config = load(tmp_path, '[channels.sms]\ntype = "twilio"\nsender = "+4912345"\nrate = 2\n')
-    assert config.channels["sms"] == ChannelConfig(
-        name="sms", type="twilio", options={"sender": "+4912345", "rate": 2}
-    )
+def test_channel_type_without_a_plugin_is_an_error(tmp_path: Path) -> None:
+    found = issues(tmp_path, '[channels.sms]\ntype = "twilio"\nsender = "+4912345"\n')
+    assert found == {
+        "channels.sms.type": "no plugin provides channel type 'twilio' (known: smtp, webhook)"
+    }
+
+
+def test_crm_connector_without_a_plugin_is_an_error(tmp_path: Path) -> None:
+    found = issues(tmp_path, '[crm.main]\nconnector = "bogus-connector"\nconsent = "m"\n')
+    assert found == {
+        "crm.main.connector": (
+            "no plugin provides CRM connector 'bogus-connector' (known: csv, http)"
+        )
+    }
 
 
 def test_toml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
@@ -350,16 +358,18 @@ def test_http_tokens_are_checked(tmp_path: Path) -> None:
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "more").mkdir()
     config = load(
         tmp_path,
-        """
+        f"""
         [daemon]
         state_dir = "state"
         admin_socket = "run/admin.sock"
         [store]
         url = "sqlite:data/promod.db"
         [plugins]
-        dirs = ["plugins", "/opt/more"]
+        dirs = ["plugins", "{tmp_path / "more"}"]
         [crm.main]
         connector = "csv"
         consent = "marketing_email"
@@ -369,15 +379,9 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> 
     assert config.daemon.state_dir == tmp_path / "state"
     assert config.daemon.admin_socket == tmp_path / "run" / "admin.sock"
     assert config.store.path == tmp_path / "data" / "promod.db"
-    assert config.plugins.dirs == (tmp_path / "plugins", Path("/opt/more"))
-    assert config.crm["main"].base == tmp_path
-    # The connector's options model resolves its paths against that directory.
-    from promod.crm.connector import build_connectors
-    from promod.crm.csvdrop import CsvConnectorType
-
-    made = build_connectors(config.crm, {"csv": CsvConnectorType()})
-    assert made["main"].options.dir == tmp_path / "crm"  # type: ignore[attr-defined]
-    assert made["main"].options.recipients == "recipients.csv"  # type: ignore[attr-defined]
+    assert config.plugins.dirs == (tmp_path / "plugins", tmp_path / "more")
+    # The connector's options model resolved its path against the config's directory.
+    assert config.crm["main"].options["path"] == tmp_path / "crm" / "recipients.csv"
 
 
 def test_store_defaults_to_the_state_dir(tmp_path: Path) -> None:
@@ -459,7 +463,9 @@ def test_webhooks_and_alerts_reference_channels(tmp_path: Path) -> None:
 
 def test_schedule_forms(tmp_path: Path) -> None:
     for schedule in ("daily 03:00", "hourly", "every 6h"):
-        text = f'[crm.x]\nconnector = "api"\nconsent = "m"\nschedule = "{schedule}"\n'
+        text = (
+            f'[crm.x]\nconnector = "csv"\nconsent = "m"\npath = "x.csv"\nschedule = "{schedule}"\n'
+        )
         assert load(tmp_path, text).crm["x"].schedule == schedule
 
 
@@ -531,6 +537,21 @@ def test_clearance_min_approval_rate(tmp_path: Path) -> None:
     assert config.alerts == {"clearance.low_approval": ("backend",)}
 
 
+def test_database_tools_load_no_plugin_but_check_config_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promod.cli import main
+
+    path = write(
+        tmp_path,
+        f'[daemon]\nstate_dir = "{tmp_path}"\n[channels.p]\ntype = "pager"\nnumber = "112"\n',
+    )
+    assert load_config(path, plugin_options=False).channels["p"].options == {"number": "112"}
+    assert main(["db", "migrate", "--config", str(path)]) == 0
+    assert main(["check-config", "--config", str(path)]) == 1
+    assert "channels.p.type: no plugin provides channel type 'pager'" in capsys.readouterr().err
+
+
 def test_policy_budgets_are_per_provider_and_currency_in_that_currencys_units(
     tmp_path: Path,
 ) -> None:
@@ -545,6 +566,8 @@ def test_policy_budgets_are_per_provider_and_currency_in_that_currencys_units(
         """,
     )
     policy = load_config(path).policy
-    assert policy.budgets["wallet_points"]["EUR"] == ProviderBudget(10_000_000, 500_000)
+    assert policy.budgets["wallet_points"]["EUR"] == ProviderBudget(
+        lifetime=10_000_000, daily=500_000
+    )
     assert policy.budgets["wallet_points"]["JPY"] == ProviderBudget(daily=500_000)
     assert policy.budgets["coupon"]["KWD"] == ProviderBudget(lifetime=10_125)

@@ -67,7 +67,7 @@ async def campaign_apply(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
             args["spec"],
             fmt,
             default_timezone=app.config.daemon.timezone,
-            providers=set(app.plugins.reward_providers),
+            providers=app.plugins.reward_providers,
             channels=set(app.config.channels),
         )
     except SpecError as exc:

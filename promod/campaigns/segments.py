@@ -22,8 +22,11 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, Overflow
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeAlias, cast
 
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo
+
+from promod.schema import SPEC_WORDS, Check, Invalid, Model, Problems, issues_of
 from promod.units import parse_duration
 
 if TYPE_CHECKING:
@@ -322,7 +325,7 @@ def _rule_to_dict(rule: Rule) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
-# Parsing and validation
+# Parsing and validation: the rule tables as pydantic models
 # ---------------------------------------------------------------------------
 
 
@@ -341,333 +344,326 @@ def parse_segment(obj: Any, path: str = "segment") -> Segment:
     ``segment.all[2].within: bad duration "9x" ...``. ``None`` or an empty table is the
     segment of every customer.
     """
-    parser = _Parser()
     if obj is None:
         return Segment(AllRule(()))
-    rule = parser.rule(obj, path, top=True)
-    if parser.issues:
-        raise SegmentError(parser.issues)
-    assert rule is not None
-    return Segment(rule)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
+    if not isinstance(obj, Mapping):
+        raise SegmentError([(path, f"expected a table, got {_a(obj)}")])
+    try:
+        model = SegmentModel.model_validate(obj, context={})
+    except ValidationError as exc:
+        issues = []
+        for sub, message in issues_of(exc, SPEC_WORDS):
+            where = path if not sub else f"{path}{sub}" if sub.startswith("[") else f"{path}.{sub}"
+            issues.append((where, message))
+        raise SegmentError(issues) from None
+    return Segment(model.to_rule(top=True))
 
 
 _FLOAT_MESSAGE = 'floats are not exact: write the number as a decimal string, e.g. "12.5"'
+_a = SPEC_WORDS.kind
 
 
-class _Parser:
-    def __init__(self) -> None:
-        self.issues: list[tuple[str, str]] = []
+def _table(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise Invalid(f"expected a table, got {_a(value)}")
+    return value
 
-    def issue(self, path: str, message: str) -> None:
-        self.issues.append((path, message))
 
-    # -- names -------------------------------------------------------------
-
-    def name(self, value: object, path: str, what: str) -> str | None:
+def _name(what: str) -> Check:
+    def check(value: Any) -> str:
         if not isinstance(value, str):
-            self.issue(path, f"expected {what} as a string, got {_describe(value)}")
-            return None
+            raise Invalid(f"expected {what} as a string, got {_a(value)}")
         if not value.strip():
-            self.issue(path, f"{what} must not be empty")
-            return None
+            raise Invalid(f"{what} must not be empty")
         return value
 
-    def json_key(self, value: object, path: str, what: str) -> str | None:
-        name = self.name(value, path, what)
-        if name is None:
-            return None
-        if any(ch in name for ch in '"\\') or any(ord(ch) < 0x20 for ch in name):
-            self.issue(
-                path,
-                f"{what} {json.dumps(name)} cannot contain quotes, backslashes"
-                " or control characters",
+    return Check(check, {"type": "string", "minLength": 1})
+
+
+def _json_key_check(what: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise Invalid(f"expected {what} as a string, got {_a(value)}")
+        if not value.strip():
+            raise Invalid(f"{what} must not be empty")
+        if any(ch in value for ch in '"\\') or any(ord(ch) < 0x20 for ch in value):
+            raise Invalid(
+                f"{what} {json.dumps(value)} cannot contain quotes, backslashes"
+                " or control characters"
             )
-            return None
-        return name
+        return value
 
-    # -- operands ----------------------------------------------------------
+    return check
 
-    def scalar(self, value: object, path: str) -> Scalar | None:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int):
-            if decimal_value(value) is None:
-                self.issue(path, "number out of range")
-                return None
-            return value
-        if isinstance(value, float):
-            self.issue(path, _FLOAT_MESSAGE)
-            return None
-        if isinstance(value, Decimal):
-            if decimal_value(value) is None:
-                self.issue(path, "number out of range")
-                return None
-            return _number_text(value)
-        if isinstance(value, str):
-            if _DECIMAL_STRING.fullmatch(value) and decimal_value(value) is None:
-                self.issue(path, "number out of range")
-                return None
-            return value
-        self.issue(path, f"expected a string, number or boolean, got {_describe(value)}")
-        return None
 
-    def value_test(self, op: str, value: object, path: str) -> Comparison | None:
-        if op == "exists":
-            if not isinstance(value, bool):
-                self.issue(path, f"expected true or false, got {_describe(value)}")
-                return None
-            return Comparison(op, value)
-        if op == "in":
-            if not isinstance(value, list | tuple):
-                self.issue(path, f"expected a list of values, got {_describe(value)}")
-                return None
-            if not value:
-                self.issue(path, "must list at least one value")
-                return None
-            items = [self.scalar(item, f"{path}[{i}]") for i, item in enumerate(value)]
-            if any(item is None for item in items):
-                return None
-            return Comparison(op, tuple(item for item in items if item is not None))
-        operand = self.scalar(value, path)
-        if operand is None:
-            return None
-        if op in ORDER_OPS and isinstance(operand, bool):
-            self.issue(path, f"{op} needs a number or a string, not a boolean")
-            return None
-        return Comparison(op, operand)
+def _json_key(what: str) -> Check:
+    return Check(_json_key_check(what), {"type": "string", "minLength": 1})
 
-    def value_tests(
-        self, table: Mapping[str, Any], ops: Sequence[str], path: str, owner: str
-    ) -> tuple[Comparison, ...] | None:
-        tests: list[Comparison] = []
-        ok = True
-        for op in ops:
-            if op not in table:
-                continue
-            test = self.value_test(op, table[op], f"{path}.{op}")
-            if test is None:
-                ok = False
-            else:
-                tests.append(test)
-        present = [op for op in ops if op in table]
-        if not present:
-            self.issue(path, f"{owner} needs an operator: one of {', '.join(ops)}")
-            return None
-        if "exists" in present and len(present) > 1:
-            self.issue(f"{path}.exists", "exists cannot be combined with other operators")
-            return None
-        return tuple(tests) if ok else None
 
-    def aggregate_test(self, op: str, value: object, path: str, summed: bool) -> Comparison | None:
-        if summed:
-            if isinstance(value, float):
-                self.issue(path, _FLOAT_MESSAGE)
-                return None
-            if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
-                self.issue(path, f"expected a number or a decimal string, got {json.dumps(value)}")
-                return None
-            if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
-                self.issue(path, f"expected a number or a decimal string, got {_describe(value)}")
-                return None
-            number = decimal_value(value)
-            if number is None:
-                self.issue(path, "number out of range")
-                return None
-            return Comparison(op, value if isinstance(value, int | str) else _number_text(number))
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.issue(path, f"expected a whole number of events, got {_describe(value)}")
-            return None
-        if value < 0:
-            self.issue(path, "a number of events cannot be negative")
-            return None
+def _window(value: Any) -> int:
+    if not isinstance(value, str):
+        raise Invalid(f'expected a duration such as "90d", got {_a(value)}')
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise Invalid(
+            f'bad duration {json.dumps(value)} (a number with a unit s, m, h or d, such as "90d")'
+        ) from None
+    if seconds < 1:
+        raise Invalid(f"window {json.dumps(value)} is shorter than one second")
+    return int(seconds)
+
+
+def _scalar(value: Any) -> Scalar:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if decimal_value(value) is None:
+            raise Invalid("number out of range")
+        return value
+    if isinstance(value, float):
+        raise Invalid(_FLOAT_MESSAGE)
+    if isinstance(value, Decimal):
+        if decimal_value(value) is None:
+            raise Invalid("number out of range")
+        return _number_text(value)
+    if isinstance(value, str):
+        if _DECIMAL_STRING.fullmatch(value) and decimal_value(value) is None:
+            raise Invalid("number out of range")
+        return value
+    raise Invalid(f"expected a string, number or boolean, got {_a(value)}")
+
+
+def _value_test(op: str, value: Any) -> Comparison:
+    """One operator of an attr rule or a ``where`` condition."""
+    if op == "exists":
+        if not isinstance(value, bool):
+            raise Invalid(f"expected true or false, got {_a(value)}")
         return Comparison(op, value)
+    if op == "in":
+        if not isinstance(value, list | tuple):
+            raise Invalid(f"expected a list of values, got {_a(value)}")
+        if not value:
+            raise Invalid("must list at least one value")
+        raise _InList([_scalar_or_issue(item) for item in value])
+    operand = _scalar(value)
+    if op in ORDER_OPS and isinstance(operand, bool):
+        raise Invalid(f"{op} needs a number or a string, not a boolean")
+    return Comparison(op, operand)
 
-    # -- rules -------------------------------------------------------------
 
-    def rule(self, obj: object, path: str, top: bool = False) -> Rule | None:
-        if not isinstance(obj, Mapping):
-            self.issue(path, f"expected a table, got {_describe(obj)}")
-            return None
-        kinds = [kind for kind in LEAF_KINDS if kind in obj]
+class _InList(Exception):
+    """The items of an ``in`` list, each a scalar or the message of its problem."""
+
+    def __init__(self, items: list[Scalar | Invalid]) -> None:
+        super().__init__("in")
+        self.items = items
+
+
+def _scalar_or_issue(value: Any) -> Scalar | Invalid:
+    try:
+        return _scalar(value)
+    except Invalid as exc:
+        return exc
+
+
+def _aggregate_test(op: str, value: Any, summed: bool) -> Comparison:
+    """One comparison of an event rule: with ``sum`` an exact number, else a count."""
+    if summed:
+        if isinstance(value, float):
+            raise Invalid(_FLOAT_MESSAGE)
+        if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
+            raise Invalid(f"expected a number or a decimal string, got {json.dumps(value)}")
+        if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+            raise Invalid(f"expected a number or a decimal string, got {_a(value)}")
+        number = decimal_value(value)
+        if number is None:
+            raise Invalid("number out of range")
+        return Comparison(op, value if isinstance(value, int | str) else _number_text(number))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"expected a whole number of events, got {_a(value)}")
+    if value < 0:
+        raise Invalid("a number of events cannot be negative")
+    return Comparison(op, value)
+
+
+Found: TypeAlias = Problems
+
+
+def _operators(
+    table: Mapping[str, Any], ops: Sequence[str], owner: str
+) -> tuple[tuple[Comparison, ...] | None, Found]:
+    """The comparisons of ``table`` (an attr rule or a ``where`` condition) and its issues."""
+    found: Found = []
+    tests: list[Comparison] = []
+    for op in ops:
+        if op not in table:
+            continue
+        try:
+            tests.append(_value_test(op, table[op]))
+        except Invalid as exc:
+            found.append(((op,), str(exc)))
+        except _InList as listed:
+            problems = [
+                (i, item) for i, item in enumerate(listed.items) if isinstance(item, Invalid)
+            ]
+            found += [((op, i), str(item)) for i, item in problems]
+            if not problems:
+                scalars = tuple(item for item in listed.items if not isinstance(item, Invalid))
+                tests.append(Comparison(op, scalars))
+    present = [op for op in ops if op in table]
+    if not present:
+        return None, [((), f"{owner} needs an operator: one of {', '.join(ops)}")]
+    if "exists" in present and len(present) > 1:
+        return None, [(("exists",), "exists cannot be combined with other operators")]
+    return (tuple(tests) if not found else None), found
+
+
+def _condition(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise Invalid(f"expected a table of operators such as {{ gte = 50 }}, got {_a(value)}")
+    return value
+
+
+def _where(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise Invalid(f"expected a table of properties, got {_a(value)}")
+    return value
+
+
+def _rules(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        raise Invalid(f"expected a list of rules, got {_a(value)}")
+    return value
+
+
+class PropertyModel(Model):
+    """A ``where`` entry: the operators one event property must satisfy."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @classmethod
+    def cross_checks(cls, raw: Mapping[str, Any], value: Any, info: ValidationInfo) -> Found:
+        found: Found = [((key,), "unknown operator") for key in raw if key not in ATTR_OPS]
+        _, problems = _operators(raw, ATTR_OPS, "a property condition")
+        return found + problems
+
+
+PropertyName = Annotated[str, _json_key("a property name")]
+Condition = Annotated[PropertyModel, Check(_condition, {"type": "object"})]
+SubRule = Annotated["RuleModel", Check(_table, {"type": "object"})]
+RuleTables = Annotated[list[SubRule], Check(_rules, {"type": "array"})]
+
+
+class RuleModel(Model):
+    """One rule table: a condition (tag, attr, event, list, consent) and/or combinators.
+
+    Several entries in one table all have to hold. Operators (``eq`` ... ``exists``)
+    belong to an attr rule or, as comparisons of a count or ``sum``, to an event rule.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    nested: ClassVar[bool] = True  # an empty table is an error, except the segment itself
+
+    tag: Annotated[str, _name("a tag")] | None = None
+    list_name: Annotated[str, _name("a list name")] | None = Field(default=None, alias="list")
+    consent: Annotated[str, _name("a consent name")] | None = None
+    attr: Annotated[str, _json_key("an attribute name")] | None = None
+    event: Annotated[str, _name("an event name")] | None = None
+    within: Annotated[int, Check(_window, {"type": "string", "examples": ["90d"]})] | None = None
+    where: Annotated[dict[PropertyName, Condition], Check(_where, {"type": "object"})] | None = None
+    sum: Annotated[str, _json_key("a property name")] | None = None
+    all: RuleTables | None = None
+    any: RuleTables | None = None
+    not_: SubRule | None = Field(default=None, alias="not")
+
+    @classmethod
+    def cross_checks(cls, raw: Mapping[str, Any], value: Any, info: ValidationInfo) -> Found:
+        kinds = [kind for kind in LEAF_KINDS if kind in raw]
         if len(kinds) > 1:
-            self.issue(
-                path,
-                f"one condition per table, found {' and '.join(kinds)}: "
-                "list them in all = [...] or any = [...]",
-            )
-            return None
+            return [
+                (
+                    (),
+                    f"one condition per table, found {' and '.join(kinds)}: "
+                    "list them in all = [...] or any = [...]",
+                )
+            ]
         kind = kinds[0] if kinds else None
-        allowed = set(COMBINATORS)
-        if kind is not None:
-            allowed.add(kind)
-            allowed.update(_OPTIONS[kind])
-        for key in obj:
+        allowed = {*COMBINATORS, *((kind, *_OPTIONS[kind]) if kind else ())}
+        found: Found = []
+        for key in raw:
             if key in allowed:
-                continue
-            if not isinstance(key, str):
-                self.issue(path, f"unknown key {key!r}")
                 continue
             owners = [k for k, options in _OPTIONS.items() if key in options]
             if owners and kind is None:
                 hint = " or ".join(f"{k} = ..." for k in owners)
-                self.issue(f"{path}.{key}", f"unknown key (it goes with {hint})")
+                found.append(((key,), f"unknown key (it goes with {hint})"))
             elif key in ("count", "min_count") and kind == "event":
-                self.issue(
-                    f"{path}.{key}",
-                    "unknown key: compare the number of events directly, e.g. gte = 3",
+                found.append(
+                    ((key,), "unknown key: compare the number of events directly, e.g. gte = 3")
                 )
             elif owners:
                 article = "an" if kind in ("attr", "event") else "a"
-                self.issue(f"{path}.{key}", f"unknown key for {article} {kind} rule")
+                found.append(((key,), f"unknown key for {article} {kind} rule"))
             else:
-                self.issue(f"{path}.{key}", "unknown key")
-
-        parts: list[Rule | None] = []
-        if kind is not None:
-            parts.append(self.leaf(kind, obj, path))
-        if "all" in obj:
-            parts.append(self.combination(AllRule, obj["all"], f"{path}.all"))
-        if "any" in obj:
-            parts.append(self.combination(AnyRule, obj["any"], f"{path}.any"))
-        if "not" in obj:
-            inner = self.rule(obj["not"], f"{path}.not")
-            parts.append(NotRule(inner) if inner is not None else None)
-        if not parts:
-            if top:
-                return AllRule(())
-            if not any(isinstance(key, str) and key not in allowed for key in obj):
-                self.issue(
-                    path,
-                    "empty rule: expected one of " + ", ".join((*LEAF_KINDS, *COMBINATORS)),
-                )
-            return None
-        if any(part is None for part in parts):
-            return None
-        rules = tuple(part for part in parts if part is not None)
-        return rules[0] if len(rules) == 1 else AllRule(rules)
-
-    def combination(
-        self, cls: type[AllRule] | type[AnyRule], items: object, path: str
-    ) -> Rule | None:
-        if not isinstance(items, list | tuple):
-            self.issue(path, f"expected a list of rules, got {_describe(items)}")
-            return None
-        rules = [self.rule(item, f"{path}[{i}]") for i, item in enumerate(items)]
-        if any(rule is None for rule in rules):
-            return None
-        return cls(tuple(rule for rule in rules if rule is not None))
-
-    def leaf(self, kind: str, obj: Mapping[str, Any], path: str) -> Rule | None:
-        target = f"{path}.{kind}"
-        if kind == "tag":
-            tag = self.name(obj["tag"], target, "a tag")
-            return TagRule(tag) if tag is not None else None
-        if kind == "list":
-            name = self.name(obj["list"], target, "a list name")
-            return ListRule(name) if name is not None else None
-        if kind == "consent":
-            consent = self.name(obj["consent"], target, "a consent name")
-            return ConsentRule(consent) if consent is not None else None
+                found.append(((key,), "unknown key"))
         if kind == "attr":
-            attr = self.json_key(obj["attr"], target, "an attribute name")
-            tests = self.value_tests(obj, ATTR_OPS, path, "an attr rule")
-            if attr is None or tests is None:
-                return None
-            return AttrRule(attr, tests)
-        return self.event(obj, path)
+            found += _operators(raw, ATTR_OPS, "an attr rule")[1]
+        elif kind == "event":
+            summed = "sum" in raw
+            for op in VALUE_OPS:
+                if op in raw:
+                    try:
+                        _aggregate_test(op, raw[op], summed)
+                    except Invalid as exc:
+                        found.append(((op,), str(exc)))
+            if summed and not any(op in raw for op in VALUE_OPS):
+                found.append((("sum",), "a sum needs a comparison: one of " + ", ".join(VALUE_OPS)))
+        elif kind is None and not any(key in raw for key in COMBINATORS) and cls.nested:
+            if not any(key not in allowed for key in raw):
+                empty = "empty rule: expected one of " + ", ".join((*LEAF_KINDS, *COMBINATORS))
+                found.append(((), empty))
+        return found
 
-    def event(self, obj: Mapping[str, Any], path: str) -> Rule | None:
-        ok = True
-        name = self.name(obj["event"], f"{path}.event", "an event name")
-        ok = ok and name is not None
-        within: int | None = None
-        if "within" in obj:
-            within = self.window(obj["within"], f"{path}.within")
-            ok = ok and within is not None
-        where: list[PropertyTest] = []
-        if "where" in obj:
-            table = obj["where"]
-            if not isinstance(table, Mapping):
-                self.issue(
-                    f"{path}.where", f"expected a table of properties, got {_describe(table)}"
-                )
-                ok = False
-            else:
-                for prop, prop_tests in table.items():
-                    condition = self.property_test(prop, prop_tests, f"{path}.where.{prop}")
-                    if condition is None:
-                        ok = False
-                    else:
-                        where.append(condition)
-        summed: str | None = None
-        if "sum" in obj:
-            summed = self.json_key(obj["sum"], f"{path}.sum", "a property name")
-            ok = ok and summed is not None
-        tests: list[Comparison] = []
-        for op in VALUE_OPS:
-            if op in obj:
-                test = self.aggregate_test(op, obj[op], f"{path}.{op}", "sum" in obj)
-                if test is None:
-                    ok = False
-                else:
-                    tests.append(test)
-        if "sum" in obj and not any(op in obj for op in VALUE_OPS):
-            self.issue(f"{path}.sum", "a sum needs a comparison: one of " + ", ".join(VALUE_OPS))
-            ok = False
-        if not ok:
-            return None
-        assert name is not None
-        return EventRule(name, within, tuple(where), summed, tuple(tests))
-
-    def property_test(self, prop: object, tests: object, path: str) -> PropertyTest | None:
-        name = self.json_key(prop, path, "a property name")
-        if not isinstance(tests, Mapping):
-            self.issue(
-                path,
-                f"expected a table of operators such as {{ gte = 50 }}, got {_describe(tests)}",
+    def to_rule(self, *, top: bool = False) -> Rule:
+        """The rule this (valid) table stands for."""
+        parts: list[Rule] = []
+        extra = self.model_extra or {}
+        if self.tag is not None:
+            parts.append(TagRule(self.tag))
+        elif self.list_name is not None:
+            parts.append(ListRule(self.list_name))
+        elif self.consent is not None:
+            parts.append(ConsentRule(self.consent))
+        elif self.attr is not None:
+            tests, _ = _operators(extra, ATTR_OPS, "")
+            parts.append(AttrRule(self.attr, tests or ()))
+        elif self.event is not None:
+            where = tuple(
+                PropertyTest(prop, _operators(cond.model_extra or {}, ATTR_OPS, "")[0] or ())
+                for prop, cond in (self.where or {}).items()
             )
-            return None
-        for key in tests:
-            if key not in ATTR_OPS:
-                self.issue(f"{path}.{key}", "unknown operator")
-        checked = self.value_tests(tests, ATTR_OPS, path, "a property condition")
-        if name is None or checked is None or any(key not in ATTR_OPS for key in tests):
-            return None
-        return PropertyTest(name, checked)
-
-    def window(self, value: object, path: str) -> int | None:
-        if not isinstance(value, str):
-            self.issue(path, f'expected a duration such as "90d", got {_describe(value)}')
-            return None
-        try:
-            seconds = parse_duration(value)
-        except ValueError:
-            self.issue(
-                path,
-                f"bad duration {json.dumps(value)} "
-                '(a number with a unit s, m, h or d, such as "90d")',
+            tests = tuple(
+                _aggregate_test(op, extra[op], self.sum is not None)
+                for op in VALUE_OPS
+                if op in extra
             )
-            return None
-        if seconds < 1:
-            self.issue(path, f"window {json.dumps(value)} is shorter than one second")
-            return None
-        return int(seconds)
+            parts.append(EventRule(self.event, self.within, where, self.sum, tests))
+        if self.all is not None:
+            parts.append(AllRule(tuple(rule.to_rule() for rule in self.all)))
+        if self.any is not None:
+            parts.append(AnyRule(tuple(rule.to_rule() for rule in self.any)))
+        if self.not_ is not None:
+            parts.append(NotRule(self.not_.to_rule()))
+        if not parts:
+            return AllRule(())
+        return parts[0] if len(parts) == 1 else AllRule(tuple(parts))
+
+
+class SegmentModel(RuleModel):
+    """The segment table itself: empty, it selects every customer."""
+
+    nested: ClassVar[bool] = False
 
 
 # ---------------------------------------------------------------------------

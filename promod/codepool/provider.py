@@ -24,8 +24,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from promod.campaigns.spec_models import PoolName
 from promod.codepool.store import Pool, get_pool, note_drained
 from promod.rewards.provider import GrantRequest, IssuedReward, OutOfInventory, RewardRejected
+from promod.schema import Model
+
+
+class CodePoolOptions(Model):
+    """A code_pool reward: the ``pool`` each grant takes one unique code from."""
+
+    pool: PoolName
+
 
 __all__ = ["CodePoolProvider", "PoolExhausted", "SeriesDuplicate"]
 
@@ -70,6 +79,7 @@ class CodePoolProvider:
     """Transactional provider ``code_pool`` (see the module docstring)."""
 
     name = "code_pool"
+    options_model = CodePoolOptions
     transactional = True
 
     def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:

@@ -68,13 +68,15 @@ async def crm_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict[str, 
     live = await _live(ctx, None)
     out = []
     for name, cfg in sorted(crm.items()):
-        size = await ctx.app.db.run_sync(partial(store.list_size, list_name=cfg.list), write=False)
+        size = await ctx.app.db.run_sync(
+            partial(store.list_size, list_name=cfg.list_name), write=False
+        )
         run = last.get(name, {}).get("last_run")
         out.append(
             {
                 "name": name,
                 "connector": cfg.connector,
-                "list": cfg.list,
+                "list": cfg.list_name,
                 "consent": cfg.consent,
                 "schedule": cfg.schedule,
                 "last_run": run["started_at"] if run else None,
@@ -101,7 +103,7 @@ async def crm_status(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any
         partial(store.runs, connector=cfg.name, limit=1), write=False
     )
     held = await ctx.app.db.run_sync(partial(store.held_run, connector=cfg.name), write=False)
-    size = await ctx.app.db.run_sync(partial(store.list_size, list_name=cfg.list), write=False)
+    size = await ctx.app.db.run_sync(partial(store.list_size, list_name=cfg.list_name), write=False)
     responses = await ctx.app.db.run_sync(
         partial(store.response_counts, connector=cfg.name), write=False
     )
@@ -110,7 +112,7 @@ async def crm_status(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any
     return {
         "name": cfg.name,
         "connector": cfg.connector,
-        "list": cfg.list,
+        "list": cfg.list_name,
         "consent": cfg.consent,
         "media_type": cfg.media_type,
         "schedule": cfg.schedule,

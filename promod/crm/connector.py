@@ -1,14 +1,15 @@
 """The CRM connector protocol, its records and errors, and making connectors from config.
 
 A connector *type* (registered through ``promod_register_crm_connectors``) has a
-``type`` name, an ``options`` pydantic model for the keys of its ``[crm.NAME]``
-section, and ``create(name, options)`` that returns a :class:`Connector`::
+``type`` name, an ``options_model`` (a :class:`promod.schema.Model`) for the keys of
+its ``[crm.NAME]`` section, and ``create(name, options)`` that returns a
+:class:`Connector` from the validated options (a mapping)::
 
     class MyCrm:
         type = "mycrm"
-        options = MyOptions                    # a pydantic BaseModel
+        options_model = MyOptions
 
-        def create(self, name: str, options: MyOptions) -> Connector: ...
+        def create(self, name: str, options: Mapping[str, Any]) -> Connector: ...
 
 A connector streams the recipients of its list (``fetch`` yields pages of plain
 mappings, checked by :func:`promod.crm.records.parse_record`) and accepts suppression and
@@ -22,8 +23,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ValidationError
 
 __all__ = [
     "Connector",
@@ -128,26 +127,11 @@ class ConnectorConfigError(Exception):
         self.message = message
 
 
-def _options(kind: Any, name: str, raw: Mapping[str, Any], base: Any) -> Any:
-    model = getattr(kind, "options", None)
-    if model is None:
-        return dict(raw)
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ConnectorConfigError(f"crm.{name}", "connector type declares no options model")
-    try:
-        return model.model_validate(dict(raw), context={"base": base})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        key = f"crm.{name}.{where}" if where else f"crm.{name}"
-        raise ConnectorConfigError(key, str(first["msg"])) from None
-
-
 def build_connectors(crm: Mapping[str, Any], types: Mapping[str, Any]) -> dict[str, Connector]:
-    """One connector per ``[crm.NAME]``; ConnectorConfigError naming the first bad key.
+    """One connector per ``[crm.NAME]``; ConnectorConfigError naming the section.
 
-    An options model may read ``info.context["base"]`` (the config file's directory)
-    to resolve relative paths.
+    The options were validated by the type's ``options_model`` when the config was
+    read (promod.plugins.options); ``create`` gets them as a mapping.
     """
     made: dict[str, Connector] = {}
     for name, cfg in crm.items():
@@ -158,9 +142,8 @@ def build_connectors(crm: Mapping[str, Any], types: Mapping[str, Any]) -> dict[s
                 f"crm.{name}.connector",
                 f"unknown connector type {cfg.connector!r} (known: {known})",
             )
-        options = _options(kind, name, cfg.options, cfg.base)
         try:
-            made[name] = kind.create(name, options)
+            made[name] = kind.create(name, dict(cfg.options))
         except ConnectorConfigError:
             raise
         except Exception as exc:

@@ -20,14 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo
 
 from promod.crm.connector import (
     PermanentCrmError,
@@ -35,6 +28,7 @@ from promod.crm.connector import (
     SuppressionRecord,
     TemporaryCrmError,
 )
+from promod.schema import ConfigPath, Model, Problems
 
 __all__ = ["CsvConnector", "CsvConnectorType", "CsvOptions"]
 
@@ -56,33 +50,24 @@ _FILES = {
 }
 
 
-class CsvOptions(BaseModel):
-    """``[crm.NAME]`` options of the ``csv`` connector."""
+class CsvOptions(Model):
+    """``[crm.NAME]`` options of the ``csv`` connector: ``dir``, or ``path`` to the CRM's file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dir: Path = Field(description="the drop directory shared with the CRM")
+    dir: ConfigPath | None = Field(default=None, description="the drop directory")
+    path: ConfigPath | None = Field(default=None, description="the CRM's recipients file")
     recipients: str = Field(
         default="recipients.csv", pattern=r"^[^/\\]+$", description="the CRM's file in dir"
     )
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_path(cls, data: Any) -> Any:
-        # ``path = ".../recipients.csv"`` names the CRM's file; its directory is the drop.
-        if isinstance(data, dict) and "path" in data and "dir" not in data:
-            data = dict(data)
-            path = Path(str(data.pop("path")))
-            data.setdefault("recipients", path.name)
-            data["dir"] = str(path.parent)
-        return data
-
-    @field_validator("dir")
-    @classmethod
-    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
-        base = (info.context or {}).get("base")
-        path = value.expanduser()
-        return Path(base) / path if base is not None and not path.is_absolute() else path
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: CsvOptions | None, info: ValidationInfo
+    ) -> Problems:
+        if "dir" not in raw and "path" not in raw:
+            return [(("dir",), "required key is missing (or give path)")]
+        if "dir" in raw and "path" in raw:
+            return [(("path",), "give dir or path, not both")]
+        return []
 
 
 def _pages(path: Path) -> Generator[list[dict[str, Any]], None, None]:
@@ -136,12 +121,19 @@ def _write_atomically(
 
 
 class CsvConnector:
-    def __init__(self, name: str, options: CsvOptions) -> None:
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
-        self.options = options
+        path = options.get("path")
+        if path is not None:
+            self.dir, self.recipients = Path(path).parent, Path(path).name
+        else:
+            self.dir, self.recipients = (
+                Path(options["dir"]),
+                str(options.get("recipients") or "recipients.csv"),
+            )
 
     async def fetch(self) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
-        path = self.options.dir / self.options.recipients
+        path = self.dir / self.recipients
         if not path.is_file():
             raise TemporaryCrmError(f"{path} is not there (yet)")
         pages = _pages(path)  # a generator: closed below
@@ -171,7 +163,7 @@ class CsvConnector:
     async def _write(
         self, filename: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        path = self.options.dir / filename
+        path = self.dir / filename
         try:
             await anyio.to_thread.run_sync(_write_atomically, path, columns, rows)
         except OSError as exc:
@@ -183,7 +175,7 @@ class CsvConnector:
 
 class CsvConnectorType:
     type = "csv"
-    options = CsvOptions
+    options_model = CsvOptions
 
-    def create(self, name: str, options: CsvOptions) -> CsvConnector:
+    def create(self, name: str, options: Mapping[str, Any]) -> CsvConnector:
         return CsvConnector(name, options)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, ValidationInfo
 
 from promod.crm.connector import (
     PermanentCrmError,
@@ -38,6 +38,7 @@ from promod.crm.connector import (
 )
 from promod.logs import get_logger
 from promod.notify.webhook import parse_retry_after, sign
+from promod.schema import Model, Problems
 
 __all__ = ["HttpConnector", "HttpConnectorType", "HttpOptions"]
 
@@ -46,10 +47,8 @@ log = get_logger("promod.crm.http")
 MAX_PAGES = 1_000_000
 
 
-class HttpOptions(BaseModel):
+class HttpOptions(Model):
     """``[crm.NAME]`` options of the ``http`` connector."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(pattern=r"^https?://", description="base URL of the CRM list")
     recipients_path: str = "/recipients"
@@ -66,13 +65,16 @@ class HttpOptions(BaseModel):
     retry: float = Field(default=1.0, gt=0, le=300, description="first pause, seconds")
     max_retry: float = Field(default=60.0, gt=0, le=3600)
 
-    @model_validator(mode="after")
-    def _credentials(self) -> HttpOptions:
-        if self.auth == "bearer" and not (self.token or self.token_env):
-            raise ValueError("auth = bearer needs token or token_env")
-        if self.auth == "hmac" and not (self.secret or self.secret_env):
-            raise ValueError("auth = hmac needs secret or secret_env")
-        return self
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: HttpOptions | None, info: ValidationInfo
+    ) -> Problems:
+        auth = raw.get("auth", "bearer")
+        if auth == "bearer" and not (raw.get("token") or raw.get("token_env")):
+            return [(("token",), "auth = bearer needs token or token_env")]
+        if auth == "hmac" and not (raw.get("secret") or raw.get("secret_env")):
+            return [(("secret",), "auth = hmac needs secret or secret_env")]
+        return []
 
 
 def _from_env(value: str | None, env: str | None, what: str) -> str | None:
@@ -197,7 +199,8 @@ class HttpConnector:
 
 class HttpConnectorType:
     type = "http"
-    options = HttpOptions
+    options_model = HttpOptions
 
-    def create(self, name: str, options: HttpOptions) -> HttpConnector:
-        return HttpConnector(name, options)
+    def create(self, name: str, options: Mapping[str, Any] | HttpOptions) -> HttpConnector:
+        model = options if isinstance(options, HttpOptions) else HttpOptions(**dict(options))
+        return HttpConnector(name, model)

@@ -91,7 +91,7 @@ async def refresh(
         partial(
             store.begin_run,
             connector=name,
-            list_name=cfg.list,
+            list_name=cfg.list_name,
             consent=cfg.consent,
             trigger=trigger,
             now=clock.now(),
@@ -190,7 +190,7 @@ def _fail(conn: Any, *, run_id: int, cfg: CrmConfig, reason: str, now: float) ->
     enqueue_sync(
         conn,
         "crm.sync_failed",
-        {"connector": cfg.name, "list": cfg.list, "run": run_id, "error": reason},
+        {"connector": cfg.name, "list": cfg.list_name, "run": run_id, "error": reason},
         now=now,
         event_id=f"crm.sync_failed:{cfg.name}:{run_id}",
     )
@@ -198,7 +198,7 @@ def _fail(conn: Any, *, run_id: int, cfg: CrmConfig, reason: str, now: float) ->
 
 def _apply_or_hold(conn: Any, *, app: Any, cfg: CrmConfig, run_id: int, trigger: str) -> Any:
     now = app.clock.now()
-    plan = store.plan_run(conn, run_id, cfg.name, cfg.list, cfg.consent)
+    plan = store.plan_run(conn, run_id, cfg.name, cfg.list_name, cfg.consent)
     if _change_too_big(plan, cfg.max_change):
         # An older held run gives way to the newer one.
         previous = store.held_run(conn, cfg.name)
@@ -222,17 +222,17 @@ def _apply_or_hold(conn: Any, *, app: Any, cfg: CrmConfig, run_id: int, trigger:
             "crm.sync_held",
             {
                 "connector": cfg.name,
-                "list": cfg.list,
+                "list": cfg.list_name,
                 "run": run_id,
                 **plan,
-                "message": f"CRM refresh of {cfg.list!r} held: {reason}",
+                "message": f"CRM refresh of {cfg.list_name!r} held: {reason}",
             },
             now=now,
             event_id=f"crm.sync_held:{cfg.name}:{run_id}",
         )
         log.warning("crm_sync_held", connector=cfg.name, run=run_id, **plan)
     else:
-        store.apply_run(conn, run_id, cfg.name, cfg.list, cfg.consent, now=now, plan=plan)
+        store.apply_run(conn, run_id, cfg.name, cfg.list_name, cfg.consent, now=now, plan=plan)
         log.info("crm_sync_applied", connector=cfg.name, run=run_id, **plan)
     return store.get_run(conn, run_id)
 
@@ -242,7 +242,7 @@ def apply_held(conn: Any, *, cfg: CrmConfig, now: float) -> dict[str, Any] | Non
     held = store.held_run(conn, cfg.name)
     if held is None:
         return None
-    store.apply_run(conn, int(held["id"]), cfg.name, cfg.list, cfg.consent, now=now)
+    store.apply_run(conn, int(held["id"]), cfg.name, cfg.list_name, cfg.consent, now=now)
     return store.get_run(conn, int(held["id"]))
 
 

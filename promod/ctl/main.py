@@ -202,7 +202,71 @@ def render_plugins(result: Any) -> str:
         if isinstance(registers, Mapping):
             registers = [f"{kind}:{name}" for kind, names in registers.items() for name in names]
         rows.append({**row, "registers": list(registers), "health": _health(row.get("health"))})
-    return render_table(rows, ["name", "version", "source", "hooks", "registers", "health"])
+    table = render_table(rows, ["name", "version", "source", "hooks", "registers", "health"])
+    types = [kind for row in result for kind in row.get("types") or ()]
+    return "\n\n".join([table.rstrip("\n"), *(render_options(kind) for kind in types)]) + "\n"
+
+
+def render_options(plugin_type: Mapping[str, Any]) -> str:
+    """``channel smtp`` and one line per option: name, type, required or default, help."""
+    schema = plugin_type.get("options") or {}
+    lines = [f"{plugin_type.get('kind')} {plugin_type.get('type')} options:"]
+    properties = schema.get("properties") or {}
+    if not properties:
+        lines.append("  (none)" if schema else "  (not declared: the plugin checks them itself)")
+    required = set(schema.get("required") or ())
+    definitions = schema.get("$defs") or {}
+    for name, prop in properties.items():
+        kind = _schema_type(prop, definitions)
+        if name in required:
+            need = "required"
+        elif "default" in prop and prop["default"] not in (None, [], {}):
+            need = f"default {json.dumps(prop['default'])}"
+        else:
+            need = "optional"
+        text = f"  {name:<14} {kind:<22} {need}"
+        if prop.get("description"):
+            text += f"  {prop['description']}"
+        lines.append(text.rstrip())
+        nested = _nested(prop, definitions)
+        for sub, sub_prop in (nested.get("properties") or {}).items():
+            sub_need = "required" if sub in set(nested.get("required") or ()) else "optional"
+            lines.append(
+                f"    {name}.{sub:<10} {_schema_type(sub_prop, definitions):<20} {sub_need}"
+            )
+    return "\n".join(lines)
+
+
+def _nested(prop: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = prop.get("$ref")
+    if isinstance(ref, str):
+        return definitions.get(ref.rsplit("/", 1)[-1]) or {}
+    return {}
+
+
+def _schema_type(prop: Mapping[str, Any], definitions: Mapping[str, Any]) -> str:
+    """A short type of a JSON Schema property: ``string``, ``integer 1..65535``, ``one of a|b``."""
+    if "enum" in prop:
+        return "one of " + "|".join(str(v) for v in prop["enum"])
+    if "$ref" in prop:
+        return "table"
+    for key in ("anyOf", "oneOf"):
+        if key in prop:
+            parts = [_schema_type(p, definitions) for p in prop[key] if p.get("type") != "null"]
+            return " or ".join(parts)
+    kind = prop.get("type", "any")
+    if isinstance(kind, list):
+        kind = " or ".join(str(k) for k in kind)
+    if kind == "array" and isinstance(prop.get("items"), Mapping):
+        return f"array of {_schema_type(prop['items'], definitions)}"
+    if "minimum" in prop and "maximum" in prop:
+        return f"{kind} {prop['minimum']}..{prop['maximum']}"
+    if "pattern" in prop and "duration" not in kind:
+        if "ms|s|m|h|d" in str(prop["pattern"]):
+            return "duration"
+    if prop.get("examples"):
+        return f"{kind} ({json.dumps(prop['examples'][0])})"
+    return str(kind)
 
 
 def _health(health: Any) -> str:

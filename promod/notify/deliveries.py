@@ -76,7 +76,9 @@ class Routing:
             channel_types={name: ch.type for name, ch in config.channels.items()},
             public_url=config.http.public_url,
             templates_dir=templates,
-            list_consents={cfg.list: cfg.consent for cfg in getattr(config, "crm", {}).values()},
+            list_consents={
+                cfg.list_name: cfg.consent for cfg in getattr(config, "crm", {}).values()
+            },
         )
 
 

@@ -1,6 +1,6 @@
 """The built-in ``smtp`` channel: campaign mails and operator alerts over SMTP (aiosmtplib).
 
-Options (validated by promod.config): host, port, tls (none | starttls |
+Options (the :class:`SmtpOptions` model): host, port, tls (none | starttls |
 implicit), from, username, password or password_env, timeout, rate (messages
 per second, paced by the notifier), alerts_to (operators who get alerts),
 unsubscribe_mailto (an address also offered in ``List-Unsubscribe``). One
@@ -33,10 +33,11 @@ from collections.abc import Mapping
 from email.headerregistry import BaseHeader, HeaderRegistry, UniqueUnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any
+from typing import Annotated, Any
 
 import aiosmtplib
 import anyio
+from pydantic import Field, ValidationInfo, model_validator
 
 from promod.logs import get_logger
 from promod.notify.channel import (
@@ -46,12 +47,37 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from promod.schema import (
+    Check,
+    Duration,
+    EnvName,
+    Host,
+    Invalid,
+    Model,
+    NonEmpty,
+    Port,
+    PositiveNumber,
+    Problems,
+    Sender,
+    choice,
+    describe,
+)
 
-__all__ = ["SmtpChannel", "SmtpChannelType", "build_email", "list_unsubscribe", "message_id"]
+__all__ = [
+    "SMTP_TLS_MODES",
+    "SmtpChannel",
+    "SmtpChannelType",
+    "SmtpOptions",
+    "build_email",
+    "list_unsubscribe",
+    "message_id",
+]
 
 log = get_logger("promod.notify.smtp")
 
 IDLE_CLOSE = 30.0  # seconds a kept connection may sit unused
+SMTP_TLS_MODES = ("none", "starttls", "implicit")
+_DEFAULT_PORTS = {"none": 25, "starttls": 587, "implicit": 465}
 
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -128,6 +154,53 @@ POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
 def _plain_address(text: str) -> bool:
     """``user@domain`` in ASCII, with nothing a mailto URI would have to escape."""
     return bool(_PLAIN_ADDRESS.fullmatch(text))
+
+
+def _mailto_address(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid(f"expected a string, got {describe(value)}")
+    if not _plain_address(value):
+        raise Invalid(f"expected a plain address such as 'unsubscribe@example.org', got {value!r}")
+    return value
+
+
+PlainAddress = Annotated[
+    str, Check(_mailto_address, {"type": "string", "examples": ["unsubscribe@example.org"]})
+]
+
+
+class SmtpOptions(Model):
+    """``[channels.NAME]`` of ``type = "smtp"``: the server, the sender, who gets alerts."""
+
+    host: Host = "localhost"
+    port: Port = Field(default=587, description="default: 25, 587 or 465 by tls")
+    tls: Annotated[str, choice(*SMTP_TLS_MODES)] = "starttls"
+    from_: Sender = Field(alias="from")
+    username: NonEmpty | None = None
+    password: Annotated[str, Field(strict=True)] | None = None
+    password_env: EnvName | None = None
+    timeout: Duration = 30.0
+    rate: PositiveNumber | None = Field(default=None, description="messages per second")
+    alerts_to: tuple[Sender, ...] = Field(default=(), description="operators who get alerts")
+    unsubscribe_mailto: PlainAddress | None = Field(
+        default=None, description="also offered in List-Unsubscribe"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_follows_tls(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "port" not in data:
+            tls = data.get("tls", "starttls")
+            return {**data, "port": _DEFAULT_PORTS.get(tls, 587) if isinstance(tls, str) else 587}
+        return data
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: SmtpOptions | None, info: ValidationInfo
+    ) -> Problems:
+        if "password" in raw and "password_env" in raw:
+            return [(("password_env",), "set only one of password and password_env")]
+        return []
 
 
 def _alert_text(message: Message) -> str:
@@ -315,6 +388,13 @@ class SmtpChannelType:
     """Factory registered as channel type ``smtp``."""
 
     type = "smtp"
+    options_model = SmtpOptions
 
     def create(self, name: str, options: Mapping[str, Any]) -> Channel:
         return SmtpChannel(name, options)
+
+    def route_problem(self, name: str, options: Mapping[str, Any]) -> str | None:
+        """Alerts and events sent here need recipients: ``alerts_to``."""
+        if not options.get("alerts_to"):
+            return f"channel {name!r} is smtp: set channels.{name}.alerts_to to send there"
+        return None

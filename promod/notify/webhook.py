@@ -1,6 +1,6 @@
 """The built-in ``webhook`` channel: signed JSON POSTs to the site's backend (httpx).
 
-Options (validated by promod.config): url, secret or secret_env, timeout. The
+Options (the :class:`WebhookOptions` model): url, secret or secret_env, timeout. The
 body is the event (``{"event_id", "type", "occurred_at", ...}``); headers:
 
 - ``Promod-Event-Id``: the stable event id (the same on every retry: dedupe on it);
@@ -27,6 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from pydantic import ValidationInfo
 
 from promod import __version__
 from promod.notify.channel import (
@@ -36,16 +37,37 @@ from promod.notify.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from promod.schema import Duration, EnvName, HttpUrlText, Model, NonEmpty, Problems
 
 __all__ = [
     "WebhookChannel",
     "WebhookChannelType",
+    "WebhookOptions",
     "parse_retry_after",
     "sign",
     "verify_signature",
 ]
 
 MAX_RETRY_AFTER = 86400.0
+
+
+class WebhookOptions(Model):
+    """``[channels.NAME]`` of ``type = "webhook"``: where to POST, and the signing secret."""
+
+    url: HttpUrlText
+    secret: NonEmpty | None = None
+    secret_env: EnvName | None = None
+    timeout: Duration = 10.0
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: WebhookOptions | None, info: ValidationInfo
+    ) -> Problems:
+        if "secret" in raw and "secret_env" in raw:
+            return [(("secret_env",), "set only one of secret and secret_env")]
+        if "secret" not in raw and "secret_env" not in raw:
+            return [((), "set secret or secret_env: webhooks are signed with it")]
+        return []
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
@@ -148,6 +170,7 @@ class WebhookChannelType:
     """Factory registered as channel type ``webhook``."""
 
     type = "webhook"
+    options_model = WebhookOptions
 
     def create(self, name: str, options: Mapping[str, Any]) -> Channel:
         return WebhookChannel(name, options)

@@ -250,9 +250,30 @@ class PluginHost:
                 "location": info.location,
                 "hooks": info.hooks,
                 "registers": sorted(self._registers.get(info.name, [])),
+                "types": self._types_of(info.name),
             }
             for info in self._infos.values()
         ]
+
+    def _types_of(self, plugin: str) -> list[dict[str, Any]]:
+        """Each provider, channel and connector type a plugin registers, with its options."""
+        from promod.plugins.options import options_model_of
+        from promod.schema import options_schema
+
+        registries = {
+            "provider": self.reward_providers,
+            "channel": self.channel_types,
+            "connector": self.crm_connector_types,
+        }
+        out = []
+        for entry in sorted(self._registers.get(plugin, [])):
+            kind, _, name = entry.partition(":")
+            registry = registries.get(kind)
+            if registry is None or name not in registry:
+                continue
+            model = options_model_of(registry[name])
+            out.append({"kind": kind, "type": name, "options": options_schema(model)})
+        return out
 
 
 def _version() -> str:

@@ -12,13 +12,22 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from promod.campaigns.spec_models import Text
 from promod.rewards.provider import GrantRequest, IssuedReward
+from promod.schema import Model
+
+
+class CouponOptions(Model):
+    """A coupon reward: the one ``code`` every customer gets."""
+
+    code: Text
 
 
 class Coupon:
     """Hands out ``reward.code``."""
 
     name = "coupon"
+    options_model = CouponOptions
     transactional = True
 
     def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:

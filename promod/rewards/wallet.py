@@ -12,6 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promod.rewards.provider import GrantRequest, IssuedReward
+from promod.schema import Model
+
+
+class WalletPointsOptions(Model):
+    """A wallet_points reward takes no keys of its own: ``amount`` is the points."""
 
 
 def points(grant: GrantRequest) -> int:
@@ -27,6 +32,8 @@ class WalletPoints:
     """Adds ``reward.amount`` points to the customer's wallet."""
 
     name = "wallet_points"
+    options_model = WalletPointsOptions
+    requires_amount = True
     transactional = True
 
     def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:

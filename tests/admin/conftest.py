@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class AdminApp:
             name: RoleMapping(users=tuple(m.get("users", ())), groups=tuple(m.get("groups", ())))
             for name, m in roles.items()
         }
-        self.config = replace(self.config, admin=AdminConfig(roles=mappings))
+        self.config = self.config.model_copy(update={"admin": AdminConfig(roles=mappings)})
 
 
 def make_config(**roles: dict[str, list[str]]) -> Config:

@@ -625,7 +625,7 @@ def test_error_message_lists_paths() -> None:
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
-        ([{"tag": "x"}], [("segment", "expected a table, got a list")]),
+        ([{"tag": "x"}], [("segment", "expected a table, got an array")]),
         ({"attr": "a", "in": []}, [("segment.in", "must list at least one value")]),
         ({"attr": "a", "in": ["x", 1.0]}, [("segment.in[1]", None)]),
         (

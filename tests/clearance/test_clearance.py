@@ -241,9 +241,8 @@ async def test_actor_announces_and_wakes_at_the_deadline_on_the_app_clock(
 
     others = {"scheduler": _Recorder(), "notifier": _Recorder()}
     app.actor = others.__getitem__  # type: ignore[attr-defined]
-    app.config = type(app.config)(
-        **{**app.config.__dict__, "clearance": ClearanceConfig(Decimal("0.5"))}
-    )
+    clearance = ClearanceConfig(min_approval_rate=Decimal("0.5"))
+    app.config = app.config.model_copy(update={"clearance": clearance})
     actor = ClearanceActor(app)
     async with anyio.create_task_group() as tg:
         await tg.start(actor.run)

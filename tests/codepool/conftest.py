@@ -121,5 +121,5 @@ FRAUD = FraudConfig(
     redemptions_per_ip_per_hour=1000,
     redemptions_per_customer_per_hour=1000,
     failed_redemptions_per_ip_per_hour=1000,
-    block_for=3600.0,
+    block_for="1h",
 )

@@ -109,7 +109,7 @@ async def test_guessing_from_several_ips_blocks_only_the_guessers(db: Database) 
         redemptions_per_ip_per_hour=100,
         redemptions_per_customer_per_hour=100,
         failed_redemptions_per_ip_per_hour=5,
-        block_for=600.0,
+        block_for="10m",
     )
     codes = {f"honest{i}": await give(db, f"honest{i}", 100 + i) for i in range(3)}
     results: dict[str, list[str | None]] = {}
@@ -150,7 +150,7 @@ async def test_rate_limits_per_ip_and_per_customer(db: Database) -> None:
         redemptions_per_ip_per_hour=3,
         redemptions_per_customer_per_hour=2,
         failed_redemptions_per_ip_per_hour=100,
-        block_for=3600.0,
+        block_for="1h",
     )
     reasons: list[str | None] = []
 

@@ -13,6 +13,7 @@ from promod.crm.csvdrop import CsvConnectorType
 from promod.crm.httpcrm import HttpConnectorType
 from promod.crm.records import RecordError, parse_record
 from promod.crm.sync import next_time
+from promod.plugins.options import validate_options
 
 BASE: dict[str, Any] = {
     "id": "c1",
@@ -71,28 +72,34 @@ def test_daily_schedules_fall_at_the_site_time_and_intervals_on_their_multiples(
     assert next_time("hourly", t) == t + 60
 
 
+TYPES = {"csv": CsvConnectorType(), "http": HttpConnectorType()}
+
+
+def _check(kind: str, **options: Any) -> dict[str, str]:
+    _, problems = validate_options(
+        TYPES[kind], options, ("crm", "main"), context={"base": Path("/etc/promod")}
+    )
+    return dict(problems)
+
+
+def test_connector_options_are_checked_by_the_type_s_model_naming_the_key() -> None:
+    model, _ = validate_options(
+        TYPES["csv"], {"dir": "crm"}, ("crm", "main"), context={"base": Path("/etc/promod")}
+    )
+    assert model is not None and model.model_dump()["dir"] == Path("/etc/promod/crm")
+    assert "crm.main.recipeints" in _check("csv", dir="crm", recipeints="x.csv")
+    assert "crm.main.dir" in _check("csv")
+    assert "secret" in _check("http", url="https://crm", auth="hmac").get("crm.main.secret", "")
+    assert "crm.main.url" in _check("http", url="ftp://crm", token="t")
+    with pytest.raises(ConnectorConfigError) as caught:
+        build_connectors({"s": Cfg("soap")}, TYPES)
+    assert caught.value.key == "crm.s.connector"
+
+
 class Cfg:
     def __init__(self, connector: str, **options: Any) -> None:
         self.connector = connector
         self.options = options
-        self.base = Path("/etc/promod")
-
-
-TYPES = {"csv": CsvConnectorType(), "http": HttpConnectorType()}
-
-
-def test_connector_options_are_checked_by_the_type_s_model_naming_the_key() -> None:
-    made = build_connectors({"main": Cfg("csv", dir="crm")}, TYPES)
-    assert made["main"].options.dir == Path("/etc/promod/crm")  # type: ignore[attr-defined]
-    with pytest.raises(ConnectorConfigError) as caught:
-        build_connectors({"main": Cfg("csv", dir="crm", recipeints="x.csv")}, TYPES)
-    assert caught.value.key == "crm.main.recipeints"
-    with pytest.raises(ConnectorConfigError) as caught:
-        build_connectors({"s": Cfg("http", url="https://crm", auth="hmac")}, TYPES)
-    assert "secret" in caught.value.message
-    with pytest.raises(ConnectorConfigError) as caught:
-        build_connectors({"s": Cfg("soap")}, TYPES)
-    assert caught.value.key == "crm.s.connector"
 
 
 @pytest.mark.anyio

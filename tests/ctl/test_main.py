@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +268,8 @@ def test_times_print_as_iso_8601_in_the_sites_time_zone(
     daemon: Daemon, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = daemon.app.config
-    daemon.app.config = replace(config, daemon=replace(config.daemon, timezone="Europe/Berlin"))
+    berlin = config.daemon.model_copy(update={"timezone": "Europe/Berlin"})
+    daemon.app.config = config.model_copy(update={"daemon": berlin})
     daemon.app.started_at = 1796160499.39  # 2026-12-01 21:28:19 UTC
     try:
         assert run(daemon, "status") == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -56,10 +55,13 @@ async def test_token_without_the_scope_is_403(client: httpx.AsyncClient) -> None
 async def test_tokens_are_read_per_request_so_a_reload_applies(
     app: ApiApp, client: httpx.AsyncClient
 ) -> None:
-    new = HttpToken("late", hashlib.sha256(b"late-token").hexdigest(), frozenset({"read"}))
+    new = HttpToken(
+        name="late", sha256=hashlib.sha256(b"late-token").hexdigest(), scopes=frozenset({"read"})
+    )
     headers = {"Authorization": "Bearer late-token"}
     assert (await client.get("/v1/customers/c1/rewards", headers=headers)).status_code == 401
-    app.config = replace(app.config, http=replace(app.config.http, tokens=(new,)))
+    http = app.config.http.model_copy(update={"tokens": (new,)})
+    app.config = app.config.model_copy(update={"http": http})
     assert (await client.get("/v1/customers/c1/rewards", headers=headers)).status_code == 404
     assert (await client.get("/v1/customers/c1/rewards", headers=auth())).status_code == 401
 

@@ -34,10 +34,11 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import httpx
+from pydantic import Field, ValidationError, ValidationInfo
 
 from promod.campaigns.spec import currency_exponent
 from promod.logs import get_logger
@@ -48,6 +49,16 @@ from promod.rewards.provider import (
     RewardRejected,
     TemporaryFailure,
 )
+from promod.schema import (
+    SPEC_WORDS,
+    Check,
+    EnvName,
+    HttpUrlText,
+    Invalid,
+    Model,
+    Problems,
+    issues_of,
+)
 from promod.units import format_money, parse_duration
 
 log = get_logger("promod_partner_voucher")
@@ -57,8 +68,6 @@ DEFAULT_API_KEY_ENV = "PARTNER_VOUCHER_API_KEY"
 BASE_URL_ENV = "PARTNER_VOUCHER_BASE_URL"
 DEFAULT_TIMEOUT = 10.0
 OPTION_KEYS = frozenset({"base_url", "api_key_env", "product", "timeout", "key_prefix"})
-# Keys the ledger may add to grant.options for other providers; ignored here.
-FOREIGN_KEYS = frozenset({"code", "pool"})
 
 
 @dataclass(frozen=True)
@@ -79,31 +88,73 @@ class PartnerSettings:
         )
 
 
-def check_options(options: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
-    """Every problem with these options, as ``"options.KEY: message"``; [] when usable."""
-    problems: list[str] = []
-    for key in sorted(set(options) - OPTION_KEYS - FOREIGN_KEYS):
-        problems.append(f"options.{key}: unknown key (known: {', '.join(sorted(OPTION_KEYS))})")
-    base_url = options.get("base_url", environ.get(BASE_URL_ENV))
-    if base_url is None:
-        problems.append(f"options.base_url: required (or set ${BASE_URL_ENV})")
-    elif not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        problems.append("options.base_url: must be an http:// or https:// URL")
-    key_env = options.get("api_key_env")
-    if key_env is not None:
-        if not isinstance(key_env, str) or not key_env:
-            problems.append("options.api_key_env: must be the name of an environment variable")
-        elif key_env not in environ:
-            problems.append(f"options.api_key_env: ${key_env} is not set")
-    for key in ("product", "key_prefix"):
-        if key in options and not isinstance(options[key], str):
-            problems.append(f"options.{key}: must be a string")
-    if "timeout" in options:
+def _timeout(value: Any) -> float:
+    if isinstance(value, bool):
+        raise Invalid('must be a duration like "5s"')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
         try:
-            _timeout(options["timeout"])
+            seconds = parse_duration(value)
         except ValueError as exc:
-            problems.append(f"options.timeout: {exc}")
-    return problems
+            raise Invalid(str(exc)) from None
+    else:
+        raise Invalid('must be a duration like "5s"')
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > 300:
+        raise Invalid("must be more than 0 and at most 5m")
+    return seconds
+
+
+class PartnerOptions(Model):
+    """``reward.options`` of a partner_voucher reward (the environment fills in the rest)."""
+
+    base_url: HttpUrlText | None = Field(
+        default=None, description=f"the partner API; default ${BASE_URL_ENV}"
+    )
+    api_key_env: EnvName | None = Field(
+        default=None, description=f"variable holding the API key; default {DEFAULT_API_KEY_ENV}"
+    )
+    product: Annotated[str, Field(strict=True)] | None = None
+    timeout: Annotated[
+        float, Check(_timeout, {"type": "string", "examples": ["5s"], "default": "10s"})
+    ] = DEFAULT_TIMEOUT
+    key_prefix: Annotated[str, Field(strict=True)] = ""
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: PartnerOptions | None, info: ValidationInfo
+    ) -> Problems:
+        environ = _environ_of(info)
+        found: Problems = []
+        if "base_url" not in raw and not environ.get(BASE_URL_ENV):
+            found.append((("base_url",), f"required (or set ${BASE_URL_ENV})"))
+        key_env = raw.get("api_key_env")
+        if isinstance(key_env, str) and key_env and key_env not in environ:
+            found.append((("api_key_env",), f"${key_env} is not set"))
+        return found
+
+
+class PartnerRewardOptions(Model):
+    """The keys of a partner_voucher ``[reward]`` table besides provider, amount and value."""
+
+    options: PartnerOptions = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+
+
+def _environ_of(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context or {}
+    if "environ" in context:
+        return context["environ"]  # type: ignore[no-any-return]
+    plugin = context.get("plugin")
+    return getattr(plugin, "environ", os.environ)
+
+
+def option_problems(options: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Every problem with these options, as ``"options.KEY: message"``; [] when usable."""
+    try:
+        PartnerOptions.model_validate(dict(options), context={"environ": environ})
+    except ValidationError as exc:
+        return [f"options.{path}: {message}" for path, message in issues_of(exc, SPEC_WORDS)]
+    return []
 
 
 @functools.cache
@@ -112,32 +163,21 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _timeout(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError('must be a duration like "5s"')
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        seconds = parse_duration(value)
-    else:
-        raise ValueError('must be a duration like "5s"')
-    if not math.isfinite(seconds) or seconds <= 0 or seconds > 300:
-        raise ValueError("must be more than 0 and at most 5m")
-    return seconds
-
-
 def settings_from(options: Mapping[str, Any], environ: Mapping[str, str]) -> PartnerSettings:
     """Resolve the options of a grant; a campaign with unusable options is refused."""
-    problems = check_options({k: v for k, v in options.items() if k in OPTION_KEYS}, environ)
-    if problems:
-        raise RewardRejected(f"{NAME}: " + "; ".join(problems))
-    key_env = options.get("api_key_env", DEFAULT_API_KEY_ENV)
+    own = {k: v for k, v in options.items() if k in OPTION_KEYS}
+    try:
+        checked = PartnerOptions.model_validate(own, context={"environ": environ})
+    except ValidationError as exc:
+        problems = [f"options.{path}: {message}" for path, message in issues_of(exc, SPEC_WORDS)]
+        raise RewardRejected(f"{NAME}: " + "; ".join(problems)) from None
+    key_env = checked.api_key_env or DEFAULT_API_KEY_ENV
     return PartnerSettings(
-        base_url=str(options.get("base_url", environ.get(BASE_URL_ENV))).rstrip("/"),
+        base_url=str(checked.base_url or environ.get(BASE_URL_ENV)).rstrip("/"),
         api_key=environ.get(key_env) or None,
-        product=options.get("product"),
-        timeout=_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
-        key_prefix=options.get("key_prefix", ""),
+        product=checked.product,
+        timeout=checked.timeout,
+        key_prefix=checked.key_prefix,
     )
 
 
@@ -188,6 +228,7 @@ class PartnerVoucherProvider:
 
     name = NAME
     transactional = False
+    options_model = PartnerRewardOptions
 
     def __init__(
         self,
@@ -204,8 +245,11 @@ class PartnerVoucherProvider:
         return os.environ if self._environ is None else self._environ
 
     def validate_options(self, options: Mapping[str, Any]) -> list[str]:
-        """Problems with a campaign's ``reward.options`` (for ``campaign apply``)."""
-        return check_options(options, self.environ)
+        """Problems with a campaign's ``reward.options``, as ``"options.KEY: message"``.
+
+        ``campaign apply`` checks the same through :attr:`options_model`.
+        """
+        return option_problems(options, self.environ)
 
     def idempotency_key(self, grant: GrantRequest, settings: PartnerSettings) -> str:
         return f"{settings.key_prefix}{grant.id}"

@@ -211,10 +211,10 @@ async def test_options_are_checked(partner, environ, monkeypatch) -> None:
     problems = provider.validate_options(
         {"base_url": "ftp://x", "api_key_env": "NOPE", "timeout": "soon", "colour": "red"}
     )
-    assert [p.split(":")[0] for p in problems] == [
-        "options.colour",
-        "options.base_url",
+    assert sorted(p.split(":")[0] for p in problems) == [
         "options.api_key_env",
+        "options.base_url",
+        "options.colour",
         "options.timeout",
     ]
     assert provider.validate_options({}) == [
