@@ -8,7 +8,11 @@ lifetime cap pauses the campaign and refuses the rest, a daily cap pauses it
 until the next local day, an empty provider pauses it, the kill switch halts
 everything. Grants of providers outside the database (partner APIs) are issued
 after their reservation commits, retried with backoff, and released when they
-finally fail.
+finally fail. A cap that is full only because of such rewards still being issued
+refuses nobody yet: a reservation that is never issued (out of stock, failed, or
+never tried before the provider's circuit opened) gives back its share of every
+counter it booked at once, and its customer gets the fallback reward or waits,
+``pending`` with that reason (``no_inventory``, ``circuit_open``).
 """
 
 from __future__ import annotations
@@ -133,16 +137,24 @@ class LedgerActor(Actor):
             provider_daily={p: b.daily for p, b in budgets.items()},
             eligibility=eligibility,
             batch_size=self.batch_size,
-            empty_providers=self._empty_providers(campaign.id),
+            empty_providers=self._empty_providers(campaign),
         )
 
-    def _empty_providers(self, campaign_id: str) -> frozenset[str]:
+    def _empty_providers(self, campaign: campaigns.CampaignRow) -> frozenset[str]:
+        """Providers this campaign takes as empty: out of stock lately, or (for a campaign
+        with a fallback reward) behind an open circuit."""
         now = self.app.clock.now()
-        return frozenset(
+        empty = {
             provider
-            for (campaign, provider), until in self._empty.items()
-            if campaign == campaign_id and until > now
-        )
+            for (campaign_id, provider), until in self._empty.items()
+            if campaign_id == campaign.id and until > now
+        }
+        reward = campaign.spec.reward
+        if reward.fallback is not None:
+            breaker = self._breaker(reward.provider)
+            if breaker is not None and breaker.state is CircuitState.OPEN:
+                empty.add(reward.provider)
+        return frozenset(empty)
 
     async def process_due(self) -> dict[str, Any]:
         """Run batches until nothing is due; return what was done."""
@@ -221,6 +233,7 @@ class LedgerActor(Actor):
             campaigns.pause_sync(conn, campaign_id, f"no_inventory:{what}", now=now)
         elif outcome.halted is None and outcome.processed < job.batch_size:
             campaigns.finish_run_if_done_sync(conn, campaign, run_id, now=now)
+        # halted "issuing": the rest wait; the outcome of those rewards tells ProcessDue.
         if outcome.halted not in (None, "kill_switch"):
             log.info(
                 "campaign_halted",
@@ -360,7 +373,12 @@ class LedgerActor(Actor):
         )
 
     async def _issue_one(self, row: Any, limiter: anyio.Semaphore) -> None:
-        """One call to a provider, behind its circuit breaker and a timeout."""
+        """One call to a provider, behind its circuit breaker and a timeout.
+
+        The attempt is counted in the store before the call: a grant with an attempt
+        may have been issued and is never released for an open circuit, and one
+        released while it waited for its turn is not sent.
+        """
         grant = self._request_of(row)
         attempts = row[8] + 1
         provider = self.app.plugins.reward_providers.get(grant.provider)
@@ -372,6 +390,9 @@ class LedgerActor(Actor):
         async with limiter:
             if not breaker.allow():
                 return  # the circuit is open: the grant waits, no attempt is spent
+            if not await self._claim(grant.id, attempts):
+                breaker.release_probe()
+                return  # released (or decided) while it waited for its turn
             probe = breaker.state is CircuitState.HALF_OPEN
             recorded = False
             try:
@@ -433,6 +454,17 @@ class LedgerActor(Actor):
         with anyio.CancelScope(shield=True):
             await self.app.db.run_sync(done)
 
+    async def _claim(self, grant_id: int, attempts: int) -> bool:
+        """Count the attempt about to be made; False when the grant is no longer reserved
+        (or another attempt was counted meanwhile)."""
+        with anyio.CancelScope(shield=True):
+            cur = await self.app.db.execute(
+                "UPDATE grants SET attempts = ? WHERE id = ? AND state = 'reserved'"
+                " AND attempts = ?",
+                (attempts, grant_id, attempts - 1),
+            )
+        return bool(cur.rowcount)
+
     async def _call(self, provider: Any, grant: GrantRequest) -> IssuedReward:
         """``provider.issue(grant)`` within ``[ledger] provider_timeout``, checked."""
         timeout = self.issue_timeout
@@ -454,11 +486,15 @@ class LedgerActor(Actor):
         reason = f"circuit_open:{provider}"
 
         def work(conn: sqlite3.Connection) -> list[str]:
+            self._release_untried_sync(conn, provider, now)
+            # A campaign with a fallback grants it while the circuit is open; the
+            # others pause until it closes.
             ids = [
                 str(r[0])
                 for r in conn.execute(
                     "SELECT id FROM campaigns WHERE state = 'running'"
-                    " AND json_extract(spec, '$.reward.provider') = ? ORDER BY id",
+                    " AND json_extract(spec, '$.reward.provider') = ?"
+                    " AND json_extract(spec, '$.reward.fallback') IS NULL ORDER BY id",
                     (provider,),
                 )
             ]
@@ -471,6 +507,59 @@ class LedgerActor(Actor):
             paused = await self.app.db.run_sync(work)
         log.warning("provider_circuit_open", provider=provider, campaigns=paused)
         self._tell("notifier", Wake())
+        from promod.actors.scheduler import Kick  # the scheduler imports the ledger
+
+        self._tell("scheduler", Kick())  # released customers: fallback, or wait
+
+    def _release_untried_sync(
+        self, conn: sqlite3.Connection, provider: str, now: float
+    ) -> list[int]:
+        """Release the grants of ``provider`` never sent to it (no attempt counted; one
+        is counted before each call): they cannot have been issued. Their customers
+        wait (``pending``, reason ``circuit_open``) or get the campaign's fallback."""
+        rows = conn.execute(
+            "SELECT id, campaign_id, run_id, customer_id, provider, value_minor, currency"
+            " FROM grants WHERE state = 'reserved' AND provider = ? AND attempts = 0",
+            (provider,),
+        ).fetchall()
+        for grant_id, campaign_id, run_id, customer_id, name, value, currency in rows:
+            grant = GrantRequest(
+                id=grant_id,
+                campaign_id=campaign_id,
+                run_id=run_id,
+                customer_id=customer_id,
+                provider=name,
+                amount_minor=None,
+                amount_exponent=0,
+                value_minor=value,
+                currency=currency,
+                options={},
+            )
+            if self._release_sync(conn, grant, 0, "circuit_open: never sent"):
+                self._back_in_line_sync(conn, grant, "circuit_open", now)
+        if rows:
+            log.info("reservations_released", provider=provider, reason="circuit_open", n=len(rows))
+        return [int(r[0]) for r in rows]
+
+    def _back_in_line_sync(
+        self, conn: sqlite3.Connection, grant: GrantRequest, reason: str, now: float
+    ) -> bool:
+        """The customer of a released grant waits again (``pending`` with ``reason``) while
+        the run is open; True then. In a finished run it is refused with ``reason``."""
+        run = conn.execute("SELECT state FROM runs WHERE id = ?", (grant.run_id,)).fetchone()
+        if run is not None and run[0] in ("pilot", "running"):
+            conn.execute(
+                "UPDATE run_targets SET status = 'pending', reason = ?, decided_at = NULL"
+                " WHERE run_id = ? AND customer_id = ?",
+                (reason, grant.run_id, grant.customer_id),
+            )
+            return True
+        conn.execute(
+            "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
+            " WHERE run_id = ? AND customer_id = ?",
+            (reason, now, grant.run_id, grant.customer_id),
+        )
+        return False
 
     async def _resume_closed_circuits(self, now: float) -> None:
         """Resume campaigns paused for a circuit that is closed again, or half-open with
@@ -547,28 +636,44 @@ class LedgerActor(Actor):
             )
 
     async def _fail(self, grant: GrantRequest, attempts: int, error: str) -> None:
-        """Give up: the grant fails, its reservation is released, its target refused."""
+        """Give up: the grant fails and its reservation is released. A campaign with a
+        fallback reward grants that instead (while the run is open); otherwise the
+        target is refused ``issue_failed``."""
         log.error("reward_issue_failed", provider=grant.provider, grant=grant.id, error=error)
         now = self.app.clock.now()
 
-        def work(conn: sqlite3.Connection) -> None:
-            if self._release_sync(conn, grant, attempts, error):
-                conn.execute(
-                    "UPDATE run_targets SET status = 'refused', reason = 'issue_failed',"
-                    " decided_at = ? WHERE run_id = ? AND customer_id = ?",
-                    (now, grant.run_id, grant.customer_id),
-                )
+        def work(conn: sqlite3.Connection) -> bool:
+            if not self._release_sync(conn, grant, attempts, error):
+                return False
+            campaign = campaigns.get_sync(conn, grant.campaign_id)
+            falls_back = (
+                campaign is not None
+                and campaign.spec.reward.provider == grant.provider
+                and campaign.spec.reward.fallback is not None
+            )
+            if falls_back:
+                return self._back_in_line_sync(conn, grant, "issue_failed", now)
+            conn.execute(
+                "UPDATE run_targets SET status = 'refused', reason = 'issue_failed',"
+                " decided_at = ? WHERE run_id = ? AND customer_id = ?",
+                (now, grant.run_id, grant.customer_id),
+            )
+            return False
 
         with anyio.CancelScope(shield=True):
-            await self.app.db.run_sync(work)
+            waiting = await self.app.db.run_sync(work)
+        if waiting:
+            from promod.actors.scheduler import Kick  # the scheduler imports the ledger
+
+            self._tell("scheduler", Kick())
 
     async def _out_of_inventory(self, grant: GrantRequest, attempts: int, error: str) -> None:
         """The provider has nothing left: release the grant; fall back, or pause.
 
         The grant fails and its reservation is released. While the run is still
-        open the customer goes back in line (target ``pending``); in a finished
-        run the target is refused (``no_inventory``). A campaign with a
-        ``fallback`` reward then grants the fallback — to this customer too — and
+        open the customer goes back in line (target ``pending``, reason
+        ``no_inventory``); in a finished run the target is refused (``no_inventory``).
+        A campaign with a ``fallback`` reward then grants the fallback — to this customer too — and
         takes the provider as empty for ``EMPTY_FOR`` seconds before trying it
         again; a campaign without one pauses with reason
         ``no_inventory:<provider>`` (a ``campaign.paused`` event) until resumed.
@@ -586,19 +691,7 @@ class LedgerActor(Actor):
             )
             if not self._release_sync(conn, grant, attempts, error):
                 return False
-            run = conn.execute("SELECT state FROM runs WHERE id = ?", (grant.run_id,)).fetchone()
-            if run is not None and run[0] in ("pilot", "running"):
-                conn.execute(
-                    "UPDATE run_targets SET status = 'pending', reason = NULL, decided_at = NULL"
-                    " WHERE run_id = ? AND customer_id = ?",
-                    (grant.run_id, grant.customer_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE run_targets SET status = 'refused', reason = 'no_inventory',"
-                    " decided_at = ? WHERE run_id = ? AND customer_id = ?",
-                    (now, grant.run_id, grant.customer_id),
-                )
+            self._back_in_line_sync(conn, grant, "no_inventory", now)
             if not falls_back:
                 campaigns.pause_sync(
                     conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
@@ -616,9 +709,11 @@ class LedgerActor(Actor):
     def _release_sync(
         self, conn: sqlite3.Connection, grant: GrantRequest, attempts: int, error: str
     ) -> bool:
-        """Mark a reserved grant failed and release what it reserved; False if not reserved."""
+        """Mark a reserved grant failed and give back its share of every counter it booked;
+        False if it is not reserved."""
         row = conn.execute(
-            "SELECT day, created_at FROM grants WHERE id = ? AND state = 'reserved'",
+            "SELECT day, created_at, counters, value_minor FROM grants WHERE id = ?"
+            " AND state = 'reserved'",
             (grant.id,),
         ).fetchone()
         if row is None:
@@ -637,18 +732,16 @@ class LedgerActor(Actor):
             " AND customer_id = ?",
             (grant.campaign_id, grant.customer_id),
         )
-        scopes = [
-            (f"campaign:{grant.campaign_id}", "lifetime"),
-            (f"campaign:{grant.campaign_id}", row[0]),
-        ]
-        if grant.currency is not None:
-            policy = policy_scope(grant.provider, grant.currency)
-            site_day = local_day(row[1], self.app.config.daemon.timezone)
-            scopes += [(policy, "lifetime"), (policy, site_day)]
-        release_sync(
-            conn,
-            scopes,
-            grant.value_minor,
-            first=had == 1,
-        )
+        if row[2] is not None:
+            scopes = [(str(scope), str(period)) for scope, period in json.loads(row[2])]
+        else:  # reserved before the counters were recorded on the grant
+            scopes = [
+                (f"campaign:{grant.campaign_id}", "lifetime"),
+                (f"campaign:{grant.campaign_id}", row[0]),
+            ]
+            if grant.currency is not None:
+                policy = policy_scope(grant.provider, grant.currency)
+                site_day = local_day(row[1], self.app.config.daemon.timezone)
+                scopes += [(policy, "lifetime"), (policy, site_day)]
+        release_sync(conn, scopes, int(row[3]), first=had == 1)
         return True

@@ -106,7 +106,9 @@ class SchedulerActor(Actor):
                 conn.execute("ROLLBACK TO start_run")
                 conn.execute("RELEASE start_run")
                 log.error("run_start_failed", campaign=campaign_id, error=repr(exc))
-                campaigns.pause_sync(conn, campaign_id, f"error:{type(exc).__name__}", now=now)
+                campaigns.pause_sync(
+                    conn, campaign_id, f"error:{type(exc).__name__}", now=now, by="scheduler"
+                )
                 continue
             conn.execute("RELEASE start_run")
             if run is not None:

@@ -24,6 +24,7 @@ from promod.admin.registry import (
     Role,
     command,
 )
+from promod.ledger import killswitch
 
 __all__ = ["BUILTIN_COMMANDS", "LOG_LEVELS", "register_builtin_commands"]
 
@@ -91,8 +92,13 @@ async def ping_command(ctx: CommandContext, args: dict[str, Any]) -> dict[str, A
 
 @command("status", role=Role.VIEWER, mutating=False, summary="daemon status", usage="status")
 async def status_command(ctx: CommandContext, args: dict[str, Any]) -> Any:
-    """``{"cmd": "status"}`` / ``promodctl status`` -> the daemon's ``App.status()``."""
-    return await _maybe_await(ctx.app.status())
+    """``{"cmd": "status"}`` / ``promodctl status`` -> the daemon's ``App.status()``, with
+    ``kill_switch`` (``{engaged_at, by}`` while engaged, else null)."""
+    result = await _maybe_await(ctx.app.status())
+    db = getattr(ctx.app, "db", None)
+    if isinstance(result, Mapping) and db is not None:
+        result = {**result, "kill_switch": await killswitch.state(db)}
+    return result
 
 
 @command("actors", role=Role.VIEWER, mutating=False, summary="supervised children", usage="actors")

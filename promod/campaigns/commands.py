@@ -193,7 +193,7 @@ async def campaign_launch(ctx: CommandContext, args: dict[str, Any]) -> dict[str
     return campaign.to_dict()
 
 
-def _transition(name: str, summary: str, action: Any) -> Command:
+def _transition(name: str, summary: str, action: Any, *, with_caller: bool = False) -> Command:
     @command(
         f"campaign.{name}",
         role=Role.OPERATOR,
@@ -203,7 +203,8 @@ def _transition(name: str, summary: str, action: Any) -> Command:
         args=CAMPAIGN,
     )
     async def handler(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
-        await _guard(action(ctx.app.db, args["campaign"], now=ctx.app.clock.now()))
+        extra = {"by": _who(ctx)} if with_caller else {}
+        await _guard(action(ctx.app.db, args["campaign"], now=ctx.app.clock.now(), **extra))
         _kick(ctx)
         campaign: store.CampaignRow = await store.get(ctx.app.db, args["campaign"])
         return campaign.to_dict()
@@ -211,7 +212,12 @@ def _transition(name: str, summary: str, action: Any) -> Command:
     return handler
 
 
-campaign_pause = _transition("pause", "pause a running or scheduled campaign", store.pause)
+campaign_pause = _transition(
+    "pause",
+    "pause a campaign until an operator resumes it (also one paused by a cap or pilot)",
+    store.pause,
+    with_caller=True,
+)
 campaign_resume = _transition(
     "resume", "resume a paused campaign (after a pilot: the rest)", store.resume
 )

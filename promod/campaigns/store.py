@@ -23,6 +23,9 @@ from promod.store.database import Database
 
 FINAL = ("completed", "stopped")
 
+# The paused_reason of a campaign that only an operator's pause holds.
+OPERATOR = "operator"
+
 
 class CampaignError(Exception):
     """A refused campaign operation: ``code`` is an admin error code."""
@@ -47,6 +50,26 @@ class CampaignRow:
     created_at: float
     updated_at: float
     launched_at: float | None
+    paused_by: str | None = None
+    paused_at: float | None = None
+    held_by: str | None = None
+    held_at: float | None = None
+
+    def pause_info(self) -> dict[str, Any] | None:
+        """Who or what paused the campaign, why and when; the operator's hold apart (a
+        draft can be held too: it is launched paused)."""
+        if self.state != "paused" and not (self.state == "draft" and self.held_by):
+            return None
+        hold = None if self.held_by is None else {"by": self.held_by, "at": self.held_at}
+        automatic = None
+        if self.paused_reason not in (None, OPERATOR):
+            automatic = {
+                "reason": self.paused_reason,
+                "by": self.paused_by,
+                "at": self.paused_at,
+                "until": self.paused_until,
+            }
+        return {"operator": hold, "automatic": automatic}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +85,7 @@ class CampaignRow:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "launched_at": self.launched_at,
+            "paused": self.pause_info(),
         }
 
 
@@ -87,12 +111,16 @@ def row_to_campaign(row: sqlite3.Row | tuple[Any, ...]) -> CampaignRow:
         created_at=row[8],
         updated_at=row[9],
         launched_at=row[10],
+        paused_by=row[11],
+        paused_at=row[12],
+        held_by=row[13],
+        held_at=row[14],
     )
 
 
 COLUMNS = (
     "id, version, state, spec, next_run_at, paused_reason, paused_until, pilot,"
-    " created_at, updated_at, launched_at"
+    " created_at, updated_at, launched_at, paused_by, paused_at, held_by, held_at"
 )
 
 
@@ -177,10 +205,14 @@ async def launch(db: Database, campaign_id: str, *, now: float, pilot: str | Non
         if end is not None and end.timestamp() <= now:
             raise CampaignError("conflict", "the campaign's schedule.end has passed")
         first = _first_run_at(current.spec, now)
+        state = "running" if first <= now else "scheduled"
+        if current.held_by is not None:
+            state = "paused"  # held by an operator before the launch: until resumed
         conn.execute(
             "UPDATE campaigns SET state = ?, next_run_at = ?, pilot = ?, launched_at = ?,"
-            " updated_at = ? WHERE id = ?",
-            ("running" if first <= now else "scheduled", first, pilot, now, now, campaign_id),
+            " paused_reason = CASE WHEN held_by IS NULL THEN NULL ELSE ? END,"
+            " paused_by = held_by, paused_at = held_at, updated_at = ? WHERE id = ?",
+            (state, first, pilot, now, OPERATOR, now, campaign_id),
         )
 
     await db.run_sync(work)
@@ -194,52 +226,98 @@ def pause_sync(
     *,
     now: float,
     until: float | None = None,
+    by: str = "ledger",
 ) -> bool:
-    """Pause a running or scheduled campaign; emits ``campaign.paused``."""
+    """Pause a running or scheduled campaign (``by``: who or what pauses it); emits
+    ``campaign.paused``. A paused campaign is left as it is."""
     cur = conn.execute(
         "UPDATE campaigns SET state = 'paused', paused_reason = ?, paused_until = ?,"
-        " updated_at = ? WHERE id = ? AND state IN ('running', 'scheduled')",
-        (reason, until, now, campaign_id),
+        " paused_by = ?, paused_at = ?, updated_at = ? WHERE id = ?"
+        " AND state IN ('running', 'scheduled')",
+        (reason, until, by, now, now, campaign_id),
     )
     if cur.rowcount:
         enqueue_sync(
             conn,
             "campaign.paused",
-            {"campaign_id": campaign_id, "reason": reason, "until": until},
+            {"campaign_id": campaign_id, "reason": reason, "until": until, "by": by},
             now=now,
         )
     return bool(cur.rowcount)
 
 
-async def pause(db: Database, campaign_id: str, *, now: float, reason: str = "operator") -> None:
+async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATOR) -> None:
+    """An operator's pause, in any state that is not final (a held draft is launched
+    paused).
+
+    It holds the campaign until an operator's :func:`resume`: a campaign already
+    paused by a cap, a pilot, an empty provider or an open circuit keeps that
+    reason too, and no automatic resume (the next local day, the circuit closing)
+    makes it run while the hold is on.
+    """
+
     def work(conn: sqlite3.Connection) -> None:
         current = get_sync(conn, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
-        if not pause_sync(conn, campaign_id, reason, now=now):
+        if current.state in FINAL:
             raise CampaignError(
                 "conflict",
-                f"campaign {campaign_id!r} is {current.state}; only running or"
-                " scheduled campaigns can be paused",
+                f"campaign {campaign_id!r} is {current.state}; it cannot be paused",
             )
+        if current.held_by is not None:
+            raise CampaignError(
+                "conflict", f"campaign {campaign_id!r} is already paused by {current.held_by}"
+            )
+        conn.execute(
+            "UPDATE campaigns SET held_by = ?, held_at = ?, updated_at = ? WHERE id = ?",
+            (by, now, now, campaign_id),
+        )
+        if current.state == "draft":
+            return  # held: it is launched paused
+        if current.state == "paused":
+            enqueue_sync(
+                conn,
+                "campaign.paused",
+                {"campaign_id": campaign_id, "reason": OPERATOR, "until": None, "by": by},
+                now=now,
+            )
+        else:
+            pause_sync(conn, campaign_id, OPERATOR, now=now, by=by)
 
     await db.run_sync(work)
 
 
-def resume_sync(conn: sqlite3.Connection, campaign_id: str, *, now: float) -> bool:
-    """Back to running (or scheduled when its first run is still ahead); a pilot's held
-    targets are released."""
+def resume_sync(
+    conn: sqlite3.Connection, campaign_id: str, *, now: float, operator: bool = False
+) -> bool:
+    """Back to running (or scheduled when its first run is still ahead); after a pilot
+    its held targets are released. False when nothing resumed.
+
+    An automatic resume (``operator=False``: the next local day, a circuit closed
+    again) of a campaign an operator holds only lifts the automatic reason; the
+    campaign stays paused for the operator. ``operator=True`` lifts the hold too.
+    """
     current = get_sync(conn, campaign_id)
     if current is None or current.state != "paused":
         return False
+    if current.held_by is not None and not operator:
+        conn.execute(
+            "UPDATE campaigns SET paused_reason = ?, paused_until = NULL, paused_by = held_by,"
+            " paused_at = held_at, updated_at = ? WHERE id = ?",
+            (OPERATOR, now, campaign_id),
+        )
+        return False
     started = _started(conn, campaign_id)
     state = "running" if started or (current.next_run_at or 0) <= now else "scheduled"
+    pilot_done = current.paused_reason == "pilot"
     conn.execute(
-        "UPDATE campaigns SET state = ?, paused_reason = NULL, paused_until = NULL, pilot = NULL,"
-        " updated_at = ? WHERE id = ?",
-        (state, now, campaign_id),
+        "UPDATE campaigns SET state = ?, paused_reason = NULL, paused_until = NULL,"
+        " paused_by = NULL, paused_at = NULL, held_by = NULL, held_at = NULL,"
+        " pilot = CASE WHEN ? THEN NULL ELSE pilot END, updated_at = ? WHERE id = ?",
+        (state, pilot_done, now, campaign_id),
     )
-    if current.paused_reason == "pilot" or current.pilot:
+    if pilot_done:
         conn.execute(
             "UPDATE run_targets SET status = 'pending' WHERE status = 'held' AND run_id IN"
             " (SELECT id FROM runs WHERE campaign_id = ? AND state IN ('pilot', 'running'))",
@@ -258,15 +336,23 @@ def resume_sync(conn: sqlite3.Connection, campaign_id: str, *, now: float) -> bo
 
 
 async def resume(db: Database, campaign_id: str, *, now: float) -> None:
+    """An operator's resume: lifts the operator's hold and any automatic pause."""
+
     def work(conn: sqlite3.Connection) -> None:
         current = get_sync(conn, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
+        if current.state == "draft" and current.held_by is not None:
+            conn.execute(
+                "UPDATE campaigns SET held_by = NULL, held_at = NULL, updated_at = ? WHERE id = ?",
+                (now, campaign_id),
+            )
+            return
         if current.state != "paused":
             raise CampaignError(
                 "conflict", f"campaign {campaign_id!r} is {current.state}, not paused"
             )
-        resume_sync(conn, campaign_id, now=now)
+        resume_sync(conn, campaign_id, now=now, operator=True)
 
     await db.run_sync(work)
 

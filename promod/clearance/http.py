@@ -3,188 +3,182 @@ GetProcessedCampaignCustomers and UpdateCustomerPromotionStatus.
 
 ``GET /v1/campaigns/{id}/runs/{run}/customers?status=&cursor=&limit=`` pages through
 a run's target list in rank order (``status``: pending, meaning not yet answered,
-approved, rejected, granted or refused); ``POST .../customers/status`` records up to
-10,000 answers ``{"customers": [{"customer_id", "approved"}]}`` at once, all or none,
-the last answer for a customer winning until the deadline::
+approved, rejected, granted or refused; ``cursor``: the ``next_cursor`` of the page
+before); ``POST .../customers/status`` records up to 10,000 answers
+``{"customers": [{"customer_id", "approved"}]}`` at once, all or none, the last answer
+for a customer winning until the deadline. A customer not on the run's list, or an
+answer after the deadline, is a 409::
 
-    routes = clearance_routes(app)    # mounted by promod.http.routes.build_app
+    router = clearance_router(app)    # included by promod.http.routes.build_app
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from promod.clearance.store import (
     DEFAULT_PAGE,
     MAX_ANSWERS,
     MAX_PAGE,
-    MAX_REPORTED,
-    STATUSES,
     ClearanceError,
     answer_sync,
     list_targets_sync,
 )
-from promod.customers.records import MAX_ID_LENGTH
-from promod.http.auth import authorize
-from promod.http.body import read_json
-from promod.http.errors import ApiError
+from promod.customers.records import ID_PATTERN, MAX_ID_LENGTH, Identifier
+from promod.http.body import ApiRoute, scope
+from promod.http.errors import ApiError, error_responses
 
-__all__ = ["clearance_routes", "parse_answers"]
+__all__ = ["CURSOR_PATTERN", "clearance_router"]
 
 SCOPE = "clearance"
 CUSTOMERS = "/v1/campaigns/{id}/runs/{run}/customers"
 STATUS = "/v1/campaigns/{id}/runs/{run}/customers/status"
-_MAX_CURSOR = 10**15
+CURSOR_PATTERN = r"^[0-9]{1,15}$"
+_MAX_RUN = 10**15 - 1
+
+Status = Literal["pending", "approved", "rejected", "granted", "refused"]
+CampaignId = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="campaign id"),
+]
+RunId = Annotated[int, Path(ge=1, le=_MAX_RUN, description="the run's number")]
 
 
-def _invalid(message: str, errors: list[dict[str, Any]], **details: Any) -> ApiError:
-    return ApiError(422, "invalid", message, {"errors": errors[:MAX_REPORTED], **details})
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    customer_id: Identifier
+    approved: bool
 
 
-def _error(path: str, field: str, message: str, index: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"path": path, "field": field, "message": message}
-    if index is not None:
-        out["index"] = index
-    return out
+class Answers(BaseModel):
+    """Up to 10,000 answers, applied all or none; for a repeated id the last one wins."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "customers": [
+                        {"customer_id": "c42", "approved": True},
+                        {"customer_id": "c43", "approved": False},
+                    ]
+                }
+            ]
+        },
+    )
+
+    customers: list[Answer] = Field(max_length=MAX_ANSWERS)
 
 
-def parse_answers(data: dict[str, Any]) -> dict[str, bool]:
-    """``customer_id -> approved`` of a status body, in order (a repeated id: last wins)."""
-    extra = sorted(k for k in data if k != "customers")
-    if extra:
-        raise _invalid(
-            f"unknown key {extra[0]!r} (expected 'customers')",
-            [_error(extra[0], extra[0], "unknown key")],
-        )
-    items = data.get("customers")
-    if not isinstance(items, list):
-        raise _invalid(
-            "'customers' must be an array of {customer_id, approved}",
-            [_error("customers", "customers", "must be an array")],
-        )
-    if len(items) > MAX_ANSWERS:
-        raise ApiError(
-            422,
-            "invalid",
-            f"at most {MAX_ANSWERS} customers a call, got {len(items)}",
-            {"max_batch": MAX_ANSWERS},
-        )
-    answers: dict[str, bool] = {}
-    errors: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        where = f"customers[{i}]"
-        if not isinstance(item, dict):
-            errors.append(_error(where, "", "must be an object {customer_id, approved}", i))
-            continue
-        unknown = sorted(k for k in item if k not in ("customer_id", "approved"))
-        if unknown:
-            errors.append(_error(f"{where}.{unknown[0]}", unknown[0], "unknown key", i))
-            continue
-        cid, ok = item.get("customer_id"), item.get("approved")
-        if not isinstance(cid, str) or not cid or len(cid) > MAX_ID_LENGTH:
-            message = f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
-            errors.append(_error(f"{where}.customer_id", "customer_id", message, i))
-            continue
-        if not isinstance(ok, bool):
-            errors.append(_error(f"{where}.approved", "approved", "must be true or false", i))
-            continue
-        answers.pop(cid, None)
-        answers[cid] = ok
-    if errors:
-        first = errors[0]
-        raise _invalid(
-            f"{len(errors)} invalid answer{'s' if len(errors) != 1 else ''}, first at"
-            f" {first['path']}: {first['message']}; nothing applied",
-            errors,
-            error_count=len(errors),
-        )
-    return answers
+class AnswerResult(BaseModel):
+    run_id: int
+    updated: int
+    approved: int
+    rejected: int
+    clearance_required_by: str
 
 
-def _run_id(request: Request) -> tuple[str, int]:
-    campaign_id = request.path_params["id"]
-    text = request.path_params["run"]
-    if not text.isdigit() or len(text) > 15:
-        raise ApiError(
-            404, "not_found", f"no run {text!r}", {"campaign_id": campaign_id, "run_id": text}
-        )
-    return campaign_id, int(text)
+class Target(BaseModel):
+    customer_id: str
+    status: Status
 
 
-def _query(request: Request) -> tuple[str | None, int, int]:
-    params = request.query_params
-    unknown = sorted(k for k in params if k not in ("status", "cursor", "limit"))
-    if unknown:
-        raise _invalid(
-            f"unknown query parameter {unknown[0]!r}", [_error(unknown[0], unknown[0], "unknown")]
-        )
-    status = params.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise _invalid(
-            f"status must be one of {', '.join(STATUSES)}",
-            [_error("status", "status", f"one of {', '.join(STATUSES)}")],
-        )
-    cursor_text = params.get("cursor") or None
-    cursor = -1
-    if cursor_text is not None:
-        if not cursor_text.isdigit() or int(cursor_text) >= _MAX_CURSOR:
-            raise _invalid(
-                "cursor must be a next_cursor from an earlier page",
-                [_error("cursor", "cursor", "not a cursor of this list")],
-            )
-        cursor = int(cursor_text)
-    limit = DEFAULT_PAGE
-    limit_text = params.get("limit")
-    if limit_text is not None:
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-            raise _invalid(
-                f"limit must be a whole number from 1 to {MAX_PAGE}",
-                [_error("limit", "limit", f"1..{MAX_PAGE}")],
-            )
-        limit = int(limit_text)
-    return status, cursor, limit
+class TargetPage(BaseModel):
+    """One page of the target list; ``next_cursor`` is null on the last page."""
+
+    customers: list[Target]
+    next_cursor: str | None = Field(pattern=CURSOR_PATTERN)
 
 
 def _api_error(exc: ClearanceError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message, exc.details)
 
 
-def clearance_routes(app: Any) -> list[Route]:
-    """The target list and status routes over ``app``."""
+_PAGE_LINKS: dict[str, Any] = {
+    "PostStatus": {
+        "operationId": "postClearanceStatus",
+        "parameters": {"id": "$request.path.id", "run": "$request.path.run"},
+        "requestBody": {
+            "customers": [
+                {"customer_id": "$response.body#/customers/0/customer_id", "approved": True}
+            ]
+        },
+        "description": "Approve the first listed customer.",
+    },
+    "NextPage": {
+        "operationId": "getClearanceCustomers",
+        "parameters": {
+            "id": "$request.path.id",
+            "run": "$request.path.run",
+            "cursor": "$response.body#/next_cursor",
+        },
+        "description": "The next page of the list.",
+    },
+}
 
-    async def get_customers(request: Request) -> JSONResponse:
-        authorize(request, app.config.http.tokens, SCOPE)
-        campaign_id, run_id = _run_id(request)
-        status, cursor, limit = _query(request)
+
+def clearance_router(app: Any) -> APIRouter:
+    """The target list and status routes over ``app``."""
+    router = APIRouter(route_class=ApiRoute, tags=["clearance"])
+
+    @router.get(
+        CUSTOMERS,
+        operation_id="getClearanceCustomers",
+        summary="A run's processed target list, awaiting clearance",
+        response_model=TargetPage,
+        responses={
+            200: {"description": "One page", "links": _PAGE_LINKS},
+            **error_responses(401, 403, 404, 422),
+        },
+        openapi_extra=scope(SCOPE),
+    )
+    async def get_customers(
+        id: CampaignId,
+        run: RunId,
+        status: Annotated[Status | None, Query(description="only this status")] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=CURSOR_PATTERN, description="the next_cursor of the page before"),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    ) -> dict[str, Any]:
+        after = -1 if cursor is None else int(cursor)
         try:
-            page = await app.db.run_sync(
+            page: dict[str, Any] = await app.db.run_sync(
                 lambda conn: list_targets_sync(
-                    conn, campaign_id, run_id, status=status, cursor=cursor, limit=limit
+                    conn, id, run, status=status, cursor=after, limit=limit
                 ),
                 write=False,
             )
         except ClearanceError as exc:
             raise _api_error(exc) from None
-        return JSONResponse(page)
+        return page
 
-    async def post_status(request: Request) -> JSONResponse:
-        authorize(request, app.config.http.tokens, SCOPE)
-        campaign_id, run_id = _run_id(request)
-        answers = parse_answers(await read_json(request, app.config.http.max_body))
+    @router.post(
+        STATUS,
+        operation_id="postClearanceStatus",
+        summary="Approve or reject customers of a run (idempotent)",
+        response_model=AnswerResult,
+        responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        openapi_extra=scope(SCOPE),
+    )
+    async def post_status(id: CampaignId, run: RunId, body: Answers) -> dict[str, Any]:
+        answers: dict[str, bool] = {}
+        for answer in body.customers:
+            answers.pop(answer.customer_id, None)
+            answers[answer.customer_id] = answer.approved
         now = app.clock.now()
         try:
-            result = await app.db.run_sync(
-                lambda conn: answer_sync(conn, campaign_id, run_id, answers, now=now)
+            result: dict[str, Any] = await app.db.run_sync(
+                lambda conn: answer_sync(conn, id, run, answers, now=now)
             )
         except ClearanceError as exc:
             raise _api_error(exc) from None
-        return JSONResponse(result)
+        return result
 
-    return [
-        Route(CUSTOMERS, get_customers, methods=["GET"]),
-        Route(STATUS, post_status, methods=["POST"]),
-    ]
+    return router

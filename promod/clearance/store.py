@@ -350,7 +350,7 @@ def answer_sync(
     """Record the site's answers, all or none; the last answer for a customer wins.
 
     Refused (ClearanceError) after the deadline (409), and for any customer not on
-    the run's list (422, naming them; nothing is recorded).
+    the run's list (409, naming them; nothing is recorded).
     """
     run = _campaign_run(conn, campaign_id, run_id)
     if run.deadline is None:
@@ -390,8 +390,8 @@ def answer_sync(
     if missing:
         named = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise ClearanceError(
-            422,
-            "invalid",
+            409,
+            "conflict",
             f"{len(missing)} customer{'s are' if len(missing) != 1 else ' is'} not on the"
             f" target list of run {run_id}: {named}; nothing applied",
             {"not_in_list": missing[:MAX_REPORTED], "count": len(missing)},

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from promod.campaigns.report import report_rows
 from promod.ctl.client import AdminClient, CommandError
 from promod.ctl.render import format_timestamp, render_kv, render_table
 
@@ -70,7 +71,30 @@ _SHOW_HEAD = (
 
 def render_campaign(result: Any) -> str:
     head = {k: result.get(k) for k in _SHOW_HEAD}
+    paused = describe_pause(result.get("paused"))
+    if paused:
+        head["paused"] = paused
     return render_kv({**{k: v for k, v in head.items() if v is not None}, **result["summary"]})
+
+
+def describe_pause(paused: Any) -> str | None:
+    """``by operator alice at ...; daily_cap:count by ledger at ..., until ...``."""
+    if not isinstance(paused, Mapping):
+        return None
+    parts = []
+    hold = paused.get("operator")
+    if isinstance(hold, Mapping):
+        when = format_timestamp(hold["at"]) if hold.get("at") is not None else "?"
+        parts.append(f"by operator {hold.get('by')} at {when} (until an operator resumes)")
+    auto = paused.get("automatic")
+    if isinstance(auto, Mapping):
+        text = f"{auto.get('reason')} by {auto.get('by') or 'promod'}"
+        if auto.get("at") is not None:
+            text += f" at {format_timestamp(auto['at'])}"
+        if auto.get("until") is not None:
+            text += f", until {format_timestamp(auto['until'])}"
+        parts.append(text)
+    return "; ".join(parts) or None
 
 
 def run_report(command: Any, client: AdminClient, ns: argparse.Namespace) -> Any:
@@ -81,39 +105,60 @@ def run_report(command: Any, client: AdminClient, ns: argparse.Namespace) -> Any
 
 
 def render_report(result: Any) -> str:
+    """The report as text: the same rows as ``--csv`` (``report_rows``), by section."""
     if isinstance(result, Mapping) and "csv" in result:
         return str(result["csv"]).rstrip("\n")
-    lines = [
-        render_kv(
-            {
-                "campaign": result["id"],
-                "state": result["state"]
-                + (f" ({result['paused_reason']})" if result.get("paused_reason") else ""),
-                "targeted": result["targeted"],
-                "granted": result["granted"],
-                "pending": result["pending"],
-                "spend": f"{result['spend']} {result.get('currency') or ''}".strip(),
-            }
-        )
-    ]
-    lines += _refused(result["refused"])
-    caps = []
-    for name, usage in result.get("caps", {}).items():
-        used = usage.get("used")
-        label = f"{name} (policy)" if usage.get("policy") else name
-        if isinstance(used, Mapping):
-            for day, value in used.items():
-                caps.append({"cap": label, "day": day, "used": value, "limit": usage.get("limit")})
-        elif used is not None:
-            caps.append({"cap": label, "day": "", "used": used, "limit": usage.get("limit")})
-    if caps:
-        lines += ["", "caps:", render_table(caps)]
-    if result.get("per_day"):
-        lines += ["", "per day:", render_table(result["per_day"])]
-    for extra in ("codes", "clearance"):
-        if result.get(extra):
-            lines += ["", f"{extra}:", render_kv(result[extra])]
+    sections: dict[str, dict[str, Any]] = {}
+    caps = result.get("caps") or {}
+    for section, key, value, limit in report_rows(result):
+        shown = _report_value(key, value)
+        if limit is not None:
+            shown = f"{shown} / {limit}"
+        if section == "caps":
+            name, dot, rest = key.partition(".")
+            if isinstance(caps.get(name), Mapping) and caps[name].get("policy"):
+                key = f"{name} (policy){dot}{rest}"  # a site-wide budget, not the campaign's
+        sections.setdefault(section, {})[key] = shown
+    lines: list[str] = []
+    kill = result.get("kill_switch")
+    if kill:
+        when = format_timestamp(kill["engaged_at"]) if kill.get("engaged_at") else "?"
+        lines += [f"KILL SWITCH ENGAGED since {when} by {kill.get('by')}: no grants", ""]
+        sections.pop("kill_switch", None)
+    head = sections.pop("campaign", {})
+    state = head.get("state", "")
+    if result.get("paused_reason"):
+        state += f" ({result['paused_reason']})"
+    summary: dict[str, Any] = {"campaign": head.get("id"), "state": state}
+    paused = describe_pause(result.get("paused"))
+    if paused:
+        summary["paused"] = paused
+    sections.pop("paused", None)
+    summary.update(sections.pop("total", {}))
+    lines.append(render_kv(summary))
+    balance = result["balance"]
+    verdict = "holds" if balance["holds"] else "DOES NOT HOLD"
+    lines.append(f"check: {balance['equation']} = {balance['sum']} ({verdict})")
+    sections.pop("balance", None)
+    for section, values in sections.items():
+        lines += ["", f"{_SECTION_TITLES.get(section, section)}:", render_kv(values, indent=2)]
     return "\n".join(lines)
+
+
+_SECTION_TITLES = {
+    "refused": "refused by reason",
+    "pending": "pending by reason",
+    "grants": "rewards (reserved = issued + issuing)",
+    "caps": "caps (used / limit)",
+    "day": "per day",
+    "run": "runs",
+}
+
+
+def _report_value(key: str, value: Any) -> Any:
+    if key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_timestamp(value)
+    return "-" if value is None else value
 
 
 def render_simulation(result: Any) -> str:

@@ -175,10 +175,17 @@ def render_status(result: Any) -> str:
         return render_value(result)
     shown = dict(result)
     actors = shown.pop("actors", None)
+    kill = shown.pop("kill_switch", None)
     for key in ("started_at", "time"):
         if key in shown:
             shown[key] = _when(shown[key])
     text = render_kv(shown)
+    if isinstance(kill, Mapping):
+        banner = (
+            f"KILL SWITCH ENGAGED since {_when(kill.get('engaged_at'))} by {kill.get('by')}:"
+            " no grants and no marketing messages until released"
+        )
+        text = banner + "\n\n" + text
     if isinstance(actors, list):
         text += "\n\n" + render_actors(actors)
     return text

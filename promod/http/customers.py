@@ -1,13 +1,14 @@
 """Routes for customers, behaviour events and what a customer holds.
 
-``PUT /v1/customers/{id}`` and ``POST /v1/customers:batch`` create or replace
-profiles (all-or-nothing, every invalid record reported with its index and field);
+``PUT /v1/customers/{customer_id}`` and ``POST /v1/customers:batch`` create or replace
+profiles (all-or-nothing; every invalid field reported with its key path);
 ``POST /v1/events`` stores a batch of events, skipping ids already stored, then hands
-the new ones to the ``on_events`` hook; ``GET /v1/customers/{id}/rewards`` lists the
-rewards the customer can still use (``?include=all`` or ``?state=S`` for the others:
-redeemed, revoked, expired; see :mod:`promod.rewards.holdings`) and the wallet balance::
+the new ones to the ``on_events`` hook; ``GET /v1/customers/{customer_id}/rewards``
+lists the rewards the customer can still use (``?include=all`` or ``?state=S`` for the
+others: redeemed, revoked, expired; see :mod:`promod.rewards.holdings`) and the wallet
+balance. Bodies are the record models of :mod:`promod.customers.records`::
 
-    routes = customer_routes(app)    # Starlette Routes, mounted by build_app
+    router = customer_router(app)    # a FastAPI router, included by build_app
 
 The ``on_events`` hook: when ``app.extras["on_events"]`` is set, it is called after
 the batch has committed with the list of newly stored
@@ -21,132 +22,164 @@ from __future__ import annotations
 
 import inspect
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from collections.abc import Collection, Sequence
+from typing import Annotated, Any, Literal
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import APIRouter, Body, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from promod.customers.records import Customer, Event, RecordError, parse_customer, parse_event
+from promod.customers.records import (
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    Customer,
+    CustomerFields,
+    Event,
+    Identifier,
+)
 from promod.customers.store import (
     StoredEvent,
     insert_events_sync,
     upsert_customers_sync,
 )
-from promod.http.auth import authorize
-from promod.http.body import read_json
-from promod.http.errors import ApiError
+from promod.http.body import ApiRoute, scope
+from promod.http.errors import MAX_REPORTED_ERRORS, ApiError, error_responses
 from promod.logs import get_logger
 from promod.rewards.holdings import REWARD_STATES, customer_rewards_sync
 
-__all__ = ["MAX_BATCH", "MAX_REPORTED_ERRORS", "customer_routes"]
+__all__ = ["MAX_BATCH", "CustomerPath", "customer_router"]
 
 log = get_logger("promod.http")
 
 MAX_BATCH = 10_000
-MAX_REPORTED_ERRORS = 100
 CONSENT_SOURCE = "api"
 
-R = TypeVar("R", Customer, Event)
+CustomerPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="the customer's id",
+    ),
+]
 
 
-def _record_error(path: str, exc: RecordError, index: int | None = None) -> dict[str, Any]:
-    where = f"{path}.{exc.field}" if exc.field else path
-    out: dict[str, Any] = {"path": where, "field": exc.field, "message": exc.message}
-    if index is not None:
-        out["index"] = index
-    return out
+_EXAMPLE_CUSTOMER: dict[str, Any] = {
+    "email": "a@example.org",
+    "timezone": "Europe/Berlin",
+    "attributes": {"country": "DE", "vip": True, "ltv": "1234.50"},
+    "tags": ["bonus_interest"],
+    "consents": {"marketing_email": True},
+}
+_EXAMPLE_EVENT: dict[str, Any] = {
+    "id": "ord-1000",
+    "customer_id": "c42",
+    "name": "purchase",
+    "ts": "2026-11-20T18:03:00Z",
+    "properties": {"amount": "59.90"},
+}
 
 
-def _parse_batch(data: dict[str, Any], key: str, parse: Callable[[Any], R], what: str) -> list[R]:
-    extra = sorted(k for k in data if k != key)
-    if extra:
-        raise ApiError(
-            422,
-            "invalid",
-            f"unknown key {extra[0]!r} (expected {key!r})",
-            {"errors": [{"path": extra[0], "field": extra[0], "message": "unknown key"}]},
-        )
-    items = data.get(key)
-    if not isinstance(items, list):
-        raise ApiError(
-            422,
-            "invalid",
-            f"{key!r} must be an array of {what} records",
-            {"errors": [{"path": key, "field": key, "message": "must be an array"}]},
-        )
-    if len(items) > MAX_BATCH:
-        raise ApiError(
-            422,
-            "invalid",
-            f"at most {MAX_BATCH} {what}s a batch, got {len(items)}",
-            {"max_batch": MAX_BATCH},
-        )
-    records: list[R] = []
-    errors: list[dict[str, Any]] = []
-    error_count = 0
-    for index, item in enumerate(items):
-        try:
-            records.append(parse(item))
-        except RecordError as exc:
-            error_count += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.append(_record_error(f"{key}[{index}]", exc, index))
-    if error_count:
-        first = errors[0]
-        raise ApiError(
-            422,
-            "invalid",
-            f"{error_count} invalid {what} record{'s' if error_count != 1 else ''},"
-            f" first at {first['path']}: {first['message']}; nothing stored",
-            {"errors": errors, "error_count": error_count},
-        )
-    return records
+class CustomerBody(CustomerFields):
+    """A customer profile; the id comes from the path (an ``id`` here must equal it)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        title="CustomerBody",
+        json_schema_extra={"examples": [_EXAMPLE_CUSTOMER]},
+    )
+
+    id: Identifier | None = Field(
+        default=None, description="optional; when given it must equal the id in the path (409)"
+    )
 
 
-REWARD_QUERY = ("include", "state")
+class CustomerResult(BaseModel):
+    """The stored profile and whether it was new."""
+
+    customer: Customer
+    created: bool
 
 
-def _reward_states(request: Request) -> Collection[str] | None:
-    """The states asked for by ``?include=all`` or ``?state=S``; None: the usable ones."""
-    params = request.query_params
-    unknown = sorted(k for k in params if k not in REWARD_QUERY)
-    if unknown:
-        raise ApiError(
-            422,
-            "invalid",
-            f"unknown query parameter {unknown[0]!r}",
-            {"errors": [{"path": unknown[0], "field": unknown[0], "message": "unknown"}]},
-        )
-    include = params.get("include")
-    state = params.get("state")
-    if include is not None and include not in ("all", "usable"):
-        raise ApiError(
-            422,
-            "invalid",
-            "include must be all or usable",
-            {"errors": [{"path": "include", "field": "include", "message": "all or usable"}]},
-        )
+class CustomersBatch(BaseModel):
+    """Up to 10,000 profiles, stored all or none."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"customers": [{"id": "c42", **_EXAMPLE_CUSTOMER}]}]},
+    )
+
+    customers: list[Customer] = Field(max_length=MAX_BATCH)
+
+
+class BatchResult(BaseModel):
+    upserted: int
+    created: int
+    updated: int
+
+
+class EventsBatch(BaseModel):
+    """Up to 10,000 events, stored all or none (ids already stored are skipped)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"events": [_EXAMPLE_EVENT]}]}
+    )
+
+    events: list[Event] = Field(max_length=MAX_BATCH)
+
+
+class EventsResult(BaseModel):
+    accepted: int = Field(description="events newly stored")
+    duplicates: int = Field(description="events skipped because their id was already stored")
+    duplicate_ids: list[str] = Field(description="the first 100 skipped ids")
+
+
+RewardState = Literal["reserved", "issued", "redeemed", "revoked", "expired"]
+
+
+class Reward(BaseModel):
+    """One reward of the customer, in its real state."""
+
+    grant_id: int
+    campaign_id: str
+    run_id: int
+    provider: str
+    state: RewardState = Field(
+        description="reserved: being issued; issued: usable;"
+        " redeemed, revoked, expired: can no longer be used"
+    )
+    amount: str | None
+    value: str
+    currency: str | None
+    code: str | None
+    granted_at: str | None
+    issued_at: str | None
+    expires_at: str | None
+    redeemed_at: str | None
+    ended_at: str | None = Field(description="when a revoked or expired reward ended")
+
+
+class Wallet(BaseModel):
+    points: int
+
+
+class Rewards(BaseModel):
+    """What a customer holds: live grants and the wallet balance."""
+
+    customer_id: str
+    rewards: list[Reward]
+    wallet: Wallet
+
+
+def _reward_states(include: str, state: str | None) -> Collection[str] | None:
+    """The states asked for; None: the usable ones (the default view).
+
+    ``state`` names the one state wanted, whatever ``include`` says.
+    """
     if state is not None:
-        if state not in REWARD_STATES:
-            raise ApiError(
-                422,
-                "invalid",
-                f"state must be one of {', '.join(REWARD_STATES)}",
-                {
-                    "errors": [
-                        {"path": "state", "field": "state", "message": "|".join(REWARD_STATES)}
-                    ]
-                },
-            )
-        if include is not None:
-            raise ApiError(
-                422,
-                "invalid",
-                "give include or state, not both",
-                {"errors": [{"path": "state", "field": "state", "message": "not with include"}]},
-            )
         return (state,)
     return REWARD_STATES if include == "all" else None
 
@@ -209,29 +242,40 @@ async def _call_hook(app: Any, stored: Sequence[StoredEvent]) -> None:
         log.error("on_events_hook_failed", error=repr(exc), events=len(stored))
 
 
-def customer_routes(app: Any) -> list[Route]:
+def customer_router(app: Any) -> APIRouter:
     """The customer, event and rewards routes over ``app``."""
+    router = APIRouter(route_class=ApiRoute, tags=["customers"])
+    body_errors = error_responses(400, 401, 403, 413, 415, 422, 503)
 
-    def http() -> Any:
-        return app.config.http
-
-    async def put_customer(request: Request) -> JSONResponse:
-        authorize(request, http().tokens, "customers:write")
-        customer_id = request.path_params["customer_id"]
-        data = await read_json(request, http().max_body)
-        if "id" in data and data["id"] != customer_id:
+    @router.put(
+        "/v1/customers/{customer_id}",
+        operation_id="putCustomer",
+        summary="Create or replace a customer profile",
+        response_model=CustomerResult,
+        responses={
+            **body_errors,
+            201: {
+                "content": {"application/json": {"schema": _RESULT_REF}},
+                "description": "Created",
+                "links": _CUSTOMER_LINKS,
+            },
+            200: {"description": "Replaced", "links": _CUSTOMER_LINKS},
+            **error_responses(409),
+        },
+        openapi_extra=scope("customers:write"),
+    )
+    async def put_customer(
+        customer_id: CustomerPath, body: Annotated[CustomerBody, Body()]
+    ) -> JSONResponse:
+        if body.id is not None and body.id != customer_id:
             raise ApiError(
-                422,
-                "invalid",
+                409,
+                "conflict",
                 "the body's id differs from the id in the path",
                 {"errors": [{"path": "id", "field": "id", "message": "differs from the path"}]},
             )
-        try:
-            customer = parse_customer({**data, "id": customer_id})
-        except RecordError as exc:
-            raise ApiError(
-                422, "invalid", str(exc), {"errors": [_record_error("customer", exc)]}
-            ) from None
+        fields = body.model_dump(exclude={"id"})
+        customer = Customer.model_construct(id=customer_id, **fields)
         now = app.clock.now()
         summary = await app.db.run_sync(
             lambda conn: upsert_customers_sync(conn, [customer], now=now, source=CONSENT_SOURCE)
@@ -242,51 +286,110 @@ def customer_routes(app: Any) -> list[Route]:
             status_code=201 if created else 200,
         )
 
-    async def batch_customers(request: Request) -> JSONResponse:
-        authorize(request, http().tokens, "customers:write")
-        data = await read_json(request, http().max_body)
-        customers = _parse_batch(data, "customers", parse_customer, "customer")
+    @router.post(
+        "/v1/customers:batch",
+        operation_id="putCustomers",
+        summary="Create or replace up to 10,000 customer profiles, all or none",
+        response_model=BatchResult,
+        responses=body_errors,
+        openapi_extra=scope("customers:write"),
+    )
+    async def batch_customers(body: CustomersBatch) -> BatchResult:
         now = app.clock.now()
         summary = await app.db.run_sync(
-            lambda conn: upsert_customers_sync(conn, customers, now=now, source=CONSENT_SOURCE)
+            lambda conn: upsert_customers_sync(conn, body.customers, now=now, source=CONSENT_SOURCE)
         )
-        return JSONResponse(
-            {
-                "upserted": len(summary.created) + len(summary.updated),
-                "created": len(summary.created),
-                "updated": len(summary.updated),
-            }
+        return BatchResult(
+            upserted=len(summary.created) + len(summary.updated),
+            created=len(summary.created),
+            updated=len(summary.updated),
         )
 
-    async def post_events(request: Request) -> JSONResponse:
-        authorize(request, http().tokens, "events:write")
-        data = await read_json(request, http().max_body)
-        events = _parse_batch(data, "events", parse_event, "event")
+    @router.post(
+        "/v1/events",
+        operation_id="postEvents",
+        summary="Store a batch of behaviour events",
+        response_model=EventsResult,
+        responses={
+            **body_errors,
+            200: {"description": "Stored", "links": _EVENT_LINKS},
+        },
+        openapi_extra=scope("events:write"),
+    )
+    async def post_events(body: EventsBatch) -> EventsResult:
+        events = body.events
         stored, duplicates = await app.db.run_sync(lambda conn: insert_events_sync(conn, events))
         await _call_hook(app, stored)
-        return JSONResponse(
-            {
-                "accepted": len(stored),
-                "duplicates": len(duplicates),
-                "duplicate_ids": duplicates[:MAX_REPORTED_ERRORS],
-            }
+        return EventsResult(
+            accepted=len(stored),
+            duplicates=len(duplicates),
+            duplicate_ids=duplicates[:MAX_REPORTED_ERRORS],
         )
 
-    async def get_rewards(request: Request) -> JSONResponse:
-        authorize(request, http().tokens, "read")
-        customer_id = request.path_params["customer_id"]
-        states = _reward_states(request)
+    @router.get(
+        "/v1/customers/{customer_id}/rewards",
+        operation_id="getRewards",
+        summary="What a customer holds: rewards with their real state, and the wallet",
+        description="By default only the rewards the customer can still use;"
+        " ?include=all lists every reward with its state, ?state=S those in one state"
+        " (include is then not used).",
+        response_model=Rewards,
+        responses=error_responses(401, 403, 404, 422),
+        openapi_extra=scope("read"),
+    )
+    async def get_rewards(
+        customer_id: CustomerPath,
+        include: Annotated[
+            Literal["usable", "all"],
+            Query(
+                description="usable: rewards that can still be used (reserved, issued);"
+                " all: redeemed, revoked and expired ones too"
+            ),
+        ] = "usable",
+        state: Annotated[
+            RewardState | None, Query(description="only rewards in this state")
+        ] = None,
+    ) -> dict[str, Any]:
+        states = _reward_states(include, state)
         now = app.clock.now()
-        result = await app.db.run_sync(
+        result: dict[str, Any] | None = await app.db.run_sync(
             lambda conn: _rewards_sync(conn, customer_id, now, states), write=False
         )
         if result is None:
             raise ApiError(404, "not_found", "no such customer", {"customer_id": customer_id})
-        return JSONResponse(result)
+        return result
 
-    return [
-        Route("/v1/customers:batch", batch_customers, methods=["POST"]),
-        Route("/v1/customers/{customer_id}", put_customer, methods=["PUT"]),
-        Route("/v1/customers/{customer_id}/rewards", get_rewards, methods=["GET"]),
-        Route("/v1/events", post_events, methods=["POST"]),
-    ]
+    return router
+
+
+_EVENT_LINKS: dict[str, Any] = {
+    "GetRewards": {
+        "operationId": "getRewards",
+        "parameters": {"customer_id": "$request.body#/events/0/customer_id"},
+        "description": "What the customer of the first event holds (a live campaign may"
+        " have granted it).",
+    }
+}
+_RESULT_REF = {"$ref": "#/components/schemas/CustomerResult"}
+
+# OpenAPI links from a stored customer to what can follow it.
+_CUSTOMER_LINKS: dict[str, Any] = {
+    "GetRewards": {
+        "operationId": "getRewards",
+        "parameters": {"customer_id": "$request.path.customer_id"},
+        "description": "What the stored customer holds.",
+    },
+    "PostEvents": {
+        "operationId": "postEvents",
+        "requestBody": {
+            "events": [
+                {
+                    "customer_id": "$request.path.customer_id",
+                    "name": "signup",
+                    "ts": "2026-11-20T18:03:00Z",
+                }
+            ]
+        },
+        "description": "Events of the stored customer.",
+    },
+}

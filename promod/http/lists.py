@@ -1,11 +1,11 @@
 """``PUT /v1/lists/{name}`` and ``POST /v1/lists/{name}:add``: fill custom lists over HTTP.
 
 The body is ``{"customer_ids": ["c1", "c2", ...]}`` (at most 100,000 ids; the body
-size limit applies too). ``PUT`` replaces the list by exactly these ids (creating
-it), ``:add`` adds them to it; either is one transaction through the versioned lists
-of :mod:`promod.lists.store`, so a reader sees the old list or the new one, never a
-mix. One invalid id refuses the call (422, every invalid id with its index), nothing
-stored. Ids without a customer profile are kept and reported::
+size limit applies too), a :class:`ListMembers`. ``PUT`` replaces the list by exactly
+these ids (creating it), ``:add`` adds them to it; either is one transaction through
+the versioned lists of :mod:`promod.lists.store`, so a reader sees the old list or the
+new one, never a mix. One invalid id refuses the call (422, every invalid id with its
+index), nothing stored. Ids without a customer profile are kept and reported::
 
     PUT /v1/lists/vip-2026  {"customer_ids": ["c1", "c2"]}
     -> 201 {"list": "vip-2026", "version": 1, "members": 2, "added": 2, "removed": 0,
@@ -16,87 +16,84 @@ Scope ``customers:write``: lists are customer data.
 
 from __future__ import annotations
 
-from typing import Any
+import builtins
+from typing import Annotated, Any, Literal
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
-from promod.http.auth import authorize
-from promod.http.body import read_json
-from promod.http.errors import ApiError
-from promod.lists.store import ListError, Mode, check_member, check_name, set_members
+from promod.customers.records import Identifier
+from promod.http.body import ApiRoute, scope
+from promod.http.errors import error_responses
+from promod.lists.store import LIST_NAME, SAMPLE, Mode, set_members
 
-__all__ = ["MAX_MEMBERS", "list_routes", "parse_members"]
+__all__ = ["MAX_MEMBERS", "ListMembers", "list_router"]
 
 MAX_MEMBERS = 100_000
-MAX_REPORTED_ERRORS = 100
 SOURCE = "api"
-_KEY = "customer_ids"
+
+ListName = Annotated[
+    str,
+    Path(
+        pattern=f"^{LIST_NAME.pattern}$",
+        description="the custom list: 1 to 128 letters, digits and _ . - (starting with a"
+        " letter or digit)",
+    ),
+]
 
 
-def _invalid(message: str, errors: list[dict[str, Any]], **details: Any) -> ApiError:
-    return ApiError(422, "invalid", message, {"errors": errors, **details})
+class _ListPath(Convertor[str]):
+    """A list's path segment, unless it names the ``:add`` resource (which only takes POST).
+
+    So ``PUT /v1/lists/x:add`` is a 405 of that resource, not a bad list name.
+    """
+
+    regex = r"[^/]+(?<!:add)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
 
 
-def parse_members(data: dict[str, Any]) -> list[str]:
-    """The ids of a valid body; ApiError 422 naming every bad field otherwise."""
-    for key in data:
-        if key != _KEY:
-            raise _invalid(
-                f"unknown key {key!r} (expected {_KEY!r})",
-                [{"path": key, "field": key, "message": "unknown key"}],
-            )
-    ids = data.get(_KEY)
-    if not isinstance(ids, list):
-        raise _invalid(
-            f"{_KEY!r} must be an array of customer ids",
-            [{"path": _KEY, "field": _KEY, "message": "must be an array"}],
-        )
-    if len(ids) > MAX_MEMBERS:
-        raise _invalid(
-            f"at most {MAX_MEMBERS} ids a call, got {len(ids)}",
-            [{"path": _KEY, "field": _KEY, "message": f"at most {MAX_MEMBERS} items"}],
-        )
-    errors: list[dict[str, Any]] = []
-    error_count = 0
-    for index, value in enumerate(ids):
-        try:
-            check_member(value)
-        except ValueError as exc:
-            error_count += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                path = f"{_KEY}[{index}]"
-                errors.append({"path": path, "field": _KEY, "index": index, "message": str(exc)})
-    if error_count:
-        first = errors[0]
-        raise _invalid(
-            f"{error_count} invalid id{'s' if error_count != 1 else ''}, first at"
-            f" {first['path']}: {first['message']}; nothing stored",
-            errors,
-            error_count=error_count,
-        )
-    return list(ids)
+class ListMembers(BaseModel):
+    """The customers of a call; repeats count once, a customer profile is not needed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"customer_ids": ["c42", "c43"]}]},
+    )
+
+    customer_ids: list[Identifier] = Field(max_length=MAX_MEMBERS)
 
 
-def _name(request: Request) -> str:
-    name = request.path_params["name"]
-    try:
-        return check_name(name)
-    except ListError as exc:
-        error = {"path": "name", "field": "name", "message": exc.message}
-        raise _invalid(exc.message, [error]) from None
+class ListChange(BaseModel):
+    """What a call did to the list."""
+
+    list: str
+    version: int = Field(description="the list's current version")
+    mode: Literal["replace", "add"]
+    given: int = Field(description="distinct ids in the call")
+    members: int = Field(description="members of the list now")
+    added: int
+    removed: int
+    without_profile: int = Field(description="ids of the call that have no customer profile")
+    without_profile_ids: builtins.list[str] = Field(max_length=SAMPLE)
+    created: bool = Field(description="the list was new")
 
 
-def list_routes(app: Any) -> list[Route]:
+def list_router(app: Any) -> APIRouter:
     """The custom list routes over ``app``."""
+    register_url_convertor("promod_list", _ListPath())
+    router = APIRouter(route_class=ApiRoute, tags=["lists"])
+    created = {"model": ListChange, "description": "The list was created"}
+    errors = error_responses(400, 401, 403, 413, 415, 422, 503)
 
-    async def change(request: Request, mode: Mode) -> JSONResponse:
-        cfg = app.config.http
-        authorize(request, cfg.tokens, "customers:write")
-        name = _name(request)
-        data = await read_json(request, cfg.max_body)
-        ids = parse_members(data)
+    async def change(name: str, ids: list[str], mode: Mode) -> JSONResponse:
         now = app.clock.now()
 
         def work(conn: Any) -> dict[str, Any]:
@@ -112,13 +109,31 @@ def list_routes(app: Any) -> list[Route]:
         summary = await app.db.run_sync(work)
         return JSONResponse(summary, status_code=201 if summary["created"] else 200)
 
-    async def replace(request: Request) -> JSONResponse:
-        return await change(request, "replace")
+    @router.put(
+        "/v1/lists/{name:promod_list}",
+        operation_id="putList",
+        summary="Replace a custom list by exactly these customers, atomically",
+        description="One transaction: campaigns and segments see the old list or the new"
+        " one, never a mix. One invalid id refuses the call (422, every invalid id with its"
+        " index). Ids without a customer profile are kept and reported in without_profile.",
+        response_model=ListChange,
+        responses={201: created, **errors},
+        openapi_extra=scope("customers:write"),
+    )
+    async def replace(name: ListName, body: ListMembers) -> JSONResponse:
+        return await change(name, body.customer_ids, "replace")
 
-    async def add(request: Request) -> JSONResponse:
-        return await change(request, "add")
+    @router.post(
+        "/v1/lists/{name}:add",
+        operation_id="addToList",
+        summary="Add customers to a custom list (created if new)",
+        description="Ids already on the list count once. One invalid id refuses the call"
+        " (422); nothing is stored.",
+        response_model=ListChange,
+        responses={201: created, **errors},
+        openapi_extra=scope("customers:write"),
+    )
+    async def add(name: ListName, body: ListMembers) -> JSONResponse:
+        return await change(name, body.customer_ids, "add")
 
-    return [
-        Route("/v1/lists/{name}:add", add, methods=["POST"]),
-        Route("/v1/lists/{name}", replace, methods=["PUT"]),
-    ]
+    return router

@@ -1,24 +1,36 @@
-"""``GET /metrics``: the Prometheus text format (0.0.4), written without a client library.
+"""``GET /metrics``: Prometheus text built with ``prometheus_client`` collectors.
 
-Request latency is observed by the HTTP app (:class:`LatencyHistogram`, by route
-template, method and status); everything else is read when scraped: grants and
-refusals by reason, spend per campaign, outbox depth and failures from the store,
-actor states and restarts from the supervisor::
+Request latency is a ``prometheus_client`` :class:`~prometheus_client.Histogram` the
+HTTP app observes (by route template, method and status), kept in the app's own
+registry across HTTP restarts; everything else is read when scraped, in one store
+transaction, and handed to a :class:`Snapshot` collector: grants and refusals by
+reason, spend per campaign, outbox depth and failures, actor states and restarts::
 
-    text = await render_metrics(app, histogram)
+    metrics = http_metrics(app)                       # the app's registry and histogram
+    metrics.latency.labels(route, "GET", "200").observe(0.003)
+    text = await render_metrics(app, metrics)        # bytes in the text format 0.0.4
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from promod.crm import store as crm_store
-from promod.units import format_money
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["BUCKETS", "LatencyHistogram", "MetricsWriter", "render_metrics"]
+from promod.crm import store as crm_store
+
+__all__ = ["BUCKETS", "HttpMetrics", "Snapshot", "http_metrics", "render_metrics"]
 
 BUCKETS: tuple[float, ...] = (
     0.001,
@@ -36,96 +48,32 @@ BUCKETS: tuple[float, ...] = (
     10.0,
 )
 
-_Labels = tuple[tuple[str, str], ...]
+
+@dataclass
+class HttpMetrics:
+    """The app's metrics registry and its request-latency histogram."""
+
+    registry: CollectorRegistry
+    latency: Histogram
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: _Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
-
-
-def _number(value: float | int | str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-        return repr(value)
-    return str(value)
-
-
-class MetricsWriter:
-    """Collects metric families and renders them in the text exposition format."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def family(
-        self,
-        name: str,
-        kind: str,
-        help_text: str,
-        samples: Iterable[tuple[_Labels, float | int | str]],
-        *,
-        suffix: str = "",
-    ) -> None:
-        self._lines.append(f"# HELP {name} {help_text}")
-        self._lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            self._lines.append(f"{name}{suffix}{_labels(labels)} {_number(value)}")
-
-    def raw(self, lines: Iterable[str]) -> None:
-        self._lines.extend(lines)
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-
-class LatencyHistogram:
-    """``promod_http_request_duration_seconds`` by route, method and status."""
-
-    name = "promod_http_request_duration_seconds"
-
-    def __init__(self, buckets: Sequence[float] = BUCKETS) -> None:
-        self.buckets = tuple(buckets)
-        # labels -> (per-bucket counts (not cumulative), count, sum)
-        self._series: dict[_Labels, tuple[list[int], list[float]]] = {}
-
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (("route", route), ("method", method), ("status", str(status)))
-        series = self._series.get(key)
-        if series is None:
-            series = ([0] * (len(self.buckets) + 1), [0.0])
-            self._series[key] = series
-        counts, total = series
-        for i, bound in enumerate(self.buckets):
-            if seconds <= bound:
-                counts[i] += 1
-                break
-        else:
-            counts[-1] += 1
-        total[0] += seconds
-
-    def lines(self) -> list[str]:
-        out = [
-            f"# HELP {self.name} HTTP request latency by route template, method and status.",
-            f"# TYPE {self.name} histogram",
-        ]
-        for labels in sorted(self._series):
-            counts, total = self._series[labels]
-            running = 0
-            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
-                running += count
-                le = (("le", "+Inf" if math.isinf(bound) else repr(bound)),)
-                out.append(f"{self.name}_bucket{_labels(labels + le)} {running}")
-            out.append(f"{self.name}_sum{_labels(labels)} {total[0]!r}")
-            out.append(f"{self.name}_count{_labels(labels)} {running}")
-        return out
+def http_metrics(app: Any) -> HttpMetrics:
+    """The app's :class:`HttpMetrics` (kept in ``app.extras`` across HTTP restarts)."""
+    metrics: HttpMetrics | None = app.extras.get("http_metrics")
+    if metrics is None:
+        # No ``_created`` series: a scrape shows counts, not when a label set first appeared.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        registry = CollectorRegistry(auto_describe=True)
+        latency = Histogram(
+            "promod_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        metrics = HttpMetrics(registry, latency)
+        app.extras["http_metrics"] = metrics
+    return metrics
 
 
 def _exponent(currency: str | None) -> int:
@@ -162,109 +110,127 @@ def _store_metrics(conn: sqlite3.Connection) -> dict[str, list[Any]]:
 _FAILED_STATES = frozenset({"dead"})
 
 
-async def render_metrics(app: Any, histogram: LatencyHistogram) -> str:
-    """The whole ``/metrics`` answer for ``app``."""
-    data = await app.db.run_sync(_store_metrics, write=False)
-    w = MetricsWriter()
-    w.family(
-        "promod_up",
-        "gauge",
-        "1 while the daemon is ready and healthy.",
-        [((), int(bool(app.ready and not app.shutting_down and _healthy(app))))],
-    )
-    w.family(
-        "promod_grants",
-        "gauge",
-        "Grants by campaign, reward provider and state.",
-        [((("campaign", c), ("provider", p), ("state", s)), n) for c, p, s, n in data["grants"]],
-    )
-    w.family(
-        "promod_refusals",
-        "gauge",
-        "Targets refused a reward, by campaign and reason.",
-        [((("campaign", c), ("reason", r)), n) for c, r, n in data["refusals"]],
-    )
-    w.family(
-        "promod_campaign_spend",
-        "gauge",
-        "Value of reserved and issued grants per campaign, in the currency's units.",
-        [
-            (
-                (("campaign", c), ("currency", cur or "")),
-                format_money(int(total or 0), _exponent(cur)),
-            )
-            for c, cur, total in data["spend"]
-        ],
-    )
-    states = {str(s): int(n) for s, n in data["outbox"]}
-    w.family(
-        "promod_outbox_events",
-        "gauge",
-        "Outbox events by state.",
-        [((("state", s),), n) for s, n in sorted(states.items())],
-    )
-    deliveries = [(str(k), str(c), str(s), int(n)) for k, c, s, n in data["deliveries"]]
-    w.family(
-        "promod_deliveries",
-        "gauge",
-        "Notifier deliveries (one per event and channel) by kind, channel and state.",
-        [((("kind", k), ("channel", c), ("state", s)), n) for k, c, s, n in deliveries],
-    )
-    w.family(
-        "promod_outbox_depth",
-        "gauge",
-        "Work waiting to leave: outbox events not yet fanned out plus pending deliveries.",
-        [((), states.get("pending", 0) + sum(n for _, _, s, n in deliveries if s == "pending"))],
-    )
-    w.family(
-        "promod_outbox_failures",
-        "gauge",
-        "Deliveries that failed for good (dead letters).",
-        [((), sum(n for _, _, s, n in deliveries if s in _FAILED_STATES))],
-    )
-    w.family(
-        "promod_wallet_points",
-        "gauge",
-        "Wallet points held by all customers.",
-        [((), int(data["wallet"][0][0]) if data["wallet"] else 0)],
-    )
-    children = app.supervisor.children_info() if app.supervisor is not None else []
-    w.family(
-        "promod_actor_restarts_total",
-        "counter",
-        "Restarts of each supervised actor or server since the daemon started.",
-        [((("actor", c["name"]),), int(c.get("restarts", 0))) for c in children],
-    )
-    w.family(
-        "promod_actor_up",
-        "gauge",
-        "1 while the supervised child is running.",
-        [((("actor", c["name"]),), int(c.get("state") == "running")) for c in children],
-    )
-    crm = await app.db.run_sync(_crm_metrics, write=False)
-    w.family(
-        "promod_crm_last_success_timestamp",
-        "gauge",
-        "Unix time each CRM connector's last refresh was applied.",
-        [((("connector", str(c)),), float(at)) for c, at, *_ in crm if at is not None],
-    )
-    w.family(
-        "promod_crm_rows",
-        "gauge",
-        "Rows of each CRM connector's last applied refresh, by kind.",
-        [
-            ((("connector", str(c)), ("kind", kind)), int(n or 0))
-            for c, _, fetched, members, invalid, suppressed in crm
+class Snapshot(Collector):
+    """The store- and supervisor-backed families of one scrape, read beforehand."""
+
+    def __init__(self, data: dict[str, list[Any]], children: list[dict[str, Any]], up: bool):
+        self.data = data
+        self.children = children
+        self.up = up
+
+    def collect(self) -> Iterator[Metric]:
+        data = self.data
+        up = GaugeMetricFamily("promod_up", "1 while the daemon is ready and healthy.")
+        up.add_metric([], int(self.up))
+        yield up
+
+        grants = GaugeMetricFamily(
+            "promod_grants",
+            "Grants by campaign, reward provider and state.",
+            labels=["campaign", "provider", "state"],
+        )
+        for c, p, s, n in data["grants"]:
+            grants.add_metric([str(c), str(p), str(s)], int(n))
+        yield grants
+
+        refusals = GaugeMetricFamily(
+            "promod_refusals",
+            "Targets refused a reward, by campaign and reason.",
+            labels=["campaign", "reason"],
+        )
+        for c, r, n in data["refusals"]:
+            refusals.add_metric([str(c), str(r)], int(n))
+        yield refusals
+
+        spend = GaugeMetricFamily(
+            "promod_campaign_spend",
+            "Value of reserved and issued grants per campaign, in the currency's units.",
+            labels=["campaign", "currency"],
+        )
+        for c, cur, total in data["spend"]:
+            units = Decimal(int(total or 0)).scaleb(-_exponent(cur))
+            spend.add_metric([str(c), cur or ""], float(units))
+        yield spend
+
+        states = {str(s): int(n) for s, n in data["outbox"]}
+        outbox = GaugeMetricFamily(
+            "promod_outbox_events", "Outbox events by state.", labels=["state"]
+        )
+        for state, n in sorted(states.items()):
+            outbox.add_metric([state], n)
+        yield outbox
+
+        deliveries = [(str(k), str(c), str(s), int(n)) for k, c, s, n in data["deliveries"]]
+        by_state = GaugeMetricFamily(
+            "promod_deliveries",
+            "Notifier deliveries (one per event and channel) by kind, channel and state.",
+            labels=["kind", "channel", "state"],
+        )
+        for k, c, s, n in deliveries:
+            by_state.add_metric([k, c, s], n)
+        yield by_state
+
+        pending = states.get("pending", 0) + sum(n for *_, s, n in deliveries if s == "pending")
+        yield GaugeMetricFamily(
+            "promod_outbox_depth",
+            "Work waiting to leave: outbox events not yet fanned out plus pending deliveries.",
+            value=pending,
+        )
+        yield GaugeMetricFamily(
+            "promod_outbox_failures",
+            "Deliveries that failed for good (dead letters).",
+            value=sum(n for *_, s, n in deliveries if s in _FAILED_STATES),
+        )
+        yield GaugeMetricFamily(
+            "promod_wallet_points",
+            "Wallet points held by all customers.",
+            value=int(data["wallet"][0][0]) if data["wallet"] else 0,
+        )
+
+        restarts = CounterMetricFamily(
+            "promod_actor_restarts",
+            "Restarts of each supervised actor or server since the daemon started.",
+            labels=["actor"],
+        )
+        running = GaugeMetricFamily(
+            "promod_actor_up", "1 while the supervised child is running.", labels=["actor"]
+        )
+        for child in self.children:
+            restarts.add_metric([str(child["name"])], int(child.get("restarts", 0)))
+            running.add_metric([str(child["name"])], int(child.get("state") == "running"))
+        yield restarts
+        yield running
+
+
+class CrmSnapshot(Collector):
+    """Each CRM connector's last successful refresh time and its row counts."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterator[Metric]:
+        success = GaugeMetricFamily(
+            "promod_crm_last_success_timestamp",
+            "Unix time each CRM connector's last refresh was applied.",
+            labels=["connector"],
+        )
+        counts = GaugeMetricFamily(
+            "promod_crm_rows",
+            "Rows of each CRM connector's last applied refresh, by kind.",
+            labels=["connector", "kind"],
+        )
+        for connector, at, fetched, members, invalid, suppressed in self.rows:
+            if at is not None:
+                success.add_metric([str(connector)], float(at))
             for kind, n in (
                 ("fetched", fetched),
                 ("members", members),
                 ("invalid", invalid),
                 ("suppressed", suppressed),
-            )
-        ],
-    )
-    w.raw(histogram.lines())
-    return w.text()
+            ):
+                counts.add_metric([str(connector), kind], int(n or 0))
+        yield success
+        yield counts
 
 
 def _crm_metrics(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
@@ -272,6 +238,17 @@ def _crm_metrics(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
         return crm_store.metrics_rows(conn)
     except sqlite3.OperationalError:  # an older schema
         return []
+
+
+async def render_metrics(app: Any, metrics: HttpMetrics) -> bytes:
+    """The whole ``/metrics`` answer for ``app``."""
+    data = await app.db.run_sync(_store_metrics, write=False)
+    children = app.supervisor.children_info() if app.supervisor is not None else []
+    up = bool(app.ready and not app.shutting_down and _healthy(app))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Snapshot(data, children, up))
+    registry.register(CrmSnapshot(await app.db.run_sync(_crm_metrics, write=False)))
+    return generate_latest(registry) + generate_latest(metrics.registry)
 
 
 def _healthy(app: Any) -> bool:

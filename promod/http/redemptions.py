@@ -13,62 +13,73 @@ not an error, and never says whether a code exists for someone else::
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import Any
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from promod.customers.records import MAX_ID_LENGTH
-from promod.http.auth import authorize
-from promod.http.body import read_json
+from promod.customers.records import Identifier, Name
+from promod.http.body import ApiRoute, scope
 from promod.http.clientip import client_address
-from promod.http.errors import ApiError
+from promod.http.errors import ApiError, error_responses
 from promod.logs import get_logger
 
-__all__ = ["MAX_CODE_LENGTH", "RedeemFunction", "redemption_routes"]
+__all__ = ["RedeemFunction", "Redemption", "redemption_router"]
 
 log = get_logger("promod.http")
-
-MAX_CODE_LENGTH = 128
-_KEYS = ("code", "customer_id", "ip")
 
 RedeemFunction = Callable[..., Awaitable[Any]]
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422,
-        "invalid",
-        f"{field}: {message}",
-        {"errors": [{"path": field, "field": field, "message": message}]},
+def _ip(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    for kind in (IPv4Address, IPv6Address):
+        try:
+            return str(kind(value))
+        except ValueError:
+            continue
+    raise ValueError("is not an IP address")
+
+
+IpAddress = Annotated[
+    str,
+    PlainValidator(_ip),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"},
+            ],
+            "description": "the end customer's IP address as the site saw it",
+        }
+    ),
+]
+
+
+class Redemption(BaseModel):
+    """A code to redeem for a customer, with the end customer's address."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"code": "XMAS-7KQ2-M9TZ", "customer_id": "c42", "ip": "203.0.113.7"}]
+        },
     )
 
-
-def _text(data: dict[str, Any], field: str, limit: int) -> str:
-    value = data.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise _invalid(field, "must be a non-empty string")
-    if len(value) > limit or value != value.strip() or not value.isprintable():
-        raise _invalid(field, f"must be at most {limit} printable characters, no outer spaces")
-    return value
+    code: Name = Field(description="the code as the customer typed it")
+    customer_id: Identifier
+    ip: IpAddress
 
 
-def parse_redemption(data: dict[str, Any]) -> tuple[str, str, str]:
-    """(code, customer_id, ip) of a valid body; ApiError 422 otherwise."""
-    for key in data:
-        if key not in _KEYS:
-            raise _invalid(key, f"unknown key (expected {', '.join(_KEYS)})")
-    code = _text(data, "code", MAX_CODE_LENGTH)
-    customer_id = _text(data, "customer_id", MAX_ID_LENGTH)
-    raw_ip = _text(data, "ip", 64)
-    try:
-        ip = str(ipaddress.ip_address(raw_ip))
-    except ValueError:
-        raise _invalid("ip", "is not an IP address") from None
-    return code, customer_id, ip
+class RedemptionResult(BaseModel):
+    """Whether the code was redeemed; ``reason`` says why not."""
+
+    redeemed: bool
+    reason: str | None
 
 
 def _default_redeem() -> RedeemFunction:
@@ -93,29 +104,37 @@ def _outcome(result: Any) -> tuple[bool, str | None]:
     return redeemed, None if redeemed or reason is None else str(reason)
 
 
-def redemption_routes(app: Any) -> list[Route]:
+def redemption_router(app: Any) -> APIRouter:
     """The redemption route over :func:`promod.codepool.redeem.redeem`.
 
     ``app.extras["redeem"]``, when set, is called instead with the same arguments
     ``(app, code, customer_id, ip, fraud_config, now)``.
     """
+    router = APIRouter(route_class=ApiRoute, tags=["redemptions"])
 
-    async def redeem(request: Request) -> JSONResponse:
+    @router.post(
+        "/v1/redemptions",
+        operation_id="redeem",
+        summary="Redeem a code for a customer",
+        response_model=RedemptionResult,
+        responses=error_responses(400, 401, 403, 413, 415, 422, 503),
+        openapi_extra=scope("redeem"),
+    )
+    async def redeem(request: Request, body: Redemption) -> RedemptionResult:
         cfg = app.config.http
-        authorize(request, cfg.tokens, "redeem")
-        data = await read_json(request, cfg.max_body)
-        code, customer_id, ip = parse_redemption(data)
         function = app.extras.get("redeem") or _default_redeem()
-        result = await function(app, code, customer_id, ip, app.config.fraud, app.clock.now())
+        result = await function(
+            app, body.code, body.customer_id, body.ip, app.config.fraud, app.clock.now()
+        )
         redeemed, reason = _outcome(result)
         log.info(
             "redemption",
-            customer=customer_id,
-            ip=ip,
+            customer=body.customer_id,
+            ip=body.ip,
             client=client_address(request, cfg.trusted_proxies),
             redeemed=redeemed,
             reason=reason,
         )
-        return JSONResponse({"redeemed": redeemed, "reason": reason})
+        return RedemptionResult(redeemed=redeemed, reason=reason)
 
-    return [Route("/v1/redemptions", redeem, methods=["POST"])]
+    return router

@@ -77,7 +77,9 @@ class BatchOutcome:
     granted: int = 0
     refused: Tally[str] = field(default_factory=Tally)
     processed: int = 0
-    halted: str | None = None  # kill_switch | cap | daily_cap | no_inventory
+    # kill_switch | cap | daily_cap | no_inventory | issuing (a cap is full, but some of
+    # it is held by rewards still being issued: the rest wait for their outcome)
+    halted: str | None = None
     cap: Refusal | None = None
     paused_until: float | None = None
     async_grants: list[int] = field(default_factory=list)
@@ -147,12 +149,14 @@ class Decider:
         inventory: dict[str, int | None],
         per_customer: dict[str, int],
         recent: dict[str, int],
+        failed_primary: frozenset[str] = frozenset(),
     ) -> None:
         self.job = job
         self.book = book
         self.inventory = inventory
         self.per_customer = per_customer
         self.recent = recent
+        self.failed_primary = failed_primary  # their main reward failed: the fallback
 
     def decide(self, customer_id: str) -> tuple[Reward | None, str | None, Refusal | None]:
         """(reward, refusal reason, halting cap). A halting cap stops the batch."""
@@ -168,7 +172,7 @@ class Decider:
             if reasons:
                 return None, f"eligibility:{reasons[0]}", None
         reward: Reward | None = spec.reward
-        if self.inventory.get(spec.reward.provider) == 0:
+        if customer_id in self.failed_primary or self.inventory.get(spec.reward.provider) == 0:
             reward = spec.reward.fallback
             if reward is not None and self.inventory.get(reward.provider) == 0:
                 reward = None
@@ -186,6 +190,33 @@ class Decider:
         if left is not None:
             self.inventory[reward.provider] = left - 1
         return reward, None, None
+
+
+def failed_primary_sync(conn: sqlite3.Connection, job: GrantJob, ids: list[str]) -> frozenset[str]:
+    """Customers of the batch whose main reward failed in this run, when the campaign has
+    a fallback: they get the fallback (a reward never issued is not retried on them)."""
+    if job.spec.reward.fallback is None:
+        return frozenset()
+    return frozenset(
+        str(row[0])
+        for row in conn.execute(
+            "SELECT DISTINCT customer_id FROM grants WHERE run_id = ? AND provider = ?"
+            " AND state = 'failed' AND customer_id IN (SELECT value FROM json_each(?))",
+            (job.run_id, job.spec.reward.provider, _ids_json(ids)),
+        )
+    )
+
+
+def issuing_on_sync(conn: sqlite3.Connection, scope: str, period: str) -> bool:
+    """Some reward still being issued (reserved, not yet issued) holds part of this counter."""
+    row = conn.execute(
+        "SELECT 1 FROM grants AS g WHERE g.state = 'reserved' AND EXISTS"
+        " (SELECT 1 FROM json_each(g.counters) AS c"
+        "  WHERE json_extract(c.value, '$[0]') = ? AND json_extract(c.value, '$[1]') = ?)"
+        " LIMIT 1",
+        (scope, period),
+    ).fetchone()
+    return row is not None
 
 
 def refusal_reason(refusal: Refusal) -> str:
@@ -243,7 +274,9 @@ def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOut
     rewards = [spec.reward, *([spec.reward.fallback] if spec.reward.fallback else [])]
     book = CapBook(job.limits(), day, site_day).load(conn, [r.provider for r in rewards])
     per_customer, recent = candidates_sync(conn, job, ids, now)
-    decider = Decider(job, book, _inventory(conn, job), per_customer, recent)
+    decider = Decider(
+        job, book, _inventory(conn, job), per_customer, recent, failed_primary_sync(conn, job, ids)
+    )
 
     granted: list[tuple[str, Reward]] = []
     refused: list[tuple[str, str]] = []
@@ -289,6 +322,16 @@ def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOut
         return outcome
     conn.execute("RELEASE grant_batch")
 
+    if (
+        outcome.halted in ("cap", "daily_cap")
+        and outcome.cap is not None
+        and issuing_on_sync(conn, outcome.cap.scope, outcome.cap.period)
+    ):
+        # Part of the full cap is held by rewards a provider is still issuing. One that
+        # is never issued gives its share back, so the rest wait for the outcome
+        # instead of being refused (or the campaign paused) for a cap not really spent.
+        outcome.halted = "issuing"
+        return outcome
     if outcome.halted in ("cap", "daily_cap") and outcome.cap is not None:
         period = outcome.cap.period if outcome.halted == "daily_cap" else "lifetime"
         reason = refusal_reason(outcome.cap)
@@ -346,6 +389,13 @@ def _write(
     by_provider: dict[str, list[GrantRequest]] = {}
     for req in requests:
         by_provider.setdefault(req.provider, []).append(req)
+    # The counters each reservation booked, so one never issued gives back exactly those.
+    booked = {
+        name: json.dumps(
+            [[c.scope, c.period] for c in book.applicable(name)], separators=(",", ":")
+        )
+        for name in by_provider
+    }
     transactional = {
         name
         for name in by_provider
@@ -353,8 +403,8 @@ def _write(
     }
     conn.executemany(
         "INSERT INTO grants (id, campaign_id, run_id, customer_id, provider, amount_minor,"
-        " value_minor, currency, state, day, created_at, issued_at, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " value_minor, currency, state, day, created_at, issued_at, next_attempt_at, counters)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 r.id,
@@ -370,6 +420,7 @@ def _write(
                 now,
                 now if r.provider in transactional else None,
                 None if r.provider in transactional else now,
+                booked[r.provider],
             )
             for r in requests
         ],

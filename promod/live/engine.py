@@ -463,14 +463,16 @@ class LiveEngine:
             log.warning("live_errors", errors=fired.errors)
 
     def wake(self, fired: Fired) -> None:
-        """Tell the ledger when targets are due now, the scheduler when they are due later."""
+        """Tell the ledger when targets are due now; the scheduler when targets are due
+        later or an inaction window opened (its end is a new moment on the timeline,
+        which the scheduler must sleep until, whatever the clock)."""
         if fired.due_now:
             try:
                 self._tell_ledger()
             except Exception as exc:  # full or restarting: the scheduler's tick tells it
                 log.warning("live_ledger_not_told", error=repr(exc))
                 self._kick_scheduler()
-        if fired.due_later:
+        if fired.due_later or fired.timers_opened:
             self._kick_scheduler()
 
     def _tell_ledger(self) -> None:

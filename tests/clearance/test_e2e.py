@@ -166,7 +166,7 @@ def test_the_backend_approves_half_and_exactly_those_are_granted(
         assert _answer(c, status_path, first).status_code == 200
         # A customer not on the list: refused by name, nothing of the call applied.
         r = _answer(c, status_path, {approve[5]: True, "nobody": True})
-        assert r.status_code == 422 and "nobody" in r.json()["error"]["message"]
+        assert r.status_code == 409 and "nobody" in r.json()["error"]["message"]
     if restart:
         d.stop()
         d.env["PROMOD_TEST_CLOCK"] = str(START - LEAD)

@@ -18,6 +18,7 @@ from promod.customers.imports import (
     stage_chunk,
 )
 from promod.store.database import Database
+from promod.surrogates import SURROGATE_MESSAGE
 from tests.customers.conftest import T0
 
 
@@ -277,3 +278,23 @@ async def test_100k_customers_import_sanity(db: Database) -> None:
     assert await count(db, "customers") == n
     assert await count(db, "customer_tags") == n
     print(f"\n100k customers staged+committed in {elapsed:.2f}s: {n / elapsed:,.0f} rows/s")
+
+
+@pytest.mark.anyio
+async def test_lone_surrogate_in_a_line_refuses_the_import_by_line(db: Database) -> None:
+    import_id = await begin_import(db, "customers", "jsonl", now=T0)
+    rows = [
+        jsonl(1, {"id": "c1"}),
+        {"line": 2, "text": '{"id": "z\\ud800"}'},
+        {"line": 3, "text": '{"id": "c3", "consents": null}'},
+    ]
+    progress = await stage_chunk(db, "customers", import_id, rows, now=T0)
+    assert progress["error_count"] == 2
+    with pytest.raises(CommandError) as info:
+        await commit_import(db, "customers", import_id, now=T0)
+    assert info.value.details is not None
+    assert info.value.details["errors"] == [
+        {"line": 2, "message": f"id: {SURROGATE_MESSAGE}"},
+        {"line": 3, "message": "consents: must be an object of name: true|false, got null"},
+    ]
+    assert await count(db, "customers") == 0

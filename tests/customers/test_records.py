@@ -120,7 +120,7 @@ def test_event_record_is_parsed_to_unix_seconds() -> None:
             "properties": {"amount": Decimal("59.90"), "items": [{"price": 1.5}]},
         }
     )
-    assert event == Event(
+    assert event == Event.model_construct(
         event_id="e1",
         customer_id="c42",
         name="purchase",
@@ -156,6 +156,11 @@ def test_event_record_is_parsed_to_unix_seconds() -> None:
         (
             {"customer_id": "c", "name": "n", "ts": "2026-01-01T00:00:00Z", "when": 1},
             "when",
+            "unknown key",
+        ),
+        (
+            {"customer_id": "c", "name": "n", "ts": "2026-01-01T00:00:00Z", "event_id": "e"},
+            "event_id",
             "unknown key",
         ),
     ],
@@ -227,3 +232,62 @@ def test_csv_header_is_checked() -> None:
         check_csv_columns(["id", "id"])
     with pytest.raises(RecordError, match="unknown column 'phone'"):
         check_csv_columns(["id", "phone"])
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('{"id": "z\\ud800"}', "id"),
+        ('{"id": "c1", "tags": ["ok", "\\udfff"]}', "tags[1]"),
+        ('{"id": "c1", "attributes": {"\\ud800x": 1}}', "attributes.\\ud800x"),
+        (
+            '{"customer_id": "c", "name": "n", "ts": "2026-01-01T00:00:00Z",'
+            ' "properties": {"a": [{"b": "\\ud83d"}]}}',
+            "properties.a[0].b",
+        ),
+    ],
+)
+def test_lone_surrogates_are_refused_where_a_line_is_read(text: str, field: str) -> None:
+    with pytest.raises(RecordError) as info:
+        loads_record(text)
+    assert info.value.field == field
+    assert "surrogate" in info.value.message
+
+
+def test_surrogates_from_undecodable_bytes_are_refused_in_records() -> None:
+    # A file read with errors="surrogateescape" turns bad bytes into lone surrogates.
+    with pytest.raises(RecordError) as info:
+        parse_customer({"id": "c1", "attributes": {"note": "caf\udce9"}})
+    assert info.value.field == "attributes.note"
+    with pytest.raises(RecordError, match="id: text holds a lone surrogate"):
+        customer_from_csv_row({"id": "c\udce9"})
+
+
+def test_every_bad_field_is_reported_at_once() -> None:
+    with pytest.raises(RecordError) as info:
+        parse_customer(
+            {"id": " c1", "email": "nope", "tags": [3], "consents": None, "colour": "red"}
+        )
+    paths = [e["path"] for e in info.value.errors]
+    assert sorted(paths) == ["colour", "consents", "email", "id", "tags[0]"]
+    assert str(info.value).count("; ") == 4
+
+
+@pytest.mark.parametrize("field", ["consents", "attributes", "tags"])
+def test_null_is_refused_where_the_schema_wants_a_value(field: str) -> None:
+    with pytest.raises(RecordError) as info:
+        parse_customer({"id": "c1", field: None})
+    assert info.value.field == field
+
+
+def test_null_properties_are_refused() -> None:
+    with pytest.raises(RecordError) as info:
+        parse_event(
+            {"customer_id": "c", "name": "n", "ts": "2026-01-01T00:00:00Z", "properties": None}
+        )
+    assert info.value.field == "properties"
+
+
+def test_rfc3339_times_in_lower_case_are_read() -> None:
+    event = parse_event({"customer_id": "c", "name": "n", "ts": "2026-11-20t18:03:00z"})
+    assert event.ts == 1795197780

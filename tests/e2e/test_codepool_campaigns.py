@@ -123,7 +123,9 @@ def test_an_empty_pool_without_fallback_pauses_the_campaign(daemon_factory) -> N
         json.loads(p)
         for (p,) in _q(_db(d), "SELECT payload FROM outbox WHERE type = 'campaign.paused'")
     ]
-    assert paused == [{"campaign_id": "xmas", "reason": "no_inventory:SMALL", "until": None}]
+    assert paused == [
+        {"campaign_id": "xmas", "reason": "no_inventory:SMALL", "until": None, "by": "ledger"}
+    ]
     # Replenished and resumed, the rest are granted.
     assert d.ctl("codes", "generate", "SMALL", "--count", "20").returncode == 0
     assert d.ctl("campaign", "resume", "xmas").returncode == 0

@@ -41,7 +41,7 @@ def test_http_api_over_tcp_with_reloaded_tokens(daemon_factory) -> None:
         d.notify.wait_for("READY=1", count=2)
         metrics = c.get("/metrics", headers={"Authorization": f"Bearer {late}"})
         assert metrics.status_code == 200
-        assert 'promod_actor_up{actor="ledger"} 1' in metrics.text
-        assert 'route="/v1/events",method="POST",status="413"' in metrics.text
+        assert 'promod_actor_up{actor="ledger"} 1.0' in metrics.text
+        assert 'method="POST",route="/v1/events",status="413"' in metrics.text
         assert c.get("/healthz").status_code == 200
     assert d.stop() == 0

@@ -206,7 +206,13 @@ def test_a_broken_provider_is_isolated_by_its_circuit(daemon_factory) -> None:
     )
     report = _report(d, "flaky")
     assert report["state"] == "paused"
-    assert report["failed"] == 0 and report["issuing"] == 20
+    # Rewards already sent to it keep their reservation (they may have been issued);
+    # those never sent gave theirs back and wait, pending for the circuit.
+    assert report["failed"] == 0 and report["granted"] == 0
+    assert report["issuing"] + report["pending"] == 20 and report["issuing"] >= 3
+    if report["pending"]:
+        assert report["pending_by_reason"] == {"circuit_open": report["pending"]}
+    assert report["caps"].get("count") is None and report["balance"]["holds"]
     health = _flaky(d)["health"]
     assert health["state"] in ("open", "half_open")
     [circuit] = health["circuits"]
@@ -277,3 +283,141 @@ def test_a_partner_out_of_stock_switches_to_the_fallback(
     report = _report(d, "vouchers")
     assert report["granted"] == 12
     assert report["spend"] == f"{5 * 10 + 7 * 3}.00"
+
+
+def _capped_voucher_spec(partner: FakePartner, fallback: bool) -> str:
+    spec = voucher_spec(partner).replace("per_customer = 1", "per_customer = 1\ncount = 50")
+    if fallback:
+        spec = spec.replace(
+            'product = "cinema-10" }',
+            'product = "cinema-10" }\n'
+            'fallback = { provider = "coupon", code = "WELCOME10", value = "5.00" }',
+        )
+    return spec
+
+
+def _thirty_vouchers_then_coupons(d: Daemon, partner: FakePartner) -> int:
+    """50 rewards: every voucher the partner minted is issued to one customer (none lost),
+    the coupon for the rest; all 30 vouchers unless the partner's circuit opened (a slow
+    answer under load times out): the fallback is then granted while it is open."""
+    live = dict(
+        _rows(_db(d), "SELECT provider, count(*) FROM grants WHERE state = 'issued' GROUP BY 1")
+    )
+    vouchers = _rows(
+        _db(d), "SELECT id FROM grants WHERE provider = 'partner_voucher' AND state = 'issued'"
+    )
+    assert sorted(str(v) for (v,) in vouchers) == sorted(partner.minted_per_key())
+    assert set(partner.minted_per_key().values()) == {1}
+    assert live.get("partner_voucher", 0) + live.get("coupon", 0) == 50
+    (opened,) = _rows(_db(d), "SELECT count(*) FROM outbox WHERE type = 'plugin.circuit_open'")[0]
+    if not opened:
+        assert live == {"partner_voucher": 30, "coupon": 20}
+    return int(live.get("partner_voucher", 0))
+
+
+def _settled(d: Daemon, campaign: str) -> dict[str, Any] | None:
+    report = _report(d, campaign)
+    if report["issuing"] or report["pending"] or report["state"] == "running":
+        return None
+    return report
+
+
+def test_a_count_cap_gives_back_what_an_empty_partner_never_issued(
+    daemon_factory, partner: FakePartner
+) -> None:
+    """30 vouchers left, count = 50, a fallback coupon, 60 customers: the 20 reservations
+    the partner could not fill go to the coupon at once; only the 10 past the cap are
+    refused ``count``."""
+    d = daemon_factory(edits=FAST_ISOLATION, env={KEY_ENV: str(partner.api_key)})
+    customers = [f"c{i:02d}" for i in range(60)]
+    seed_customers(_db(d), customers)
+    partner.stock = 30
+    _apply(d, _capped_voucher_spec(partner, fallback=True), "vouchers")
+    report = _wait(lambda: _settled(d, "vouchers"), what="the capped campaign to settle")
+    vouchers = _thirty_vouchers_then_coupons(d, partner)
+    assert report["granted"] == 50 and report["issuing"] == 0 and report["failed"] == 0
+    assert report["refused"] == {"count": 10}
+    assert report["state"] == "paused" and report["paused_reason"] == "cap:count"
+    assert report["caps"]["count"] == {"used": 50, "limit": 50}
+    spend = vouchers * 1000 + (50 - vouchers) * 500
+    assert report["spend"] == f"{spend // 100}.00"
+    # The out-of-stock answers (and any never sent while a circuit was open), released.
+    assert report["grants"]["failed"]["count"] >= 50 - vouchers
+    assert report["grants"]["reserved"]["count"] == 50
+    assert report["balance"]["holds"] and report["targeted"] == 60
+    # Every customer holds at most one reward; the counters hold exactly what was issued.
+    held = _rows(
+        _db(d),
+        "SELECT customer_id, count(*) FROM grants WHERE state != 'failed' GROUP BY 1"
+        " HAVING count(*) > 1",
+    )
+    assert held == []
+    counters = _rows(
+        _db(d),
+        "SELECT count, spend, customers FROM cap_counters WHERE scope = 'campaign:vouchers'"
+        " AND period = 'lifetime'",
+    )
+    assert counters == [(50, spend, 50)]
+
+
+def test_a_count_cap_waits_out_a_partner_outage_with_the_true_reason(
+    daemon_factory, partner: FakePartner
+) -> None:
+    """The partner is down: nothing counts as granted, the campaign pauses for the circuit
+    (not ``cap:count``), and when the partner is back the cap fills with real vouchers."""
+    d = daemon_factory(edits=FAST_ISOLATION, env={KEY_ENV: str(partner.api_key)})
+    seed_customers(_db(d), [f"c{i:02d}" for i in range(60)])
+    partner.fail_next(100_000, status=503)
+    _apply(d, _capped_voucher_spec(partner, fallback=False), "vouchers")
+    _wait(
+        lambda: _report(d, "vouchers")["paused_reason"] == "circuit_open:partner_voucher",
+        what="the campaign paused for the partner's circuit",
+    )
+    report = _report(d, "vouchers")
+    assert report["granted"] == 0 and report["spend"] == "0.00"
+    assert report["refused"] == {}
+    assert report["issuing"] + report["pending"] == 60
+    assert report["pending_by_reason"].get("circuit_open", 0) >= 50 - report["issuing"]
+    assert report["caps"]["count"]["used"] == report["issuing"]
+    assert report["balance"]["holds"]
+    text = d.ctl("campaign", "report", "vouchers").stdout
+    assert "circuit_open" in text and "granted:" in text and "issuing:" in text
+
+    partner.clear_faults()
+    report = _wait(lambda: _settled(d, "vouchers"), timeout=40, what="the partner's return")
+    assert report["granted"] == 50 and report["refused"] == {"count": 10}
+    assert report["paused_reason"] == "cap:count" and report["balance"]["holds"]
+    assert set(partner.minted_per_key().values()) == {1} and len(partner.mints) == 50
+
+
+def test_sigkill_while_a_partner_runs_out_under_a_count_cap(
+    daemon_factory, partner: FakePartner
+) -> None:
+    """Killed while 30 vouchers run out under count = 50 with a fallback coupon: after the
+    restart nobody holds two rewards, no voucher is minted twice, the cap holds what was
+    issued, and only those past the cap are refused."""
+    d = daemon_factory(edits=FAST_ISOLATION, env={KEY_ENV: str(partner.api_key)})
+    seed_customers(_db(d), [f"c{i:02d}" for i in range(60)])
+    partner.stock = 30
+    partner.delay = 0.1
+    _apply(d, _capped_voucher_spec(partner, fallback=True), "vouchers")
+    _wait(lambda: len(partner.mints) >= 10, what="the run to be under way")
+    d.kill()
+    assert len(partner.mints) < 50
+    partner.delay = 0.0
+    d.start()
+    report = _wait(lambda: _settled(d, "vouchers"), timeout=40, what="the run after the restart")
+    assert report["granted"] == 50 and report["refused"] == {"count": 10}
+    assert report["balance"]["holds"] and report["issuing"] == 0
+    vouchers = _thirty_vouchers_then_coupons(d, partner)
+    twice = _rows(
+        _db(d),
+        "SELECT customer_id FROM grants WHERE state != 'failed' GROUP BY 1 HAVING count(*) > 1",
+    )
+    assert twice == []
+    counters = _rows(
+        _db(d),
+        "SELECT count, spend FROM cap_counters WHERE scope = 'campaign:vouchers'"
+        " AND period = 'lifetime'",
+    )
+    assert counters == [(50, vouchers * 1000 + (50 - vouchers) * 500)]

@@ -75,10 +75,22 @@ async def test_unknown_route_and_method_answer_json_errors(client: httpx.AsyncCl
     _error(await client.delete("/v1/customers/c1", headers=auth()), 405, "method_not_allowed")
 
 
+async def test_method_not_allowed_names_every_method_of_the_path(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.options("/v1/unsubscribe")
+    _error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "GET, POST"
+    # ":add" is its own resource (POST only), not a list named "x:add".
+    r = await client.put("/v1/lists/x:add", json={"customer_ids": []}, headers=auth())
+    _error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "POST"
+
+
 async def test_malformed_json_and_wrong_types_are_4xx(client: httpx.AsyncClient) -> None:
     h = {**auth(), "Content-Type": "application/json"}
     _error(await client.post("/v1/events", content=b"{nope", headers=h), 400, "bad_request")
-    _error(await client.post("/v1/events", content=b"[1, 2]", headers=h), 400, "bad_request")
+    _error(await client.post("/v1/events", content=b"[1, 2]", headers=h), 422, "invalid")
     _error(await client.post("/v1/events", content=b"\xff\xfe", headers=h), 400, "bad_request")
     _error(await client.post("/v1/events", content=b'{"a": NaN}', headers=h), 400, "bad_request")
     r = await client.post(
@@ -153,9 +165,10 @@ async def test_put_customer_validation_names_the_field(client: httpx.AsyncClient
     r = await client.put("/v1/customers/c1", json={"email": "nope"}, headers=auth())
     error = _error(r, 422, "invalid")
     assert error["details"]["errors"][0]["field"] == "email"
-    assert error["details"]["errors"][0]["path"] == "customer.email"
+    assert error["details"]["errors"][0]["path"] == "email"
+    assert error["details"]["errors"][0]["loc"] == ["body", "email"]
     r = await client.put("/v1/customers/c1", json={"id": "c2"}, headers=auth())
-    assert _error(r, 422, "invalid")["details"]["errors"][0]["field"] == "id"
+    assert _error(r, 409, "conflict")["details"]["errors"][0]["field"] == "id"
     r = await client.put("/v1/customers/c1", json={"attributes": {"x": [1]}}, headers=auth())
     assert _error(r, 422, "invalid")["details"]["errors"][0]["field"] == "attributes.x"
 
@@ -204,7 +217,91 @@ async def test_batch_size_is_limited(client: httpx.AsyncClient, app: ApiApp) -> 
     error = _error(
         await client.post("/v1/customers:batch", json=body, headers=auth()), 422, "invalid"
     )
-    assert error["details"] == {"max_batch": 10_000}
+    assert error["details"]["errors"][0]["path"] == "customers"
+    assert "at most 10000" in error["details"]["errors"][0]["message"]
+
+
+async def test_every_bad_field_of_a_body_is_named_at_once(client: httpx.AsyncClient) -> None:
+    body = {"email": "nope", "tags": ["ok", 3], "consents": {"news": "yes"}, "colour": "red"}
+    r = await client.put("/v1/customers/c1", json=body, headers=auth())
+    error = _error(r, 422, "invalid")
+    paths = sorted(e["path"] for e in error["details"]["errors"])
+    assert paths == ["colour", "consents.news", "email", "tags[1]"]
+    assert all("index" not in e for e in error["details"]["errors"])
+    assert {e["field"] for e in error["details"]["errors"]} == set(paths)
+    assert error["details"]["error_count"] == 4
+
+
+@pytest.mark.parametrize("field", ["consents", "attributes", "tags"])
+async def test_null_where_the_schema_wants_a_value_is_422_and_keeps_the_data(
+    app: ApiApp, client: httpx.AsyncClient, field: str
+) -> None:
+    stored = {"consents": {"news": True}, "attributes": {"tier": "gold"}, "tags": ["vip"]}
+    assert (await client.put("/v1/customers/c1", json=stored, headers=auth())).status_code == 201
+    r = await client.put("/v1/customers/c1", json={**stored, field: None}, headers=auth())
+    error = _error(r, 422, "invalid")
+    assert [e["path"] for e in error["details"]["errors"]] == [field]
+    consents = await app.db.fetchall("SELECT consent, granted FROM customer_consents")
+    assert [tuple(c) for c in consents] == [("news", 1)]
+    row = await app.db.fetchone("SELECT attributes FROM customers WHERE id = 'c1'")
+    assert row is not None and row[0] == '{"tier":"gold"}'
+
+
+async def test_null_properties_refuse_the_event_batch(
+    app: ApiApp, client: httpx.AsyncClient
+) -> None:
+    event = {"customer_id": "c1", "name": "n", "ts": "2026-11-20T18:03:00Z", "properties": None}
+    r = await client.post("/v1/events", json={"events": [event]}, headers=auth())
+    error = _error(r, 422, "invalid")
+    assert error["details"]["errors"][0]["path"] == "events[0].properties"
+    assert error["details"]["errors"][0]["index"] == 0
+    row = await app.db.fetchone("SELECT count(*) FROM events")
+    assert row is not None and row[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        ("PUT", "/v1/customers/c1", b'{"tags": ["\\ud800"]}', "tags[0]"),
+        ("PUT", "/v1/customers/c1", b'{"attributes": {"a": "x\\udfff"}}', "attributes.a"),
+        ("PUT", "/v1/customers/c1", b'{"attributes": {"\\ud800": 1}}', "attributes.\\ud800"),
+        (
+            "POST",
+            "/v1/events",
+            b'{"events": [{"customer_id": "c1", "name": "n", "ts": "2026-11-20T18:03:00Z",'
+            b' "properties": {"k": ["\\ud83d"]}}]}',
+            "events[0].properties.k[0]",
+        ),
+        (
+            "POST",
+            "/v1/redemptions",
+            b'{"code": "\\ud800", "customer_id": "c1", "ip": "203.0.113.7"}',
+            "code",
+        ),
+    ],
+)
+async def test_lone_surrogates_are_refused_naming_the_field(
+    app: ApiApp, client: httpx.AsyncClient, method: str, path: str, body: bytes, where: str
+) -> None:
+    calls: list[Any] = []
+
+    async def redeem(*args: Any) -> dict[str, Any]:
+        calls.append(args)
+        return {"redeemed": True, "reason": None}
+
+    app.extras["redeem"] = redeem
+    h = {**auth(), "Content-Type": "application/json"}
+    r = await client.request(method, path, content=body, headers=h)
+    error = _error(r, 400, "bad_request")
+    assert error["details"]["errors"][0]["path"] == where
+    assert "surrogate" in error["message"]
+    assert calls == []
+    for table in ("customers", "events"):
+        row = await app.db.fetchone(f"SELECT count(*) FROM {table}")
+        assert row is not None and row[0] == 0
+    # ... and the API carries on.
+    ok = await client.put("/v1/customers/c1", json={"tags": ["\u00e9"]}, headers=auth())
+    assert ok.status_code == 201, ok.text
 
 
 # -- events -------------------------------------------------------------------------
@@ -435,10 +532,14 @@ async def test_rewards_show_the_real_state_and_leave_out_unusable_ones_by_defaul
     r = await client.get("/v1/customers/c1/rewards?include=usable", headers=auth("reader"))
     assert [g["grant_id"] for g in r.json()["rewards"]] == [1]
 
+    # state names the one state wanted, whatever include says.
+    r = await client.get(
+        "/v1/customers/c1/rewards?include=all&state=issued", headers=auth("reader")
+    )
+    assert [g["grant_id"] for g in r.json()["rewards"]] == [1]
     for query, field in (
         ("state=gone", "state"),
         ("include=some", "include"),
-        ("include=all&state=issued", "state"),
         ("status=issued", "status"),
     ):
         r = await client.get(f"/v1/customers/c1/rewards?{query}", headers=auth("reader"))
@@ -474,3 +575,45 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     assert client_address(request("::1", None), trusted) == "::1"
     assert client_address(request("10.0.0.2", "1.2.3.4"), []) == "10.0.0.2"
     assert client_address(request("10.0.0.2", "10.0.0.3"), trusted) == "10.0.0.3"
+
+
+async def test_lone_surrogates_in_path_or_query_are_refused(app: ApiApp) -> None:
+    """An ASGI server may pass any text: the route refuses it before it is used."""
+    from promod.http.routes import build_app
+
+    asgi = build_app(app)
+
+    async def call(path: str, query: bytes = b"") -> tuple[int, dict[str, Any]]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": b"/",
+            "query_string": query,
+            "root_path": "",
+            "headers": [(b"authorization", auth()["Authorization"].encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("promod.test", 80),
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await asgi(scope, receive, send)
+        import json
+
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return sent[0]["status"], json.loads(body)
+
+    status, body = await call("/v1/customers/c\ud800/rewards")
+    assert status == 400
+    assert body["error"]["details"]["errors"][0]["path"] == "path.customer_id"
+    status, body = await call("/v1/campaigns/w/runs/1/customers", b"cursor=%ED%A0%80")
+    assert status == 422  # percent-escapes that are not UTF-8 arrive as U+FFFD

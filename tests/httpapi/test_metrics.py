@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import re
+import shutil
+import subprocess
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.httpapi.conftest import T0, ApiApp, auth
 
 pytestmark = pytest.mark.anyio
 
-_SAMPLE = re.compile(r'^([a-z_:][a-z0-9_:]*)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
-
 
 def parse(text: str) -> dict[str, float]:
-    """Every sample line as ``name{labels}`` -> value; every line well formed."""
+    """Every sample as ``name{labels}`` (sorted) -> value, read by prometheus_client's parser."""
     samples: dict[str, float] = {}
-    typed: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-            continue
-        if line.startswith("# HELP "):
-            continue
-        m = _SAMPLE.match(line)
-        assert m, f"malformed metrics line: {line!r}"
-        name = m.group(1)
-        assert any(name == t or name.startswith(t + "_") for t in typed), name
-        samples[name + (m.group(2) or "")] = float(m.group(3))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
     return samples
 
 
@@ -92,22 +84,35 @@ async def test_metrics_cover_grants_refusals_spend_outbox_actors_latency(
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     m = parse(r.text)
-    c = 'campaign="win\\"back"'
+    c = 'campaign="win"back"'
     assert m[f'promod_grants{{{c},provider="wallet_points",state="issued"}}'] == 2
     assert m[f'promod_refusals{{{c},reason="cap:budget"}}'] == 2
     assert m[f'promod_refusals{{{c},reason="frequency"}}'] == 1
-    assert f'promod_campaign_spend{{{c},currency="EUR"}} 7.50' in r.text
+    assert m[f'promod_campaign_spend{{{c},currency="EUR"}}'] == 7.5
     assert m["promod_outbox_depth"] == 3
     assert m["promod_outbox_failures"] == 2
     assert m['promod_actor_restarts_total{actor="ledger"}'] == 2
     assert m["promod_up"] == 1
-    h = 'route="/v1/customers/{customer_id}/rewards",method="GET",status="404"'
+    h = 'method="GET",route="/v1/customers/{customer_id}/rewards",status="404"'
     assert m[f"promod_http_request_duration_seconds_count{{{h}}}"] == 1
-    assert m[f'promod_http_request_duration_seconds_bucket{{{h},le="+Inf"}}'] == 1
-    unmatched = 'route="unmatched",method="GET",status="404"'
+    assert m[f'promod_http_request_duration_seconds_bucket{{le="+Inf",{h}}}'] == 1
+    unmatched = 'method="GET",route="unmatched",status="404"'
     assert m[f"promod_http_request_duration_seconds_count{{{unmatched}}}"] == 1
 
 
 async def test_metrics_need_the_read_scope(client: httpx.AsyncClient) -> None:
     assert (await client.get("/metrics")).status_code == 401
     assert (await client.get("/metrics", headers=auth("events"))).status_code == 403
+
+
+async def test_metrics_pass_promtool_check(app: ApiApp, client: httpx.AsyncClient) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus'); .ci/run installs it")
+    await client.get("/v1/customers/nobody/rewards", headers=auth())
+    text = (await client.get("/metrics", headers=auth("reader"))).text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stdout

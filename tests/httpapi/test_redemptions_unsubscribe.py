@@ -217,10 +217,11 @@ async def test_unsubscribe_refuses_forged_tokens_and_missing_one_click(
             content=b"List-Unsubscribe=One-Click",
             headers=ONE_CLICK,
         )
-        assert r.status_code == 400, bad
-        assert r.json()["error"]["code"] == "bad_request"
-        assert (await client.get("/v1/unsubscribe", params={"token": bad})).status_code == 400
-    assert (await client.post("/v1/unsubscribe")).status_code == 400
+        assert r.status_code in (403, 422), bad
+        assert r.json()["error"]["code"] in ("forbidden", "invalid")
+        page = await client.get("/v1/unsubscribe", params={"token": bad})
+        assert page.status_code == r.status_code
+    assert (await client.post("/v1/unsubscribe")).status_code == 422
     r = await client.post(
         "/v1/unsubscribe", params={"token": token}, content=b"", headers=ONE_CLICK
     )

@@ -137,7 +137,7 @@ def partner_of(app: LedgerApp) -> Partner:
     return partner
 
 
-async def start_run(app: LedgerApp, ledger: LedgerActor) -> None:
+async def start_run(app: LedgerApp, ledger: LedgerActor, granted: int = 4) -> None:
     from promod.campaigns.runs import create_run_sync
 
     def work(conn: sqlite3.Connection) -> None:
@@ -148,7 +148,7 @@ async def start_run(app: LedgerApp, ledger: LedgerActor) -> None:
 
     await app.db.run_sync(work)
     done = await ledger.process_due()
-    assert done["granted"] == 4
+    assert done["granted"] == granted
 
 
 async def grants(app: LedgerApp) -> list[tuple[int, str, int, float | None]]:
@@ -229,7 +229,7 @@ async def test_out_of_inventory_releases_and_pauses(app: LedgerApp) -> None:
     # The run stays open while rewards are being issued: the customers go back in
     # line for when the campaign is resumed (after a restock), nothing is spent.
     targets = await app.db.fetchall("SELECT DISTINCT status, reason FROM run_targets")
-    assert [tuple(t) for t in targets] == [("pending", None)]
+    assert [tuple(t) for t in targets] == [("pending", "no_inventory")]
     spent = await app.db.fetchall("SELECT * FROM customer_caps WHERE grants > 0")
     assert spent == []
     counters = await app.db.fetchall(
@@ -238,3 +238,75 @@ async def test_out_of_inventory_releases_and_pauses(app: LedgerApp) -> None:
     assert counters == []
     # The circuit saw answers, not failures.
     assert isolation.board(app).get("provider:partner").state is CircuitState.CLOSED
+
+
+async def test_an_operator_pause_outlasts_the_circuit_closing(app: LedgerApp) -> None:
+    ticks = [0.0]
+    app.extras["circuits"] = CircuitBoard(threshold=3, cooldown=5.0, clock=lambda: ticks[0])
+    ledger = LedgerActor(app)
+    await start_run(app, ledger)
+    partner = partner_of(app)
+    partner.outcome = RuntimeError("down")
+    await ledger.issue_pending()
+    assert await campaign(app) == ("paused", "circuit_open:partner")
+    await store.pause(app.db, "vouchers", now=app.clock.now(), by="alice")
+    # The partner is back: the probe closes the circuit, the reserved rewards are
+    # issued, but the campaign stays paused for the operator.
+    ticks[0] += 5.0
+    app.clock.advance(60)
+    partner.outcome = None
+    await ledger.issue_pending()
+    await ledger.issue_pending()
+    assert isolation.board(app).get("provider:partner").state is CircuitState.CLOSED
+    assert await campaign(app) == ("paused", "operator")
+    held = await store.get(app.db, "vouchers")
+    assert held.pause_info() == {
+        "operator": {"by": "alice", "at": NOW},
+        "automatic": None,
+    }
+    assert (await ledger.process_due()).get("granted", 0) == 0
+    await store.resume(app.db, "vouchers", now=app.clock.now())
+    assert await campaign(app) == ("running", None)
+    await ledger.process_due()
+    await ledger.issue_pending()
+    assert [r[1] for r in await grants(app)] == ["issued"] * 4
+
+
+async def test_grants_never_sent_when_the_circuit_opens_give_their_reservation_back(
+    app: LedgerApp,
+) -> None:
+    app.extras["circuits"] = CircuitBoard(threshold=3, cooldown=5.0, clock=app.clock.now)
+    seed_customers(app.db.path, [f"x{i:02d}" for i in range(16)])  # 20: more than 16 at once
+    ledger = LedgerActor(app)
+    await start_run(app, ledger, granted=20)
+    partner = partner_of(app)
+    partner.outcome = RuntimeError("down")
+    await ledger.issue_pending()
+    assert await campaign(app) == ("paused", "circuit_open:partner")
+    # The 16 sent keep their reservation (they may have been issued); the 4 that
+    # waited for their turn were never sent: released, their customers pending.
+    rows = await grants(app)
+    assert sorted(r[1:3] for r in rows) == [("failed", 0)] * 4 + [("reserved", 1)] * 16
+    assert len(partner.calls) == 16
+    waiting = await app.db.fetchall(
+        "SELECT status, reason, count(*) FROM run_targets WHERE status != 'granted' GROUP BY 1, 2"
+    )
+    assert [tuple(w) for w in waiting] == [("pending", "circuit_open", 4)]
+    (count, spend) = await app.db.fetchone(
+        "SELECT count, spend FROM cap_counters WHERE scope = 'campaign:vouchers'"
+        " AND period = 'lifetime'"
+    )
+    assert (count, spend) == (16, 16 * 200)
+    # The partner is back: the circuit closes, the campaign resumes, and the four are
+    # reserved again and issued; every customer holds one voucher.
+    partner.outcome = None
+    for _ in range(4):
+        app.clock.advance(60)
+        await ledger.issue_pending()
+        await ledger.process_due()
+    await ledger.issue_pending()
+    live = await app.db.fetchall(
+        "SELECT customer_id FROM grants WHERE state = 'issued' ORDER BY customer_id"
+    )
+    assert len(live) == 20 == len({r[0] for r in live})
+    assert await campaign(app) == ("running", None)

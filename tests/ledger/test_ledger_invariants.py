@@ -1,25 +1,35 @@
-"""The cap ledger under random caps and concurrent, replayed and rolled-back grant attempts.
+"""The cap ledger under random caps and concurrent, replayed and rolled-back grant attempts,
+and with a provider outside the database that runs out mid-batch under a count cap.
 
 Whatever the interleaving, spend never passes any cap and no customer is granted
-twice in a run; and the database itself refuses a write that would pass a cap.
+twice in a run; the database itself refuses a write that would pass a cap; the
+counters hold exactly what the live grants hold (a reservation never issued gave its
+share back), and nobody is refused ``count`` while the cap is not really full.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from promod.actors.ledger import LedgerActor
 from promod.campaigns import store
 from promod.campaigns.runs import create_run_sync
 from promod.campaigns.spec import load_spec
+from promod.clock import ManualClock
+from promod.config import Config, parse_config_text
 from promod.ledger.grants import GrantJob, grant_batch
+from promod.plugins.circuit import CircuitBoard
 from promod.rewards.coupon import Coupon
+from promod.rewards.provider import GrantRequest, IssuedReward, OutOfInventory, TemporaryFailure
 from promod.rewards.wallet import WalletPoints
 from promod.store.database import Database
 from tests.support.data import seed_customers, wallet_spec
@@ -221,3 +231,231 @@ def test_the_database_refuses_a_write_past_a_cap(tmp_path: Path) -> None:
         )
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute("UPDATE customer_caps SET grants = grants + 1")
+
+
+# --- a provider outside the database running out under a count cap ------------------
+
+
+class Partner:
+    """A partner with ``stock`` vouchers; then it answers "out of stock"."""
+
+    name = "partner"
+    transactional = False
+
+    def __init__(self, stock: int) -> None:
+        self.stock = stock
+        self.minted: dict[int, str] = {}
+        self.down = 0  # the next calls fail (an outage)
+        self.lose = 0  # the next calls mint, but the answer is lost
+
+    async def issue(self, grant: GrantRequest) -> IssuedReward:
+        if self.down:
+            self.down -= 1
+            raise TemporaryFailure("partner down")
+        if grant.id not in self.minted:  # idempotent on the grant's id
+            if self.stock <= 0:
+                raise OutOfInventory("none left")
+            self.stock -= 1
+            self.minted[grant.id] = grant.customer_id
+        await anyio.sleep(0)
+        if self.lose:
+            self.lose -= 1
+            raise TemporaryFailure("answer lost")
+        return IssuedReward(reference=f"ref-{grant.id}", code=f"V{grant.id}")
+
+    async def revoke(self, grant: GrantRequest, reference: str | None) -> None:
+        return None
+
+
+@dataclass
+class Plugins:
+    reward_providers: dict[str, Any]
+
+    def has_eligibility_checks(self) -> bool:
+        return False
+
+
+@dataclass
+class Told:
+    messages: list[object] = field(default_factory=list)
+
+    def tell(self, message: object) -> None:
+        self.messages.append(message)
+
+
+@dataclass
+class App:
+    config: Config
+    db: Database
+    plugins: Plugins
+    clock: ManualClock
+    extras: dict[str, Any] = field(default_factory=dict)
+    told: dict[str, Told] = field(default_factory=dict)
+
+    def actor(self, name: str) -> Told:
+        return self.told.setdefault(name, Told())
+
+
+def _spec(count: int, fallback: bool) -> str:
+    extra = 'fallback = { provider = "wallet_points", amount = "100", value = "1.00" }'
+    return f"""
+id = "vouchers"
+name = "Vouchers"
+kind = "past_behavior"
+timezone = "UTC"
+[schedule]
+start = "now"
+[segment]
+all = [{{ tag = "bonus_interest" }}]
+[reward]
+provider = "partner"
+value = "2.00"
+currency = "EUR"
+{extra if fallback else ""}
+[caps]
+per_customer = 1
+count = {count}
+"""
+
+
+async def _stock_scenario(
+    root: Path,
+    customers: int,
+    count: int,
+    stock: int,
+    fallback: bool,
+    batch: int,
+    steps: list[str],
+) -> None:
+    config = parse_config_text(
+        f"""
+[daemon]
+state_dir = "{root}/state"
+admin_socket = "{root}/admin.sock"
+[ledger]
+batch_size = {batch}
+provider_retry = "1s"
+provider_max_attempts = 50
+""",
+        root / "promod.toml",
+    )
+    db = await Database.open(root / "promod.db")
+    partner = Partner(stock)
+    plugins = Plugins({"partner": partner, "wallet_points": WalletPoints()})
+    app = App(config, db, plugins, ManualClock(NOW))
+    app.extras["circuits"] = CircuitBoard(threshold=3, cooldown=5.0, clock=app.clock.now)
+    try:
+        seed_customers(db.path, [f"c{i:03d}" for i in range(customers)])
+        spec = load_spec(_spec(count, fallback), "toml", providers=set(plugins.reward_providers))
+        await store.apply(db, spec, by="test", now=NOW)
+        await store.launch(db, spec.id, now=NOW, pilot=None)
+
+        def start(conn: sqlite3.Connection) -> None:
+            create_run_sync(conn, spec.id, 1, spec, now=NOW)
+            conn.execute("UPDATE campaigns SET state = 'running', next_run_at = NULL")
+
+        await db.run_sync(start)
+        ledger = LedgerActor(app)
+        for step in steps:  # a random interleaving; then settle
+            if step == "grant":
+                await ledger.process_due()
+            elif step == "issue":
+                await ledger.issue_pending()
+            elif step == "restart":  # a crash: what the actor knew in memory is gone
+                ledger = LedgerActor(app)
+            elif step == "outage":  # enough failures to open the circuit
+                partner.down += 4
+            elif step == "lost":
+                partner.lose += 2
+            else:
+                app.clock.advance(10)
+            _check_stock(db.path, count, stock, partner)
+        for _ in range(2 * customers + 20 + partner.down + partner.lose):
+            app.clock.advance(5000)  # past any retry's backoff and the circuit's cool-down
+            await ledger.process_due()
+            await ledger.issue_pending()
+        _check_stock(db.path, count, stock, partner)
+        _check_settled(db.path, count, stock, fallback, customers, partner)
+    finally:
+        await db.close()
+
+
+def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _check_stock(path: Path, count: int, stock: int, partner: Partner) -> None:
+    live = _rows(path, "SELECT customer_id, value_minor FROM grants WHERE state != 'failed'")
+    holders = [r[0] for r in live]
+    assert len(holders) == len(set(holders)), "a customer holds two rewards of the run"
+    assert len(live) <= count, "the count cap was passed"
+    # The counters hold exactly the live grants: what was never issued was given back.
+    [(booked, spend, unique)] = _rows(
+        path,
+        "SELECT count, spend, customers FROM cap_counters WHERE scope = 'campaign:vouchers'"
+        " AND period = 'lifetime'",
+    ) or [(0, 0, 0)]
+    assert (booked, spend, unique) == (len(live), sum(r[1] for r in live), len(live))
+    assert len(partner.minted) <= stock
+    # A minted voucher belongs to an issued grant, or to one still reserved (its answer
+    # was lost: it is retried with the same key); never to a released one.
+    states = dict(_rows(path, "SELECT id, state FROM grants WHERE provider = 'partner'"))
+    assert all(states.get(grant) in ("issued", "reserved") for grant in partner.minted)
+    issued = [g for g, state in states.items() if state == "issued"]
+    assert set(issued) <= set(partner.minted), "an issued grant without a voucher"
+
+
+def _check_settled(
+    path: Path, count: int, stock: int, fallback: bool, customers: int, partner: Partner
+) -> None:
+    assert _rows(path, "SELECT count(*) FROM grants WHERE state = 'reserved'") == [(0,)]
+    live = _rows(path, "SELECT count(*) FROM grants WHERE state = 'issued'")[0][0]
+    vouchers = _rows(path, "SELECT id FROM grants WHERE provider = 'partner' AND state = 'issued'")
+    assert sorted(v for (v,) in vouchers) == sorted(partner.minted), "a voucher is unrecorded"
+    targets = dict(
+        _rows(path, "SELECT coalesce(reason, status), count(*) FROM run_targets GROUP BY 1")
+    )
+    # Nobody is refused the count cap unless the issued rewards fill it.
+    if targets.get("count"):
+        assert live == count
+    if fallback:
+        # Everyone up to the cap holds a voucher or (out of stock, partner down) the
+        # fallback; vouchers are never wasted beyond the stock.
+        assert live == min(count, customers)
+        assert len(partner.minted) <= min(stock, live)
+        assert targets.get("count", 0) == customers - live
+    else:
+        assert len(partner.minted) == min(stock, count, customers)
+        # Those the partner could not serve wait for a restock, with the true reason.
+        waiting = _rows(path, "SELECT count(*) FROM run_targets WHERE status = 'pending'")[0][0]
+        # (one released while the circuit was open says so, if the campaign paused for
+        # the empty partner before it was tried again)
+        released = targets.get("no_inventory", 0) + targets.get("circuit_open", 0)
+        assert released == max(0, min(count, customers) - stock)
+        assert live + waiting + targets.get("count", 0) == customers
+        if waiting:  # paused for the partner, with the true reason
+            [(state, reason)] = _rows(path, "SELECT state, paused_reason FROM campaigns")
+            assert (state, reason) == ("paused", "no_inventory:partner")
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    customers=st.integers(1, 40),
+    count=st.integers(1, 30),
+    stock=st.integers(0, 30),
+    fallback=st.booleans(),
+    batch=st.integers(1, 25),
+    steps=st.lists(
+        st.sampled_from(["grant", "issue", "restart", "outage", "lost", "tick"]), max_size=14
+    ),
+)
+def test_a_partner_running_out_under_a_count_cap_keeps_the_money_invariants(
+    customers: int, count: int, stock: int, fallback: bool, batch: int, steps: list[str]
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="pmstock") as root:
+        anyio.run(_stock_scenario, Path(root), customers, count, stock, fallback, batch, steps)

@@ -98,7 +98,7 @@ async def launch(app: StubApp, text: str) -> int:
 async def post(app: StubApp, *events: tuple[str, str, float, dict[str, Any]]) -> None:
     """Store events (customer, name, ts, properties), as the HTTP API does."""
     records = [
-        Event(event_id=None, customer_id=c, name=n, ts=int(ts), properties=p)
+        Event.model_construct(event_id=None, customer_id=c, name=n, ts=int(ts), properties=p)
         for c, n, ts, p in events
     ]
     await app.db.run_sync(lambda conn: insert_events_sync(conn, records))

@@ -182,6 +182,11 @@ class FakePartner:
         with self._lock:
             self._faults.extend(faults)
 
+    def clear_faults(self) -> None:
+        """Forget the misbehaviour still queued: the partner answers normally again."""
+        with self._lock:
+            self._faults.clear()
+
     def redeem(self, voucher_id: str) -> None:
         """The customer used the voucher: it can no longer be revoked."""
         with self._lock:

@@ -1,4 +1,4 @@
--- 0008_crm: CRM sync (promod.crm). A connector [crm.NAME] fills one list under one
+-- 0009_crm: CRM sync (promod.crm). A connector [crm.NAME] fills one list under one
 -- consent by full refreshes; every run is kept with its figures. Times are unix
 -- seconds (REAL), UTC.
 
