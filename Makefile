@@ -10,6 +10,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The distributions were once called promod and promod-partner-voucher.
+	$(BIN)/python -m pip uninstall --quiet --yes promod promod-partner-voucher 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]' $(foreach p,$(wildcard plugins/*/pyproject.toml),-e $(dir $(p)))
 	touch $(STAMP)
 

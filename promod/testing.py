@@ -14,6 +14,17 @@ entry points, which is how a pip-installed plugin is found)::
         d = promod_factory(plugins=["my_plugin"], env={"MY_KEY": "x"})
         d.call("campaign.apply", {...})          # any admin command, as admin
 
+Waiting: ``d.settle()`` (admin command ``debug.settle``) returns once every actor
+has done all the work due at the daemon's clock, so a test can assert that
+something did *not* happen; :func:`wait_until` (and :func:`wait_until_async` inside
+an event loop) polls for something that takes real time — a mail arriving, a
+subprocess starting. Those are the only waits a test needs::
+
+    d.call("clock.advance", {"seconds": 3600})
+    d.settle()                                    # every actor idle at the new time
+    assert d.call("campaign.report", {"campaign": "x"})["granted"] == 30
+    wait_until(lambda: smtp.messages, what="the reward mail")
+
 The fixtures are a pytest plugin that promod registers (entry point ``pytest11``);
 with ``-p no:promod`` or an older install, add ``pytest_plugins = ["promod.testing"]``
 to your top-level ``conftest.py``. A subprocess (not a thread) keeps the daemon's
@@ -33,16 +44,68 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio
 import pytest
 
-__all__ = ["NotifyListener", "PromodDaemon", "promod_daemon", "promod_factory", "start_promod"]
+__all__ = [
+    "NotifyListener",
+    "PromodDaemon",
+    "promod_daemon",
+    "promod_factory",
+    "start_promod",
+    "wait_until",
+    "wait_until_async",
+]
 
 _SOCKET_ROOM = 100  # AF_UNIX paths are limited to 108 bytes
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 60.0,
+    what: str = "a condition",
+    interval: float = 0.02,
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; that value.
+
+    AssertionError naming ``what`` after ``timeout`` seconds. For what takes real
+    time outside the daemon's actors; to assert that nothing more happens, settle
+    the daemon (:meth:`PromodDaemon.settle`) instead of waiting.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+async def wait_until_async(
+    predicate: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109
+    what: str = "a condition",
+    interval: float = 0.005,
+) -> Any:
+    """:func:`wait_until` inside an event loop: ``predicate`` may be async."""
+    deadline = anyio.current_time() + timeout
+    while True:
+        value = predicate()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if anyio.current_time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await anyio.sleep(interval)
 
 
 class NotifyListener:
@@ -70,12 +133,12 @@ class NotifyListener:
 
     def wait_for(self, line: str, timeout: float = 15.0, count: int = 1) -> None:
         """Until ``line`` has arrived ``count`` times; AssertionError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.messages.count(line) >= count:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"no {line!r} (x{count}) from the daemon; got {self.messages}")
+        try:
+            wait_until(lambda: self.messages.count(line) >= count, timeout=timeout)
+        except AssertionError:
+            raise AssertionError(
+                f"no {line!r} (x{count}) from the daemon; got {self.messages}"
+            ) from None
 
     def close(self) -> None:
         self._stop.set()
@@ -133,16 +196,20 @@ class PromodDaemon:
 
     def wait_ready(self, timeout: float = 20.0) -> PromodDaemon:
         """Wait for ``READY=1`` of the last start; RuntimeError with the log otherwise."""
-        assert self.proc is not None and self._notify is not None, "not started"
-        deadline = time.monotonic() + timeout
-        while self._notify.messages.count("READY=1") < 1:
-            code = self.proc.poll()
+        proc, notify = self.proc, self._notify
+        assert proc is not None and notify is not None, "not started"
+
+        def ready() -> bool:
+            code = proc.poll()
             if code is not None:
                 raise RuntimeError(f"promod exited with {code} before it was ready:\n{self.logs()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"promod not ready within {timeout}s:\n{self.logs()}")
-            time.sleep(0.02)
+            return notify.messages.count("READY=1") >= 1
+
+        try:
+            wait_until(ready, timeout=timeout, what="READY=1")
+        except AssertionError:
+            self.kill()
+            raise RuntimeError(f"promod not ready within {timeout}s:\n{self.logs()}") from None
         return self
 
     def stop(self, timeout: float = 10.0) -> int:
@@ -215,15 +282,17 @@ class PromodDaemon:
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
     ) -> Any:
-        """Poll ``predicate`` until it returns something truthy; that value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s")
-            time.sleep(interval)
+        """Poll ``predicate`` until it returns something truthy; that value (:func:`wait_until`)."""
+        return wait_until(predicate, timeout=timeout, interval=interval)
+
+    def settle(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Run ``debug.settle``: every actor has done the work due at the daemon's clock.
+
+        ``{"rounds", "now"}``. After it, an assertion that something did not happen
+        holds for the daemon, not for how fast it was.
+        """
+        result: dict[str, Any] = self.call("debug.settle", timeout=timeout)
+        return result
 
 
 def _instance_dir() -> Path:

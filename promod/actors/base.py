@@ -1,7 +1,8 @@
 """Actors: one concern, its own state, messages through a bounded mailbox.
 
 An actor handles one message at a time. ``tell`` drops a message in the mailbox
-and returns at once; ``ask`` waits for the handler's result. An exception raised
+and returns at once; ``ask`` waits for the handler's result. Every actor answers
+``Settle`` (from :mod:`promod.actors.messages`) by running :meth:`Actor.settle`. An exception raised
 while handling an ``ask`` goes back to the caller and the actor carries on; an
 exception raised while handling a ``tell`` crashes the actor (``run()`` raises)
 so that its supervisor decides what to do.
@@ -37,6 +38,8 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from promod.actors.messages import Settle
 
 __all__ = [
     "Actor",
@@ -153,6 +156,14 @@ class Actor:
     async def receive(self, message: object) -> object:
         """Handle one message; the result goes back to ``ask``. Unknown messages raise."""
         raise UnknownMessage(self, message)
+
+    async def settle(self) -> None:
+        """Do every piece of work that is due now (the ``Settle`` message); by default none.
+
+        An actor whose ``background`` works on a timeline runs one pass of it here,
+        serialised with the background's own passes, so that after ``settle`` nothing
+        due at this moment is left undone (see :mod:`promod.actors.settle`).
+        """
 
     # -- sending ---------------------------------------------------------------
 
@@ -287,13 +298,19 @@ class Actor:
             await self._handle(envelope)
             self._current = None
 
+    async def _dispatch(self, message: object) -> object:
+        if isinstance(message, Settle):
+            await self.settle()
+            return None
+        return await self.receive(message)
+
     async def _handle(self, envelope: Envelope) -> None:
         reply = envelope.reply_to
         if reply is None:
-            await self.receive(envelope.message)
+            await self._dispatch(envelope.message)
             return
         try:
-            result = await self.receive(envelope.message)
+            result = await self._dispatch(envelope.message)
         except Exception as exc:
             reply.set_error(exc)
         else:

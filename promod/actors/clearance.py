@@ -49,6 +49,7 @@ class ClearanceActor(Actor):
         super().__init__()
         self.app = app
         self._kick = anyio.Event()
+        self._ticking = anyio.Lock()  # one tick at a time: the timer's or settle's
         self.next_deadline: float | None = None
         self.announced = 0
         self.decided = 0
@@ -76,8 +77,17 @@ class ClearanceActor(Actor):
             self.next_deadline = await self.app.db.run_sync(next_deadline_sync, write=False)
             await sleep_until_woken(clock, self.next_deadline, self._kick, changed)
 
+    async def settle(self) -> None:
+        """One tick at the clock's time now; the timer then looks again."""
+        await self.tick(self.app.clock.now())
+        self._kick.set()
+
     async def tick(self, now: float) -> None:
         """Announce new clearance runs, then decide those whose deadline has come."""
+        async with self._ticking:
+            await self._tick(now)
+
+    async def _tick(self, now: float) -> None:
         from promod.actors.scheduler import Kick  # imports this module: not at the top
 
         self.ticks += 1

@@ -61,6 +61,10 @@ class CodePoolActor(Actor):
                     return
             await clock.sleep_until(clock.now() + self.sweep_interval)
 
+    async def settle(self) -> None:
+        """Sweep now (the mailbox runs one sweep at a time)."""
+        await self._sweep()
+
     async def receive(self, message: object) -> object:
         if isinstance(message, Sweep):
             return await self._sweep()

@@ -77,6 +77,7 @@ class LedgerActor(Actor):
         self.app = app
         self.totals: Tally[str] = Tally()
         self._pending_kick = anyio.Event()
+        self._issuing = anyio.Lock()  # one issue pass at a time: the background's or settle's
         self._circuits_closed: set[str] = set()
         # (campaign, provider) -> until when the provider is taken as out of stock for
         # that campaign, which then grants its fallback reward.
@@ -110,6 +111,12 @@ class LedgerActor(Actor):
             self._pending_kick.set()
             return None
         raise TypeError(f"ledger: unknown message {type(message).__name__}")
+
+    async def settle(self) -> None:
+        """Grant what is due, issue the reserved grants that are due; then look again."""
+        await self.process_due()
+        await self.issue_pending()
+        self._pending_kick.set()
 
     # -- grants ----------------------------------------------------------------
 
@@ -273,6 +280,10 @@ class LedgerActor(Actor):
         Grants of a provider whose circuit is open are left waiting (no attempt is
         spent); a half-open circuit lets one grant through as the probe.
         """
+        async with self._issuing:
+            return await self._issue_pending()
+
+    async def _issue_pending(self) -> float | None:
         db = self.app.db
         now = self.app.clock.now()
         if await killswitch.is_engaged(db):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -63,6 +63,16 @@ class Wake:
 def _counts_against_channel(exc: BaseException) -> bool:
     """A permanent refusal of one message (a bounce) is an answer, not a channel failure."""
     return not (isinstance(exc, DeliveryFailed) and exc.permanent)
+
+
+@dataclass
+class _Sender:
+    """One channel's pacing, width and the lock that keeps its batches one at a time."""
+
+    pacer: RateLimiter
+    width: int
+    limiter: anyio.Semaphore
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
 class SentMarker:
@@ -110,7 +120,9 @@ class NotifierActor(Actor):
         self._workers = anyio.CancelScope()
         self._workers_done = anyio.Event()
         self._fanout_wake = anyio.Event()
+        self._fanning = anyio.Lock()  # one fan-out pass at a time: the loop's or settle's
         self._wakers: dict[str, anyio.Event] = {}
+        self._senders: dict[str, _Sender] = {}
         self._killswitch = (False, -1.0)
         self._marker = SentMarker(app.db, app.clock)
         self.sent = 0
@@ -165,6 +177,16 @@ class NotifierActor(Actor):
             return None
         raise UnknownMessage(self, message)
 
+    async def settle(self) -> None:
+        """Fan out every pending event, then send every channel's due deliveries."""
+        while await self._fanout_once():
+            pass
+        for name, channel in self.channels.items():
+            if name in self._senders:  # its sender has started
+                while await self._send_due(name, channel) is None:
+                    pass
+        self.wake()
+
     def wake(self, channel: str | None = None) -> None:
         """Fan out now and let the sender(s) look for due deliveries."""
         self._fanout_wake.set()
@@ -215,11 +237,17 @@ class NotifierActor(Actor):
 
     async def _fanout_loop(self) -> None:
         while True:
+            self._fanout_wake = anyio.Event()
+            changed = self.app.clock.changed()
+            if not await self._fanout_once():
+                await self._wait(self._fanout_wake, changed)
+
+    async def _fanout_once(self) -> bool:
+        """Fan out one batch of pending outbox events; True when there may be more."""
+        async with self._fanning:
             config = self.app.config
             routing = Routing.from_config(config, templates_dir(config))
             limit = max(1, int(self._notify.batch_size)) * 5
-            self._fanout_wake = anyio.Event()
-            changed = self.app.clock.changed()
             events, counts = await self.app.db.run_sync(
                 partial(fanout_sync, routing=routing, now=self._now(), limit=limit)
             )
@@ -230,8 +258,7 @@ class NotifierActor(Actor):
                     waker = self._wakers.get(name)
                     if waker is not None:
                         waker.set()
-            if events < limit:
-                await self._wait(self._fanout_wake, changed)
+            return bool(events >= limit)
 
     async def _killswitch_engaged(self) -> bool:
         engaged, read_at = self._killswitch
@@ -242,46 +269,72 @@ class NotifierActor(Actor):
         return engaged
 
     async def _channel_loop(self, name: str, channel: Channel) -> None:
-        pacer = RateLimiter(getattr(channel, "rate", None))
         width = max(1, int(getattr(channel, "concurrency", 1) or 1))
-        limiter = anyio.Semaphore(width)
-        breaker = isolation.board(self.app).get(
-            isolation.channel_circuit(name), counts=_counts_against_channel
+        self._senders[name] = _Sender(
+            pacer=RateLimiter(getattr(channel, "rate", None)),
+            width=width,
+            limiter=anyio.Semaphore(width),
         )
         while True:
             self._wakers[name] = anyio.Event()
-            closed_in = breaker.retry_in()
+            changed = self.app.clock.changed()  # taken before the batch reads the time
+            pause = await self._send_due(name, channel)
+            if pause is None:
+                continue
+            closed_in, due = pause
             if closed_in:  # the channel's circuit is open: deliveries wait, nothing is spent
                 with anyio.move_on_after(closed_in):
                     await self._wakers[name].wait()
-                continue
-            changed = self.app.clock.changed()
-            now = self._now()
-            held = " AND NOT " + _MARKETING_SQL if await self._killswitch_engaged() else ""
-            probe = breaker.state is not CircuitState.CLOSED
-            rows = await self.app.db.fetchall(
-                "SELECT id, event_id, type, kind, message, attempts, customer_id, recipient,"
-                " consent FROM deliveries WHERE state = 'pending' AND channel = ?"
-                f" AND next_attempt_at <= ?{held} ORDER BY next_attempt_at, id LIMIT ?",
-                (name, now, 1 if probe else self._notify.batch_size),
-            )
-            if not rows:
-                row = await self.app.db.fetchone(
-                    "SELECT min(next_attempt_at) FROM deliveries"
-                    f" WHERE state = 'pending' AND channel = ?{held}",
-                    (name,),
-                )
-                due = float(row[0]) if row is not None and row[0] is not None else None
-                await self._wait(self._wakers[name], changed, due)
-                continue
-            if width == 1:
-                for row in rows:
-                    await self._deliver(name, channel, row, pacer)
             else:
-                async with anyio.create_task_group() as tg:
-                    for row in rows:
-                        await limiter.acquire()
-                        tg.start_soon(self._deliver_limited, name, channel, row, pacer, limiter)
+                await self._wait(self._wakers[name], changed, due)
+
+    async def _send_due(self, name: str, channel: Channel) -> tuple[float, float | None] | None:
+        """Send one batch of the channel's due deliveries.
+
+        None when a batch went out (there may be more); otherwise what to wait for:
+        ``(cool_down, None)`` while the channel's circuit is open, ``(0.0, due)`` when
+        nothing is due now (``due``: the next delivery's time on the app clock, or None).
+        """
+        sender = self._senders[name]
+        async with sender.lock:
+            return await self._send_batch(name, channel, sender)
+
+    async def _send_batch(
+        self, name: str, channel: Channel, sender: _Sender
+    ) -> tuple[float, float | None] | None:
+        breaker = isolation.board(self.app).get(
+            isolation.channel_circuit(name), counts=_counts_against_channel
+        )
+        closed_in = breaker.retry_in()
+        if closed_in:
+            return (closed_in, None)
+        now = self._now()
+        held = " AND NOT " + _MARKETING_SQL if await self._killswitch_engaged() else ""
+        probe = breaker.state is not CircuitState.CLOSED
+        rows = await self.app.db.fetchall(
+            "SELECT id, event_id, type, kind, message, attempts, customer_id, recipient,"
+            " consent FROM deliveries WHERE state = 'pending' AND channel = ?"
+            f" AND next_attempt_at <= ?{held} ORDER BY next_attempt_at, id LIMIT ?",
+            (name, now, 1 if probe else self._notify.batch_size),
+        )
+        if not rows:
+            row = await self.app.db.fetchone(
+                "SELECT min(next_attempt_at) FROM deliveries"
+                f" WHERE state = 'pending' AND channel = ?{held}",
+                (name,),
+            )
+            return (0.0, float(row[0]) if row is not None and row[0] is not None else None)
+        if sender.width == 1:
+            for row in rows:
+                await self._deliver(name, channel, row, sender.pacer)
+        else:
+            async with anyio.create_task_group() as tg:
+                for row in rows:
+                    await sender.limiter.acquire()
+                    tg.start_soon(
+                        self._deliver_limited, name, channel, row, sender.pacer, sender.limiter
+                    )
+        return None
 
     async def _deliver_limited(
         self,

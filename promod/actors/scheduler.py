@@ -42,6 +42,7 @@ class SchedulerActor(Actor):
         super().__init__()
         self.app = app
         self._kick = anyio.Event()
+        self._ticking = anyio.Lock()  # one tick at a time: the timeline's or settle's
         self.next_wake: float | None = None
         self.ticks = 0
 
@@ -65,8 +66,17 @@ class SchedulerActor(Actor):
             )
             await sleep_until_woken(clock, self.next_wake, self._kick, changed)
 
+    async def settle(self) -> None:
+        """One tick at the clock's time now; the timeline then looks again."""
+        await self.tick(self.app.clock.now())
+        self._kick.set()
+
     async def tick(self, now: float) -> None:
         """Start due runs, lift daily pauses, then let the ledger grant what is due."""
+        async with self._ticking:
+            await self._tick(now)
+
+    async def _tick(self, now: float) -> None:
         self.ticks += 1
         started = await self.app.db.run_sync(lambda conn: self._start_runs(conn, now))
         for campaign_id, run_id in started:

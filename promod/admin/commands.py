@@ -1,4 +1,5 @@
-"""Built-in admin commands: help, version, ping, status, actors, plugins, log-level, audit.
+"""Built-in admin commands: help, version, ping, status, actors, plugins, log-level, audit,
+debug.settle.
 
 Each is a :class:`~promod.admin.registry.Command` built with the ``command`` decorator,
 exactly like a plugin's; the JSON request and the ``promodctl`` form are in its docstring::
@@ -190,6 +191,37 @@ async def audit_command(ctx: CommandContext, args: dict[str, Any]) -> list[dict[
     return rows
 
 
+@command(
+    "debug.settle",
+    role=Role.ADMIN,
+    mutating=False,
+    summary="do all work due now in every actor, answer when the daemon is idle",
+    usage="call debug.settle",
+)
+async def settle_command(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
+    """``{"cmd": "debug.settle"}`` / ``promodctl call debug.settle`` -> ``{"rounds", "now"}``.
+
+    Asks every actor to do the work that is due at the clock's current time (grants,
+    clearance decisions, deliveries, expiry), round after round, until a round changes
+    nothing in the store (:mod:`promod.actors.settle`). Work due later stays where it
+    is. For tests and diagnosis: after it, whatever has not happened was not due.
+    ``unavailable`` while the daemon shuts down or an actor is down; ``conflict`` when
+    the actors keep changing the store for 100 rounds.
+    """
+    from promod.actors.base import ActorNotRunning
+    from promod.actors.settle import NotSettled, settle_app
+
+    if getattr(ctx.app, "shutting_down", False):
+        raise CommandError("unavailable", "the daemon is shutting down")
+    try:
+        rounds = await settle_app(ctx.app)
+    except (ActorNotRunning, KeyError) as exc:
+        raise CommandError("unavailable", f"an actor is not running: {exc}") from None
+    except NotSettled as exc:
+        raise CommandError("conflict", str(exc)) from None
+    return {"rounds": rounds, "now": ctx.app.clock.now()}
+
+
 BUILTIN_COMMANDS: tuple[Command, ...] = (
     help_command,
     version_command,
@@ -199,6 +231,7 @@ BUILTIN_COMMANDS: tuple[Command, ...] = (
     plugins_command,
     log_level_command,
     audit_command,
+    settle_command,
 )
 
 

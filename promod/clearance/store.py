@@ -55,7 +55,7 @@ MAX_PAGE = 10_000
 DEFAULT_PAGE = 1_000
 MAX_REPORTED = 100  # customers named in one refusal
 
-# What the site sees of a target (DESIGN §6).
+# What the site sees of a target (docs/http-api.md, Clearance).
 STATUSES = ("pending", "approved", "rejected", "granted", "refused")
 # Targets the site may still answer while the run waits (held: outside a pilot slice).
 ANSWERABLE = ("awaiting", "held")

@@ -255,10 +255,10 @@ class LiveEngine:
         (cursor,) = conn.execute("SELECT seq FROM live_cursor WHERE id = 1").fetchone()
         names = index.names
         if not names:
+            # Only when there are new events: a pass with nothing to do writes nothing.
             conn.execute(
-                "UPDATE live_cursor SET seq = (SELECT max(?, coalesce(max(seq), 0)) FROM events)"
-                " WHERE id = 1",
-                (cursor,),
+                "UPDATE live_cursor SET seq = (SELECT max(seq) FROM events)"
+                " WHERE id = 1 AND seq < (SELECT coalesce(max(seq), 0) FROM events)"
             )
             return work.fired
         rows = conn.execute(

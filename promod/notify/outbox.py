@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Every event type promod emits (DESIGN §6 and the [alerts] section of the config).
+# Every event type promod emits (docs/notifications.md; routed by the config's [alerts]).
 EVENT_TYPES = frozenset(
     {
         "reward.granted",

@@ -704,6 +704,19 @@ class Database:
         async with self._access(), self.conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
+    @property
+    def changes(self) -> int:
+        """Rows inserted, updated or deleted through this Database since it was opened.
+
+        ``sqlite3_total_changes`` of both writing connections; the read-only snapshot
+        connection writes nothing. :mod:`promod.actors.settle` compares it before and
+        after a round of actor work to see whether the round did anything.
+        """
+        total = int(self.conn.total_changes)
+        if self._sync is not None:
+            total += self._sync.total_changes
+        return total
+
     async def schema_version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")
         return 0 if row is None else int(row[0])

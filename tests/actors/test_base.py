@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import anyio
 import anyio.lowlevel
 import pytest
 from anyio.abc import TaskStatus
 
 from promod.actors.base import Actor, ActorNotRunning, Envelope, MailboxFull, UnknownMessage
+from promod.testing import wait_until_async
 
 pytestmark = pytest.mark.anyio
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Let other tasks run until ``predicate`` holds (fails after one second)."""
-    with anyio.fail_after(1):
-        while not predicate():
-            await anyio.lowlevel.checkpoint()
 
 
 class Recorder(Actor):
@@ -150,7 +142,7 @@ async def test_send_waits_for_room_in_the_mailbox() -> None:
             sent.set()
 
         tg.start_soon(sender)
-        await until(lambda: actor._send.statistics().tasks_waiting_send == 1)
+        await wait_until_async(lambda: actor._send.statistics().tasks_waiting_send == 1)
         assert not sent.is_set()
         actor.gate.set()
         await sent.wait()
@@ -174,7 +166,7 @@ async def test_request_stop_finishes_current_message_and_fails_queued_asks() -> 
         tg.start_soon(ask, "current", "wait_gate")
         await actor.entered.wait()
         tg.start_soon(ask, "queued", ("echo", "never"))
-        await until(lambda: actor.queued == 1)
+        await wait_until_async(lambda: actor.queued == 1)
         actor.request_stop()
         assert actor.state == "running"
         with pytest.raises(ActorNotRunning):

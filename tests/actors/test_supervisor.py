@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -20,6 +19,7 @@ from promod.actors.supervisor import (
     Supervisor,
     SupervisorGaveUp,
 )
+from promod.testing import wait_until_async
 
 pytestmark = pytest.mark.anyio
 
@@ -42,12 +42,6 @@ class Journal:
 
     def since(self, mark: int) -> list[str]:
         return self.entries[mark:]
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.001)
 
 
 class Worker(Actor):
@@ -145,7 +139,7 @@ async def test_one_for_one_restarts_only_the_child_whose_tell_crashed() -> None:
         a, b, c = (worker(supervisor, n) for n in "abc")
         mark = len(journal.entries)
         b.tell("crash")
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         assert journal.since(mark) == ["stop:b", "begin:b", "start:b"]
         assert worker(supervisor, "a") is a and worker(supervisor, "c") is c
         new_b = worker(supervisor, "b")
@@ -189,7 +183,7 @@ async def test_one_for_all_restarts_every_child_stopping_in_reverse() -> None:
         old = [worker(supervisor, n) for n in "abc"]
         mark = len(journal.entries)
         old[1].tell("crash")
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         assert [e for e in journal.since(mark) if not e.startswith("begin")] == [
             "stop:b", "stop:c", "stop:a", "start:a", "start:b", "start:c",
         ]  # fmt: skip
@@ -209,7 +203,7 @@ async def test_rest_for_one_restarts_the_child_and_those_started_after_it() -> N
         a = worker(supervisor, "a")
         mark = len(journal.entries)
         worker(supervisor, "b").tell("crash")
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         assert [e for e in journal.since(mark) if not e.startswith("begin")] == [
             "stop:b", "stop:c", "start:b", "start:c",
         ]  # fmt: skip
@@ -230,7 +224,7 @@ async def test_temporary_sibling_is_stopped_but_not_restarted_with_its_group() -
         await tg.start(supervisor.run)
         mark = len(journal.entries)
         worker(supervisor, "a").tell("crash")
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         assert [e for e in journal.since(mark) if not e.startswith("begin")] == [
             "stop:a", "stop:c", "cancelled:t", "start:a", "start:c",
         ]  # fmt: skip
@@ -266,10 +260,11 @@ async def test_restart_type_decides_whether_an_exited_child_comes_back(
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
         if restarted:
-            await until(lambda: len(journal.kinds("child_restarted")) == 1)
+            await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         else:
-            await until(lambda: supervisor.children_info()[0]["state"] == final_state)
-            await anyio.sleep(0.01)
+            # The state is final before the exit reaches the supervisor's loop, which
+            # restarts only a child in state "restarting".
+            await wait_until_async(lambda: supervisor.children_info()[0]["state"] == final_state)
         info = supervisor.children_info()[0]
         assert info["state"] == final_state
         assert info["restart_type"] == restart.value
@@ -288,7 +283,7 @@ async def test_actor_that_stops_itself_is_restarted_when_permanent() -> None:
         await tg.start(supervisor.run)
         first = worker(supervisor, "a")
         await first.ask("exit")
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         assert first.state == "stopped"
         assert worker(supervisor, "a") is not first
         assert supervisor.children_info()[0]["last_error"] is None
@@ -338,7 +333,7 @@ async def test_restarts_older_than_the_window_do_not_count() -> None:
             def restarted(n: int = expected) -> bool:
                 return len(journal.kinds("child_restarted")) == n
 
-            await until(restarted)
+            await wait_until_async(restarted)
             await anyio.sleep(0.06)
         assert supervisor.healthy
         assert supervisor.children_info()[0]["restarts"] == 3
@@ -381,9 +376,9 @@ async def test_healthy_is_false_while_a_child_waits_for_its_restart() -> None:
         await tg.start(supervisor.run)
         assert supervisor.healthy
         worker(supervisor, "b").tell("crash")
-        await until(lambda: supervisor.children_info()[1]["state"] == "restarting")
+        await wait_until_async(lambda: supervisor.children_info()[1]["state"] == "restarting")
         assert not supervisor.healthy
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         assert supervisor.healthy
         await supervisor.stop()
 
@@ -396,7 +391,7 @@ async def test_stop_during_backoff_returns_promptly() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
         worker(supervisor, "b").tell("crash")
-        await until(lambda: supervisor.children_info()[1]["state"] == "restarting")
+        await wait_until_async(lambda: supervisor.children_info()[1]["state"] == "restarting")
         with anyio.fail_after(1):
             await supervisor.stop()
     assert journal.entries[-1] == "stop:a"
@@ -471,7 +466,7 @@ async def test_children_info_reports_each_child_with_short_errors() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
         worker(supervisor, "loud").tell("anything")
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         loud, job = supervisor.children_info()
         assert set(loud) == {
             "name",
@@ -501,7 +496,7 @@ async def test_failing_event_callback_does_not_stop_supervision() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(supervisor.run)
         worker(supervisor, "a").tell("crash")
-        await until(lambda: len(journal.kinds("child_restarted")) == 1)
+        await wait_until_async(lambda: len(journal.kinds("child_restarted")) == 1)
         assert supervisor.healthy
         assert await worker(supervisor, "a").ask("ping") == "a"
         await supervisor.stop()
@@ -584,7 +579,7 @@ async def test_an_outage_is_waited_out_without_counting_against_the_restart_limi
         await tg.start(supervisor.run)
         state["blocked"] = True
         supervisor.child("writer").tell("write")  # crashes it on the outage
-        await until(lambda: journal.entries.count("try:writer") >= 6, timeout=5)
+        await wait_until_async(lambda: journal.entries.count("try:writer") >= 6, timeout=5)
         assert supervisor.state == "running"  # far past max_restarts=1, still supervising
         assert not supervisor.healthy
         assert supervisor.serving
@@ -592,7 +587,9 @@ async def test_an_outage_is_waited_out_without_counting_against_the_restart_limi
         assert journal.kinds("gave_up") == []
         state["blocked"] = False
         supervisor.retry_now()
-        await until(lambda: supervisor.children_info()[0]["state"] == "running", timeout=5)
+        await wait_until_async(
+            lambda: supervisor.children_info()[0]["state"] == "running", timeout=5
+        )
         assert supervisor.healthy
         await supervisor.stop()
         tg.cancel_scope.cancel()
@@ -619,7 +616,9 @@ async def test_a_child_that_cannot_start_on_an_outage_does_not_stop_the_others()
         state["blocked"] = False
         supervisor.set_condition("store", None)
         supervisor.retry_now()  # at once, not after the backoff
-        await until(lambda: supervisor.children_info()[0]["state"] == "running", timeout=5)
+        await wait_until_async(
+            lambda: supervisor.children_info()[0]["state"] == "running", timeout=5
+        )
         assert supervisor.healthy
         await supervisor.stop()
         tg.cancel_scope.cancel()

@@ -15,13 +15,25 @@ from tests.admin.conftest import AdminApp, connect, serving
 def test_builtin_commands_and_their_roles() -> None:
     registry = register_builtin_commands(CommandRegistry())
     assert registry.names() == sorted(
-        ["help", "version", "ping", "status", "actors", "plugins", "log-level", "audit"]
+        [
+            "help",
+            "version",
+            "ping",
+            "status",
+            "actors",
+            "plugins",
+            "log-level",
+            "audit",
+            "debug.settle",
+        ]
     )
     public = {cmd.name for cmd in BUILTIN_COMMANDS if cmd.role is None}
     assert public == {"help", "ping", "version"}
     log_level = registry.get("log-level")
     assert log_level is not None and log_level.role is Role.OPERATOR
     assert not log_level.is_mutating({}) and log_level.is_mutating({"level": "debug"})
+    settle = registry.get("debug.settle")
+    assert settle is not None and settle.role is Role.ADMIN
 
 
 @pytest.mark.anyio

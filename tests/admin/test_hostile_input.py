@@ -9,6 +9,7 @@ import pytest
 
 from promod.admin.registry import ArgSpec, CommandContext, Role, command
 from promod.admin.server import AdminServer
+from promod.testing import wait_until_async
 from tests.admin.conftest import AdminApp, connect, serving
 
 SURROGATE = "text holds a lone surrogate (such as \\ud800), which is not valid Unicode"
@@ -107,7 +108,6 @@ def test_outbox_drop_with_an_id_above_2_63_is_refused_naming_the_id() -> None:
 async def test_past_max_connections_a_newcomer_gets_an_error_and_a_freed_slot_is_reused(
     app: AdminApp, sock_dir: Path
 ) -> None:
-    import anyio
 
     app.set_roles(viewer={"users": ["root"]})
     server = AdminServer(app, app.commands, sock_dir / "admin.sock", 0o660, max_connections=2)
@@ -120,9 +120,7 @@ async def test_past_max_connections_a_newcomer_gets_an_error_and_a_freed_slot_is
                 assert refused["error"]["code"] == "unavailable"
                 assert "too many admin connections" in refused["error"]["message"]
             assert server.turned_away == 1
-        with anyio.fail_after(5):
-            while server.connections > 1:
-                await anyio.sleep(0.01)
+        await wait_until_async(lambda: server.connections <= 1, timeout=5, what="the close")
         async with connect(server.socket_path) as again:
             assert (await again.call("ping"))["ok"]
 

@@ -12,8 +12,10 @@ import httpx
 import pytest
 
 from promod.actors.clearance import ClearanceActor, RunsChanged
+from promod.actors.settle import settle
 from promod.clearance.store import announce_sync, decide_sync, summary_sync
 from promod.store.database import Database
+from promod.testing import wait_until_async
 from tests.clearance.conftest import START, ApiApp
 from tests.httpapi.conftest import auth, make_config
 
@@ -249,18 +251,16 @@ async def test_actor_announces_and_wakes_at_the_deadline_on_the_app_clock(
         await tg.start(actor.run)
         run_id = await make_run(6)
         actor.tell(RunsChanged())
-        with anyio.fail_after(5):
-            while actor.announced < 1 or actor.next_deadline is None:
-                await anyio.sleep(0.01)
+        await wait_until_async(
+            lambda: actor.announced >= 1 and actor.next_deadline is not None, timeout=5
+        )
         assert actor.next_deadline == START
         assert [type(m).__name__ for m in others["notifier"].told] == ["Wake"]
         app.clock.set(START - 1)  # not yet
-        await anyio.sleep(0.05)
+        await settle([actor], app.db)
         assert actor.decided == 0
         app.clock.set(START)
-        with anyio.fail_after(5):
-            while actor.decided < 1:
-                await anyio.sleep(0.01)
+        await wait_until_async(lambda: actor.decided >= 1, timeout=5)
         assert [type(m).__name__ for m in others["scheduler"].told] == ["Kick"]
         # No answers at all: everyone refused, and the rate (0) is below the floor.
         assert set((await _targets(app.db, run_id)).values()) == {("refused", "not_approved")}

@@ -85,10 +85,6 @@ def backend() -> Iterator[Backend]:
     b.close()
 
 
-def _wait(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    return wait_until(predicate, timeout=timeout, what=what)
-
-
 def _advance(d: Daemon, seconds: float) -> None:
     res = d.request("clock.advance", {"seconds": seconds})
     assert res["ok"], res
@@ -132,7 +128,7 @@ def test_the_backend_approves_half_and_exactly_those_are_granted(
 
     # lead before the start: the target list is snapshotted and the webhook goes out.
     _advance(d, START - LEAD - T0)
-    hooks = _wait(lambda: backend.of_type("clearance.required"), what="the webhook")
+    hooks = wait_until(lambda: backend.of_type("clearance.required"), what="the webhook")
     assert backend.bad_signatures == 0
     hook = hooks[0]["body"]
     run_id = hook["run_id"]
@@ -187,7 +183,7 @@ def test_the_backend_approves_half_and_exactly_those_are_granted(
 
         # The deadline: exactly the approved are granted; answers stop counting.
         _advance(d, LEAD)
-        _wait(
+        wait_until(
             lambda: d.ctl_json("campaign", "report", "winback")["granted"] == 10,
             what="the grants",
         )

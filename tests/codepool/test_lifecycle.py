@@ -12,11 +12,13 @@ import pytest
 
 from promod.actors.codepool import CodePoolActor, Sweep
 from promod.actors.messages import Inspect
+from promod.actors.settle import settle
 from promod.clock import ManualClock
 from promod.codepool.provider import CodePoolProvider
 from promod.codepool.redeem import redeem
 from promod.codepool.store import PoolError, configure_pool, revoke_code, stats_sync
 from promod.store.database import Database
+from promod.testing import wait_until_async
 from tests.codepool.conftest import FRAUD, T0, CodesApp, fill, grant, outbox
 
 provider = CodePoolProvider()
@@ -25,6 +27,10 @@ provider = CodePoolProvider()
 async def states(db: Database) -> dict[str, int]:
     rows = await db.fetchall("SELECT state, count(*) FROM codes GROUP BY state")
     return {r[0]: r[1] for r in rows}
+
+
+async def _expired(db: Database, n: int) -> bool:
+    return (await states(db)).get("expired") == n
 
 
 @pytest.mark.anyio
@@ -39,12 +45,10 @@ async def test_actor_sweeps_on_the_clock(app: CodesApp, db: Database, clock: Man
         await actor.ask(Inspect())  # the start-up sweep has run: nothing was due
         assert await states(db) == {"available": 9, "assigned": 1}
         clock.advance(60)
-        await anyio.sleep(0.05)
+        await settle([actor], db)  # T0 + 60: nothing has expired yet
         assert await states(db) == {"available": 9, "assigned": 1}
         clock.advance(60)  # T0 + 120: past the expiry, the next scheduled sweep runs
-        with anyio.fail_after(5):
-            while (await states(db)).get("expired") != 5:
-                await anyio.sleep(0.01)
+        await wait_until_async(lambda: _expired(db, 5), what="the scheduled sweep", timeout=5)
         info = await actor.ask(Inspect())
         assert info["expired_total"] == 5 and info["last_sweep_at"] == T0 + 120
         assert await actor.ask(Sweep()) == {"expired": {}}

@@ -6,8 +6,6 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,10 +26,6 @@ DEC1_0000Z = datetime(2026, 12, 1, 0, 0, tzinfo=UTC).timestamp()
 
 def _db(d: Daemon) -> Path:
     return d.root / "state" / "promod.db"
-
-
-def _wait(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def _apply(d: Daemon, text: str, name: str = "spec.toml") -> None:
@@ -63,7 +57,7 @@ def test_sigkill_mid_run_then_restart_grants_everyone_exactly_once(daemon_factor
     _apply(d, wallet_spec(caps='audience = 45000\nbudget = "250000.00"\nper_customer = 1'))
     assert d.ctl("campaign", "launch", "winback").returncode == 0
     # Kill the daemon while the run is being granted.
-    _wait(
+    wait_until(
         lambda: 0 < _count(db, "SELECT count(*) FROM grants") < 40_000,
         timeout=60,
         what="the run to be under way",
@@ -72,7 +66,7 @@ def test_sigkill_mid_run_then_restart_grants_everyone_exactly_once(daemon_factor
     at_kill = _count(db, "SELECT count(*) FROM grants")
     assert 0 < at_kill < 45_000
     d.start()
-    _wait(lambda: _report(d)["state"] == "completed", timeout=120, what="the run to complete")
+    wait_until(lambda: _report(d)["state"] == "completed", timeout=120, what="the run to complete")
     report = _report(d)
     rows = grants(db, "winback")
     customers = [r[0] for r in rows]
@@ -95,18 +89,20 @@ def test_daily_caps_carry_into_following_days_and_simulate_matches(daemon_factor
     assert simulated["refused"] == {"budget": 10}
 
     assert d.ctl("campaign", "launch", "winback").returncode == 0
-    _wait(lambda: _report(d)["granted"] == 30, what="day one")
+    wait_until(lambda: _report(d)["granted"] == 30, what="day one")
     report = _report(d)
     assert report["state"] == "paused"
     assert report["paused_reason"] == "daily_cap:daily_count"
     assert report["pending"] == 70
     _advance(d, 3600)  # still the same day in Berlin: nothing more
-    time.sleep(0.3)
+    d.settle()
     assert _report(d)["granted"] == 30
     _advance(d, 15 * 3600)  # past midnight in Berlin
-    _wait(lambda: _report(d)["granted"] == 60, what="day two")
+    wait_until(lambda: _report(d)["granted"] == 60, what="day two")
     _advance(d, 24 * 3600)
-    _wait(lambda: _report(d)["state"] == "paused" and _report(d)["granted"] == 90, what="day three")
+    wait_until(
+        lambda: _report(d)["state"] == "paused" and _report(d)["granted"] == 90, what="day three"
+    )
     report = _report(d)
     assert report["paused_reason"] == "cap:budget"
     assert report["refused"] == {"budget": 10}
@@ -140,12 +136,12 @@ def test_local_time_delivery_grants_each_customer_at_their_own_ten_oclock(daemon
         "berlin": datetime(2026, 12, 1, 9, 0, tzinfo=UTC).timestamp(),  # 10:00 CET
         "ny": datetime(2026, 12, 1, 15, 0, tzinfo=UTC).timestamp(),  # 10:00 EST
     }
-    time.sleep(0.3)
+    d.settle()
     assert _report(d)["granted"] == 0  # Dec 1, 00:00 UTC: nobody's 10:00 yet
     granted_at: dict[str, float] = {}
     for who in ("tokyo", "berlin", "ny"):
         _advance(d, expected[who] - d.request("clock.advance", {"seconds": 0})["result"]["now"])
-        _wait(
+        wait_until(
             lambda who=who: who in {r[0] for r in grants(_db(d), "winback")},
             what=f"{who}'s reward",
         )
@@ -155,7 +151,7 @@ def test_local_time_delivery_grants_each_customer_at_their_own_ten_oclock(daemon
             ).fetchone()[0]
         assert len(grants(_db(d), "winback")) == len(granted_at)
     assert granted_at == expected
-    _wait(lambda: _report(d)["state"] == "completed", what="completion")
+    wait_until(lambda: _report(d)["state"] == "completed", what="completion")
 
 
 def test_kill_switch_stops_grants_and_survives_a_restart(daemon_factory) -> None:
@@ -164,15 +160,15 @@ def test_kill_switch_stops_grants_and_survives_a_restart(daemon_factory) -> None
     assert d.ctl("kill").returncode == 0
     _apply(d, wallet_spec())
     assert d.ctl("campaign", "launch", "winback").returncode == 0
-    time.sleep(1.0)
+    d.settle()
     assert _report(d)["granted"] == 0
     assert d.stop() == 0
     d.start()
     assert d.ctl_json("call", "kill.status")["engaged"] is True
-    time.sleep(0.5)
+    d.settle()
     assert _report(d)["granted"] == 0
     assert d.ctl("kill", "--release").returncode == 0
-    _wait(lambda: _report(d)["granted"] == 50, what="grants after release")
+    wait_until(lambda: _report(d)["granted"] == 50, what="grants after release")
     audit = [r["command"] for r in d.ctl_json("audit")]
     assert "kill.engage" in audit and "kill.release" in audit
 
@@ -183,11 +179,11 @@ def test_kill_switch_halts_a_running_campaign_within_a_second(daemon_factory) ->
     seed_customers(db, [f"c{i:05d}" for i in range(30_000)])
     _apply(d, wallet_spec())
     assert d.ctl("campaign", "launch", "winback").returncode == 0
-    _wait(lambda: _count(db, "SELECT count(*) FROM grants") > 0, what="grants to start")
+    wait_until(lambda: _count(db, "SELECT count(*) FROM grants") > 0, what="grants to start")
     assert d.ctl("kill").returncode == 0
-    time.sleep(1.0)
+    d.settle()
     after = _count(db, "SELECT count(*) FROM grants")
-    time.sleep(1.0)
+    d.settle()
     assert _count(db, "SELECT count(*) FROM grants") == after < 30_000
 
 
@@ -196,12 +192,12 @@ def test_pilot_grants_a_slice_then_waits_for_resume(daemon_factory) -> None:
     seed_customers(_db(d), [f"c{i:03d}" for i in range(200)])
     _apply(d, wallet_spec())
     assert d.ctl("campaign", "launch", "winback", "--pilot", "10%").returncode == 0
-    _wait(lambda: _report(d)["state"] == "paused", what="the pilot to finish")
+    wait_until(lambda: _report(d)["state"] == "paused", what="the pilot to finish")
     report = _report(d)
     assert report["granted"] == 20
     assert report["paused_reason"] == "pilot"
     assert d.ctl("campaign", "resume", "winback").returncode == 0
-    _wait(lambda: _report(d)["state"] == "completed", what="the rest")
+    wait_until(lambda: _report(d)["state"] == "completed", what="the rest")
     assert _report(d)["granted"] == 200
     shown = d.ctl_json("customers", "show", "c000")
     assert shown["wallet"] == {"points": 500}
@@ -240,7 +236,7 @@ def test_demo_instance_simulates_and_grants_by_an_event_sum_segment(daemon_facto
         simulated = d.ctl_json("campaign", "simulate", "demo-welcome-points")
         assert simulated["targeted"] > 0
         assert d.ctl("campaign", "launch", "demo-welcome-points").returncode == 0
-        _wait(
+        wait_until(
             lambda: _report(d, "demo-welcome-points")["state"] == "paused",
             what="the demo campaign's first day",
         )
@@ -261,7 +257,7 @@ def test_a_campaign_whose_run_cannot_start_is_paused_not_fatal(daemon_factory) -
     with sqlite3.connect(_db(d)) as conn:  # a list table the daemon cannot read
         conn.execute("DROP VIEW custom_lists")
     assert d.ctl("campaign", "launch", "winback").returncode == 0
-    _wait(lambda: _report(d)["state"] == "paused", what="the pause")
+    wait_until(lambda: _report(d)["state"] == "paused", what="the pause")
     assert _report(d)["paused_reason"] == "error:OperationalError"
     assert all(a["restarts"] == 0 for a in d.ctl_json("actors")), d.logs()
 
@@ -279,7 +275,7 @@ def test_an_eligibility_plugin_vetoes_customers_before_any_reservation(daemon_fa
     seed_customers(_db(d), [f"c{i:02d}" for i in range(30)])
     _apply(d, wallet_spec(caps="count = 27"))
     assert d.ctl("campaign", "launch", "winback").returncode == 0
-    _wait(lambda: _report(d)["state"] != "running", what="completion")
+    wait_until(lambda: _report(d)["state"] != "running", what="completion")
     report = _report(d)
     assert report["state"] == "completed", report
     assert report["refused"] == {"eligibility:ends_in_7": 3}
@@ -293,13 +289,13 @@ def test_a_daily_recurring_campaign_runs_again_each_day(daemon_factory) -> None:
     schedule = 'start = "now"\nrecurring = "daily 09:00"\nend = "2026-12-03T12:00:00Z"'
     _apply(d, wallet_spec(schedule=schedule, caps="per_customer = 2"))
     assert d.ctl("campaign", "launch", "winback").returncode == 0
-    _wait(lambda: _report(d)["granted"] == 5, what="the first run")
+    wait_until(lambda: _report(d)["granted"] == 5, what="the first run")
     _advance(d, 3600)  # Dec 1, 09:00: the second run; everyone's second reward
-    _wait(lambda: _report(d)["granted"] == 10, what="the second run")
+    wait_until(lambda: _report(d)["granted"] == 10, what="the second run")
     _advance(d, 86400)  # Dec 2, 09:00: per_customer = 2 refuses everyone
-    _wait(lambda: len(_report(d)["runs"]) == 3 and _report(d)["refused"], what="the third run")
+    wait_until(lambda: len(_report(d)["runs"]) == 3 and _report(d)["refused"], what="the third run")
     report = _report(d)
     assert report["refused"] == {"per_customer": 5}
     _advance(d, 86400)  # Dec 3, 09:00 is before the end: a fourth run, then completed
-    _wait(lambda: _report(d)["state"] == "completed", what="completion at the end")
+    wait_until(lambda: _report(d)["state"] == "completed", what="completion at the end")
     assert _report(d)["granted"] == 10

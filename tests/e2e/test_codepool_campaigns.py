@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +47,6 @@ def _q(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def _wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    return wait_until(predicate, timeout=timeout, what=what)
-
-
 def _launch(d: Daemon, spec: str) -> None:
     (d.root / "spec.toml").write_text(spec)
     res = d.ctl("campaign", "apply", "-f", str(d.root / "spec.toml"))
@@ -72,13 +67,13 @@ def test_sigkill_during_a_100k_code_allocation_assigns_no_code_twice(daemon_fact
     assert res.returncode == 0, res.stderr
     seed_customers(_db(d), [f"c{i:06d}" for i in range(n)])
     _launch(d, code_spec("XMAS"))
-    _wait(
+    wait_until(
         lambda: 0 < _q(_db(d), "SELECT count(*) FROM grants")[0][0] < n * 0.8,
         what="allocation under way",
     )
     d.kill()
     d.start()
-    _wait(lambda: _report(d)["state"] == "completed", timeout=180, what="completion")
+    wait_until(lambda: _report(d)["state"] == "completed", timeout=180, what="completion")
     db = _db(d)
     assert _q(db, "SELECT count(*), count(DISTINCT customer_id), count(code) FROM grants") == [
         (n, n, n)
@@ -103,7 +98,7 @@ def test_an_empty_pool_switches_to_the_fallback(daemon_factory) -> None:
     seed_customers(_db(d), [f"c{i:02d}" for i in range(30)])
     fallback = 'fallback = { provider = "wallet_points", amount = "200", value = "2.00" }'
     _launch(d, code_spec("SMALL", fallback=fallback))
-    _wait(lambda: _report(d)["state"] == "completed", what="completion")
+    wait_until(lambda: _report(d)["state"] == "completed", what="completion")
     providers = dict(_q(_db(d), "SELECT provider, count(*) FROM grants GROUP BY provider"))
     assert providers == {"code_pool": 10, "wallet_points": 20}
     assert _report(d)["spend"] == "140.00"
@@ -114,7 +109,7 @@ def test_an_empty_pool_without_fallback_pauses_the_campaign(daemon_factory) -> N
     assert d.ctl("codes", "generate", "SMALL", "--count", "10").returncode == 0
     seed_customers(_db(d), [f"c{i:02d}" for i in range(30)])
     _launch(d, code_spec("SMALL"))
-    _wait(lambda: _report(d)["state"] == "paused", what="the pause")
+    wait_until(lambda: _report(d)["state"] == "paused", what="the pause")
     report = _report(d)
     assert report["granted"] == 10
     assert report["paused_reason"] == "no_inventory:SMALL"
@@ -129,5 +124,5 @@ def test_an_empty_pool_without_fallback_pauses_the_campaign(daemon_factory) -> N
     # Replenished and resumed, the rest are granted.
     assert d.ctl("codes", "generate", "SMALL", "--count", "20").returncode == 0
     assert d.ctl("campaign", "resume", "xmas").returncode == 0
-    _wait(lambda: _report(d)["state"] == "completed", what="completion after refill")
+    wait_until(lambda: _report(d)["state"] == "completed", what="completion after refill")
     assert _report(d)["granted"] == 30

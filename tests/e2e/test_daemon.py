@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from promod.config import load_config
-from tests.support.daemon import Daemon, _script, init_instance, new_instance_dir
+from tests.support.daemon import Daemon, _script, init_instance, new_instance_dir, wait_until
 
 HERE = Path(__file__).parent
 ACTORS = {"scheduler", "clearance", "ledger", "codepool", "notifier", "crmsync"}
@@ -49,26 +49,25 @@ def test_ready_status_and_clean_stop(daemon_factory) -> None:
 def test_crashed_actor_is_restarted_and_counted(daemon_factory) -> None:
     d = daemon_factory(edits={r"^dirs = \[\]": f'dirs = ["{HERE / "plugins"}"]'})
     assert d.ctl_json("call", "test.crash", '{"actor": "scheduler"}') == {"told": "scheduler"}
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        child = _children(d)["scheduler"]
-        if child["restarts"] == 1 and child["state"] == "running":
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"scheduler not restarted: {child}")
+    wait_until(
+        lambda: (
+            (_children(d)["scheduler"]["restarts"], _children(d)["scheduler"]["state"])
+            == (1, "running")
+        ),
+        timeout=5,
+        what="the scheduler's restart",
+    )
     assert _children(d)["ledger"]["restarts"] == 0  # one_for_one
     # The restart is an event for the notifier to route per [alerts].
     db = d.root / "state" / "promod.db"
-    deadline = time.monotonic() + 5
-    rows: list[tuple[str]] = []
-    while time.monotonic() < deadline and not rows:
+
+    def restarted() -> list[tuple[str]]:
         with sqlite3.connect(db) as conn:
-            rows = conn.execute(
+            return conn.execute(
                 "SELECT json_extract(payload, '$.actor') FROM outbox WHERE type = 'actor.restarted'"
             ).fetchall()
-        time.sleep(0.05)
-    assert rows == [("scheduler",)]
+
+    assert wait_until(restarted, timeout=5, what="the actor.restarted event") == [("scheduler",)]
 
 
 def test_restart_storm_exits_non_zero(daemon_factory) -> None:
@@ -147,18 +146,14 @@ def test_sighup_with_broken_config_keeps_running_on_the_old_one(daemon_factory) 
     good = d.config_path.read_text()
     d.config_path.write_text(good.replace("[supervisor]\n", "[supervisor]\nbogus = 1\n", 1))
     d.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 5
-    while "config_reload_rejected" not in d.logs() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "config_reload_rejected" in d.logs(), timeout=5, what="the rejection")
     assert "supervisor.bogus" in d.logs()
     assert d.ctl_json("status")["reloads"] == 0
     assert d.ctl_json("log-level")["level"] == "info"
 
     d.config_path.write_text(good.replace('level = "info"', 'level = "debug"', 1))
     d.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 5
-    while d.ctl_json("status")["reloads"] != 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: d.ctl_json("status")["reloads"] == 1, timeout=5, what="the reload")
     assert d.ctl_json("log-level")["level"] == "debug"
     assert d.stop() == 0
 

@@ -4,7 +4,6 @@ windows that close with and without the missing event, across a restart (test cl
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -56,10 +55,6 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _wait(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    return wait_until(predicate, timeout=timeout, what=what)
-
-
 def _grants(d: Daemon) -> list[tuple[str, str]]:
     with sqlite3.connect(d.root / "state" / "promod.db", timeout=30) as conn:
         rows = conn.execute(
@@ -101,7 +96,7 @@ def test_live_triggers_duplicates_and_inaction_windows_across_a_restart(
         assert d.ctl("campaign", "apply", "-f", str(d.root / name)).returncode == 0
     for campaign in ("first-deposit", "nudge"):
         assert d.ctl("campaign", "launch", campaign).returncode == 0
-    _wait(
+    wait_until(
         lambda: all(
             d.ctl_json("campaign", "report", c)["runs"] for c in ("first-deposit", "nudge")
         ),
@@ -114,8 +109,8 @@ def test_live_triggers_duplicates_and_inaction_windows_across_a_restart(
     signups = [_event(f"s-{c}", c, "signup", T0 + 30) for c in ("quiet", "active", "late")]
     assert _post(d, [*signups, deposit, deposit, small])["duplicates"] == 1
     assert _post(d, [deposit])["duplicates"] == 1
-    _wait(lambda: ("first-deposit", "active") in _grants(d), what="the deposit grant")
-    time.sleep(0.2)
+    wait_until(lambda: ("first-deposit", "active") in _grants(d), what="the deposit grant")
+    d.settle()
     assert _grants(d) == [("first-deposit", "active")]
 
     # A restart in the middle of the inaction window loses no timer.
@@ -125,11 +120,11 @@ def test_live_triggers_duplicates_and_inaction_windows_across_a_restart(
     d.start()
     _post(d, [_event("d3", "late", "deposit", T0 + 20 * HOUR, amount="1.00")])
     _advance_to(d, T0 + 30 + 72 * HOUR - 1)
-    time.sleep(0.2)
+    d.settle()
     assert ("nudge", "quiet") not in _grants(d)
     _advance_to(d, T0 + 30 + 72 * HOUR)
-    _wait(lambda: ("nudge", "quiet") in _grants(d), what="the inaction grant")
-    time.sleep(0.2)
+    wait_until(lambda: ("nudge", "quiet") in _grants(d), what="the inaction grant")
+    d.settle()
     assert _grants(d) == [("first-deposit", "active"), ("nudge", "quiet")]
 
     live = d.ctl_json("campaign", "report", "nudge")["live"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,6 @@ def _db(d: Daemon) -> Path:
     return d.root / "state" / "promod.db"
 
 
-def _wait(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    return wait_until(predicate, timeout=timeout, what=what)
-
-
 def _apply(d: Daemon, text: str, name: str) -> None:
     path = d.root / f"{name}.toml"
     path.write_text(text)
@@ -137,7 +133,7 @@ def test_partner_vouchers_end_to_end_through_500s(daemon_factory, partner: FakeP
     seed_customers(_db(d), customers)
     partner.fail_next(2, status=500)
     _apply(d, voucher_spec(partner), "vouchers")
-    _wait(lambda: _all_issued(d, "vouchers", 30), what="every voucher issued")
+    wait_until(lambda: _all_issued(d, "vouchers", 30), what="every voucher issued")
     report = _report(d, "vouchers")
     assert report["state"] == "completed"
     assert report["failed"] == 0
@@ -158,13 +154,15 @@ def test_sigkill_mid_run_mints_each_voucher_once(daemon_factory, partner: FakePa
     seed_customers(_db(d), customers)
     partner.delay = 0.1  # 16 calls at a time: the run takes about a second
     _apply(d, voucher_spec(partner), "vouchers")
-    _wait(lambda: len(partner.mints) >= 20, what="the run to be under way")
+    wait_until(lambda: len(partner.mints) >= 20, what="the run to be under way")
     d.kill()
     minted_at_kill = len(partner.mints)
     assert minted_at_kill < 160
     partner.delay = 0.0
     d.start()
-    _wait(lambda: _all_issued(d, "vouchers", 160), what="every voucher issued after the restart")
+    wait_until(
+        lambda: _all_issued(d, "vouchers", 160), what="every voucher issued after the restart"
+    )
     _one_voucher_each(d, partner, customers)
     assert len(partner.mints) == 160
     assert _report(d, "vouchers")["state"] == "completed"
@@ -197,10 +195,10 @@ def test_a_broken_provider_is_isolated_by_its_circuit(daemon_factory) -> None:
     _apply(d, wallet_spec("steady", caps="per_customer = 1"), "steady")
 
     # The other campaign grants normally.
-    _wait(lambda: _report(d, "steady")["state"] == "completed", what="the steady campaign")
+    wait_until(lambda: _report(d, "steady")["state"] == "completed", what="the steady campaign")
     assert _report(d, "steady")["granted"] == 20
     # The broken provider's circuit opens and pauses its campaign; no grant is lost.
-    _wait(
+    wait_until(
         lambda: _report(d, "flaky").get("paused_reason") == "circuit_open:flaky",
         what="the flaky campaign paused for its circuit",
     )
@@ -223,15 +221,15 @@ def test_a_broken_provider_is_isolated_by_its_circuit(daemon_factory) -> None:
 
     # A probe that hangs is cut off by the timeout; one that answers garbage fails too.
     mode.write_text("hang")
-    _wait(lambda: _failed_with(d, "no answer within 1s"), what="a hanging probe")
+    wait_until(lambda: _failed_with(d, "no answer within 1s"), what="a hanging probe")
     mode.write_text("garbage")
-    _wait(lambda: _failed_with(d, "not an IssuedReward"), what="a garbage probe")
+    wait_until(lambda: _failed_with(d, "not an IssuedReward"), what="a garbage probe")
     assert _report(d, "flaky")["state"] == "paused"
 
     # The partner is fixed: the next probe succeeds, the circuit closes, the campaign resumes.
     mode.write_text("ok")
-    _wait(lambda: _all_issued(d, "flaky", 20), what="the flaky grants issued")
-    _wait(lambda: _report(d, "flaky")["state"] == "running", what="the campaign resumed")
+    wait_until(lambda: _all_issued(d, "flaky", 20), what="the flaky grants issued")
+    wait_until(lambda: _report(d, "flaky")["state"] == "running", what="the campaign resumed")
     assert _report(d, "flaky")["failed"] == 0
     health = _flaky(d)["health"]
     assert health["state"] == "ok" and health["circuits"][0]["state"] == "closed"
@@ -265,7 +263,7 @@ def test_a_partner_out_of_stock_switches_to_the_fallback(
         'fallback = { provider = "wallet_points", amount = "300", value = "3.00" }',
     )
     _apply(d, spec, "vouchers")
-    _wait(
+    wait_until(
         lambda: (
             _report(d, "vouchers")["state"] == "completed"
             and _report(d, "vouchers")["issuing"] == 0

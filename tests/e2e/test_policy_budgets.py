@@ -35,10 +35,6 @@ def _db(d: Daemon) -> Path:
     return d.root / "state" / "promod.db"
 
 
-def _wait(predicate: Callable[[], Any], what: str) -> Any:
-    return wait_until(predicate, timeout=30.0, what=what)
-
-
 def _spec(campaign_id: str, currency: str, value: str, caps: str) -> str:
     text = wallet_spec(
         campaign_id, caps=caps, value=value, segment=f'all = [{{ tag = "{campaign_id}" }}]'
@@ -86,7 +82,7 @@ def test_eur_and_jpy_campaigns_are_each_bound_by_their_own_currencys_budget(
     assert res.returncode == 0, res.stderr
 
     assert d.ctl("campaign", "launch", "eur").returncode == 0
-    _wait(lambda: _report(d, "eur")["state"] == "paused", "the EUR daily budget to bind")
+    wait_until(lambda: _report(d, "eur")["state"] == "paused", what="the EUR daily budget to bind")
     eur = _report(d, "eur")
     assert (eur["granted"], eur["spend"], eur["pending"]) == (2, "10.00", 8)
     assert eur["paused_reason"] == "daily_cap:provider_daily_budget:wallet_points"
@@ -101,7 +97,7 @@ def test_eur_and_jpy_campaigns_are_each_bound_by_their_own_currencys_budget(
     }
     assert [p["granted"] for p in simulated["per_day"]] == [2, 2, 2, 2, 2]
     assert d.ctl("campaign", "launch", "jpy").returncode == 0
-    _wait(lambda: _report(d, "jpy")["state"] == "paused", "the JPY daily budget to bind")
+    wait_until(lambda: _report(d, "jpy")["state"] == "paused", what="the JPY daily budget to bind")
     jpy = _report(d, "jpy")
     assert (jpy["granted"], jpy["spend"], jpy["pending"]) == (2, "1000", 8)
     assert jpy["paused_reason"] == "daily_cap:provider_daily_budget:wallet_points"
@@ -159,7 +155,7 @@ def test_eur_and_jpy_campaigns_are_each_bound_by_their_own_currencys_budget(
     assert _policy_counters(db) == counters
     # ... and still bind: the next day's 1000 yen go to two more JPY customers.
     assert d.request("clock.advance", {"seconds": 86400})["ok"]
-    _wait(lambda: _report(d, "jpy")["granted"] == 4, "day two in JPY")
+    wait_until(lambda: _report(d, "jpy")["granted"] == 4, what="day two in JPY")
     assert _report(d, "jpy")["caps"]["provider_daily_budget:wallet_points"]["used"] == {
         "2026-12-01": "1000",
         "2026-12-02": "1000",
@@ -180,9 +176,9 @@ def test_a_campaign_left_without_a_budget_in_its_currency_by_a_reload_spends_not
     assert res.returncode == 0, res.stderr
     d.append_config('[policy.budgets.coupon]\nEUR = { daily = "100.00" }')
     d.signal(signal.SIGHUP)
-    _wait(lambda: d.ctl_json("status")["reloads"] == 1, "the reload")
+    wait_until(lambda: d.ctl_json("status")["reloads"] == 1, what="the reload")
     assert d.ctl("campaign", "launch", "usd").returncode == 0
-    _wait(lambda: _report(d, "usd")["state"] == "paused", "the campaign to pause")
+    wait_until(lambda: _report(d, "usd")["state"] == "paused", what="the campaign to pause")
     report = _report(d, "usd")
     assert report["granted"] == 0
     assert report["paused_reason"] == "cap:provider_budget:coupon"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,21 +182,6 @@ async def enqueue(
 
     result: str = await db.run_sync(run)
     return result
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 5.0
-) -> None:
-    """Poll ``check`` (sync or async) until true; AssertionError after ``timeout``."""
-    deadline = anyio.current_time() + timeout
-    while anyio.current_time() < deadline:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        await anyio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 async def delivery_states(db: Database) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ import pytest
 
 from promod.config import load_config
 from promod.store.database import migrate_sync
-from tests.notify.support import Receiver, wait_until
+from promod.testing import wait_until
+from tests.notify.support import Receiver
 
 pytestmark = pytest.mark.slow
 

@@ -12,13 +12,13 @@ import pytest
 
 from promod.notify.unsubscribe import unsubscribe_key_sync, verify_unsubscribe_token
 from promod.store.database import Database
+from promod.testing import wait_until_async
 from tests.notify.conftest import (
     NotifyApp,
     add_campaign,
     add_customer,
     delivery_states,
     enqueue,
-    eventually,
     grant_event,
     make_config,
     running_notifier,
@@ -36,8 +36,8 @@ async def test_campaign_mail_arrives_with_parts_and_headers(
     await add_customer(db, "c42", "Anna@Example.org", {"marketing_email": True})
     event_id = await grant_event(db, "c42")
     async with running_notifier(app):
-        await eventually(lambda: len(smtp.sink.messages) == 1)
-        await eventually(
+        await wait_until_async(lambda: len(smtp.sink.messages) == 1)
+        await wait_until_async(
             lambda: _states(db, {"sent"}),
         )
     [mail] = smtp.sink.messages
@@ -93,7 +93,7 @@ async def test_raw_mail_has_valid_message_ids_and_plain_one_click_unsubscribe(
     await grant_event(db, long_id, event_id="reward.granted:41")
     await grant_event(db, "c2", event_id="reward.granted:42")
     async with running_notifier(app):
-        await eventually(lambda: len(smtp.sink.raw) == 4)  # 2 customer mails, 2 alerts
+        await wait_until_async(lambda: len(smtp.sink.raw) == 4)  # 2 customer mails, 2 alerts
     parser = email.parser.BytesParser(policy=email.policy.default)
     mails = [parser.parsebytes(raw) for raw in smtp.sink.raw]
     ids = [str(m["Message-ID"]) for m in mails]
@@ -147,8 +147,8 @@ async def test_customer_without_consent_or_suppressed_gets_no_mail(
     for customer in ("yes", "no", "none", "gone", "nomail"):
         await grant_event(db, customer)
     async with running_notifier(app):
-        await eventually(lambda: _states(db, {"sent", "skipped"}))
-        await eventually(lambda: len(smtp.sink.messages) == 1)
+        await wait_until_async(lambda: _states(db, {"sent", "skipped"}))
+        await wait_until_async(lambda: len(smtp.sink.messages) == 1)
     assert [m["To"] for m in smtp.sink.messages] == ["yes@example.org"]
     reasons = {r["customer_id"]: (r["state"], r["last_error"]) for r in await delivery_states(db)}
     assert reasons == {
@@ -175,11 +175,11 @@ async def test_smtp_down_then_up_each_mail_delivered_once(tmp_path: Path, db: Da
             rows = await delivery_states(db)
             return len(rows) == 5 and all(r["attempts"] >= 1 for r in rows)
 
-        await eventually(all_failed_once)
+        await wait_until_async(all_failed_once)
         assert all(r["state"] == "pending" for r in await delivery_states(db))
         server.start()
         try:
-            await eventually(lambda: _states(db, {"sent"}), timeout=8)
+            await wait_until_async(lambda: _states(db, {"sent"}), timeout=8)
         finally:
             server.stop()
     assert sorted(server.sink.event_ids()) == sorted(ids)
@@ -195,7 +195,7 @@ async def test_refused_recipient_is_dead_lettered_and_suppressed(
         await add_customer(db, "bad", "bad@example.org", {"marketing_email": True})
         await grant_event(db, "bad")
         async with running_notifier(app):
-            await eventually(lambda: _states(db, {"dead"}))
+            await wait_until_async(lambda: _states(db, {"dead"}))
     finally:
         server.stop()
     [row] = await delivery_states(db)
@@ -219,7 +219,7 @@ async def test_template_file_and_alert_mail(tmp_path: Path, db: Database, smtp: 
         db, "cap.reached", {"campaign_id": "winback", "cap": "budget", "period": "lifetime"}
     )
     async with running_notifier(app):
-        await eventually(lambda: len(smtp.sink.messages) == 2)
+        await wait_until_async(lambda: len(smtp.sink.messages) == 2)
     by_to = {m["To"]: m for m in smtp.sink.messages}
     assert by_to["c1@example.org"]["Subject"] == "Points for c1"
     assert by_to["c1@example.org"].get_content().strip() == "You got 500."

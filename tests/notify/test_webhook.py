@@ -12,13 +12,13 @@ from promod.admin.registry import Caller, CommandContext, CommandError, Role
 from promod.clock import ManualClock
 from promod.notify.commands import outbox_drop, outbox_list, outbox_retry, outbox_status
 from promod.store.database import Database
+from promod.testing import wait_until_async
 from tests.notify.conftest import (
     NotifyApp,
     add_campaign,
     add_customer,
     delivery_states,
     enqueue,
-    eventually,
     grant_event,
     make_config,
     running_notifier,
@@ -44,8 +44,8 @@ async def test_500_500_200_delivered_once_with_the_same_event_id(
         )
         event_id = await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
-            await eventually(lambda: len(receiver.hits) == 3)
-            await eventually(lambda: _all(db, "sent"))
+            await wait_until_async(lambda: len(receiver.hits) == 3)
+            await wait_until_async(lambda: _all(db, "sent"))
             time_after = len(receiver.hits)
     finally:
         receiver.close()
@@ -75,14 +75,14 @@ async def test_400_is_dead_lettered_at_once_then_retried_by_an_operator(
         )
         await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
-            await eventually(lambda: _all(db, "dead"))
+            await wait_until_async(lambda: _all(db, "dead"))
             status = await outbox_status.handler(_ctx(app), {})
             assert (status["dead"], status["pending"], status["sent"]) == (1, 0, 0)
             [dead] = await outbox_list.handler(_ctx(app), {})
             assert dead["last_error"] == "webhook answered 400" and dead["attempts"] == 1
             assert len(receiver.hits) == 1
             assert await outbox_retry.handler(_ctx(app), {"id": dead["id"]}) == {"retried": 1}
-            await eventually(lambda: _all(db, "sent"))
+            await wait_until_async(lambda: _all(db, "sent"))
             with pytest.raises(CommandError) as refused:
                 await outbox_drop.handler(_ctx(app), {"id": dead["id"]})
             assert refused.value.code == "conflict"
@@ -104,7 +104,7 @@ async def test_always_failing_receiver_is_dead_lettered_after_max_attempts(
         )
         await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
-            await eventually(lambda: _all(db, "dead"))
+            await wait_until_async(lambda: _all(db, "dead"))
             await outbox_drop.handler(_ctx(app), {"id": 1})
     finally:
         receiver.close()
@@ -122,7 +122,7 @@ async def test_retry_after_is_honoured(tmp_path: Path, db: Database) -> None:
         )
         await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
-            await eventually(lambda: _all(db, "sent"), timeout=5)
+            await wait_until_async(lambda: _all(db, "sent"), timeout=5)
     finally:
         receiver.close()
     first, second = receiver.hits
@@ -142,13 +142,13 @@ async def test_retry_after_an_hour_goes_out_when_the_manual_clock_is_moved_an_ho
         app = NotifyApp(config, db, clock=clock)
         await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
-            await eventually(lambda: len(receiver.hits) == 1)
-            await eventually(lambda: _attempts(db, 1))
+            await wait_until_async(lambda: len(receiver.hits) == 1)
+            await wait_until_async(lambda: _attempts(db, 1))
             [row] = await delivery_states(db)
             assert row["state"] == "pending"
             assert (row["created_at"], row["next_attempt_at"]) == (1_790_000_000, 1_790_003_600)
             clock.advance(3600)  # no real hour, not even a real second
-            await eventually(lambda: _all(db, "sent"), timeout=2)
+            await wait_until_async(lambda: _all(db, "sent"), timeout=2)
     finally:
         receiver.close()
     assert [h.status for h in receiver.hits] == [503, 200]
@@ -167,10 +167,10 @@ async def test_an_operator_retry_is_due_at_once_on_the_manual_clock(
         app = NotifyApp(config, db, clock=clock)
         await enqueue(db, "cap.reached", CAP)
         async with running_notifier(app):
-            await eventually(lambda: _all(db, "dead"))
+            await wait_until_async(lambda: _all(db, "dead"))
             [dead] = await outbox_list.handler(_ctx(app), {})
             assert await outbox_retry.handler(_ctx(app), {"id": dead["id"]}) == {"retried": 1}
-            await eventually(lambda: _all(db, "sent"), timeout=2)  # the clock never moved
+            await wait_until_async(lambda: _all(db, "sent"), timeout=2)  # the clock never moved
             stats = await outbox_status.handler(_ctx(app), {})
     finally:
         receiver.close()
@@ -208,15 +208,15 @@ async def test_killswitch_holds_marketing_but_alerts_go_out(
         engaged = await enqueue(db, "killswitch.engaged", {"by": "root"})
         paused = await enqueue(db, "campaign.paused", {"campaign_id": "winback", "reason": "kill"})
         async with running_notifier(app) as notifier:
-            await eventually(lambda: set(receiver.delivered()) == {engaged, paused})
-            await eventually(lambda: _counts(db, pending=2))
+            await wait_until_async(lambda: set(receiver.delivered()) == {engaged, paused})
+            await wait_until_async(lambda: _counts(db, pending=2))
             stats = await outbox_status.handler(_ctx(app), {})
             assert stats["killswitch"] is True and stats["pending"] == 2
             assert smtp.sink.messages == []
             await db.execute("DELETE FROM meta WHERE key = 'killswitch'")
             notifier.wake()
-            await eventually(lambda: _all(db, "sent"))
-            await eventually(lambda: len(smtp.sink.messages) == 1)
+            await wait_until_async(lambda: _all(db, "sent"))
+            await wait_until_async(lambda: len(smtp.sink.messages) == 1)
     finally:
         receiver.close()
     assert sorted(receiver.delivered()) == sorted([engaged, paused, grant])
@@ -250,7 +250,7 @@ async def test_one_event_reaches_a_channel_once_even_when_routed_twice(
         )
         done = await enqueue(db, "campaign.completed", {"campaign_id": "w", "run_id": 1})
         async with running_notifier(app):
-            await eventually(lambda: _all(db, "sent"))
+            await wait_until_async(lambda: _all(db, "sent"))
     finally:
         receiver.close()
     assert receiver.delivered() == [done]

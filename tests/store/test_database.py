@@ -26,6 +26,7 @@ from promod.store.database import (
     migrations,
     split_statements,
 )
+from promod.testing import wait_until_async
 
 
 @pytest.fixture
@@ -354,7 +355,8 @@ async def test_other_tasks_do_not_see_or_join_an_open_transaction(db: Database) 
             tg.start_soon(run_writer)
             tg.start_soon(reader)
             await inside.wait()
-            await anyio.sleep(0.01)
+            # The reader is queued behind the open transaction, not reading it.
+            await wait_until_async(lambda: db._lock.statistics().tasks_waiting == 1)
             assert seen == []
             release.set()
 
@@ -566,9 +568,11 @@ async def test_a_long_read_does_not_hold_up_a_write(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "r.db")
     order: list[str] = []
     try:
+        reading = threading.Event()
 
         def slow_read(conn: sqlite3.Connection) -> int:
             before = conn.execute("SELECT count(*) FROM meta").fetchone()[0]
+            reading.set()
             _time.sleep(0.5)
             # Still the snapshot taken when the read began.
             assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == before
@@ -581,7 +585,7 @@ async def test_a_long_read_does_not_hold_up_a_write(tmp_path: Path) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(functools.partial(db.run_sync, slow_read, write=False))
-            await anyio.sleep(0.1)
+            await wait_until_async(reading.is_set)
             await db.run_sync(write)
         assert order == ["write", "read"]
         with pytest.raises(sqlite3.OperationalError):

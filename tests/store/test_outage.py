@@ -12,6 +12,7 @@ import pytest
 from promod.ledger import killswitch
 from promod.store.database import Database, reserve_path
 from promod.store.health import StoreHealth, StoreMonitor, StoreUnavailable, outage_reason
+from promod.testing import wait_until_async
 from tests.support.disk import SmallDisk
 
 BLOB = 2 * 1024 * 1024  # more than any slack SQLite keeps in its files
@@ -109,15 +110,11 @@ async def test_the_monitor_alerts_once_and_writes_resume_by_themselves_once_ther
             small_disk.fill()
             with pytest.raises(StoreUnavailable):
                 await db.run_sync(insert_blob)
-            with anyio.fail_after(10):
-                while not alerts:
-                    await anyio.sleep(0.02)
+            await wait_until_async(lambda: alerts, timeout=10, what="the alert")
             assert alerts[0].reason == "disk full"
             assert changes == ["disk full"]
             small_disk.free_up()
-            with anyio.fail_after(10):
-                while not db.health.available:
-                    await anyio.sleep(0.02)
+            await wait_until_async(lambda: db.health.available, timeout=10, what="recovery")
             assert changes == ["disk full", None]
             assert len(alerts) == 1
             assert reserve_path(db.path).stat().st_size == 4 * 1024 * 1024

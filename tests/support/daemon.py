@@ -15,14 +15,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from promod.testing import NotifyListener, PromodDaemon
+from promod.testing import NotifyListener, PromodDaemon, wait_until
+
+__all__ = ["Daemon", "daemon_factory", "init_instance", "new_instance_dir", "wait_until"]
 
 BIN = Path(sys.executable).parent
 
@@ -99,17 +100,6 @@ class Daemon(PromodDaemon):
                 buf += chunk
         response: dict[str, Any] = json.loads(buf)
         return response
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or 'a condition'}")
 
 
 def new_instance_dir() -> Path:
