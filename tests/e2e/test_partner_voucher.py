@@ -15,6 +15,8 @@ from promod_partner_voucher.testing import FakePartner
 from tests.support.daemon import Daemon, wait_until
 from tests.support.data import seed_customers, wallet_spec
 
+_wait = wait_until
+
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
