@@ -1,9 +1,10 @@
 """``promod run``: assemble the app, supervise actors and servers, handle signals.
 
 Start-up order: config (already validated), logging, plugins, store, commands,
-then the supervisor starts the actors and, last, the servers; only then is
-``READY=1`` sent. SIGTERM/SIGINT stop accepting work, drain and exit 0; SIGHUP
-re-reads the config (a broken one is logged and the old one kept)::
+then the supervisor starts the actors and, last, the servers; only then, with the
+signal handlers in place, are the "ready" log line and ``READY=1`` sent.
+SIGTERM/SIGINT stop accepting work, drain and exit 0; SIGHUP re-reads the config
+(a broken one is logged and the old one kept)::
 
     exit_code = anyio.run(serve, config_path, config)
 """
@@ -15,6 +16,7 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +174,10 @@ def _status_line(app: App) -> str:
     return f"serving: {n} actors, admin socket {app.config.daemon.admin_socket}"
 
 
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""Handled from just before ``READY=1`` on; before that they have their default effect."""
+
+
 async def serve(config_path: Path, config: Config, env: dict[str, str] | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the process exit code."""
 
@@ -258,14 +264,16 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
                 exit_code = EXIT_STARTUP
                 tg.cancel_scope.cancel()
                 return exit_code
-            app.ready = True
-            plugins.startup(app)
-            log.info("ready", version=__version__, config=str(config_path), pid=os.getpid())
-            notifier.ready(status=_status_line(app))
-            tg.start_soon(_watchdog, app, notifier)
-            tg.start_soon(restarts.run)
-            tg.start_soon(monitor.run)
-            await _signals(app, notifier, tg.cancel_scope)
+            # Handlers first: once "ready" is announced, a SIGTERM must drain, not kill.
+            with anyio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+                app.ready = True
+                plugins.startup(app)
+                log.info("ready", version=__version__, config=str(config_path), pid=os.getpid())
+                notifier.ready(status=_status_line(app))
+                tg.start_soon(_watchdog, app, notifier)
+                tg.start_soon(restarts.run)
+                tg.start_soon(monitor.run)
+                await _signals(signals, app, notifier, tg.cancel_scope)
     finally:
         with anyio.CancelScope(shield=True):
             plugins.shutdown(app)
@@ -455,19 +463,24 @@ async def _watchdog(app: App, notifier: systemd.Notifier) -> None:
         await anyio.sleep(period / 2)
 
 
-async def _signals(app: App, notifier: systemd.Notifier, scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                await reload_config(app, notifier)
-                continue
-            log.info("stopping", signal=signal.Signals(signum).name)
-            notifier.stopping(status="stopping: draining")
-            app.shutting_down = True
-            assert app.supervisor is not None
-            with anyio.move_on_after(app.config.daemon.shutdown_timeout) as drain:
-                await app.supervisor.stop()
-            if drain.cancelled_caught:
-                log.error("drain_timeout", timeout=app.config.daemon.shutdown_timeout)
-            scope.cancel()
-            return
+async def _signals(
+    signals: AsyncIterator[signal.Signals],
+    app: App,
+    notifier: systemd.Notifier,
+    scope: anyio.CancelScope,
+) -> None:
+    """SIGHUP reloads; SIGTERM/SIGINT drain the supervisor and cancel ``scope``."""
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            await reload_config(app, notifier)
+            continue
+        log.info("stopping", signal=signal.Signals(signum).name)
+        notifier.stopping(status="stopping: draining")
+        app.shutting_down = True
+        assert app.supervisor is not None
+        with anyio.move_on_after(app.config.daemon.shutdown_timeout) as drain:
+            await app.supervisor.stop()
+        if drain.cancelled_caught:
+            log.error("drain_timeout", timeout=app.config.daemon.shutdown_timeout)
+        scope.cancel()
+        return

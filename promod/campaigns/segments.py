@@ -702,7 +702,14 @@ def _holds(op: str, left: Decimal, right: Decimal) -> bool:
 
 
 def _numeric_operand(value: Scalar) -> Decimal | None:
+    """The number an operand stands for: ints, Decimals and decimal-notation strings.
+
+    A string operand is a number only in decimal notation: ``"1e3"`` is a string
+    (stored JSON numbers may use an exponent, rule operands may not).
+    """
     if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
         return None
     return decimal_value(value)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -255,3 +256,38 @@ def test_db_backup_of_a_running_daemon_is_not_world_readable(daemon_factory) -> 
     assert info.st_gid == state_dir.stat().st_gid
     with sqlite3.connect(dest) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_sigterm_the_instant_ready_arrives_drains_and_exits_0(daemon_factory) -> None:
+    """READY=1 is sent only once SIGTERM is handled: a stop right after it is clean."""
+    d = daemon_factory(start=False)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PROMOD_CONFIG", None)
+    for attempt in range(10):
+        path = d.root / f"ready{attempt}.sock"
+        log_path = d.root / f"run{attempt}.log"
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
+            log_path.open("wb") as log,
+        ):
+            notify.bind(str(path))
+            notify.settimeout(30)
+            proc = subprocess.Popen(
+                [*_script("promod"), "run", "--config", str(d.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**env, "NOTIFY_SOCKET": str(path)},
+                cwd=d.root,
+            )
+            try:
+                while b"READY=1" not in notify.recv(65536).split(b"\n"):
+                    pass
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        logs = log_path.read_text(errors="replace")
+        assert code == 0, f"attempt {attempt}: exit {code}\n{logs}"
+        assert '"stopping"' in logs

@@ -15,8 +15,6 @@ from promod_partner_voucher.testing import FakePartner
 from tests.support.daemon import Daemon, wait_until
 from tests.support.data import seed_customers, wallet_spec
 
-_wait = wait_until
-
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
@@ -333,7 +331,7 @@ def test_a_count_cap_gives_back_what_an_empty_partner_never_issued(
     seed_customers(_db(d), customers)
     partner.stock = 30
     _apply(d, _capped_voucher_spec(partner, fallback=True), "vouchers")
-    report = _wait(lambda: _settled(d, "vouchers"), what="the capped campaign to settle")
+    report = wait_until(lambda: _settled(d, "vouchers"), what="the capped campaign to settle")
     vouchers = _thirty_vouchers_then_coupons(d, partner)
     assert report["granted"] == 50 and report["issuing"] == 0 and report["failed"] == 0
     assert report["refused"] == {"count": 10}
@@ -369,7 +367,7 @@ def test_a_count_cap_waits_out_a_partner_outage_with_the_true_reason(
     seed_customers(_db(d), [f"c{i:02d}" for i in range(60)])
     partner.fail_next(100_000, status=503)
     _apply(d, _capped_voucher_spec(partner, fallback=False), "vouchers")
-    _wait(
+    wait_until(
         lambda: _report(d, "vouchers")["paused_reason"] == "circuit_open:partner_voucher",
         what="the campaign paused for the partner's circuit",
     )
@@ -384,7 +382,7 @@ def test_a_count_cap_waits_out_a_partner_outage_with_the_true_reason(
     assert "circuit_open" in text and "granted:" in text and "issuing:" in text
 
     partner.clear_faults()
-    report = _wait(lambda: _settled(d, "vouchers"), timeout=40, what="the partner's return")
+    report = wait_until(lambda: _settled(d, "vouchers"), timeout=40, what="the partner's return")
     assert report["granted"] == 50 and report["refused"] == {"count": 10}
     assert report["paused_reason"] == "cap:count" and report["balance"]["holds"]
     assert set(partner.minted_per_key().values()) == {1} and len(partner.mints) == 50
@@ -401,12 +399,14 @@ def test_sigkill_while_a_partner_runs_out_under_a_count_cap(
     partner.stock = 30
     partner.delay = 0.1
     _apply(d, _capped_voucher_spec(partner, fallback=True), "vouchers")
-    _wait(lambda: len(partner.mints) >= 10, what="the run to be under way")
+    wait_until(lambda: len(partner.mints) >= 10, what="the run to be under way")
     d.kill()
     assert len(partner.mints) < 50
     partner.delay = 0.0
     d.start()
-    report = _wait(lambda: _settled(d, "vouchers"), timeout=40, what="the run after the restart")
+    report = wait_until(
+        lambda: _settled(d, "vouchers"), timeout=40, what="the run after the restart"
+    )
     assert report["granted"] == 50 and report["refused"] == {"count": 10}
     assert report["balance"]["holds"] and report["issuing"] == 0
     vouchers = _thirty_vouchers_then_coupons(d, partner)
