@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     Field,
     PrivateAttr,
     ValidationError,
@@ -125,6 +126,8 @@ ALERT_EVENTS = (
     "reward.granted",
     "plugin.circuit_open",
     "store.unavailable",
+    "crm.sync_held",
+    "crm.sync_failed",
 )
 
 # A Unix socket path must fit sun_path (108 bytes on Linux, with the trailing NUL).
@@ -729,17 +732,49 @@ class ClearanceConfig(Model):
     min_approval_rate: Fraction | None = None
 
 
+_DAY = 86400.0
+
+
+def _retention(value: Any) -> float:
+    seconds = float(value)
+    if not 14 * _DAY <= seconds <= 30 * _DAY:
+        raise ValueError(f"must be between 14d and 30d, got {value!r}")
+    return seconds
+
+
 class CrmConfig(Model):
-    """``[crm.NAME]``: a CRM connector instance; ``options`` are its connector's own keys."""
+    """``[crm.NAME]``: a CRM connector feeding one list under one consent.
+
+    ``options`` are its connector's own keys, checked by the options model its type
+    declares (promod.plugins.options). ``list_name`` is ``list``, default ``crm-NAME``.
+    """
 
     name: str
     connector: NonEmpty
-    schedule: Schedule | None = None
-    consent: NonEmpty | None = None
+    consent: NonEmpty
+    list_: NonEmpty | None = Field(default=None, alias="list")
+    schedule: Schedule = "daily 03:00"
+    media_type: NonEmpty = "email"
+    max_change: Fraction = Decimal("0.2")
+    responses: Schedule = "daily 04:00"
+    response_retention: Annotated[Duration, AfterValidator(_retention)] = 30 * _DAY
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def list_name(self) -> str:
+        return self.list_ or f"crm-{self.name}"
 
-CRM_KEYS = ("connector", "schedule", "consent")
+
+CRM_KEYS = (
+    "connector",
+    "consent",
+    "list",
+    "schedule",
+    "media_type",
+    "max_change",
+    "responses",
+    "response_retention",
+)
 """The keys of ``[crm.NAME]`` promod reads itself; the rest are the connector's options."""
 
 

@@ -15,6 +15,7 @@ import functools
 import os
 import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from promod.app import App
 from promod.campaigns.segments import register_sql_functions
 from promod.clock import Clock, ManualClock, SystemClock, utc_iso
 from promod.config import Config, ConfigError, load_config
+from promod.crm.connector import ConnectorConfigError, build_connectors
 from promod.http.server import HttpService
 from promod.ledger.caps import migrate_currencyless_sync
 from promod.limits import (
@@ -192,6 +194,14 @@ async def serve(config_path: Path, config: Config, env: dict[str, str] | None = 
         registry = build_registry(plugins)
     except PluginError as exc:
         log.error("plugin_error", error=str(exc))
+        return EXIT_STARTUP
+    try:
+        # Each connector type checks its [crm.NAME] options now: a bad one names its key.
+        for connector in build_connectors(config.crm, plugins.crm_connector_types).values():
+            await connector.close()
+    except ConnectorConfigError as exc:
+        log.error("config_error", key=exc.key, error=exc.message)
+        print(f"promod: {config_path}: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     try:
         db = await _open_store(config, notifier)

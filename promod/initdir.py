@@ -75,7 +75,7 @@ def render_sample_config(
         "admin_user": _toml_string(user or _current_user()),
         "token_sha256": _toml_string(token_sha256 or hashlib.sha256(b"").hexdigest()),
         "webhook_secret": _toml_string(webhook_secret or secrets.token_hex(32)),
-        "crm_path": _toml_string(str(state_dir / "crm" / "recipients.csv")),
+        "crm_dir": _toml_string(str(state_dir / "crm")),
     }
 
     def substitute(match: re.Match[str]) -> str:
@@ -129,6 +129,7 @@ def init_directory(target: Path, *, force: bool = False) -> Path:
     if not state_dir.is_dir():
         state_dir.mkdir(mode=0o750)
         state_dir.chmod(0o750)
+    (state_dir / "crm").mkdir(mode=0o750, exist_ok=True)  # the [crm.main] drop directory
     _write_private(target / TOKEN_NAME, token + "\n")
     _write_private(config_path, text)
     return config_path

@@ -150,6 +150,7 @@ def test_design_sample_loads_with_every_value(tmp_path: Path) -> None:
     assert config.fraud.block_for == 3600.0
     assert config.crm["main"].schedule == "daily 03:00"
     assert config.crm["main"].options["path"] == Path("/var/lib/promod/crm/recipients.csv")
+    assert config.crm["main"].consent == "marketing_email"
     assert config.source == tmp_path / "promod.toml"
 
 
@@ -209,7 +210,10 @@ def test_error_message_lists_every_issue(tmp_path: Path) -> None:
         ("[fraud]\nblock = '1h'", "fraud.block"),
         ('[webhooks]\nclearence = "x"', "webhooks.clearence"),
         # The csv connector's options model refuses what it does not know.
-        ('[crm.main]\nconnector = "csv"\npath = "a.csv"\nschedul = "hourly"', "crm.main.schedul"),
+        (
+            '[crm.main]\nconnector = "csv"\nconsent = "m"\npath = "a.csv"\nschedul = "hourly"',
+            "crm.main.schedul",
+        ),
     ],
 )
 def test_unknown_keys_are_errors_anywhere(tmp_path: Path, text: str, path: str) -> None:
@@ -224,9 +228,11 @@ def test_channel_type_without_a_plugin_is_an_error(tmp_path: Path) -> None:
 
 
 def test_crm_connector_without_a_plugin_is_an_error(tmp_path: Path) -> None:
-    found = issues(tmp_path, '[crm.main]\nconnector = "bogus-connector"\n')
+    found = issues(tmp_path, '[crm.main]\nconnector = "bogus-connector"\nconsent = "m"\n')
     assert found == {
-        "crm.main.connector": "no plugin provides CRM connector 'bogus-connector' (known: csv)"
+        "crm.main.connector": (
+            "no plugin provides CRM connector 'bogus-connector' (known: csv, http)"
+        )
     }
 
 
@@ -295,7 +301,12 @@ def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
         ("[policy.budgets.w]\nEUR = { dialy = '5' }", "policy.budgets.w.EUR.dialy", "unknown key"),
         ("[fraud]\nblock_for = 3600", "fraud.block_for", "duration string"),
         ("[fraud]\nredemptions_per_ip_per_hour = 0", "fraud.redemptions_per_ip_per_hour", "1"),
-        ("[crm.main]\nconnector = 'csv'", "crm.main.path", "required"),
+        ("[crm.main]\nconnector = 'csv'", "crm.main.consent", "required"),
+        (
+            "[crm.main]\nconnector = 'csv'\nconsent = 'm'\nresponse_retention = '7d'",
+            "crm.main.response_retention",
+            "between 14d and 30d",
+        ),
         ("[crm.x]\nconnector = 'y'\nschedule = 'daily 25:00'", "crm.x.schedule", "daily HH:MM"),
         ("[crm.x]\nschedule = 'hourly'", "crm.x.connector", "required"),
         ('[channels.mail]\ntype = "smtp"', "channels.mail.from", "required"),
@@ -372,14 +383,16 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> 
         dirs = ["plugins", "{tmp_path / "more"}"]
         [crm.main]
         connector = "csv"
-        path = "crm.csv"
+        consent = "marketing_email"
+        path = "crm/recipients.csv"
         """,
     )
     assert config.daemon.state_dir == tmp_path / "state"
     assert config.daemon.admin_socket == tmp_path / "run" / "admin.sock"
     assert config.store.path == tmp_path / "data" / "promod.db"
     assert config.plugins.dirs == (tmp_path / "plugins", tmp_path / "more")
-    assert config.crm["main"].options["path"] == tmp_path / "crm.csv"
+    # The connector's options model resolved its path against the config's directory.
+    assert config.crm["main"].options["path"] == tmp_path / "crm" / "recipients.csv"
 
 
 def test_store_defaults_to_the_state_dir(tmp_path: Path) -> None:
@@ -462,7 +475,9 @@ def test_webhooks_and_alerts_reference_channels(tmp_path: Path) -> None:
 
 def test_schedule_forms(tmp_path: Path) -> None:
     for schedule in ("daily 03:00", "hourly", "every 6h"):
-        text = f'[crm.x]\nconnector = "csv"\npath = "x.csv"\nschedule = "{schedule}"\n'
+        text = (
+            f'[crm.x]\nconnector = "csv"\nconsent = "m"\npath = "x.csv"\nschedule = "{schedule}"\n'
+        )
         assert load(tmp_path, text).crm["x"].schedule == schedule
 
 

@@ -54,6 +54,13 @@ from promod.ctl.codes import (
     run_import,
     run_revoke,
 )
+from promod.ctl.crm import (
+    render_crm_list,
+    render_crm_run,
+    render_crm_runs,
+    render_crm_status,
+    run_crm_sync,
+)
 from promod.ctl.imports import (
     render_customer,
     render_import_summary,
@@ -516,6 +523,45 @@ COMMANDS: tuple[CtlCommand, ...] = (
         ),
     ),
     CtlCommand(
+        "crm list", "CRM connectors: schedule, last run, list size, state", render=render_crm_list
+    ),
+    CtlCommand(
+        "crm status",
+        "one CRM connector: last run, a held refresh, the run in progress",
+        params=(param("name", help="the [crm.NAME] connector"),),
+        render=render_crm_status,
+    ),
+    CtlCommand(
+        "crm history",
+        "the recent runs of a CRM connector: fetched, added, removed, suppressed, invalid",
+        params=(
+            param("name", help="the [crm.NAME] connector"),
+            param("--limit", type=int, help="how many runs (default 20)"),
+        ),
+        render=render_crm_runs,
+    ),
+    CtlCommand(
+        "crm sync",
+        "refresh a CRM connector's list now and wait for it (progress on a terminal)",
+        params=(param("name", help="the [crm.NAME] connector"),),
+        run=run_crm_sync,
+        render=render_crm_run,
+        timeout=3600.0,
+    ),
+    CtlCommand(
+        "crm apply",
+        "apply a refresh held for changing the list by more than max_change",
+        params=(param("name", help="the [crm.NAME] connector"),),
+        render=render_crm_run,
+        timeout=600.0,
+    ),
+    CtlCommand(
+        "crm discard",
+        "discard a held refresh; the list stays as it is",
+        params=(param("name", help="the [crm.NAME] connector"),),
+        render=render_crm_run,
+    ),
+    CtlCommand(
         "events import",
         "import events from a JSON-lines file, all or nothing",
         params=(param("file", arg=None, metavar="FILE", help="a .jsonl file"),),
@@ -609,7 +655,8 @@ COMMANDS: tuple[CtlCommand, ...] = (
 )
 
 GROUP_HELP: dict[str, str] = {
-    "campaign": "campaigns: apply, launch, pause, report, ..."
+    "campaign": "campaigns: apply, launch, pause, report, ...",
+    "crm": "CRM sync: list, status, history, sync, apply, discard",
 }  # help of command groups, e.g. {"campaign": "campaigns"}
 
 

@@ -28,6 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from promod.crm import store as crm_store
+
 if TYPE_CHECKING:
     from promod.app import App
 
@@ -203,6 +205,44 @@ class Snapshot(Collector):
         yield running
 
 
+class CrmSnapshot(Collector):
+    """Each CRM connector's last successful refresh time and its row counts."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterator[Metric]:
+        success = GaugeMetricFamily(
+            "promod_crm_last_success_timestamp",
+            "Unix time each CRM connector's last refresh was applied.",
+            labels=["connector"],
+        )
+        counts = GaugeMetricFamily(
+            "promod_crm_rows",
+            "Rows of each CRM connector's last applied refresh, by kind.",
+            labels=["connector", "kind"],
+        )
+        for connector, at, fetched, members, invalid, suppressed in self.rows:
+            if at is not None:
+                success.add_metric([str(connector)], float(at))
+            for kind, n in (
+                ("fetched", fetched),
+                ("members", members),
+                ("invalid", invalid),
+                ("suppressed", suppressed),
+            ):
+                counts.add_metric([str(connector), kind], int(n or 0))
+        yield success
+        yield counts
+
+
+def _crm_metrics(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    try:
+        return crm_store.metrics_rows(conn)
+    except sqlite3.OperationalError:  # an older schema
+        return []
+
+
 async def render_metrics(app: App, metrics: HttpMetrics) -> bytes:
     """The whole ``/metrics`` answer for ``app``."""
     data = await app.db.run_sync(_store_metrics, write=False)
@@ -210,6 +250,7 @@ async def render_metrics(app: App, metrics: HttpMetrics) -> bytes:
     up = bool(app.ready and not app.shutting_down and _healthy(app))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(data, children, up))
+    registry.register(CrmSnapshot(await app.db.run_sync(_crm_metrics, write=False)))
     return generate_latest(registry) + generate_latest(metrics.registry)
 
 

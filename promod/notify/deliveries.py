@@ -66,6 +66,7 @@ class Routing:
     channel_types: Mapping[str, str] = field(default_factory=dict)  # name -> type
     public_url: str = "http://127.0.0.1:8470"
     templates_dir: Path | None = None
+    list_consents: Mapping[str, str] = field(default_factory=dict)  # CRM list -> its consent
 
     @classmethod
     def from_config(cls, config: Any, templates: Path | None) -> Routing:
@@ -76,6 +77,9 @@ class Routing:
             channel_types={name: ch.type for name, ch in config.channels.items()},
             public_url=config.http.public_url,
             templates_dir=templates,
+            list_consents={
+                cfg.list_name: cfg.consent for cfg in getattr(config, "crm", {}).values()
+            },
         )
 
 
@@ -223,6 +227,9 @@ class _Fanout:
             return
         channel = str(notify["channel"])
         consent = notify.get("consent")
+        if spec is not None and spec.get("kind") == "custom_list":
+            # A CRM list's consent is the consent checked before a message to its members.
+            consent = self.routing.list_consents.get(str(spec.get("list")), consent)
         base = Message(event_id, type, "message", data, customer_id=customer_id)
 
         def record(state: str, error: str, **extra: Any) -> None:

@@ -31,6 +31,8 @@ EVENT_TYPES = frozenset(
         "actor.restarted",
         "plugin.circuit_open",
         "store.unavailable",
+        "crm.sync_held",
+        "crm.sync_failed",
     }
 )
 

@@ -40,7 +40,7 @@ def promod_register_channels() -> list[Any] | None:
 
 @hookspec
 def promod_register_crm_connectors() -> list[Any] | None:
-    """Return CRM connector types; each has a ``type`` and ``create(name, options)``."""
+    """Return CRM connector types: ``type``, ``options`` model, ``create(name, options)``."""
 
 
 @hookspec

@@ -1,0 +1,163 @@
+"""CRM refresh throughput: a 1,000,000-recipient CSV drop with 50,000 suppressed addresses.
+
+Writes ``recipients.csv`` into a temporary drop directory, records the suppressions
+in a fresh database, runs one full refresh of a ``csv`` connector (suppressions
+export, streamed fetch, plan and atomic apply; promod.crm.sync.refresh) and prints
+records per second, the time of the apply step and the peak RSS; then loads the
+same rows with plain ``sqlite3`` (csv reader, executemany, one transaction) in the
+same run, for comparison. Not part of the test run::
+
+    .venv/bin/python bench/crm.py                     # 1,000,000 rows, 50,000 suppressed
+    .venv/bin/python bench/crm.py --rows 100000 --suppressed 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from promod.clock import SystemClock
+from promod.config import CrmConfig
+from promod.crm.csvdrop import CsvConnector
+from promod.crm.sync import Progress, refresh
+from promod.logs import configure_logging
+from promod.store.database import Database
+
+COLUMNS = ["id", "email", "opt_in_id", "description", "media_type", "entity_type", "entity_id"]
+
+
+def write_csv(path: Path, rows: int) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        for i in range(rows):
+            writer.writerow(
+                [
+                    f"c{i}",
+                    f"c{i}@example.org",
+                    f"oi-{i}",
+                    "newsletter",
+                    "email",
+                    "contact",
+                    f"E{i:08d}",
+                ]
+            )
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class BenchApp:
+    db: Database
+    clock: SystemClock = field(default_factory=SystemClock)
+
+
+async def promod_refresh(root: Path, drop: Path, suppressed: int) -> dict[str, Any]:
+    db = await Database.open(root / "promod.db")
+    now = time.time()
+
+    def seed(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO suppressions (address, reason, source, customer_id, created_at)"
+            " VALUES (?, 'unsubscribed', 'bench', ?, ?)",
+            ((f"c{i * 20}@example.org", f"c{i * 20}", now - 3600) for i in range(suppressed)),
+        )
+
+    await db.run_sync(seed)
+    cfg = CrmConfig(
+        name="bench",
+        connector="csv",
+        consent="marketing_email",
+        list="crm-bench",
+        max_change="1",
+    )
+    connector = CsvConnector("bench", {"dir": drop})
+    app = BenchApp(db)
+    marks: dict[str, float] = {}
+    progress: list[Progress] = []
+
+    async def watch() -> None:
+        while True:
+            if progress and progress[0].step == "apply" and "apply" not in marks:
+                marks["apply"] = time.perf_counter()
+            await anyio.sleep(0.005)
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        run = await refresh(app, cfg, connector, trigger="manual", on_start=progress.append)
+        tg.cancel_scope.cancel()
+    end = time.perf_counter()
+    await db.close()
+    return {
+        "run": run,
+        "seconds": end - start,
+        "apply_seconds": end - marks.get("apply", end),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def raw_sqlite(root: Path, path: Path) -> float:
+    conn = sqlite3.connect(root / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(
+        "CREATE TABLE recipients (id TEXT PRIMARY KEY, email TEXT, opt_in_id TEXT,"
+        " description TEXT, media_type TEXT, entity_type TEXT, entity_id TEXT) WITHOUT ROWID"
+    )
+    start = time.perf_counter()
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO recipients VALUES (?, ?, ?, ?, ?, ?, ?)", reader)
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    conn.close()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--suppressed", type=int, default=50_000)
+    args = parser.parse_args()
+    configure_logging(level="warning", fmt="console")
+    with tempfile.TemporaryDirectory(prefix="promod-bench-crm-") as tmp:
+        root = Path(tmp)
+        drop = root / "drop"
+        drop.mkdir()
+        recipients = drop / "recipients.csv"
+        write_csv(recipients, args.rows)
+        result = anyio.run(promod_refresh, root, drop, args.suppressed)
+        raw = raw_sqlite(root, recipients)
+    run = result["run"]
+    rate = args.rows / result["seconds"]
+    raw_rate = args.rows / raw
+    print(
+        f"rows {args.rows:,}, suppressed {args.suppressed:,}; run state {run['state']},"
+        f" members {run['members']:,}, skipped as suppressed {run['suppressed']:,}"
+    )
+    print(
+        f"promod refresh: {result['seconds']:.1f} s, {rate:,.0f} records/s,"
+        f" apply step {result['apply_seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+    print(f"plain sqlite3:  {raw:.1f} s, {raw_rate:,.0f} records/s")
+    print(f"ratio to raw:   {rate / raw_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""A full refresh of one connector's list, and the export of its responses.
+
+:func:`refresh` runs the steps in order: (1) export every suppression not yet sent
+to the CRM, (2) fetch the whole list, page by page, staging valid records and
+counting refused ones by record number, (3) plan the change, skipping suppressed
+addresses without a newer opt-in, and either apply it in one transaction or hold it
+when it changes more than ``max_change`` of the list (a ``crm.sync_held`` alert),
+(4) report. A failure leaves the old list; a killed run leaves staged rows that the
+next start drops (:func:`promod.crm.store.fail_interrupted`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+
+from promod.config import CrmConfig
+from promod.crm import store
+from promod.crm.connector import Connector, CrmError
+from promod.crm.records import CrmRecord, RecordError, parse_record
+from promod.logs import get_logger
+from promod.notify.outbox import enqueue_sync
+from promod.units import parse_duration
+
+__all__ = ["Progress", "export_responses", "next_time", "refresh"]
+
+log = get_logger("promod.crm")
+
+
+@dataclass
+class Progress:
+    """Where a running refresh is (read by ``crm status`` and the progress bar)."""
+
+    run_id: int
+    step: str = "export"
+    fetched: int = 0
+    invalid: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run_id,
+            "step": self.step,
+            "fetched": self.fetched,
+            "invalid": self.invalid,
+        }
+
+
+def next_time(schedule: str, after: float, zone: str = "UTC") -> float:
+    """The first moment of ``schedule`` strictly after ``after`` (site time zone)."""
+    words = schedule.split()
+    if words[0] == "daily":
+        hour, minute = (int(x) for x in words[1].split(":"))
+        local = datetime.fromtimestamp(after, ZoneInfo(zone))
+        moment = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if moment.timestamp() <= after:
+            moment = (moment + timedelta(days=1)).replace(hour=hour, minute=minute)
+        return moment.astimezone(UTC).timestamp()
+    step = 3600.0 if words[0] == "hourly" else parse_duration(words[1])
+    return (after // step + 1) * step
+
+
+def _change_too_big(plan: dict[str, int], max_change: Decimal) -> bool:
+    before = plan["before"]
+    if before == 0:
+        return False  # the first fill of a list
+    limit = max_change * before
+    return plan["added"] > limit or plan["removed"] > limit
+
+
+async def refresh(
+    app: Any,
+    cfg: CrmConfig,
+    connector: Connector,
+    *,
+    trigger: str,
+    on_start: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """One full refresh; the finished run (state applied, held or failed)."""
+    db, clock = app.db, app.clock
+    name = cfg.name
+    run_id = await db.run_sync(
+        partial(
+            store.begin_run,
+            connector=name,
+            list_name=cfg.list_name,
+            consent=cfg.consent,
+            trigger=trigger,
+            now=clock.now(),
+        )
+    )
+    progress = Progress(run_id)
+    if on_start is not None:
+        on_start(progress)
+    log.info("crm_sync_started", connector=name, run=run_id, trigger=trigger)
+    try:
+        # 1. Suppressions out first, so that the CRM's export no longer offers them.
+        records, unmatched = await db.run_sync(
+            partial(store.pending_suppressions, connector=name, consent=cfg.consent),
+            write=False,
+        )
+        if records:
+            await connector.export_suppressions(records)
+            await db.run_sync(
+                partial(
+                    store.mark_suppressions_sent, connector=name, records=records, now=clock.now()
+                )
+            )
+        await db.run_sync(partial(store.update_run, run_id=run_id, exported=len(records)))
+        if unmatched:
+            log.info("crm_suppressions_without_entity", connector=name, count=unmatched)
+        # 2. The whole list, streamed.
+        progress.step = "fetch"
+        errors: list[dict[str, Any]] = []
+        number = 0
+        # Parsing a page overlaps with the store writing the one before.
+        send, receive = anyio.create_memory_object_stream[list[CrmRecord]](2)
+
+        async def write() -> None:
+            async with receive:
+                async for batch in receive:
+                    await db.run_sync(partial(store.stage_records, run_id=run_id, records=batch))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write)
+            async with send:
+                async for page in connector.fetch():
+                    batch = []
+                    for raw in page:
+                        number += 1
+                        try:
+                            batch.append(
+                                parse_record(raw, consent=cfg.consent, media_type=cfg.media_type)
+                            )
+                        except RecordError as bad:
+                            progress.invalid += 1
+                            if len(errors) < store.MAX_ERRORS:
+                                errors.append({"record": number, "message": str(bad)})
+                    progress.fetched = number
+                    await send.send(batch)
+        await db.run_sync(
+            partial(
+                store.update_run,
+                run_id=run_id,
+                fetched=number,
+                accepted=number - progress.invalid,
+                invalid=progress.invalid,
+                errors=errors,
+            )
+        )
+        # 3. Apply, or hold a change too big to be believed.
+        progress.step = "apply"
+        finished: dict[str, Any] = await db.run_sync(
+            partial(_apply_or_hold, app=app, cfg=cfg, run_id=run_id, trigger=trigger)
+        )
+        return finished
+    except BaseException as raised:
+        exc = _first(raised)
+        reason = str(exc) if isinstance(exc, CrmError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, Exception):
+            log.error("crm_sync_failed", connector=name, run=run_id, error=reason)
+            await db.run_sync(
+                partial(_fail, run_id=run_id, cfg=cfg, reason=reason, now=clock.now())
+            )
+            run: dict[str, Any] | None = await db.run_sync(
+                partial(store.get_run, run_id=run_id), write=False
+            )
+            assert run is not None
+            return run
+        raise
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first real error inside task-group exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _fail(conn: Any, *, run_id: int, cfg: CrmConfig, reason: str, now: float) -> None:
+    store.finish_run(conn, run_id, "failed", now=now, error=reason)
+    enqueue_sync(
+        conn,
+        "crm.sync_failed",
+        {"connector": cfg.name, "list": cfg.list_name, "run": run_id, "error": reason},
+        now=now,
+        event_id=f"crm.sync_failed:{cfg.name}:{run_id}",
+    )
+
+
+def _apply_or_hold(conn: Any, *, app: Any, cfg: CrmConfig, run_id: int, trigger: str) -> Any:
+    now = app.clock.now()
+    plan = store.plan_run(conn, run_id, cfg.name, cfg.list_name, cfg.consent)
+    if _change_too_big(plan, cfg.max_change):
+        # An older held run gives way to the newer one.
+        previous = store.held_run(conn, cfg.name)
+        if previous is not None:
+            store.discard_run(conn, int(previous["id"]), now=now)
+        reason = (
+            f"would add {plan['added']} and remove {plan['removed']} of {plan['before']}"
+            f" members (max_change {cfg.max_change})"
+        )
+        store.update_run(
+            conn,
+            run_id,
+            members=plan["members"],
+            added=plan["added"],
+            removed=plan["removed"],
+            suppressed=plan["suppressed"],
+        )
+        store.finish_run(conn, run_id, "held", now=now, error=reason)
+        enqueue_sync(
+            conn,
+            "crm.sync_held",
+            {
+                "connector": cfg.name,
+                "list": cfg.list_name,
+                "run": run_id,
+                **plan,
+                "message": f"CRM refresh of {cfg.list_name!r} held: {reason}",
+            },
+            now=now,
+            event_id=f"crm.sync_held:{cfg.name}:{run_id}",
+        )
+        log.warning("crm_sync_held", connector=cfg.name, run=run_id, **plan)
+    else:
+        store.apply_run(conn, run_id, cfg.name, cfg.list_name, cfg.consent, now=now, plan=plan)
+        log.info("crm_sync_applied", connector=cfg.name, run=run_id, **plan)
+    return store.get_run(conn, run_id)
+
+
+def apply_held(conn: Any, *, cfg: CrmConfig, now: float) -> dict[str, Any] | None:
+    """Apply the held run of ``cfg`` (None when nothing is held)."""
+    held = store.held_run(conn, cfg.name)
+    if held is None:
+        return None
+    store.apply_run(conn, int(held["id"]), cfg.name, cfg.list_name, cfg.consent, now=now)
+    return store.get_run(conn, int(held["id"]))
+
+
+def discard_held(conn: Any, *, cfg: CrmConfig, now: float) -> dict[str, Any] | None:
+    held = store.held_run(conn, cfg.name)
+    if held is None:
+        return None
+    store.discard_run(conn, int(held["id"]), now=now)
+    return store.get_run(conn, int(held["id"]))
+
+
+async def export_responses(app: Any, cfg: CrmConfig, connector: Connector) -> dict[str, Any]:
+    """Record new responses, send those not yet exported, prune past the retention."""
+    db, now = app.db, app.clock.now()
+    since = now - cfg.response_retention
+    counts = await db.run_sync(
+        partial(store.collect_responses, connector=cfg.name, since=since, now=now)
+    )
+    exported = 0
+    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    while True:
+        batch = await db.run_sync(partial(store.pending_responses, connector=cfg.name), write=False)
+        if not batch:
+            break
+        await connector.export_responses([r for _, r in batch], day=day)
+        await db.run_sync(
+            partial(store.mark_responses_exported, ids=[i for i, _ in batch], now=now)
+        )
+        exported += len(batch)
+    pruned = await db.run_sync(partial(store.prune_responses, connector=cfg.name, before=since))
+    result = {"connector": cfg.name, "exported": exported, "pruned": pruned, **counts}
+    log.info("crm_responses_exported", **result)
+    return result
