@@ -126,7 +126,13 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     is_tty = _isatty(stream)
     renderer_chain: list[Processor]
     if fmt == "console" or (fmt == "auto" and is_tty):
-        renderer_chain = [structlog.dev.ConsoleRenderer(colors=is_tty)]
+        # Plain tracebacks: a rich traceback prints local variables, which may
+        # hold secrets, and takes a tenth of a second to render.
+        renderer_chain = [
+            structlog.dev.ConsoleRenderer(
+                colors=is_tty, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     else:
         renderer_chain = [
             structlog.processors.format_exc_info,

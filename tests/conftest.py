@@ -8,10 +8,21 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from promod.store.database import Database
 
 pytest_plugins = ["tests.support.daemon", "tests.support.disk"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Log in tests as the daemon does on a console: plain tracebacks, no locals."""
+    processors = list(structlog.get_config()["processors"])
+    if processors and isinstance(processors[-1], structlog.dev.ConsoleRenderer):
+        processors[-1] = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.plain_traceback
+        )
+        structlog.configure(processors=processors)
 
 
 @pytest.fixture

@@ -192,6 +192,22 @@ def test_exceptions_are_rendered_into_the_json_line() -> None:
     assert "RuntimeError: provider down" in line["exception"]
 
 
+def test_console_tracebacks_show_no_local_variables() -> None:
+    stream = TTYStream()
+    configure_logging("info", "console", stream)
+
+    def issue(token: str) -> None:
+        raise RuntimeError("provider down")
+
+    try:
+        issue("tok-9f2c41d7")
+    except RuntimeError:
+        get_logger("promod.ledger").exception("grant.failed", grant=7)
+    text = stream.getvalue()
+    assert "RuntimeError: provider down" in text
+    assert "tok-9f2c41d7" not in text
+
+
 def test_python_warnings_are_logged() -> None:
     stream = io.StringIO()
     configure_logging("info", "json", stream)
