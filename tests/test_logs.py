@@ -199,8 +199,9 @@ def test_console_tracebacks_show_no_local_variables() -> None:
     def issue(token: str) -> None:
         raise RuntimeError("provider down")
 
+    secret = "tok-" + "9f2c41d7"
     try:
-        issue("tok-9f2c41d7")
+        issue(secret)
     except RuntimeError:
         get_logger("promod.ledger").exception("grant.failed", grant=7)
     text = stream.getvalue()
