@@ -54,6 +54,7 @@ from promod.store.health import (
     is_outage,
     outage_reason,
 )
+from promod.store.seam import SqliteTransaction, Transaction
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -584,6 +585,18 @@ class Database:
                 if outage_reason(exc):
                     raise self.health.failed(exc) from exc
                 raise
+
+    async def run(
+        self, fn: Callable[[Transaction], T], *, write: bool = True, essential: bool = False
+    ) -> T:
+        """Run the store function ``fn(tx)`` in one transaction (see :meth:`run_sync`).
+
+        ``tx`` is the seam's :class:`~promod.store.seam.Transaction`: store code
+        written against it runs on every backend (docs/architecture.md).
+        """
+        return await self.run_sync(
+            lambda conn: fn(SqliteTransaction(conn)), write=write, essential=essential
+        )
 
     async def __aenter__(self) -> Database:
         return self

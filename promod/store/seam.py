@@ -1,0 +1,155 @@
+"""The store seam: the transaction interface that store code is written against.
+
+Store functions (the ``store`` modules of each domain) take a :class:`Transaction`
+and run inside one database transaction opened by :meth:`Database.run`. They use
+named parameters (``:name``) and the :class:`Dialect` helpers for the few places
+where SQLite and PostgreSQL differ, so that one function serves every backend.
+Nothing outside the store modules and the backends writes SQL
+(docs/architecture.md, "The store seam").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+Params = Mapping[str, Any] | Sequence[Any]
+
+
+class Row(Protocol):
+    """A result row: read by column name (``row["id"]``) or position (``row[0]``)."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+
+    def keys(self) -> Any: ...
+
+
+class Dialect:
+    """SQL fragments that differ between backends; this base is SQLite's."""
+
+    name = "sqlite"
+
+    def in_array(self, column: str, param: str) -> str:
+        """``column`` is one of the values of the array parameter ``:param``."""
+        return f"{column} IN (SELECT value FROM json_each(:{param}))"
+
+    def array(self, values: Iterable[Any]) -> Any:
+        """The parameter value for an array parameter used with :meth:`in_array`."""
+        return json.dumps(list(values))
+
+    def array_rows(self, param: str) -> str:
+        """A row source of the array parameter's values, one column ``value``."""
+        return f"(SELECT value FROM json_each(:{param}))"
+
+    def json_text(self, column: str, key: str) -> str:
+        """The text value of top-level ``key`` of the JSON object in ``column``."""
+        return f"json_extract({column}, '$.{key}')"
+
+    def greatest(self, *exprs: str) -> str:
+        return f"max({', '.join(exprs)})"
+
+    def least(self, *exprs: str) -> str:
+        return f"min({', '.join(exprs)})"
+
+    def insert_ignore(self, table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:
+        """An INSERT of named parameters that does nothing when ``conflict`` exists."""
+        cols = ", ".join(columns)
+        values = ", ".join(f":{c}" for c in columns)
+        target = ", ".join(conflict)
+        return f"INSERT INTO {table} ({cols}) VALUES ({values}) ON CONFLICT ({target}) DO NOTHING"
+
+    def upsert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        conflict: Sequence[str],
+        update: Mapping[str, str],
+    ) -> str:
+        """An INSERT of named parameters; on ``conflict``, ``SET col = expr`` for ``update``.
+
+        In ``update`` expressions, ``excluded.col`` is the row that was refused.
+        """
+        cols = ", ".join(columns)
+        values = ", ".join(f":{c}" for c in columns)
+        target = ", ".join(conflict)
+        sets = ", ".join(f"{c} = {expr}" for c, expr in update.items())
+        return (
+            f"INSERT INTO {table} ({cols}) VALUES ({values}) "
+            f"ON CONFLICT ({target}) DO UPDATE SET {sets}"
+        )
+
+
+SQLITE = Dialect()
+
+
+@runtime_checkable
+class Transaction(Protocol):
+    """One open database transaction; store functions never commit or roll back.
+
+    An exception raised out of the function run by :meth:`Database.run` rolls the
+    whole transaction back.
+    """
+
+    dialect: Dialect
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        ...
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one statement once per parameter set."""
+        ...
+
+    def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        """The first row of a query, or None."""
+        ...
+
+    def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        """Every row of a query."""
+        ...
+
+    def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        """The first column of the first row, or ``default`` when there is no row."""
+        ...
+
+    def iterate(self, sql: str, params: Params = (), size: int = 1000) -> Iterator[Row]:
+        """The rows of a query, fetched ``size`` at a time (never all held at once)."""
+        ...
+
+
+class SqliteTransaction:
+    """:class:`Transaction` over a ``sqlite3`` connection with a transaction open."""
+
+    dialect: Dialect = SQLITE
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn  # sqlite3.Connection: only the SQLite backend touches it
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return int(self.conn.execute(sql, params).rowcount)
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        return list(self.conn.execute(sql, params).fetchall())
+
+    def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return default if row is None else row[0]
+
+    def iterate(self, sql: str, params: Params = (), size: int = 1000) -> Iterator[Row]:
+        cursor = self.conn.execute(sql, params)
+        try:
+            while True:
+                rows = cursor.fetchmany(size)
+                if not rows:
+                    return
+                yield from rows
+        finally:
+            cursor.close()

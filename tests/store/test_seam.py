@@ -1,0 +1,62 @@
+"""The store seam: Database.run hands store code a Transaction over SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promod.store.database import Database
+from promod.store.seam import Transaction
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_run_hands_a_transaction_with_named_parameters_and_dialect(tmp_path: Path) -> None:
+    async with await Database.open(tmp_path / "s.db") as db:
+
+        def write(tx: Transaction) -> int:
+            assert isinstance(tx, Transaction)
+            tx.execute("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+            tx.executemany(
+                "INSERT INTO t (k, n) VALUES (:k, :n)", [{"k": f"k{i}", "n": i} for i in range(5)]
+            )
+            tx.execute(tx.dialect.insert_ignore("t", ["k", "n"], ["k"]), {"k": "k1", "n": 99})
+            tx.execute(
+                tx.dialect.upsert("t", ["k", "n"], ["k"], {"n": "t.n + excluded.n"}),
+                {"k": "k2", "n": 10},
+            )
+            return tx.execute("UPDATE t SET n = n WHERE n >= :lo", {"lo": 3})
+
+        assert await db.run(write) == 3
+
+        def read(tx: Transaction) -> tuple[object, ...]:
+            one = tx.fetch_one("SELECT n FROM t WHERE k = :k", {"k": "k1"})
+            assert one is not None
+            picked = tx.fetch_all(
+                f"SELECT k FROM t WHERE {tx.dialect.in_array('k', 'ks')} ORDER BY k",
+                {"ks": tx.dialect.array(["k0", "k4", "nope"])},
+            )
+            streamed = [r["n"] for r in tx.iterate("SELECT n FROM t ORDER BY k", size=2)]
+            return (
+                one["n"],
+                [r["k"] for r in picked],
+                streamed,
+                tx.fetch_value("SELECT n FROM t WHERE k = 'x'", default=-1),
+                tx.fetch_value(f"SELECT {tx.dialect.greatest('1', '7', '3')}"),
+            )
+
+        assert await db.run(read, write=False) == (1, ["k0", "k4"], [0, 1, 12, 3, 4], -1, 7)
+
+
+async def test_an_exception_rolls_the_whole_store_function_back(tmp_path: Path) -> None:
+    async with await Database.open(tmp_path / "s.db") as db:
+        await db.run(lambda tx: tx.execute("CREATE TABLE t (n INTEGER)"))
+
+        def fail(tx: Transaction) -> None:
+            tx.execute("INSERT INTO t VALUES (1)")
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await db.run(fail)
+        assert await db.run(lambda tx: tx.fetch_value("SELECT count(*) FROM t")) == 0
