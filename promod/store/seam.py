@@ -11,10 +11,25 @@ Nothing outside the store modules and the backends writes SQL
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 Params = Mapping[str, Any] | Sequence[Any]
+
+
+class ConstraintError(Exception):
+    """A statement broke a constraint (unique, check, foreign key); any backend."""
+
+
+class UniqueViolation(ConstraintError):
+    """A statement inserted a row whose unique key exists already."""
+
+
+def _constraint(exc: sqlite3.IntegrityError) -> ConstraintError:
+    text = str(exc)
+    cls = UniqueViolation if "UNIQUE" in text or "PRIMARY KEY" in text else ConstraintError
+    return cls(text)
 
 
 class Row(Protocol):
@@ -123,28 +138,38 @@ class SqliteTransaction:
 
     dialect: Dialect = SQLITE
 
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn  # sqlite3.Connection: only the SQLite backend touches it
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
+        try:
+            cursor: sqlite3.Cursor = self.conn.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise _constraint(exc) from exc
+        return cursor
 
     def execute(self, sql: str, params: Params = ()) -> int:
-        return int(self.conn.execute(sql, params).rowcount)
+        return int(self._run(sql, params).rowcount)
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        self.conn.executemany(sql, rows)
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise _constraint(exc) from exc
 
     def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        row: Row | None = self.conn.execute(sql, params).fetchone()
+        row: Row | None = self._run(sql, params).fetchone()
         return row
 
     def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        return list(self.conn.execute(sql, params).fetchall())
+        return list(self._run(sql, params).fetchall())
 
     def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
-        row = self.conn.execute(sql, params).fetchone()
+        row = self._run(sql, params).fetchone()
         return default if row is None else row[0]
 
     def iterate(self, sql: str, params: Params = (), size: int = 1000) -> Iterator[Row]:
-        cursor = self.conn.execute(sql, params)
+        cursor = self._run(sql, params)
         try:
             while True:
                 rows = cursor.fetchmany(size)

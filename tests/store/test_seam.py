@@ -60,3 +60,15 @@ async def test_an_exception_rolls_the_whole_store_function_back(tmp_path: Path) 
         with pytest.raises(RuntimeError):
             await db.run(fail)
         assert await db.run(lambda tx: tx.fetch_value("SELECT count(*) FROM t")) == 0
+
+
+async def test_constraint_errors_are_the_seams_own(tmp_path: Path) -> None:
+    from promod.store.seam import ConstraintError, UniqueViolation
+
+    async with await Database.open(tmp_path / "s.db") as db:
+        await db.run(lambda tx: tx.execute("CREATE TABLE t (k TEXT PRIMARY KEY CHECK (k <> ''))"))
+        await db.run(lambda tx: tx.execute("INSERT INTO t VALUES ('a')"))
+        with pytest.raises(UniqueViolation):
+            await db.run(lambda tx: tx.execute("INSERT INTO t VALUES ('a')"))
+        with pytest.raises(ConstraintError):
+            await db.run(lambda tx: tx.executemany("INSERT INTO t VALUES (?)", [("",)]))
