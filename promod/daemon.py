@@ -32,6 +32,7 @@ from promod.actors.messages import Channels
 from promod.actors.notifier import NotifierActor
 from promod.actors.scheduler import SchedulerActor
 from promod.actors.supervisor import ChildSpec, ChildStartFailed, Supervisor, SupervisorGaveUp
+from promod.actors.tagger import TaggerActor
 from promod.admin.audit import AuditLog
 from promod.admin.registry import CommandRegistry
 from promod.admin.server import AdminServer
@@ -69,6 +70,7 @@ ACTORS: tuple[tuple[str, Any], ...] = (
     ("clearance", ClearanceActor),
     ("scheduler", SchedulerActor),
     ("crmsync", CrmSyncActor),
+    ("tagger", TaggerActor),
 )
 
 

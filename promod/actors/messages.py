@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Channels",
+    "EventsStored",
     "Inspect",
     "IssuePending",
     "JobFor",
     "Kick",
     "ProcessDue",
+    "Recheck",
+    "RulesChanged",
     "RunsChanged",
     "Settle",
     "Sweep",
@@ -109,6 +112,28 @@ class Wake(Wakeup):
 @dataclass(frozen=True)
 class Channels:
     """Ask the notifier for its open channels by name (the outage alert sends through them)."""
+
+
+# -- tagger --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventsStored(Wakeup):
+    """To the tagger: new events were stored; evaluate the tag rules that read them.
+
+    The tagger finds the events itself, past its cursor in the store, so a burst of
+    batches merges into one wake and a lost wake only waits for the next.
+    """
+
+
+@dataclass(frozen=True)
+class RulesChanged(Wakeup):
+    """To the tagger: tag rules were applied; check the new versions over every customer."""
+
+
+@dataclass(frozen=True)
+class Recheck(Wakeup):
+    """To the tagger, from its own timer: full checks of rules are due now."""
 
 
 # -- codepool ------------------------------------------------------------------

@@ -26,8 +26,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from promod.actors.messages import EventsStored
+from promod.actors.refs import wake
 from promod.admin.registry import (
     ArgSpec,
     Command,
@@ -49,6 +52,7 @@ from promod.customers.imports import (
 )
 from promod.rewards.holdings import REWARD_STATES, HeldReward, customer_rewards_sync
 from promod.store.database import Database
+from promod.tags.store import tag_reasons
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -123,7 +127,10 @@ def _import_commands(kind: ImportKind) -> list[Command]:
         args=dict(import_id),
     )
     async def commit(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
-        return await commit_import(_db(ctx), kind, args["import_id"], now=_now(ctx))
+        result = await commit_import(_db(ctx), kind, args["import_id"], now=_now(ctx))
+        if kind == "events":
+            wake(ctx.app.actor("tagger"), EventsStored())
+        return result
 
     @command(
         f"{kind}.import.abort",
@@ -242,6 +249,9 @@ async def customers_show(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
     if profile is None:
         raise CommandError("not_found", f"no customer {customer_id!r}", {"customer": customer_id})
     profile.update(await wallet_and_rewards(ctx.app, customer_id))
+    profile["tag_reasons"] = await ctx.app.db.run(
+        partial(tag_reasons, customer_id=customer_id), write=False
+    )
     return profile
 
 

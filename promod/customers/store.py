@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from promod.clock import utc_iso
 from promod.customers.records import Customer, Event
+from promod.store.seam import SqliteTransaction
+from promod.tags.store import replace_customer_tags
 
 __all__ = [
     "StoredEvent",
@@ -92,10 +94,8 @@ def upsert_customers_sync(
         UPSERT_CUSTOMER,
         [(c.id, c.email, c.timezone, _dumps(c.attributes), stamp, stamp) for c in rows],
     )
-    conn.executemany("DELETE FROM customer_tags WHERE customer_id = ?", [(c.id,) for c in rows])
-    conn.executemany(
-        "INSERT OR IGNORE INTO customer_tags (tag, customer_id) VALUES (?, ?)",
-        [(tag, c.id) for c in rows for tag in c.tags],
+    replace_customer_tags(
+        SqliteTransaction(conn), tags={c.id: c.tags for c in rows}, source=source, now=now
     )
     conn.executemany(
         "DELETE FROM customer_consents WHERE customer_id = ?"

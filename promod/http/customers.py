@@ -29,6 +29,8 @@ from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from promod.actors.messages import EventsStored
+from promod.actors.refs import wake
 from promod.customers.records import (
     ID_PATTERN,
     MAX_ID_LENGTH,
@@ -323,6 +325,8 @@ def customer_router(app: App) -> APIRouter:
         events = body.events
         stored, duplicates = await app.db.run_sync(lambda conn: insert_events_sync(conn, events))
         await _call_hook(app, stored)
+        if stored:
+            wake(app.actor("tagger"), EventsStored())
         return EventsResult(
             accepted=len(stored),
             duplicates=len(duplicates),

@@ -41,6 +41,7 @@ from promod.http.errors import (
 from promod.http.lists import list_router
 from promod.http.metrics import http_metrics, render_metrics
 from promod.http.redemptions import redemption_router
+from promod.http.tags import tag_router
 from promod.http.unsubscribe import unsubscribe_router
 from promod.logs import get_logger
 
@@ -58,6 +59,7 @@ AREAS: tuple[Callable[[Any], APIRouter], ...] = (
     redemption_router,
     unsubscribe_router,
     clearance_router,
+    tag_router,
 )
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"

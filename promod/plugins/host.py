@@ -53,6 +53,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "promod.builtin.live",
     "promod.builtin.clearance",
     "promod.builtin.crm",
+    "promod.builtin.tags",
 )
 
 
