@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from promod.ctl.client import AdminClient, CommandError
 from promod.ctl.render import ProgressBar, render_kv, render_table, render_value
+from promod.ctl.tags import render_tag_reasons
 from promod.ctl.usage import UsageError
 
 if TYPE_CHECKING:
@@ -303,6 +304,7 @@ def render_customer(result: Any) -> str:
     attributes = shown.pop("attributes", None)
     rewards = shown.pop("rewards", None)
     wallet = shown.pop("wallet", None)
+    reasons = shown.pop("tag_reasons", None)
     if isinstance(wallet, dict):
         shown["wallet points"] = wallet.get("points")
     text = render_kv(shown)
@@ -316,6 +318,8 @@ def render_customer(result: Any) -> str:
             if isinstance(c, dict)
         ]
         text += "\n\nconsents:\n" + ("\n".join(lines) if lines else "  (none)")
+    if reasons is not None:
+        text += "\n\ntags, and why:\n" + render_tag_reasons(reasons)
     if isinstance(rewards, list):
         columns = ["grant", "campaign", "provider", "value", "state", "code"]
         text += "\n\nrewards:\n" + render_table(rewards, columns, empty="(none)")

@@ -77,6 +77,16 @@ from promod.ctl.render import (
     render_value,
     set_site_timezone,
 )
+from promod.ctl.tags import (
+    render_tag,
+    render_tag_apply,
+    render_tag_edit,
+    render_tag_history,
+    render_tag_rules,
+    render_tag_simulation,
+    render_tags,
+    run_tags_file,
+)
 from promod.ctl.usage import UsageError
 
 __all__ = [
@@ -562,6 +572,57 @@ COMMANDS: tuple[CtlCommand, ...] = (
         render=render_crm_run,
     ),
     CtlCommand(
+        "tags apply",
+        "make a rules file the current tag rules (changed rules get a new version)",
+        params=(param("--file", "-f", arg=None, required=True, metavar="FILE", help="rules file"),),
+        run=run_tags_file,
+        render=render_tag_apply,
+    ),
+    CtlCommand(
+        "tags simulate",
+        "dry run of a rules file: per rule, customers it would tag and untag now",
+        params=(param("--file", "-f", arg=None, required=True, metavar="FILE", help="rules file"),),
+        run=run_tags_file,
+        render=render_tag_simulation,
+        timeout=600.0,
+    ),
+    CtlCommand("tags list", "every tag: customers carrying it, its rule", render=render_tags),
+    CtlCommand(
+        "tags show",
+        "one tag: customers by source, its rule, the latest changes",
+        params=(param("tag"),),
+        render=render_tag,
+    ),
+    CtlCommand(
+        "tags rules",
+        "the current tag rules, or every version of one",
+        params=(param("name", nargs="?", help="a rule: list its versions"),),
+        render=render_tag_rules,
+    ),
+    CtlCommand(
+        "tags history",
+        "tag changes, newest first: added or removed, by what, when",
+        params=(
+            param("--customer", help="only this customer"),
+            param("--tag", help="only this tag"),
+            param("--limit", type=int, help="at most N changes (default 100)"),
+            param("--before", type=int, help="only changes older than this id"),
+        ),
+        render=render_tag_history,
+    ),
+    CtlCommand(
+        "tags add",
+        "tag a customer by hand (kept in the tag history)",
+        params=(param("customer"), param("tag"), param("--reason", help="why")),
+        render=render_tag_edit,
+    ),
+    CtlCommand(
+        "tags remove",
+        "untag a customer by hand (kept in the tag history)",
+        params=(param("customer"), param("tag"), param("--reason", help="why")),
+        render=render_tag_edit,
+    ),
+    CtlCommand(
         "events import",
         "import events from a JSON-lines file, all or nothing",
         params=(param("file", arg=None, metavar="FILE", help="a .jsonl file"),),
@@ -657,6 +718,7 @@ COMMANDS: tuple[CtlCommand, ...] = (
 GROUP_HELP: dict[str, str] = {
     "campaign": "campaigns: apply, launch, pause, report, ...",
     "crm": "CRM sync: list, status, history, sync, apply, discard",
+    "tags": "tag rules and tags: apply, simulate, list, show, rules, history, add, remove",
 }  # help of command groups, e.g. {"campaign": "campaigns"}
 
 
