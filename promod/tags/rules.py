@@ -36,7 +36,7 @@ from promod.campaigns.segments import (
     parse_segment,
 )
 from promod.customers.records import Name as TagName
-from promod.schema import SPEC_WORDS, Duration, Model, Name, Problems, issues_of
+from promod.schema import SPEC_WORDS, Duration, Model, Name, Problems, choice, issues_of
 from promod.surrogates import SURROGATE_MESSAGE, find_surrogate
 from promod.units import format_duration
 
@@ -107,7 +107,7 @@ class RuleModel(Model):
     """One ``[rules.NAME]`` table."""
 
     tag: TagName
-    mode: Literal["sync", "add"] = "sync"
+    mode: Annotated[str, choice(*MODES)] = "sync"
     recheck: Duration = DEFAULT_RECHECK
     description: Annotated[str, Field(max_length=500)] | None = None
     segment: Any = Field(default=None)
@@ -170,7 +170,7 @@ def parse_rules(data: Any) -> list[TagRule]:
         TagRule(
             name=name,
             tag=rule.tag,
-            mode=rule.mode,
+            mode="add" if rule.mode == "add" else "sync",
             segment=parse_segment(rule.segment, f"rules.{name}.segment"),
             recheck=float(rule.recheck),
             description=rule.description,

@@ -128,3 +128,14 @@ def test_event_names_are_found_at_any_depth() -> None:
         }
     )
     assert rule.events == {"login", "deposit"}
+
+
+def test_the_sample_rules_file_is_valid() -> None:
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "config" / "tags" / "loyalty.toml"
+    rules = load_rules(sample.read_text())
+    assert [(r.name, r.mode) for r in rules] == [
+        ("bonus_interest", "sync"),
+        ("revenue_incomplete_profile", "add"),
+    ]

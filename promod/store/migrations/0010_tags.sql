@@ -3,7 +3,7 @@
 
 -- Why a tag is on a customer: who or what set it last. Rows written before this
 -- migration, and by imports that do not say, have no source.
-ALTER TABLE customer_tags ADD COLUMN source TEXT;   -- rule:NAME@V | operator:USER | api | import ...
+ALTER TABLE customer_tags ADD COLUMN source TEXT;   -- rule:NAME@V | operator:USER | api:TOKEN | api
 ALTER TABLE customer_tags ADD COLUMN rule TEXT;     -- the rule's name when a rule set it
 ALTER TABLE customer_tags ADD COLUMN reason TEXT;   -- an operator's --reason
 ALTER TABLE customer_tags ADD COLUMN since REAL;    -- when it was set
