@@ -372,7 +372,8 @@ def process_events(tx: Transaction, *, as_of: float, limit: int = EVENT_BATCH) -
     rules = [r for r in active_rules(tx) if r.rule.events]
     if cursor is None or not rules:
         top = int(tx.fetch_value("SELECT coalesce(max(seq), 0) FROM events", (), 0))
-        _move_cursor(tx, top)
+        if cursor is None or top != int(cursor):
+            _move_cursor(tx, top)
         return {"events": 0, "more": False, "added": 0, "removed": 0, "rules": {}}
     rows = tx.fetch_all(
         "SELECT seq, customer_id, name FROM events WHERE seq > :seq ORDER BY seq LIMIT :limit",

@@ -190,6 +190,9 @@ async def test_new_events_evaluate_only_the_rules_reading_them_for_their_custome
     _events(tdb.path, [("old", "purchase", T0 - 10, {})])
     first = await tdb.run(partial(store.process_events, as_of=T0))
     assert first["events"] == 0
+    idle = tdb.changes
+    await tdb.run(partial(store.process_events, as_of=T0))
+    assert tdb.changes == idle  # nothing new, nothing written (the daemon can settle)
     await _apply(tdb, RULES)
     _events(
         tdb.path,
