@@ -171,6 +171,24 @@ def test_tag_rules_on_events_on_schedule_and_by_hand(
     assert listed["bonus_interest"]["rule"] == "bonus_interest"
     assert d.ctl("tags", "show", "bonus_interest").returncode == 0
 
+    # Killed before the tagger looked at a stored event: the next start evaluates it, once.
+    d.kill()
+    with sqlite3.connect(d.root / "state" / "promod.db", timeout=30) as conn:
+        conn.execute(
+            "INSERT INTO events (customer_id, name, ts, properties)"
+            """ VALUES ('cat', 'page_view', ?, '{"page": "/bonus"}')""",
+            (int(T0 + 91 * DAY - 60),),
+        )
+    d.env["PROMOD_TEST_CLOCK"] = str(T0 + 91 * DAY)
+    d.start()
+    wait_until(lambda: _tagged(d, "bonus_interest") == {"cat"}, timeout=20, what="after restart")
+    d.settle()
+    added = _query(
+        d,
+        "SELECT count(*) FROM tag_history WHERE customer_id = 'cat' AND tag = 'bonus_interest'",
+    )
+    assert added == [(1,)]
+
 
 def test_a_tag_expires_on_the_system_clock(daemon_factory: Callable[..., Daemon]) -> None:
     d = daemon_factory()  # the system clock
