@@ -674,16 +674,24 @@ Fragment: TypeAlias = tuple[str, list[Any]]
 _SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def compile_segment(seg: Segment, *, as_of: int) -> tuple[str, list[Any]]:
+def compile_segment(
+    seg: Segment, *, as_of: int, only: Sequence[str] | None = None
+) -> tuple[str, list[Any]]:
     """SQL and parameters selecting the distinct ``customer_id`` of every matching customer.
 
     ``as_of`` (unix seconds) is the end of every event window: events after it are
     ignored and ``within = "90d"`` covers ``as_of - 90d <= ts <= as_of``. The SQL needs
     the functions of :func:`register_sql_functions` on the connection that runs it.
+    ``only`` restricts the answer to those customer ids, and every event condition to
+    their events, so that evaluating a few customers reads only their rows.
     """
     if isinstance(as_of, bool) or not isinstance(as_of, int):
         raise TypeError(f"as_of must be unix seconds as an int, not {type(as_of).__name__}")
-    where, params = _Compiler(as_of).rule(seg.rule)
+    ids = None if only is None else json.dumps(list(only), ensure_ascii=False)
+    where, params = _Compiler(as_of, ids).rule(seg.rule)
+    if ids is not None:
+        where = f"c.id IN (SELECT value FROM json_each(?)) AND ({where})"
+        params = [ids, *params]
     return f"SELECT c.id AS customer_id FROM customers AS c WHERE {where}", params
 
 
@@ -727,8 +735,9 @@ def _aggregate_operand(test: Comparison) -> Decimal:
 
 
 class _Compiler:
-    def __init__(self, as_of: int) -> None:
+    def __init__(self, as_of: int, only: str | None = None) -> None:
         self.as_of = as_of
+        self.only = only  # a JSON array of customer ids, or None
 
     def rule(self, rule: Rule) -> Fragment:
         if isinstance(rule, TagRule):
@@ -864,6 +873,9 @@ class _Compiler:
         if rule.within is not None:
             filters.append("e.ts >= ?")
             params.append(self.as_of - rule.within)
+        if self.only is not None:
+            filters.append("e.customer_id IN (SELECT value FROM json_each(?))")
+            params.append(self.only)
         for prop in rule.where:
             sql, more = self.tests("e.properties", prop.prop, prop.tests)
             filters.append(sql)

@@ -53,7 +53,6 @@ __all__ = [
 
 EVENT_BATCH = 5000
 HISTORY_LIMIT = 100
-_SEGMENT_HEAD = "SELECT c.id AS customer_id FROM customers AS c WHERE "
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
 
 
@@ -248,14 +247,8 @@ def due_rules(tx: Transaction, *, now: float) -> list[str]:
 def _matching(
     tx: Transaction, rule: TagRule, as_of: float, customers: Collection[str] | None
 ) -> set[str]:
-    sql, params = compile_segment(rule.segment, as_of=int(as_of))
-    if customers is not None:
-        # The compiled segment is SQLite SQL with positional parameters (it is not yet
-        # behind the seam's dialect), so the restriction to ``customers`` is written alike.
-        assert sql.startswith(_SEGMENT_HEAD)
-        where = sql[len(_SEGMENT_HEAD) :]
-        sql = f"{_SEGMENT_HEAD}c.id IN (SELECT value FROM json_each(?)) AND ({where})"
-        params = [_dumps(sorted(customers)), *params]
+    only = None if customers is None else sorted(customers)
+    sql, params = compile_segment(rule.segment, as_of=int(as_of), only=only)
     return {str(row[0]) for row in tx.iterate(sql, params)}
 
 
