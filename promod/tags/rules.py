@@ -35,6 +35,9 @@ from promod.campaigns.segments import (
     SegmentError,
     parse_segment,
 )
+from promod.campaigns.segments import (
+    TagRule as TagCondition,
+)
 from promod.customers.records import Name as TagName
 from promod.schema import SPEC_WORDS, Duration, Model, Name, Problems, choice, issues_of
 from promod.surrogates import SURROGATE_MESSAGE, find_surrogate
@@ -48,10 +51,12 @@ __all__ = [
     "event_names",
     "load_rules",
     "parse_rules",
+    "tag_names",
 ]
 
 MODES = ("sync", "add")
 DEFAULT_RECHECK = 3600.0
+MIN_RECHECK = 1.0
 MAX_RULES = 1000
 
 
@@ -82,6 +87,11 @@ class TagRule:
         """The event names the segment reads: a new event of one may change the answer."""
         return event_names(self.segment.rule)
 
+    @property
+    def reads_tags(self) -> frozenset[str]:
+        """The tags the segment reads: another rule's change of one may change the answer."""
+        return tag_names(self.segment.rule)
+
     def to_dict(self) -> dict[str, Any]:
         """The rule as written in a rules file (it parses back to an equal rule)."""
         out: dict[str, Any] = {"tag": self.tag, "mode": self.mode}
@@ -103,6 +113,17 @@ def event_names(rule: Rule) -> frozenset[str]:
     return frozenset()
 
 
+def tag_names(rule: Rule) -> frozenset[str]:
+    """Every tag a tag condition of ``rule`` reads, at any depth."""
+    if isinstance(rule, TagCondition):
+        return frozenset((rule.tag,))
+    if isinstance(rule, NotRule):
+        return tag_names(rule.rule)
+    if isinstance(rule, AllRule | AnyRule):
+        return frozenset(name for item in rule.rules for name in tag_names(item))
+    return frozenset()
+
+
 class RuleModel(Model):
     """One ``[rules.NAME]`` table."""
 
@@ -114,6 +135,13 @@ class RuleModel(Model):
 
     @classmethod
     def cross_checks(cls, raw: Mapping[str, Any], value: Any, info: ValidationInfo) -> Problems:
+        found: Problems = []
+        if value is not None and value.recheck < MIN_RECHECK:
+            found.append((("recheck",), f"must be at least {MIN_RECHECK:g}s"))
+        return found + cls._segment_problems(raw)
+
+    @classmethod
+    def _segment_problems(cls, raw: Mapping[str, Any]) -> Problems:
         if "segment" not in raw:
             return [(("segment",), "required: the segment that decides who carries the tag")]
         segment = raw["segment"]

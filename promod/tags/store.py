@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 EVENT_BATCH = 5000
+CASCADE_ROUNDS = 5
 HISTORY_LIMIT = 100
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
 
@@ -358,11 +359,14 @@ def process_events(tx: Transaction, *, as_of: float, limit: int = EVENT_BATCH) -
     that read those events' names, and move the cursor past them.
 
     Only rules whose segment has an event condition on one of the new events' names are
-    evaluated, and only for those events' customers. Without such rules the cursor just
-    moves to the newest event. ``more`` is true when ``limit`` events were read (call again).
+    evaluated, and only for those events' customers; then the rules that read a tag
+    those evaluations changed, for the customers whose tag changed (up to
+    ``CASCADE_ROUNDS`` times). Without event rules the cursor just moves to the newest
+    event. ``more`` is true when ``limit`` events were read (call again).
     """
     cursor = tx.fetch_value("SELECT seq FROM tag_cursor WHERE id = 1", (), None)
-    rules = [r for r in active_rules(tx) if r.rule.events]
+    active = active_rules(tx)
+    rules = [r for r in active if r.rule.events]
     if cursor is None or not rules:
         top = int(tx.fetch_value("SELECT coalesce(max(seq), 0) FROM events", (), 0))
         if cursor is None or top != int(cursor):
@@ -378,16 +382,33 @@ def process_events(tx: Transaction, *, as_of: float, limit: int = EVENT_BATCH) -
     for row in rows:
         by_name.setdefault(str(row["name"]), set()).add(str(row["customer_id"]))
     done: dict[str, dict[str, int]] = {}
+    changed: dict[str, set[str]] = {}  # tag -> customers whose tag a rule just changed
+
+    def evaluate(stored: StoredRule, customers: set[str]) -> None:
+        change = _plan(tx, stored.rule, as_of, customers)
+        _write(tx, stored, change, as_of)
+        if change.added or change.removed:
+            counts = done.setdefault(stored.rule.name, {"added": 0, "removed": 0})
+            counts["added"] += len(change.added)
+            counts["removed"] += len(change.removed)
+            changed.setdefault(stored.rule.tag, set()).update(change.added, change.removed)
+
     for stored in rules:
         customers: set[str] = set()
         for event in stored.rule.events:
             customers |= by_name.get(event, set())
-        if not customers:
-            continue
-        change = _plan(tx, stored.rule, as_of, customers)
-        _write(tx, stored, change, as_of)
-        if change.added or change.removed:
-            done[stored.rule.name] = change.counts()
+        if customers:
+            evaluate(stored, customers)
+    for _ in range(CASCADE_ROUNDS):
+        if not changed:
+            break
+        wave, changed = changed, {}
+        for stored in active:
+            customers = set()
+            for tag in stored.rule.reads_tags:
+                customers |= wave.get(tag, set())
+            if customers:
+                evaluate(stored, customers)
     _move_cursor(tx, int(rows[-1]["seq"]))
     return {
         "events": len(rows),

@@ -111,6 +111,12 @@ def test_a_null_value_is_refused_not_taken_as_absent() -> None:
     assert caught.value.issues == [("rules.x.segment", "must be a table, not null")]
 
 
+def test_a_recheck_shorter_than_a_second_is_refused() -> None:
+    with pytest.raises(RulesError) as caught:
+        parse_rules({"rules": {"x": {"tag": "x", "recheck": "500ms", "segment": {"tag": "y"}}}})
+    assert caught.value.issues == [("rules.x.recheck", "must be at least 1s")]
+
+
 def test_event_names_are_found_at_any_depth() -> None:
     (rule,) = parse_rules(
         {
@@ -128,6 +134,7 @@ def test_event_names_are_found_at_any_depth() -> None:
         }
     )
     assert rule.events == {"login", "deposit"}
+    assert rule.reads_tags == {"x"}
 
 
 def test_the_sample_rules_file_is_valid() -> None:

@@ -361,3 +361,33 @@ def test_the_migration_keeps_the_tags_of_an_existing_database(tmp_path: Path) ->
             "SELECT tag, customer_id, source, rule FROM customer_tags"
         ).fetchall() == [("vip", "a", None, None)]
         assert conn.execute("SELECT count(*) FROM tag_history").fetchone() == (0,)
+
+
+async def test_a_rule_reading_a_tag_follows_another_rules_change_in_the_same_pass(
+    tdb: Database,
+) -> None:
+    _customers(tdb.path, ["a", "b"])
+    await _apply(
+        tdb,
+        """
+[rules.interest]
+tag = "bonus_interest"
+segment = { event = "page_view", within = "30d" }
+
+[rules.nudge]
+tag = "nudge_deposit"
+segment = { all = [{ tag = "bonus_interest" }, { not = { event = "deposit" } }] }
+""",
+    )
+    await tdb.run(partial(store.process_events, as_of=T0))
+    _events(tdb.path, [("a", "page_view", T0, {})])
+    done = await tdb.run(partial(store.process_events, as_of=T0))
+    assert done["rules"] == {
+        "interest": {"added": 1, "removed": 0},
+        "nudge": {"added": 1, "removed": 0},
+    }
+    assert _tags(tdb.path, "nudge_deposit") == {"a"}
+    _events(tdb.path, [("a", "deposit", T0, {})])
+    done = await tdb.run(partial(store.process_events, as_of=T0))
+    assert done["rules"] == {"nudge": {"added": 0, "removed": 1}}
+    assert _tags(tdb.path, "nudge_deposit") == set()
