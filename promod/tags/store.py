@@ -37,10 +37,8 @@ __all__ = [
     "apply_rules",
     "check_rule",
     "customer_tags",
-    "due_rules",
     "history",
     "list_tags",
-    "next_check_at",
     "process_events",
     "remove_tag",
     "replace_customer_tags",
@@ -221,24 +219,6 @@ def rule_versions(tx: Transaction, *, name: str) -> list[dict[str, Any]]:
             "applied_by": row["applied_by"],
         }
         for row in rows
-    ]
-
-
-def next_check_at(tx: Transaction) -> float | None:
-    """When the next full check of a rule is due (None without rules; a past time: now)."""
-    rules = active_rules(tx)
-    times = [
-        float("-inf") if r.checked_at is None else r.checked_at + r.rule.recheck for r in rules
-    ]
-    return min(times, default=None)
-
-
-def due_rules(tx: Transaction, *, now: float) -> list[str]:
-    """The rules whose full check is due at ``now`` (never checked, or ``recheck`` passed)."""
-    return [
-        r.rule.name
-        for r in active_rules(tx)
-        if r.checked_at is None or r.checked_at + r.rule.recheck <= now
     ]
 
 
