@@ -12,12 +12,12 @@ next start drops (:func:`promod.crm.store.fail_interrupted`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -28,11 +28,14 @@ from promod.crm.connector import Connector, CrmError
 from promod.crm.records import CrmRecord, RecordError, parse_record
 from promod.logs import get_logger
 from promod.notify.outbox import enqueue_sync
+from promod.store.seam import Transaction
 from promod.units import parse_duration
 
-__all__ = ["Progress", "export_responses", "next_time", "refresh"]
+__all__ = ["STAGE_BATCH", "Progress", "export_responses", "next_time", "refresh"]
 
 log = get_logger("promod.crm")
+
+STAGE_BATCH = 25_000  # records staged per transaction
 
 
 @dataclass
@@ -87,7 +90,7 @@ async def refresh(
     """One full refresh; the finished run (state applied, held or failed)."""
     db, clock = app.db, app.clock
     name = cfg.name
-    run_id = await db.run_sync(
+    run_id = await db.run(
         partial(
             store.begin_run,
             connector=name,
@@ -103,50 +106,44 @@ async def refresh(
     log.info("crm_sync_started", connector=name, run=run_id, trigger=trigger)
     try:
         # 1. Suppressions out first, so that the CRM's export no longer offers them.
-        records, unmatched = await db.run_sync(
+        records, unmatched = await db.run(
             partial(store.pending_suppressions, connector=name, consent=cfg.consent),
             write=False,
         )
         if records:
             await connector.export_suppressions(records)
-            await db.run_sync(
+            await db.run(
                 partial(
                     store.mark_suppressions_sent, connector=name, records=records, now=clock.now()
                 )
             )
-        await db.run_sync(partial(store.update_run, run_id=run_id, exported=len(records)))
+        await db.run(partial(store.update_run, run_id=run_id, exported=len(records)))
         if unmatched:
             log.info("crm_suppressions_without_entity", connector=name, count=unmatched)
         # 2. The whole list, streamed.
         progress.step = "fetch"
         errors: list[dict[str, Any]] = []
         number = 0
-        # Parsing a page overlaps with the store writing the one before.
-        send, receive = anyio.create_memory_object_stream[list[CrmRecord]](2)
-
-        async def write() -> None:
-            async with receive:
-                async for batch in receive:
-                    await db.run_sync(partial(store.stage_records, run_id=run_id, records=batch))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write)
-            async with send:
-                async for page in connector.fetch():
-                    batch = []
-                    for raw in page:
-                        number += 1
-                        try:
-                            batch.append(
-                                parse_record(raw, consent=cfg.consent, media_type=cfg.media_type)
-                            )
-                        except RecordError as bad:
-                            progress.invalid += 1
-                            if len(errors) < store.MAX_ERRORS:
-                                errors.append({"record": number, "message": str(bad)})
-                    progress.fetched = number
-                    await send.send(batch)
-        await db.run_sync(
+        # Pages are checked in a worker thread (the event loop stays free) and staged
+        # STAGE_BATCH records a transaction, one step after the other: checking and
+        # the store's executemany run in turn, never fighting over the GIL.
+        batch: list[CrmRecord] = []
+        async for page in connector.fetch():
+            valid, refused = await anyio.to_thread.run_sync(
+                partial(_check_page, page, first=number + 1, cfg=cfg)
+            )
+            number += len(page)
+            batch.extend(valid)
+            progress.invalid += len(refused)
+            errors.extend(refused[: max(0, store.MAX_ERRORS - len(errors))])
+            progress.fetched = number
+            if len(batch) >= STAGE_BATCH:
+                await db.run(partial(store.stage_records, run_id=run_id, records=batch))
+                batch = []
+        if batch:
+            await db.run(partial(store.stage_records, run_id=run_id, records=batch))
+        del batch
+        await db.run(
             partial(
                 store.update_run,
                 run_id=run_id,
@@ -158,7 +155,7 @@ async def refresh(
         )
         # 3. Apply, or hold a change too big to be believed.
         progress.step = "apply"
-        finished: dict[str, Any] = await db.run_sync(
+        finished: dict[str, Any] = await db.run(
             partial(_apply_or_hold, app=app, cfg=cfg, run_id=run_id, trigger=trigger)
         )
         return finished
@@ -167,15 +164,28 @@ async def refresh(
         reason = str(exc) if isinstance(exc, CrmError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, Exception):
             log.error("crm_sync_failed", connector=name, run=run_id, error=reason)
-            await db.run_sync(
-                partial(_fail, run_id=run_id, cfg=cfg, reason=reason, now=clock.now())
-            )
-            run: dict[str, Any] | None = await db.run_sync(
+            await db.run(partial(_fail, run_id=run_id, cfg=cfg, reason=reason, now=clock.now()))
+            run: dict[str, Any] | None = await db.run(
                 partial(store.get_run, run_id=run_id), write=False
             )
             assert run is not None
             return run
         raise
+
+
+def _check_page(
+    page: Sequence[Any], *, first: int, cfg: CrmConfig
+) -> tuple[list[CrmRecord], list[dict[str, Any]]]:
+    """The valid records of a page, and the refused ones by record number."""
+    valid: list[CrmRecord] = []
+    refused: list[dict[str, Any]] = []
+    consent, media_type = cfg.consent, cfg.media_type
+    for number, raw in enumerate(page, start=first):
+        try:
+            valid.append(parse_record(raw, consent=consent, media_type=media_type))
+        except RecordError as bad:
+            refused.append({"record": number, "message": str(bad)})
+    return valid, refused
 
 
 def _first(exc: BaseException) -> BaseException:
@@ -185,10 +195,10 @@ def _first(exc: BaseException) -> BaseException:
     return exc
 
 
-def _fail(conn: Any, *, run_id: int, cfg: CrmConfig, reason: str, now: float) -> None:
-    store.finish_run(conn, run_id, "failed", now=now, error=reason)
+def _fail(tx: Transaction, *, run_id: int, cfg: CrmConfig, reason: str, now: float) -> None:
+    store.finish_run(tx, run_id, "failed", now=now, error=reason)
     enqueue_sync(
-        conn,
+        cast(Any, tx),
         "crm.sync_failed",
         {"connector": cfg.name, "list": cfg.list_name, "run": run_id, "error": reason},
         now=now,
@@ -196,29 +206,30 @@ def _fail(conn: Any, *, run_id: int, cfg: CrmConfig, reason: str, now: float) ->
     )
 
 
-def _apply_or_hold(conn: Any, *, app: Any, cfg: CrmConfig, run_id: int, trigger: str) -> Any:
+def _apply_or_hold(tx: Transaction, *, app: Any, cfg: CrmConfig, run_id: int, trigger: str) -> Any:
     now = app.clock.now()
-    plan = store.plan_run(conn, run_id, cfg.name, cfg.list_name, cfg.consent)
+    plan = store.plan_run(tx, run_id, cfg.name, cfg.list_name, cfg.consent)
     if _change_too_big(plan, cfg.max_change):
         # An older held run gives way to the newer one.
-        previous = store.held_run(conn, cfg.name)
+        previous = store.held_run(tx, cfg.name)
         if previous is not None:
-            store.discard_run(conn, int(previous["id"]), now=now)
+            store.discard_run(tx, int(previous["id"]), now=now)
         reason = (
             f"would add {plan['added']} and remove {plan['removed']} of {plan['before']}"
             f" members (max_change {cfg.max_change})"
         )
         store.update_run(
-            conn,
+            tx,
             run_id,
             members=plan["members"],
             added=plan["added"],
             removed=plan["removed"],
             suppressed=plan["suppressed"],
         )
-        store.finish_run(conn, run_id, "held", now=now, error=reason)
+        store.keep_staged(tx, run_id)
+        store.finish_run(tx, run_id, "held", now=now, error=reason)
         enqueue_sync(
-            conn,
+            cast(Any, tx),
             "crm.sync_held",
             {
                 "connector": cfg.name,
@@ -232,47 +243,45 @@ def _apply_or_hold(conn: Any, *, app: Any, cfg: CrmConfig, run_id: int, trigger:
         )
         log.warning("crm_sync_held", connector=cfg.name, run=run_id, **plan)
     else:
-        store.apply_run(conn, run_id, cfg.name, cfg.list_name, cfg.consent, now=now, plan=plan)
+        store.apply_run(tx, run_id, cfg.name, cfg.list_name, cfg.consent, now=now, plan=plan)
         log.info("crm_sync_applied", connector=cfg.name, run=run_id, **plan)
-    return store.get_run(conn, run_id)
+    return store.get_run(tx, run_id)
 
 
-def apply_held(conn: Any, *, cfg: CrmConfig, now: float) -> dict[str, Any] | None:
+def apply_held(tx: Transaction, *, cfg: CrmConfig, now: float) -> dict[str, Any] | None:
     """Apply the held run of ``cfg`` (None when nothing is held)."""
-    held = store.held_run(conn, cfg.name)
+    held = store.held_run(tx, cfg.name)
     if held is None:
         return None
-    store.apply_run(conn, int(held["id"]), cfg.name, cfg.list_name, cfg.consent, now=now)
-    return store.get_run(conn, int(held["id"]))
+    store.apply_run(tx, int(held["id"]), cfg.name, cfg.list_name, cfg.consent, now=now)
+    return store.get_run(tx, int(held["id"]))
 
 
-def discard_held(conn: Any, *, cfg: CrmConfig, now: float) -> dict[str, Any] | None:
-    held = store.held_run(conn, cfg.name)
+def discard_held(tx: Transaction, *, cfg: CrmConfig, now: float) -> dict[str, Any] | None:
+    held = store.held_run(tx, cfg.name)
     if held is None:
         return None
-    store.discard_run(conn, int(held["id"]), now=now)
-    return store.get_run(conn, int(held["id"]))
+    store.discard_run(tx, int(held["id"]), now=now)
+    return store.get_run(tx, int(held["id"]))
 
 
 async def export_responses(app: Any, cfg: CrmConfig, connector: Connector) -> dict[str, Any]:
     """Record new responses, send those not yet exported, prune past the retention."""
     db, now = app.db, app.clock.now()
     since = now - cfg.response_retention
-    counts = await db.run_sync(
+    counts = await db.run(
         partial(store.collect_responses, connector=cfg.name, since=since, now=now)
     )
     exported = 0
     day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
     while True:
-        batch = await db.run_sync(partial(store.pending_responses, connector=cfg.name), write=False)
+        batch = await db.run(partial(store.pending_responses, connector=cfg.name), write=False)
         if not batch:
             break
         await connector.export_responses([r for _, r in batch], day=day)
-        await db.run_sync(
-            partial(store.mark_responses_exported, ids=[i for i, _ in batch], now=now)
-        )
+        await db.run(partial(store.mark_responses_exported, ids=[i for i, _ in batch], now=now))
         exported += len(batch)
-    pruned = await db.run_sync(partial(store.prune_responses, connector=cfg.name, before=since))
+    pruned = await db.run(partial(store.prune_responses, connector=cfg.name, before=since))
     result = {"connector": cfg.name, "exported": exported, "pruned": pruned, **counts}
     log.info("crm_responses_exported", **result)
     return result

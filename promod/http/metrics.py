@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from promod.crm import store as crm_store
+from promod.store.seam import SqliteTransaction
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -238,7 +239,7 @@ class CrmSnapshot(Collector):
 
 def _crm_metrics(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     try:
-        return crm_store.metrics_rows(conn)
+        return crm_store.metrics_rows(SqliteTransaction(conn))
     except sqlite3.OperationalError:  # an older schema
         return []
 

@@ -50,7 +50,6 @@ PENDING: set[str] = {
     "promod/codepool/provider.py",
     "promod/codepool/redeem.py",
     "promod/codepool/store.py",
-    "promod/crm/store.py",
     "promod/customers/commands.py",
     "promod/customers/imports.py",
     "promod/customers/store.py",
