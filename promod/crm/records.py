@@ -43,7 +43,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNCLEAN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _EMAIL = re.compile(EMAIL_PATTERN)
 _ATTR_NAME = re.compile(ATTR_NAME_PATTERN)
-_TEXT_KEYS = ("consent", "media_type", "entity_type", "entity_id", "opt_in_id", "description")
 
 
 class CrmRecord(NamedTuple):
@@ -120,53 +119,60 @@ def _plain(obj: Any, consent: str, media_type: str) -> CrmRecord | None:
     """
     if type(obj) is not dict or not _ALLOWED.issuperset(obj):
         return None
-    text: dict[str, str | None] = {}
-    for key in _TEXT_KEYS:
-        value = obj.get(key)
-        if value is None or value == "":
-            text[key] = None
-            continue
-        if type(value) is not str or _UNCLEAN.search(value):
-            return None
-        value = value.strip()
-        if len(value) > _MAX_TEXT:
-            return None
-        text[key] = value
-    if (
-        text["media_type"] != media_type
-        or text["consent"] not in (None, consent)
-        or not text["entity_type"]
-        or not text["entity_id"]
-        or not text["opt_in_id"]
-    ):
-        return None
-    customer_id = obj.get("id")
+    get = obj.get
+    customer_id, media = get("id"), get("media_type")
+    entity_type, entity_id, opt_in_id = get("entity_type"), get("entity_id"), get("opt_in_id")
     if (
         type(customer_id) is not str
+        or media != media_type
+        or type(entity_type) is not str
+        or type(entity_id) is not str
+        or type(opt_in_id) is not str
+    ):
+        return None
+    email, description, named, zone = (
+        get("email"),
+        get("description"),
+        get("consent"),
+        get("timezone"),
+    )
+    texts = [customer_id, media, entity_type, entity_id, opt_in_id]
+    for value in (email, description, named, zone):
+        if value is not None:
+            if type(value) is not str:
+                return None
+            texts.append(value)
+    if _UNCLEAN.search("".join(texts)):
+        return None
+    entity_type, entity_id, opt_in_id = entity_type.strip(), entity_id.strip(), opt_in_id.strip()
+    if (
+        not entity_type
+        or not entity_id
+        or not opt_in_id
+        or len(entity_type) > _MAX_TEXT
+        or len(entity_id) > _MAX_TEXT
+        or len(opt_in_id) > _MAX_TEXT
+        or named not in (None, "", consent)
         or not customer_id
         or len(customer_id) > MAX_ID_LENGTH
         or customer_id != customer_id.strip()
-        or _UNCLEAN.search(customer_id)
     ):
         return None
-    email = obj.get("email")
-    if email is None or email == "":
+    if description is not None:
+        description = description.strip() if description else None
+        if description is not None and len(description) > _MAX_TEXT:
+            return None
+    if not email:
         if media_type == "email":
             return None
         email = None
-    elif (
-        type(email) is not str
-        or len(email) > MAX_EMAIL_LENGTH
-        or _UNCLEAN.search(email)
-        or _EMAIL.fullmatch(email) is None
-    ):
+    elif len(email) > MAX_EMAIL_LENGTH or _EMAIL.fullmatch(email) is None:
         return None
-    zone = obj.get("timezone")
+    else:
+        email = email.lower()
     if zone == "":
         zone = None
-    elif zone is not None and (
-        type(zone) is not str or len(zone) > 64 or _UNCLEAN.search(zone) or not _known_zone(zone)
-    ):
+    elif zone is not None and (len(zone) > 64 or not _known_zone(zone)):
         return None
     attributes = "{}"
     if "attributes" in obj:
@@ -183,21 +189,21 @@ def _plain(obj: Any, consent: str, media_type: str) -> CrmRecord | None:
                 return None
         if given:
             attributes = json.dumps(given, separators=(",", ":"), sort_keys=True)
-    moment = obj.get("opted_in_at")
+    moment = get("opted_in_at")
     try:
         opted_in_at = None if moment is None else _moment(moment)
     except RecordError:
         return None
     return CrmRecord(
         customer_id,
-        email.lower() if email else None,
+        email,
         zone,
         attributes,
-        text["entity_type"],
-        text["entity_id"],
-        text["opt_in_id"],
+        entity_type,
+        entity_id,
+        opt_in_id,
         opted_in_at,
-        text["description"],
+        description,
         media_type,
     )
 

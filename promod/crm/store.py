@@ -226,13 +226,12 @@ def _current(tx: Transaction, list_name: str) -> tuple[int | None, int | None]:
     return int(row[0]), int(row[1])
 
 
-# A staged record the list must not take: its address is suppressed and the CRM has
-# no newer opt-in than the suppression (a later opted_in_at, or another opt_in_id
-# than the one promod knew before the suppression), and for an unsubscription the
-# consent was not granted again in promod since.
-def _suppressed(dialect: Dialect) -> str:
-    return f"""EXISTS (SELECT 1 FROM suppressions p WHERE p.address = s.email
-    AND NOT (coalesce(s.opted_in_at, 0) > p.created_at)
+# A staged record ``s`` whose address is on the suppression list (``p``) stays out
+# unless the CRM has a newer opt-in than the suppression (a later opted_in_at, or
+# another opt_in_id than the one promod knew before the suppression), or, for an
+# unsubscription, the consent was granted again in promod since.
+def _still_suppressed(dialect: Dialect) -> str:
+    return f"""(NOT (coalesce(s.opted_in_at, 0) > p.created_at)
     AND NOT EXISTS (SELECT 1 FROM crm_entities e WHERE e.connector = :connector
         AND e.customer_id = s.customer_id AND e.opt_in_id <> s.opt_in_id
         AND e.seen_at <= p.created_at)
@@ -255,18 +254,21 @@ def plan_run(
     if tx.fetch_value(f"SELECT 1 FROM {table} LIMIT 1") is None:
         _restage(tx, run_id)  # a held run, applied by an operator
     tx.execute("DROP TABLE IF EXISTS crm_keep")
+    rowid = " WITHOUT ROWID" if tx.dialect.name == "sqlite" else ""
     tx.execute(
         "CREATE TEMP TABLE crm_keep (customer_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
-        " member INTEGER NOT NULL, listed INTEGER NOT NULL)"
+        f" member INTEGER NOT NULL, listed INTEGER NOT NULL){rowid}"
     )
+    # Each customer's last record, with the one suppression of its address if any.
     tx.execute(
         "INSERT INTO crm_keep (customer_id, seq, member, listed)"
         " SELECT s.customer_id, s.seq,"
-        f" CASE WHEN {_suppressed(tx.dialect)} THEN 0 ELSE 1 END,"
-        " CASE WHEN EXISTS (SELECT 1 FROM suppressions q WHERE q.address = s.email)"
-        " THEN 1 ELSE 0 END"
+        " CASE WHEN p.address IS NULL THEN 1"
+        f" WHEN {_still_suppressed(tx.dialect)} THEN 0 ELSE 1 END,"
+        " CASE WHEN p.address IS NULL THEN 0 ELSE 1 END"
         f" FROM (SELECT customer_id, max(seq) AS seq FROM {table}"
         f" GROUP BY customer_id) AS last JOIN {table} s ON s.seq = last.seq"
+        " LEFT JOIN suppressions p ON p.address = s.email"
         " ORDER BY s.customer_id",
         params,
     )
