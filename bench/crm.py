@@ -9,6 +9,7 @@ same run, for comparison. Not part of the test run::
 
     .venv/bin/python bench/crm.py                     # 1,000,000 rows, 50,000 suppressed
     .venv/bin/python bench/crm.py --rows 100000 --suppressed 5000
+    .venv/bin/python bench/crm.py --daily             # and a next-day refresh, 5% changed
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ from promod.crm.csvdrop import CsvConnector
 from promod.crm.sync import Progress, refresh
 from promod.logs import configure_logging
 from promod.store.database import Database
+from promod.store.seam import Transaction
 
 COLUMNS = ["id", "email", "opt_in_id", "description", "media_type", "entity_type", "entity_id"]
 
 
-def write_csv(path: Path, rows: int) -> None:
+def write_csv(path: Path, rows: int, start: int = 0) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
-        for i in range(rows):
+        for i in range(start, start + rows):
             writer.writerow(
                 [
                     f"c{i}",
@@ -66,27 +68,7 @@ class BenchApp:
     clock: SystemClock = field(default_factory=SystemClock)
 
 
-async def promod_refresh(root: Path, drop: Path, suppressed: int) -> dict[str, Any]:
-    db = await Database.open(root / "promod.db")
-    now = time.time()
-
-    def seed(conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "INSERT INTO suppressions (address, reason, source, customer_id, created_at)"
-            " VALUES (?, 'unsubscribed', 'bench', ?, ?)",
-            ((f"c{i * 20}@example.org", f"c{i * 20}", now - 3600) for i in range(suppressed)),
-        )
-
-    await db.run_sync(seed)
-    cfg = CrmConfig(
-        name="bench",
-        connector="csv",
-        consent="marketing_email",
-        list="crm-bench",
-        max_change="1",
-    )
-    connector = CsvConnector("bench", {"dir": drop})
-    app = BenchApp(db)
+async def one_refresh(app: BenchApp, cfg: CrmConfig, connector: CsvConnector) -> dict[str, Any]:
     marks: dict[str, float] = {}
     progress: list[Progress] = []
 
@@ -102,13 +84,44 @@ async def promod_refresh(root: Path, drop: Path, suppressed: int) -> dict[str, A
         run = await refresh(app, cfg, connector, trigger="manual", on_start=progress.append)
         tg.cancel_scope.cancel()
     end = time.perf_counter()
-    await db.close()
     return {
         "run": run,
         "seconds": end - start,
         "apply_seconds": end - marks.get("apply", end),
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+async def promod_refresh(
+    root: Path, drop: Path, rows: int, suppressed: int, daily: bool
+) -> list[dict[str, Any]]:
+    db = await Database.open(root / "promod.db")
+    now = time.time()
+
+    def seed(tx: Transaction) -> None:
+        tx.executemany(
+            "INSERT INTO suppressions (address, reason, source, customer_id, created_at)"
+            " VALUES (?, 'unsubscribed', 'bench', ?, ?)",
+            ((f"c{i * 20}@example.org", f"c{i * 20}", now - 3600) for i in range(suppressed)),
+        )
+
+    await db.run(seed)
+    cfg = CrmConfig(
+        name="bench",
+        connector="csv",
+        consent="marketing_email",
+        list="crm-bench",
+        max_change="1",
+    )
+    connector = CsvConnector("bench", {"dir": drop})
+    app = BenchApp(db)
+    results = [await one_refresh(app, cfg, connector)]
+    if daily:
+        # The next day: 2.5% of the list left the CRM's list, as many joined.
+        write_csv(drop / "recipients.csv", rows, start=rows // 40)
+        results.append(await one_refresh(app, cfg, connector))
+    await db.close()
+    return results
 
 
 def raw_sqlite(root: Path, path: Path) -> float:
@@ -140,6 +153,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--suppressed", type=int, default=50_000)
+    parser.add_argument(
+        "--daily", action="store_true", help="then refresh again with 5%% of the list changed"
+    )
     args = parser.parse_args()
     configure_logging(level="warning", fmt="console")
     with tempfile.TemporaryDirectory(prefix="promod-bench-crm-") as tmp:
@@ -148,8 +164,11 @@ def main() -> None:
         drop.mkdir()
         recipients = drop / "recipients.csv"
         write_csv(recipients, args.rows)
-        result = anyio.run(promod_refresh, root, drop, args.suppressed)
+        results = anyio.run(promod_refresh, root, drop, args.rows, args.suppressed, args.daily)
+        if args.daily:
+            write_csv(recipients, args.rows)  # the first day's list again, for the raw load
         raw = raw_sqlite(root, recipients)
+    result = results[0]
     run = result["run"]
     rate = args.rows / result["seconds"]
     raw_rate = args.rows / raw
@@ -163,6 +182,13 @@ def main() -> None:
     )
     print(f"plain sqlite3:  {raw:.1f} s, {raw_rate:,.0f} records/s")
     print(f"ratio to raw:   {rate / raw_rate:.2f}")
+    if len(results) > 1:
+        again = results[1]
+        print(
+            f"daily refresh:  {again['seconds']:.1f} s, {args.rows / again['seconds']:,.0f}"
+            f" records/s, added {again['run']['added']:,}, removed {again['run']['removed']:,},"
+            f" apply step {again['apply_seconds']:.1f} s, peak RSS {again['peak_rss_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

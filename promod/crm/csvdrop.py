@@ -84,8 +84,10 @@ def _pages(path: Path) -> Generator[list[dict[str, Any]], None, None]:
         for row in reader:
             if attributes or len(row) != width:
                 page.append(_record(header, row))
-            else:
+            elif "" in row:
                 page.append({c: v for c, v in zip(header, row, strict=True) if v})
+            else:
+                page.append(dict(zip(header, row, strict=True)))
             if len(page) >= PAGE:
                 yield page
                 page = []

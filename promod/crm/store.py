@@ -67,18 +67,22 @@ _STAGED_COLUMNS = (
 )
 
 
+def _sqlite_only(dialect: Dialect, what: str) -> None:
+    """The few fragments here the seam's Dialect does not offer yet are SQLite's."""
+    if dialect.name != "sqlite":
+        raise NotImplementedError(f"promod.crm.store: {what} for the {dialect.name} backend")
+
+
 def _iso_time(dialect: Dialect, unix: str) -> str:
     """SQL for the ISO-8601 UTC text (``utc_iso``) of the unix seconds ``unix``."""
-    if dialect.name == "sqlite":
-        return f"strftime('%Y-%m-%dT%H:%M:%SZ', {unix}, 'unixepoch')"
-    return f"to_char(to_timestamp({unix}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    _sqlite_only(dialect, "ISO time of unix seconds")
+    return f"strftime('%Y-%m-%dT%H:%M:%SZ', {unix}, 'unixepoch')"
 
 
 def _merge_json(dialect: Dialect, old: str, new: str) -> str:
-    """SQL for the JSON object ``old`` with the keys of ``new`` set over it."""
-    if dialect.name == "sqlite":
-        return f"json_patch({old}, {new})"
-    return f"(({old})::jsonb || ({new})::jsonb)::text"
+    """SQL for the JSON object ``old`` with the keys of ``new`` set over it (RFC 7396)."""
+    _sqlite_only(dialect, "JSON merge")
+    return f"json_patch({old}, {new})"
 
 
 def _driver(tx: Transaction) -> Any:
@@ -101,11 +105,8 @@ def _stage_table(run_id: int) -> str:
 
 def _create_stage(tx: Transaction, run_id: int) -> str:
     table = _stage_table(run_id)
-    seq = (
-        "seq INTEGER PRIMARY KEY"
-        if tx.dialect.name == "sqlite"
-        else ("seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
-    )
+    _sqlite_only(tx.dialect, "an arrival sequence column")
+    seq = "seq INTEGER PRIMARY KEY"  # the rowid: appended in arrival order
     tx.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {table} ({seq}, customer_id TEXT NOT NULL,"
         " email TEXT, timezone TEXT, attributes TEXT NOT NULL, entity_type TEXT NOT NULL,"
@@ -254,10 +255,9 @@ def plan_run(
     if tx.fetch_value(f"SELECT 1 FROM {table} LIMIT 1") is None:
         _restage(tx, run_id)  # a held run, applied by an operator
     tx.execute("DROP TABLE IF EXISTS crm_keep")
-    rowid = " WITHOUT ROWID" if tx.dialect.name == "sqlite" else ""
     tx.execute(
         "CREATE TEMP TABLE crm_keep (customer_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
-        f" member INTEGER NOT NULL, listed INTEGER NOT NULL){rowid}"
+        " member INTEGER NOT NULL, listed INTEGER NOT NULL) WITHOUT ROWID"
     )
     # Each customer's last record, with the one suppression of its address if any.
     tx.execute(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from promod.crm import store
+from promod.crm.csvdrop import _pages, _record
 from promod.crm.records import CrmRecord, RecordError, _checked, _plain, parse_record
 from promod.store.database import Database
 from promod.store.seam import Transaction
@@ -293,3 +294,20 @@ def test_the_fast_path_accepts_only_what_the_full_check_accepts_and_alike() -> N
 
 def parse_record_positional(obj: Any, consent: str, media_type: str) -> CrmRecord:
     return parse_record(obj, consent=consent, media_type=media_type)
+
+
+def test_csv_rows_without_attribute_columns_read_as_the_general_reader_reads_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "recipients.csv"
+    header = ["id", "email", "opt_in_id", "media_type", "entity_type", "entity_id", "note"]
+    rows = [
+        ["c1", "c1@example.org", "oi-1", "email", "contact", "E1", "x"],
+        ["c2", "", "oi-2", "email", "", "E2", ""],
+        ["c3", "c3@example.org", "oi-3", "email", "lead"],
+    ]
+    path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    (page,) = list(_pages(path))
+    assert page == [_record(header, r) for r in rows]
+    assert page[1] == {"id": "c2", "opt_in_id": "oi-2", "media_type": "email", "entity_id": "E2"}
+    assert "(row)" in page[2]
