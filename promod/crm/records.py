@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -31,7 +31,7 @@ from promod.customers.records import (
     parse_customer,
 )
 
-__all__ = ["CrmRecord", "RecordError", "parse_record"]
+__all__ = ["CrmRecord", "RecordError", "parse_page", "parse_record"]
 
 TECHNICAL = ("opt_in_id", "description", "media_type", "entity_type", "entity_id")
 _OPTIONAL = ("consent", "opted_in_at")
@@ -211,6 +211,28 @@ def _plain(obj: Any, consent: str, media_type: str) -> CrmRecord | None:
 def parse_record(obj: Any, *, consent: str, media_type: str) -> CrmRecord:
     """A valid record of the list with ``consent`` and ``media_type``; RecordError otherwise."""
     return _plain(obj, consent, media_type) or _checked(obj, consent, media_type)
+
+
+def parse_page(
+    page: Sequence[Any], *, consent: str, media_type: str, first: int = 1
+) -> tuple[list[CrmRecord], list[dict[str, Any]]]:
+    """The valid records of a page, and the refused ones as ``{"record": N, "message"}``.
+
+    Records are numbered from ``first`` (their number in the whole fetch).
+    """
+    valid: list[CrmRecord] = []
+    refused: list[dict[str, Any]] = []
+    keep = valid.append
+    for number, obj in enumerate(page, start=first):
+        record = _plain(obj, consent, media_type)
+        if record is None:
+            try:
+                record = _checked(obj, consent, media_type)
+            except RecordError as bad:
+                refused.append({"record": number, "message": str(bad)})
+                continue
+        keep(record)
+    return valid, refused
 
 
 def _checked(obj: Any, consent: str, media_type: str) -> CrmRecord:

@@ -12,7 +12,7 @@ next start drops (:func:`promod.crm.store.fail_interrupted`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +25,7 @@ import anyio
 from promod.config import CrmConfig
 from promod.crm import store
 from promod.crm.connector import Connector, CrmError
-from promod.crm.records import CrmRecord, RecordError, parse_record
+from promod.crm.records import CrmRecord, parse_page
 from promod.logs import get_logger
 from promod.notify.outbox import enqueue_sync
 from promod.store.seam import Transaction
@@ -130,7 +130,13 @@ async def refresh(
         batch: list[CrmRecord] = []
         async for page in connector.fetch():
             valid, refused = await anyio.to_thread.run_sync(
-                partial(_check_page, page, first=number + 1, cfg=cfg)
+                partial(
+                    parse_page,
+                    page,
+                    consent=cfg.consent,
+                    media_type=cfg.media_type,
+                    first=number + 1,
+                )
             )
             number += len(page)
             batch.extend(valid)
@@ -171,21 +177,6 @@ async def refresh(
             assert run is not None
             return run
         raise
-
-
-def _check_page(
-    page: Sequence[Any], *, first: int, cfg: CrmConfig
-) -> tuple[list[CrmRecord], list[dict[str, Any]]]:
-    """The valid records of a page, and the refused ones by record number."""
-    valid: list[CrmRecord] = []
-    refused: list[dict[str, Any]] = []
-    consent, media_type = cfg.consent, cfg.media_type
-    for number, raw in enumerate(page, start=first):
-        try:
-            valid.append(parse_record(raw, consent=consent, media_type=media_type))
-        except RecordError as bad:
-            refused.append({"record": number, "message": str(bad)})
-    return valid, refused
 
 
 def _first(exc: BaseException) -> BaseException:

@@ -18,7 +18,7 @@ import pytest
 
 from promod.crm import store
 from promod.crm.csvdrop import _pages, _record
-from promod.crm.records import CrmRecord, RecordError, _checked, _plain, parse_record
+from promod.crm.records import CrmRecord, RecordError, _checked, _plain, parse_page, parse_record
 from promod.store.database import Database
 from promod.store.seam import Transaction
 
@@ -311,3 +311,11 @@ def test_csv_rows_without_attribute_columns_read_as_the_general_reader_reads_the
     assert page == [_record(header, r) for r in rows]
     assert page[1] == {"id": "c2", "opt_in_id": "oi-2", "media_type": "email", "entity_id": "E2"}
     assert "(row)" in page[2]
+
+
+def test_a_page_keeps_its_valid_records_and_numbers_the_refused_ones() -> None:
+    page = [BASE, {**BASE, "consent": "transactional"}, {**BASE, "id": "c2"}, "not a record"]
+    valid, refused = parse_page(page, consent=CONSENT, media_type="email", first=11)
+    assert [r.customer_id for r in valid] == ["c1", "c2"]
+    assert [r["record"] for r in refused] == [12, 14]
+    assert refused[0]["message"].startswith("consent: consent 'transactional'")
