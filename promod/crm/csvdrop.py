@@ -32,7 +32,7 @@ from promod.schema import ConfigPath, Model, Problems
 
 __all__ = ["CsvConnector", "CsvConnectorType", "CsvOptions"]
 
-PAGE = 5000
+PAGE = 10_000
 SUPPRESSION_COLUMNS = (
     "reason",
     "email",

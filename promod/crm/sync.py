@@ -12,15 +12,13 @@ next start drops (:func:`promod.crm.store.fail_interrupted`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
-
-import anyio
 
 from promod.config import CrmConfig
 from promod.crm import store
@@ -35,7 +33,7 @@ __all__ = ["STAGE_BATCH", "Progress", "export_responses", "next_time", "refresh"
 
 log = get_logger("promod.crm")
 
-STAGE_BATCH = 25_000  # records staged per transaction
+STAGE_BATCH = 20_000  # records (at least) staged per transaction
 
 
 @dataclass
@@ -124,31 +122,26 @@ async def refresh(
         progress.step = "fetch"
         errors: list[dict[str, Any]] = []
         number = 0
-        # Pages are checked in a worker thread (the event loop stays free) and staged
-        # STAGE_BATCH records a transaction, one step after the other: checking and
-        # the store's executemany run in turn, never fighting over the GIL.
-        batch: list[CrmRecord] = []
+        # Pages are gathered until STAGE_BATCH records, then checked as the store's
+        # executemany pulls them, in its worker thread: one thread hop and one
+        # commit for many pages, no list of records built beside the pages.
+        pages: list[Sequence[Any]] = []
+        waiting = 0
         async for page in connector.fetch():
-            valid, refused = await anyio.to_thread.run_sync(
-                partial(
-                    parse_page,
-                    page,
-                    consent=cfg.consent,
-                    media_type=cfg.media_type,
-                    first=number + 1,
-                )
-            )
+            pages.append(page)
             number += len(page)
-            batch.extend(valid)
-            progress.invalid += len(refused)
-            errors.extend(refused[: max(0, store.MAX_ERRORS - len(errors))])
+            waiting += len(page)
             progress.fetched = number
-            if len(batch) >= STAGE_BATCH:
-                await db.run(partial(store.stage_records, run_id=run_id, records=batch))
-                batch = []
-        if batch:
-            await db.run(partial(store.stage_records, run_id=run_id, records=batch))
-        del batch
+            if waiting >= STAGE_BATCH:
+                checked = _Checked(pages, first=number - waiting + 1, cfg=cfg)
+                await db.run(partial(store.stage_records, run_id=run_id, records=checked))
+                checked.report(progress, errors)
+                pages, waiting = [], 0
+        if pages:
+            checked = _Checked(pages, first=number - waiting + 1, cfg=cfg)
+            await db.run(partial(store.stage_records, run_id=run_id, records=checked))
+            checked.report(progress, errors)
+        pages = []
         await db.run(
             partial(
                 store.update_run,
@@ -177,6 +170,37 @@ async def refresh(
             assert run is not None
             return run
         raise
+
+
+class _Checked:
+    """The valid records of some pages, checked as they are iterated; the refused counted.
+
+    Iterated once, by :func:`promod.crm.store.stage_records` in the store's thread.
+    """
+
+    def __init__(self, pages: Sequence[Sequence[Any]], *, first: int, cfg: CrmConfig) -> None:
+        self.pages = pages
+        self.first = first
+        self.consent = cfg.consent
+        self.media_type = cfg.media_type
+        self.invalid = 0
+        self.refused: list[dict[str, Any]] = []
+
+    def __iter__(self) -> Iterator[CrmRecord]:
+        number = self.first
+        for page in self.pages:
+            valid, refused = parse_page(
+                page, consent=self.consent, media_type=self.media_type, first=number
+            )
+            number += len(page)
+            self.invalid += len(refused)
+            if len(self.refused) < store.MAX_ERRORS:
+                self.refused.extend(refused[: store.MAX_ERRORS - len(self.refused)])
+            yield from valid
+
+    def report(self, progress: Progress, errors: list[dict[str, Any]]) -> None:
+        progress.invalid += self.invalid
+        errors.extend(self.refused[: max(0, store.MAX_ERRORS - len(errors))])
 
 
 def _first(exc: BaseException) -> BaseException:
