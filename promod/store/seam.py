@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 Params = Mapping[str, Any] | Sequence[Any]
@@ -38,6 +39,10 @@ class Row(Protocol):
     def __getitem__(self, key: str | int, /) -> Any: ...
 
     def keys(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class Dialect:
@@ -132,6 +137,10 @@ class Transaction(Protocol):
         """The rows of a query, fetched ``size`` at a time (never all held at once)."""
         ...
 
+    def savepoint(self, name: str) -> AbstractContextManager[None]:
+        """A nested part of the transaction: rolled back alone when the block raises."""
+        ...
+
 
 class SqliteTransaction:
     """:class:`Transaction` over a ``sqlite3`` connection with a transaction open."""
@@ -158,14 +167,16 @@ class SqliteTransaction:
             raise _constraint(exc) from exc
 
     def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        row: Row | None = self._run(sql, params).fetchone()
+        cursor = self._run(sql, params)
+        row: Row | None = cursor.fetchone()
+        cursor.close()  # an INSERT ... RETURNING is finished, not left open
         return row
 
     def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return list(self._run(sql, params).fetchall())
 
     def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
-        row = self._run(sql, params).fetchone()
+        row = self.fetch_one(sql, params)
         return default if row is None else row[0]
 
     def iterate(self, sql: str, params: Params = (), size: int = 1000) -> Iterator[Row]:
@@ -178,3 +189,28 @@ class SqliteTransaction:
                 yield from rows
         finally:
             cursor.close()
+
+    @contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        if not name.isidentifier():
+            raise ValueError(f"savepoint name {name!r} is not an identifier")
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        self.conn.execute(f"RELEASE {name}")
+
+
+# While callers move behind the seam some still hold a raw connection: store
+# functions accept either and call :func:`as_tx` first.
+TxLike = Transaction | sqlite3.Connection
+
+
+def as_tx(tx: TxLike) -> Transaction:
+    """``tx`` as a :class:`Transaction` (a raw ``sqlite3`` connection is wrapped)."""
+    if isinstance(tx, sqlite3.Connection):
+        return SqliteTransaction(tx)
+    return tx
