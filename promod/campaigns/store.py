@@ -144,6 +144,18 @@ def list_sync(tx: Transaction) -> list[CampaignRow]:
     return [row_to_campaign(r) for r in rows]
 
 
+def versions_sync(tx: Transaction, campaign_id: str) -> list[dict[str, Any]]:
+    """Every version of a campaign: number, when and by whom it was applied."""
+    return [
+        {"version": row[0], "applied_at": row[1], "applied_by": row[2]}
+        for row in tx.fetch_all(
+            "SELECT version, applied_at, applied_by FROM campaign_versions"
+            " WHERE campaign_id = :id ORDER BY version",
+            {"id": campaign_id},
+        )
+    ]
+
+
 async def get(db: Database, campaign_id: str) -> CampaignRow:
     return await db.run(lambda tx: require(tx, campaign_id), write=False)
 

@@ -22,7 +22,14 @@ from promod.campaigns.segments import compile_segment
 from promod.campaigns.spec import CampaignSpec
 from promod.store.seam import TxLike, as_tx
 
-__all__ = ["create_run_sync", "due_times", "plan_targets", "rank", "segment_ids"]
+__all__ = [
+    "create_run_sync",
+    "due_times",
+    "next_seq_sync",
+    "plan_targets",
+    "rank",
+    "segment_ids",
+]
 
 # Customers looked up per statement.
 CHUNK = 50_000
@@ -198,6 +205,16 @@ def plan_targets(
     return plan
 
 
+def next_seq_sync(tx: TxLike, campaign_id: str) -> int:
+    """The number the campaign's next run gets (1, 2, 3 ... per campaign)."""
+    return int(
+        as_tx(tx).fetch_value(
+            "SELECT coalesce(max(seq), 0) + 1 FROM runs WHERE campaign_id = :id",
+            {"id": campaign_id},
+        )
+    )
+
+
 def create_run_sync(
     tx: TxLike,
     campaign_id: str,
@@ -216,9 +233,7 @@ def create_run_sync(
     times count from the deadline (the campaign's start).
     """
     tx = as_tx(tx)
-    seq = tx.fetch_value(
-        "SELECT coalesce(max(seq), 0) + 1 FROM runs WHERE campaign_id = ?", (campaign_id,)
-    )
+    seq = next_seq_sync(tx, campaign_id)
     seed = run_seed(campaign_id, version, seq)
     if spec.kind == "live_action":
         plan = Plan()

@@ -214,3 +214,16 @@ def as_tx(tx: TxLike) -> Transaction:
     if isinstance(tx, sqlite3.Connection):
         return SqliteTransaction(tx)
     return tx
+
+
+def legacy_connection(tx: TxLike) -> sqlite3.Connection:
+    """The SQLite connection under ``tx``, for store code not yet written against the seam.
+
+    Only for calls into functions that still take a ``sqlite3.Connection``; it goes
+    when the last of them is converted.
+    """
+    if isinstance(tx, sqlite3.Connection):
+        return tx
+    if not isinstance(tx, SqliteTransaction):
+        raise TypeError(f"{type(tx).__name__} has no SQLite connection")
+    return tx.conn
