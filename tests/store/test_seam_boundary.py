@@ -43,7 +43,6 @@ PENDING: set[str] = {
     "promod/crm/store.py",
     "promod/customers/commands.py",
     "promod/customers/imports.py",
-    "promod/customers/store.py",
     "promod/daemon.py",
     "promod/demo.py",
     "promod/http/customers.py",
