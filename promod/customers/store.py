@@ -21,14 +21,17 @@ from dataclasses import dataclass
 
 from promod.clock import utc_iso
 from promod.customers.records import Customer, Event
-from promod.store.seam import TxLike, as_tx
+from promod.store.seam import Row, Transaction, TxLike, as_tx
 
 __all__ = [
     "StoredEvent",
     "UpsertSummary",
     "consenting_sync",
     "insert_events_sync",
+    "profile_sync",
     "upsert_customers_sync",
+    "wallet_points_sync",
+    "write_customers_sync",
 ]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -88,8 +91,16 @@ def upsert_customers_sync(
             {"ids": tx.dialect.array(batch)},
         )
     }
-    stamp = utc_iso(now)
-    rows = list(batch.values())
+    write_customers_sync(tx, list(batch.values()), stamp=utc_iso(now), source=source)
+    created = [cid for cid in batch if cid not in existing]
+    updated = [cid for cid in batch if cid in existing]
+    return UpsertSummary(created=created, updated=updated)
+
+
+def write_customers_sync(
+    tx: Transaction, rows: Sequence[Customer], *, stamp: str, source: str
+) -> None:
+    """Create or replace each customer of ``rows`` (ids unique) with tags and consents."""
     tx.executemany(
         UPSERT_CUSTOMER,
         [(c.id, c.email, c.timezone, _dumps(c.attributes), stamp, stamp) for c in rows],
@@ -112,9 +123,6 @@ def upsert_customers_sync(
             for name, granted in c.consents.items()
         ],
     )
-    created = [cid for cid in batch if cid not in existing]
-    updated = [cid for cid in batch if cid in existing]
-    return UpsertSummary(created=created, updated=updated)
 
 
 def insert_events_sync(tx: TxLike, events: Sequence[Event]) -> tuple[list[StoredEvent], list[str]]:
@@ -176,3 +184,35 @@ def consenting_sync(tx: TxLike, consent: str) -> set[str]:
             {"consent": consent},
         )
     }
+
+
+def profile_sync(
+    tx: Transaction, customer_id: str
+) -> tuple[Row, list[Row], list[Row], Row | None] | None:
+    """A customer's row, tags, consents and (event count, last ts); None if unknown."""
+    params = {"id": customer_id}
+    row = tx.fetch_one(
+        "SELECT id, email, timezone, attributes, created_at, updated_at"
+        " FROM customers WHERE id = :id",
+        params,
+    )
+    if row is None:
+        return None
+    tags = tx.fetch_all(
+        "SELECT tag FROM customer_tags WHERE customer_id = :id ORDER BY tag", params
+    )
+    consents = tx.fetch_all(
+        "SELECT consent, granted, updated_at, source FROM customer_consents"
+        " WHERE customer_id = :id ORDER BY consent",
+        params,
+    )
+    events = tx.fetch_one("SELECT count(*), max(ts) FROM events WHERE customer_id = :id", params)
+    return row, tags, consents, events
+
+
+def wallet_points_sync(tx: Transaction, customer_id: str) -> int | None:
+    """The customer's wallet balance in points; None without a wallet."""
+    value = tx.fetch_value(
+        "SELECT points FROM wallet_balances WHERE customer_id = :id", {"id": customer_id}
+    )
+    return None if value is None else int(value)

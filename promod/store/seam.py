@@ -117,8 +117,8 @@ class Transaction(Protocol):
         """Run one statement; the number of rows it changed."""
         ...
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        """Run one statement once per parameter set."""
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        """Run one statement once per parameter set; the number of rows it changed."""
         ...
 
     def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
@@ -160,11 +160,12 @@ class SqliteTransaction:
     def execute(self, sql: str, params: Params = ()) -> int:
         return int(self._run(sql, params).rowcount)
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
         try:
-            self.conn.executemany(sql, rows)
+            cursor = self.conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise _constraint(exc) from exc
+        return max(int(cursor.rowcount), 0)
 
     def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         cursor = self._run(sql, params)

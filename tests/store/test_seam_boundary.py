@@ -41,8 +41,6 @@ PENDING: set[str] = {
     "promod/codepool/redeem.py",
     "promod/codepool/store.py",
     "promod/crm/store.py",
-    "promod/customers/commands.py",
-    "promod/customers/imports.py",
     "promod/daemon.py",
     "promod/demo.py",
     "promod/http/customers.py",
