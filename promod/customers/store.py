@@ -27,6 +27,8 @@ __all__ = [
     "StoredEvent",
     "UpsertSummary",
     "consenting_sync",
+    "customer_known_sync",
+    "has_grants_sync",
     "insert_events_sync",
     "profile_sync",
     "upsert_customers_sync",
@@ -216,3 +218,15 @@ def wallet_points_sync(tx: Transaction, customer_id: str) -> int | None:
         "SELECT points FROM wallet_balances WHERE customer_id = :id", {"id": customer_id}
     )
     return None if value is None else int(value)
+
+
+def customer_known_sync(tx: Transaction, customer_id: str) -> bool:
+    """Whether the customer has a profile."""
+    row = tx.fetch_one("SELECT 1 FROM customers WHERE id = :id", {"id": customer_id})
+    return row is not None
+
+
+def has_grants_sync(tx: Transaction, customer_id: str) -> bool:
+    """Whether any grant was ever made to the customer."""
+    row = tx.fetch_one("SELECT 1 FROM grants WHERE customer_id = :id LIMIT 1", {"id": customer_id})
+    return row is not None

@@ -27,6 +27,13 @@ class UniqueViolation(ConstraintError):
     """A statement inserted a row whose unique key exists already."""
 
 
+class SchemaMismatch(Exception):
+    """A statement names a table or column the database does not have (an older schema)."""
+
+
+_MISSING = ("no such table", "no such column")
+
+
 def _constraint(exc: sqlite3.IntegrityError) -> ConstraintError:
     text = str(exc)
     cls = UniqueViolation if "UNIQUE" in text or "PRIMARY KEY" in text else ConstraintError
@@ -155,6 +162,10 @@ class SqliteTransaction:
             cursor: sqlite3.Cursor = self.conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise _constraint(exc) from exc
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith(_MISSING):
+                raise SchemaMismatch(str(exc)) from exc
+            raise
         return cursor
 
     def execute(self, sql: str, params: Params = ()) -> int:
