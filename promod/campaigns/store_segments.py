@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, TypeAlias
 
-from promod.campaigns.segments import (
+from promod.campaigns.segment_ast import (
     _DECIMAL_STRING,
     _INT64_MAX,
     _INT64_MIN,
