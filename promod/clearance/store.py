@@ -432,11 +432,12 @@ def answer_sync(
 def _counts(tx: TxLike, where: str, params: tuple[Any, ...]) -> dict[str, int]:
     tx = as_tx(tx)
     row = tx.fetch_one(
-        "SELECT count(*), coalesce(sum(t.approved = 1), 0), coalesce(sum(t.approved = 0), 0),"
-        " coalesce(sum(t.approved IS NULL), 0), coalesce(sum(t.status = 'granted'), 0),"
-        " coalesce(sum(t.status = 'refused' AND t.reason NOT IN"
-        " ('rejected', 'not_approved', 'stopped') AND t.reason NOT LIKE 'eligibility:%'), 0),"
-        " coalesce(sum(t.status IN ('pending', 'held')), 0)"
+        "SELECT count(*), count(*) FILTER (WHERE t.approved = 1),"
+        " count(*) FILTER (WHERE t.approved = 0), count(*) FILTER (WHERE t.approved IS NULL),"
+        " count(*) FILTER (WHERE t.status = 'granted'),"
+        " count(*) FILTER (WHERE t.status = 'refused' AND t.reason NOT IN"
+        " ('rejected', 'not_approved', 'stopped') AND t.reason NOT LIKE 'eligibility:%'),"
+        " count(*) FILTER (WHERE t.status IN ('pending', 'held'))"
         f" FROM run_targets t JOIN runs r ON r.id = t.run_id WHERE {where} AND {_LISTED}",
         params,
     )
