@@ -6,7 +6,7 @@ The actor announces every such run once (a ``clearance.required`` outbox event w
 a stable id, which the notifier delivers to ``[webhooks] clearance``) and keeps a
 durable timer on the earliest deadline: it sleeps on the app's clock until then, a
 clock change, or a message, never polling the wall clock. At a deadline it applies
-the site's answers in one transaction (see :func:`promod.clearance.store.decide_sync`)
+the site's answers in one transaction (see :func:`promod.clearance.store.decide_due_sync`)
 and kicks the scheduler so the ledger grants the approved targets. Everything it
 needs is in the database, so it simply looks again after a restart::
 
