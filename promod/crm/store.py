@@ -24,7 +24,7 @@ from promod.clock import utc_iso
 from promod.crm.connector import ResponseRecord, SuppressionRecord
 from promod.crm.records import CrmRecord
 from promod.lists.store import apply_version, begin_version
-from promod.store.seam import Dialect, Row, SqliteTransaction, Transaction
+from promod.store.seam import Dialect, Row, Transaction
 
 __all__ = [
     "MAX_ERRORS",
@@ -83,11 +83,6 @@ def _merge_json(dialect: Dialect, old: str, new: str) -> str:
     """SQL for the JSON object ``old`` with the keys of ``new`` set over it (RFC 7396)."""
     _sqlite_only(dialect, "JSON merge")
     return f"json_patch({old}, {new})"
-
-
-def _driver(tx: Transaction) -> Any:
-    """What :mod:`promod.lists.store` takes while it still works on the driver connection."""
-    return tx.conn if isinstance(tx, SqliteTransaction) else tx
 
 
 def _run_dict(row: Row) -> dict[str, Any]:
@@ -394,15 +389,14 @@ def apply_run(
     tx.execute(
         entity + " WHERE k.member = 0 ON CONFLICT (connector, customer_id) DO NOTHING", params
     )
-    conn = _driver(tx)
-    staged = begin_version(conn, list_name, source=source, now=now)
+    staged = begin_version(tx, list_name, source=source, now=now)
     tx.execute(
         "INSERT INTO list_members (list_id, version, customer_id)"
         " SELECT :list, :version, customer_id FROM crm_keep WHERE member = 1"
         " ORDER BY customer_id",
         {"list": staged.list_id, "version": staged.version},
     )
-    summary = apply_version(conn, staged, mode="replace", now=now)
+    summary = apply_version(tx, staged, mode="replace", now=now)
     _drop_staged(tx, run_id)
     tx.execute("DROP TABLE crm_keep")
     update_run(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from promod.config import CrmConfig
@@ -213,7 +213,7 @@ def _first(exc: BaseException) -> BaseException:
 def _fail(tx: Transaction, *, run_id: int, cfg: CrmConfig, reason: str, now: float) -> None:
     store.finish_run(tx, run_id, "failed", now=now, error=reason)
     enqueue_sync(
-        cast(Any, tx),
+        tx,
         "crm.sync_failed",
         {"connector": cfg.name, "list": cfg.list_name, "run": run_id, "error": reason},
         now=now,
@@ -244,7 +244,7 @@ def _apply_or_hold(tx: Transaction, *, app: Any, cfg: CrmConfig, run_id: int, tr
         store.keep_staged(tx, run_id)
         store.finish_run(tx, run_id, "held", now=now, error=reason)
         enqueue_sync(
-            cast(Any, tx),
+            tx,
             "crm.sync_held",
             {
                 "connector": cfg.name,

@@ -20,7 +20,7 @@ from promod.crm import store
 from promod.crm.csvdrop import _pages, _record
 from promod.crm.records import CrmRecord, RecordError, _checked, _plain, parse_page, parse_record
 from promod.store.database import Database
-from promod.store.seam import Transaction
+from promod.store.seam import SchemaMismatch, Transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -155,11 +155,11 @@ async def test_a_failed_run_drops_only_its_own_staged_records(db: Database) -> N
 
         return count
 
-    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+    with pytest.raises(SchemaMismatch, match="no such table"):
         await db.run(staged(runs[0]))
     assert await db.run(staged(runs[1])) == 2
     await db.run(partial(store.finish_run, run_id=runs[1], state="discarded", now=T0))
-    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+    with pytest.raises(SchemaMismatch, match="no such table"):
         await db.run(staged(runs[1]))
 
 
