@@ -29,11 +29,12 @@ from promod.notify.outbox import enqueue_sync
 from promod.store.seam import Transaction
 from promod.units import parse_duration
 
-__all__ = ["STAGE_BATCH", "Progress", "export_responses", "next_time", "refresh"]
+__all__ = ["EXPORT_BATCH", "STAGE_BATCH", "Progress", "export_responses", "next_time", "refresh"]
 
 log = get_logger("promod.crm")
 
 STAGE_BATCH = 20_000  # records (at least) staged per transaction
+EXPORT_BATCH = 10_000  # suppression records sent to the CRM per call
 
 
 @dataclass
@@ -104,20 +105,8 @@ async def refresh(
     log.info("crm_sync_started", connector=name, run=run_id, trigger=trigger)
     try:
         # 1. Suppressions out first, so that the CRM's export no longer offers them.
-        records, unmatched = await db.run(
-            partial(store.pending_suppressions, connector=name, consent=cfg.consent),
-            write=False,
-        )
-        if records:
-            await connector.export_suppressions(records)
-            await db.run(
-                partial(
-                    store.mark_suppressions_sent, connector=name, records=records, now=clock.now()
-                )
-            )
-        await db.run(partial(store.update_run, run_id=run_id, exported=len(records)))
-        if unmatched:
-            log.info("crm_suppressions_without_entity", connector=name, count=unmatched)
+        exported = await _export_suppressions(app, cfg, connector)
+        await db.run(partial(store.update_run, run_id=run_id, exported=exported))
         # 2. The whole list, streamed.
         progress.step = "fetch"
         errors: list[dict[str, Any]] = []
@@ -170,6 +159,27 @@ async def refresh(
             assert run is not None
             return run
         raise
+
+
+async def _export_suppressions(app: Any, cfg: CrmConfig, connector: Connector) -> int:
+    """Send every suppression not yet sent, in parts; how many went.
+
+    Each part the CRM took is marked sent at once, whatever befalls the next.
+    """
+    db, name = app.db, cfg.name
+    records, unmatched = await db.run(
+        partial(store.pending_suppressions, connector=name, consent=cfg.consent),
+        write=False,
+    )
+    if unmatched:
+        log.info("crm_suppressions_without_entity", connector=name, count=unmatched)
+    for at in range(0, len(records), EXPORT_BATCH):
+        part = records[at : at + EXPORT_BATCH]
+        await connector.export_suppressions(part)
+        await db.run(
+            partial(store.mark_suppressions_sent, connector=name, records=part, now=app.clock.now())
+        )
+    return len(records)
 
 
 class _Checked:

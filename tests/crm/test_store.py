@@ -12,11 +12,15 @@ import sqlite3
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from promod.crm import store
+from promod.clock import ManualClock
+from promod.config import CrmConfig
+from promod.crm import store, sync
+from promod.crm.connector import TemporaryCrmError
 from promod.crm.csvdrop import _pages, _record
 from promod.crm.records import CrmRecord, RecordError, _checked, _plain, parse_page, parse_record
 from promod.store.database import Database
@@ -319,3 +323,51 @@ def test_a_page_keeps_its_valid_records_and_numbers_the_refused_ones() -> None:
     assert [r.customer_id for r in valid] == ["c1", "c2"]
     assert [r["record"] for r in refused] == [12, 14]
     assert refused[0]["message"].startswith("consent: consent 'transactional'")
+
+
+class PartsCrm:
+    """A connector that takes suppression parts until it is told to fail."""
+
+    name = "main"
+
+    def __init__(self, records: list[dict[str, Any]], fail_at: int | None = None) -> None:
+        self.records, self.fail_at, self.parts = records, fail_at, []  # type: ignore[var-annotated]
+
+    async def fetch(self) -> Any:
+        yield self.records
+
+    async def export_suppressions(self, records: Any) -> None:
+        if len(self.parts) == self.fail_at:
+            raise TemporaryCrmError("the CRM went away")
+        self.parts.append([r.email for r in records])
+
+    async def export_responses(self, records: Any, *, day: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_suppressions_go_out_in_parts_and_each_part_taken_stays_sent(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = SimpleNamespace(db=db, clock=ManualClock(T0))
+    cfg = CrmConfig(name="main", connector="test", consent=CONSENT, list="crm-main", max_change="1")
+    rows = [{**BASE, "id": f"c{i}", "email": f"c{i}@example.org"} for i in range(5)]
+    assert (await sync.refresh(app, cfg, PartsCrm(rows), trigger="manual"))["state"] == "applied"
+    await db.run(
+        lambda tx: tx.executemany(
+            "INSERT INTO suppressions (address, reason, source, customer_id, created_at)"
+            " VALUES (?, 'bounced', 'smtp', ?, ?)",
+            [(f"c{i}@example.org", f"c{i}", T0 + i) for i in range(5)],
+        )
+    )
+    monkeypatch.setattr(sync, "EXPORT_BATCH", 2)
+    failing = PartsCrm(rows, fail_at=1)
+    run = await sync.refresh(app, cfg, failing, trigger="manual")
+    assert run["state"] == "failed" and "went away" in run["error"]
+    assert failing.parts == [["c0@example.org", "c1@example.org"]]
+    working = PartsCrm(rows)
+    run = await sync.refresh(app, cfg, working, trigger="manual")
+    assert run["state"] == "applied" and run["exported"] == 3
+    assert working.parts == [["c2@example.org", "c3@example.org"], ["c4@example.org"]]
