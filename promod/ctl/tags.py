@@ -181,7 +181,7 @@ def render_tag_reasons(reasons: Any) -> str:
         return "  (none)"
     lines = []
     for r in reasons:
-        why = r.get("source") or "(no source: a customer import, or older than tag history)"
+        why = r.get("source") or "(no source: older than tag history)"
         if r.get("reason"):
             why += f": {r['reason']}"
         since = f", since {_when(r['since'])}" if r.get("since") is not None else ""

@@ -60,8 +60,7 @@ class TagReason(BaseModel):
     tag: str
     source: str | None = Field(
         description="what set it: rule:NAME@VERSION, operator:USER, api:TOKEN, api (a"
-        " profile write); null for tags set by a customer import or before tag history"
-        " was kept"
+        " profile write), import; null for tags set before tag history was kept"
     )
     rule: str | None = Field(description="the rule that set it, if one did")
     reason: str | None = Field(description="the reason given with a manual edit")

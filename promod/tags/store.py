@@ -9,7 +9,7 @@ transaction of ``Database.run`` (tables of migration 0010)::
     counts = await db.run(partial(simulate, rules=rules, as_of=now), write=False)
 
 A tag carries its current reason in ``customer_tags`` (``source``: ``rule:NAME@V``,
-``operator:USER``, ``api:TOKEN``, ``api``, none for tags of a customer import;
+``operator:USER``, ``api:TOKEN``, ``api``, ``import``;
 ``rule``: the rule's name when a rule set it; an operator's ``reason``; ``since``),
 and every change is a row of ``tag_history``. A ``sync`` rule removes only the tags
 it set itself; see docs/tags.md.

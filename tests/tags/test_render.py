@@ -92,7 +92,7 @@ def test_list_show_rules_history_and_reasons() -> None:
         ]
     )
     assert "  vip: operator:bob: call, since " in reasons
-    assert "  old: (no source: a customer import, or older than tag history)" in reasons
+    assert "  old: (no source: older than tag history)" in reasons
 
 
 def test_the_command_line() -> None:

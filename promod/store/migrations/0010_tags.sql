@@ -1,9 +1,9 @@
 -- 0010_tags: tag rules (promod.tags), the reason each tag is there, and tag history.
 -- Times are unix seconds (REAL), UTC.
 
--- Why a tag is on a customer: who or what set it last. Rows written before this
--- migration, and by imports that do not say, have no source.
-ALTER TABLE customer_tags ADD COLUMN source TEXT;   -- rule:NAME@V | operator:USER | api:TOKEN | api
+-- Why a tag is on a customer: who or what set it. Rows written before this
+-- migration have no source.
+ALTER TABLE customer_tags ADD COLUMN source TEXT;   -- rule:NAME@V | operator:USER | api:TOKEN | api | import
 ALTER TABLE customer_tags ADD COLUMN rule TEXT;     -- the rule's name when a rule set it
 ALTER TABLE customer_tags ADD COLUMN reason TEXT;   -- an operator's --reason
 ALTER TABLE customer_tags ADD COLUMN since REAL;    -- when it was set
