@@ -386,3 +386,23 @@ segment = { all = [{ tag = "bonus_interest" }, { not = { event = "deposit" } }] 
     done = await tdb.run(partial(store.process_events, as_of=T0))
     assert done["rules"] == {"nudge": {"added": 0, "removed": 1}}
     assert _tags(tdb.path, "nudge_deposit") == set()
+
+
+async def test_a_customer_import_is_a_source_of_tag_changes(tdb: Database) -> None:
+    from promod.customers.imports import begin_import, commit_import, stage_chunk
+
+    async def load(tags: list[str], now: float) -> None:
+        import_id = await begin_import(tdb, "customers", "jsonl", now=now)
+        text = json.dumps({"id": "a", "tags": tags})
+        await stage_chunk(tdb, "customers", import_id, [{"line": 1, "text": text}], now=now)
+        await commit_import(tdb, "customers", import_id, now=now)
+
+    await load(["vip", "old"], T0)
+    await load(["vip"], T0 + 60)
+    assert _history(tdb.path) == [
+        ("a", "vip", "added", "import"),
+        ("a", "old", "added", "import"),
+        ("a", "old", "removed", "import"),
+    ]
+    reasons = await tdb.run(partial(store.tag_reasons, customer_id="a"), write=False)
+    assert [(r["tag"], r["source"], r["since"]) for r in reasons] == [("vip", "import", T0)]
