@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from promod.campaigns.spec_values import PoolName
@@ -151,9 +152,10 @@ class CodePoolProvider:
             advance_pool(tx, pool.id, taken=len(batch), after=rows[-1][0], now=now)
             if not pool.low_alerted and pool.available - len(batch) <= pool.threshold:
                 note_drained(tx, pool.id, now)
-            details = {"pool": pool.name, "series": pool.series}
-            for grant, row in zip(batch, rows, strict=True):
-                issued[grant.id] = _issued(row, pool.name, pool.series, details)
+            rewards = _rewards(rows, pool.name, pool.series)
+            if len(wanted) == 1 and not existing:
+                return rewards  # the usual batch: one pool, nothing issued before, in order
+            issued.update(zip((g.id for g in batch), rewards, strict=True))
         return [issued[g.id] for g in grants]
 
     @staticmethod
@@ -188,15 +190,19 @@ class CodePoolProvider:
         revoke_grant_code(_as_tx(tx), grant.id, time.time() if now is None else now)
 
 
-def _issued(
-    row: Sequence[Any], pool: str, series: str, details: Mapping[str, Any] | None = None
-) -> IssuedReward:
-    shown: Mapping[str, Any] = details or {"pool": pool, "series": series}
-    if row[3] is not None:
-        shown = {**shown, "value_minor": int(row[3])}
-    return IssuedReward(
-        reference=f"code:{int(row[0])}",
-        code=str(row[1]),
-        expires_at=None if row[2] is None else float(row[2]),
-        details=shown,
-    )
+def _issued(row: Sequence[Any], pool: str, series: str) -> IssuedReward:
+    return _rewards([row], pool, series)[0]
+
+
+def _rewards(rows: Sequence[Any], pool: str, series: str) -> list[IssuedReward]:
+    """One IssuedReward per picked ``(id, code, expires_at, value_minor)``."""
+    shared: Mapping[str, Any] = MappingProxyType({"pool": pool, "series": series})
+    return [
+        IssuedReward(
+            f"code:{row[0]}",
+            row[1],
+            row[2],
+            shared if row[3] is None else {"pool": pool, "series": series, "value_minor": row[3]},
+        )
+        for row in rows
+    ]

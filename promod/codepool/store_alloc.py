@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promod.store.seam import Transaction
+from promod.store.seam import Row, Transaction
 
 __all__ = [
     "Picked",
@@ -38,8 +38,8 @@ __all__ = [
     "revoke_grant_code",
 ]
 
-# (code id, code, expires_at, value_minor)
-Picked = tuple[int, str, float | None, int | None]
+# A picked code: (id, code, expires_at, value_minor)
+Picked = Row
 _RANGE_SLACK = 4  # a grant id range this many times the batch is read whole
 _IN_CHUNK = 500
 
@@ -88,15 +88,14 @@ def pool_cursor(tx: Transaction, name: str) -> PoolCursor | None:
     )
 
 
-def pick_codes(tx: Transaction, pool: PoolCursor, count: int, now: float) -> list[Picked]:
+def pick_codes(tx: Transaction, pool: PoolCursor, count: int, now: float) -> list[Row]:
     """The next ``count`` (or fewer) available, unexpired single-use codes after the cursor."""
-    rows = tx.fetch_all(
+    return tx.fetch_all(
         "SELECT id, code, expires_at, value_minor FROM codes"
         " WHERE pool_id = :pool AND id > :after AND state = 'available' AND max_uses = 1"
         " AND (expires_at IS NULL OR expires_at > :now) ORDER BY id LIMIT :count",
         {"pool": pool.id, "after": pool.alloc_after, "now": now, "count": count},
     )
-    return [(int(r[0]), str(r[1]), r[2], r[3]) for r in rows]
 
 
 def assign_codes(tx: Transaction, rows: Iterable[tuple[int, int, str, str]], now: float) -> None:
