@@ -16,11 +16,15 @@ Both parts run in the same process, one after the other, in a temporary director
    and a one-row cursor; each batch reads the next codes after the cursor, inserts
    their assignments and moves the cursor in one ``BEGIN IMMEDIATE`` transaction.
 
+With ``--same-schema`` a third part allocates in plain ``sqlite3`` on promod's own
+``codes`` table and indexes (the per-code update and the series rule included),
+which splits the gap into what the schema costs and what promod's code costs.
+
 Timing covers the store transactions only (building the grant requests, which the
 ledger does anyway, is outside). Prints the load and allocation rates of each,
 p50/p99 per batch, the promod/raw ratio and the peak RSS::
 
-    .venv/bin/python bench/codes.py [--codes N] [--batch N] [--raw-first]
+    .venv/bin/python bench/codes.py [--codes N] [--batch N] [--raw-first] [--same-schema]
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from promod.codepool.generate import CodeSpec
 from promod.codepool.provider import CodePoolProvider
 from promod.codepool.store import ensure_pool, generate_into
 from promod.rewards.provider import GrantRequest
-from promod.store.database import CACHE_SIZE, Database
+from promod.store.database import CACHE_SIZE, Database, migrate_sync
 from promod.store.seam import Transaction
 
 NOW = 1_790_000_000.0
@@ -105,15 +109,16 @@ async def bench_promod(directory: Path, count: int, batch: int) -> float:
 
         provider = CodePoolProvider()
         batches: list[float] = []
-        cpu = time.process_time()
+        cpu = 0.0
         for start in range(1, count + 1, batch):
             grants = _grants(start, min(batch, count + 1 - start))
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             await db.run(partial(provider.issue_batch, grants=grants, now=NOW))
             batches.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
         left = await db.fetchone("SELECT available FROM code_pools WHERE name = 'BENCH'")
         assert left is not None and left[0] == 0, "every code should be allocated"
-        return _report("promod", count, batches, batch, time.process_time() - cpu)
+        return _report("promod", count, batches, batch, cpu)
     finally:
         await db.close()
 
@@ -164,11 +169,61 @@ def bench_raw(directory: Path, count: int, batch: int) -> float:
     return _report("raw", have, batches, batch, cpu)
 
 
+def bench_same_schema(directory: Path, count: int, batch: int) -> float:
+    """Plain sqlite3 on promod's own schema (every migration), without promod's code."""
+    migrate_sync(directory / "same.db")
+    conn = sqlite3.connect(directory / "same.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA cache_size = {CACHE_SIZE}")
+    spec = CodeSpec.build(pattern=PATTERN)
+    conn.execute("BEGIN")
+    conn.execute(
+        "INSERT INTO code_pools (id, name, series, created_at, updated_at)"
+        " VALUES (1, 'BENCH', 'BENCH', 1, 1)"
+    )
+    conn.executemany(
+        "INSERT INTO codes (pool_id, series, code, created_at) VALUES (1, 'BENCH', ?, 1)",
+        ((c,) for c in sorted(set(spec.generate(count)))),
+    )
+    conn.execute("COMMIT")
+    batches: list[float] = []
+    done, after = 0, 0
+    cpu = time.process_time()
+    while True:
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        rows = conn.execute(
+            "SELECT id, code FROM codes WHERE pool_id = 1 AND id > ? AND state = 'available'"
+            " ORDER BY id LIMIT ?",
+            (after, batch),
+        ).fetchall()
+        if not rows:
+            conn.execute("COMMIT")
+            break
+        conn.executemany(
+            "UPDATE codes SET state = 'assigned', grant_id = ?, customer_id = ?,"
+            " campaign_id = 'bench', assigned_at = ? WHERE id = ?",
+            [(done + i + 1, f"c{done + i + 1}", NOW, r[0]) for i, r in enumerate(rows)],
+        )
+        after = rows[-1][0]
+        conn.execute("UPDATE code_pools SET alloc_after = ? WHERE id = 1", (after,))
+        conn.execute("COMMIT")
+        batches.append(time.perf_counter() - t0)
+        done += len(rows)
+    cpu = time.process_time() - cpu
+    conn.close()
+    return _report("same", done, batches, batch, cpu)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codes", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--raw-first", action="store_true", help="run the raw part first")
+    parser.add_argument(
+        "--same-schema", action="store_true", help="also plain sqlite3 on promod's schema"
+    )
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="promod-bench-codes-") as tmp:
         directory = Path(tmp)
@@ -179,6 +234,9 @@ def main() -> None:
             promod = anyio.run(bench_promod, directory, ns.codes, ns.batch)
             print(f"peak RSS after the promod part: {_rss_mib():.0f} MiB")
             raw = bench_raw(directory, ns.codes, ns.batch)
+        if ns.same_schema:
+            same = bench_same_schema(directory, ns.codes, ns.batch)
+            print(f"promod / same-schema sqlite3: {promod / same:.2f}")
     print(f"promod / raw allocation speed: {promod / raw:.2f}")
     print(f"peak RSS: {_rss_mib():.0f} MiB")
 
