@@ -40,7 +40,7 @@ from promod.codepool.store_alloc import (
 )
 from promod.rewards.provider import GrantRequest, IssuedReward, OutOfInventory, RewardRejected
 from promod.schema import Model
-from promod.store.seam import SqliteTransaction, Transaction, UniqueViolation
+from promod.store.seam import Transaction, TxLike, UniqueViolation, as_tx
 
 
 class CodePoolOptions(Model):
@@ -79,12 +79,6 @@ class PoolExhausted(OutOfInventory):
         super().__init__(f"code pool {pool!r} has {available} available codes, {needed} needed")
 
 
-def _as_tx(tx: object) -> Transaction:
-    """The seam's transaction; a ledger that still hands over its plain SQLite
-    connection (the older provider contract) gets it wrapped."""
-    return tx if isinstance(tx, Transaction) else SqliteTransaction(tx)  # type: ignore[arg-type]
-
-
 def _pool_name(grant: GrantRequest) -> str:
     pool = grant.options.get("pool")
     if not isinstance(pool, str) or not pool:
@@ -99,17 +93,17 @@ class CodePoolProvider:
     options_model = CodePoolOptions
     transactional = True
 
-    def available(self, tx: Transaction, options: Mapping[str, Any]) -> int | None:
+    def available(self, tx: TxLike, options: Mapping[str, Any]) -> int | None:
         """Available single-use codes of ``options["pool"]`` (0 for an unknown pool)."""
-        pool = pool_cursor(_as_tx(tx), str(options.get("pool", "")))
+        pool = pool_cursor(as_tx(tx), str(options.get("pool", "")))
         return 0 if pool is None else pool.available
 
     def issue_batch(
-        self, tx: Transaction, grants: Sequence[GrantRequest], now: float
+        self, tx: TxLike, grants: Sequence[GrantRequest], now: float
     ) -> list[IssuedReward]:
         if not grants:
             return []
-        tx = _as_tx(tx)
+        tx = as_tx(tx)
         existing = {
             gid: _issued(row[:4], str(row[4]), str(row[5]))
             for gid, row in codes_of_grants(tx, [g.id for g in grants]).items()
@@ -181,13 +175,13 @@ class CodePoolProvider:
         if refused:
             raise SeriesDuplicate(refused, refused_series)
 
-    def revoke_sync(self, tx: Transaction, grant: GrantRequest, now: float | None = None) -> None:
+    def revoke_sync(self, tx: TxLike, grant: GrantRequest, now: float | None = None) -> None:
         """Revoke the code of ``grant`` if it is still assigned (a redeemed one stays).
 
         ``now`` is the app's clock reading of the revocation; the system clock only
         when a caller gives none.
         """
-        revoke_grant_code(_as_tx(tx), grant.id, time.time() if now is None else now)
+        revoke_grant_code(as_tx(tx), grant.id, time.time() if now is None else now)
 
 
 def _issued(row: Sequence[Any], pool: str, series: str) -> IssuedReward:

@@ -12,13 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from promod.codepool import store
-from promod.store.seam import SqliteTransaction, Transaction
+from promod.store.seam import TxLike, as_tx
 
 __all__ = ["codes_report"]
 
 
-def codes_report(tx: Transaction | Any, campaign_id: str) -> dict[str, Any]:
+def codes_report(tx: TxLike, campaign_id: str) -> dict[str, Any]:
     """See :func:`promod.codepool.store.codes_report`."""
-    if not isinstance(tx, Transaction):
-        tx = SqliteTransaction(tx)
-    return store.codes_report(tx, campaign_id)
+    return store.codes_report(as_tx(tx), campaign_id)

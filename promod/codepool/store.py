@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from promod.codepool.generate import CodeSpec, KeyspaceError, check_keyspace
 from promod.notify.outbox import enqueue_sync
@@ -33,7 +33,6 @@ __all__ = [
     "adjust_counts",
     "codes_report",
     "configure_pool",
-    "enqueue_event",
     "ensure_pool",
     "expire_sync",
     "generate_into",
@@ -227,19 +226,13 @@ def series_size(tx: Transaction, series: str) -> int:
 # ---------------------------------------------------------------- low-stock alerts
 
 
-def enqueue_event(tx: Transaction, type: str, payload: dict[str, Any], now: float) -> None:
-    """Record an outbox event in this transaction (the outbox's own writer)."""
-    # The outbox writer runs on any object with ``execute(sql, params)``.
-    enqueue_sync(cast(Any, tx), type, payload, now=now)
-
-
 def note_drained(tx: Transaction, pool_id: int, now: float) -> bool:
     """After codes left the pool: emit ``codepool.low`` once when at/below the threshold."""
     pool = _pool_by_id(tx, pool_id)
     if pool.low_alerted or pool.available > pool.threshold:
         return False
     tx.execute("UPDATE code_pools SET low_alerted = 1 WHERE id = :id", {"id": pool_id})
-    enqueue_event(
+    enqueue_sync(
         tx,
         "codepool.low",
         {
@@ -250,7 +243,7 @@ def note_drained(tx: Transaction, pool_id: int, now: float) -> bool:
             "low_absolute": pool.low_absolute,
             "low_percent": pool.low_percent,
         },
-        now,
+        now=now,
     )
     return True
 

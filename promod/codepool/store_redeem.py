@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from promod.codepool.redeem_rules import HOUR, MAX_INPUT, RedemptionResult, source_of
-from promod.codepool.store import enqueue_event
 from promod.config import FraudConfig
+from promod.notify.outbox import enqueue_sync
 from promod.store.seam import Transaction
 
 __all__ = ["redeem_sync"]
@@ -89,7 +89,7 @@ def redeem_sync(
                 ),
                 {"source": source, "blocked_at": now, "until": until, "failures": failures},
             )
-            enqueue_event(
+            enqueue_sync(
                 tx,
                 "fraud.suspected",
                 {
@@ -101,7 +101,7 @@ def redeem_sync(
                     "window_seconds": HOUR,
                     "blocked_until": until,
                 },
-                now,
+                now=now,
             )
     return result
 
