@@ -34,7 +34,6 @@ DRIVERS = {"sqlite3", "aiosqlite", "asyncpg"}
 PENDING: set[str] = {
     "promod/actors/ledger.py",
     "promod/actors/notifier.py",
-    "promod/crm/store.py",
     "promod/ledger/caps.py",
     "promod/ledger/grants.py",
     "promod/ledger/killswitch.py",
