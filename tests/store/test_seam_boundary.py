@@ -34,7 +34,6 @@ DRIVERS = {"sqlite3", "aiosqlite", "asyncpg"}
 PENDING: set[str] = {
     "promod/actors/clearance.py",
     "promod/actors/ledger.py",
-    "promod/actors/notifier.py",
     "promod/actors/scheduler.py",
     "promod/admin/audit.py",
     "promod/campaigns/commands.py",
@@ -68,10 +67,6 @@ PENDING: set[str] = {
     "promod/live/engine.py",
     "promod/live/index.py",
     "promod/live/report.py",
-    "promod/notify/commands.py",
-    "promod/notify/deliveries.py",
-    "promod/notify/outbox.py",
-    "promod/notify/unsubscribe.py",
     "promod/plugins/isolation.py",
     "promod/rewards/coupon.py",
     "promod/rewards/holdings.py",
