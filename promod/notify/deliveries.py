@@ -21,6 +21,7 @@ delivery is final (a trigger refuses to change it)::
 
 from __future__ import annotations
 
+import html
 import json
 import random
 from collections.abc import Mapping
@@ -29,18 +30,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from promod.campaigns.spec import render_placeholders
-from promod.notify import store
+from promod.campaigns.spec import currency_exponent, render_placeholders
+from promod.notify import store, store_campaigns
 from promod.notify.channel import Message
+from promod.notify.render import RenderError, render
 from promod.notify.store import MARKETING_SQL, as_tx
 from promod.notify.templates import TemplateError, load_template
 from promod.notify.unsubscribe import (
     is_suppressed_sync,
+    make_preferences_token,
     make_unsubscribe_token,
+    preferences_url,
     unsubscribe_key_sync,
     unsubscribe_url,
 )
 from promod.store.seam import Transaction
+from promod.units import format_money
 
 __all__ = [
     "EVENT_WEBHOOKS",
@@ -55,6 +60,7 @@ __all__ = [
 
 EVENT_WEBHOOKS = frozenset({"reward.granted", "campaign.paused", "campaign.completed"})
 CLEARANCE_EVENTS = frozenset({"clearance.required"})
+NOTIFICATION = "notification.due"  # a notification campaign's message (promod.notify.campaigns)
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ class _Fanout:
                 hook,
                 campaign_id=payload.get("campaign_id"),
             )
-        if type == "reward.granted":
+        if type in ("reward.granted", NOTIFICATION):
             self.customer_message(event_id, type, payload, data)
 
     def spec(self, campaign_id: str, run_id: Any) -> dict[str, Any] | None:
@@ -190,17 +196,20 @@ class _Fanout:
         self.specs[cache_key] = spec
         return spec
 
-    def template(self, name: str) -> dict[str, str] | str:
+    def template(self, name: str, jinja: bool = False) -> dict[str, str] | str:
         """The template's texts, or an error message."""
-        if name not in self.templates:
+        cache = f"jinja:{name}" if jinja else name
+        if cache not in self.templates:
             if self.routing.templates_dir is None:
-                self.templates[name] = f"template {name!r}: no templates directory"
+                self.templates[cache] = f"template {name!r}: no templates directory"
             else:
                 try:
-                    self.templates[name] = load_template(self.routing.templates_dir, name)
+                    self.templates[cache] = load_template(
+                        self.routing.templates_dir, name, placeholders=not jinja
+                    )
                 except TemplateError as exc:
-                    self.templates[name] = str(exc)
-        return self.templates[name]
+                    self.templates[cache] = str(exc)
+        return self.templates[cache]
 
     def customer_message(
         self, event_id: str, type: str, payload: dict[str, Any], data: dict[str, Any]
@@ -247,14 +256,40 @@ class _Fanout:
         texts: dict[str, str] = {
             k: str(notify[k]) for k in ("subject", "text", "html") if notify.get(k)
         }
+        notification = type == NOTIFICATION
         if notify.get("template"):
-            found = self.template(str(notify["template"]))
+            found = self.template(str(notify["template"]), jinja=notification)
             if isinstance(found, str):
                 record("dead", found, recipient=email)
                 return
             texts = {**found, **({"subject": texts["subject"]} if "subject" in texts else {})}
         token = make_unsubscribe_token(self.key, customer_id, consent)
         link = unsubscribe_url(self.routing.public_url, token)
+        preferences = preferences_url(
+            self.routing.public_url, make_preferences_token(self.key, customer_id)
+        )
+        if notification:
+            context = self.context(spec or {}, customer_id, payload, link, preferences)
+            try:
+                rendered = {k: render(v, context, html=k == "html") for k, v in texts.items()}
+                if "subject" in rendered:  # one line, whatever the template's layout
+                    rendered["subject"] = " ".join(rendered["subject"].split())
+            except RenderError as exc:
+                record("dead", f"template: {exc}", recipient=email)
+                return
+            self.send_message(
+                event_id,
+                type,
+                data,
+                channel,
+                customer_id,
+                email,
+                consent,
+                campaign_id,
+                footer(rendered, link, preferences),
+                link,
+            )
+            return
         values = {
             "customer_id": customer_id,
             "email": email or "",
@@ -270,6 +305,32 @@ class _Fanout:
         except ValueError as exc:
             record("dead", f"template: {exc}", recipient=email)
             return
+        self.send_message(
+            event_id,
+            type,
+            data,
+            channel,
+            customer_id,
+            email,
+            consent,
+            campaign_id,
+            footer(rendered, link, preferences),
+            link,
+        )
+
+    def send_message(
+        self,
+        event_id: str,
+        type: str,
+        data: dict[str, Any],
+        channel: str,
+        customer_id: str,
+        email: str | None,
+        consent: str | None,
+        campaign_id: str,
+        rendered: Mapping[str, str],
+        link: str,
+    ) -> None:
         message = Message(
             event_id,
             type,
@@ -294,6 +355,79 @@ class _Fanout:
             consent=consent,
             campaign_id=campaign_id,
         )
+
+    def context(
+        self,
+        spec: Mapping[str, Any],
+        customer_id: str,
+        payload: Mapping[str, Any],
+        link: str,
+        preferences: str,
+    ) -> dict[str, Any]:
+        """What a notification campaign's template is rendered with (docs/notifications.md)."""
+        tx = self.tx
+        row = store_campaigns.customer_row(tx, customer_id)
+        done = payload.get("done_steps")
+        finished = {str(s) for s in done} if isinstance(done, list) else set()
+        notify = spec.get("notify") if isinstance(spec.get("notify"), dict) else {}
+        steps = [
+            {"id": str(s.get("id")), "text": str(s.get("text")), "done": s.get("id") in finished}
+            for s in (notify or {}).get("steps", [])
+            if isinstance(s, dict)
+        ]
+        rewards = []
+        for g in store_campaigns.customer_grants(tx, customer_id):
+            currency = None if g[5] is None else str(g[5])
+            exponent = currency_exponent(currency)
+            rewards.append(
+                {
+                    "campaign_id": g[0],
+                    "provider": g[1],
+                    "state": g[2],
+                    "amount": None if g[3] is None else str(g[3]),
+                    "value": format_money(int(g[4] or 0), exponent),
+                    "currency": currency,
+                    "code": g[6],
+                    "granted_at": _iso(float(g[7])),
+                }
+            )
+        consents = {str(r[0]): bool(r[1]) for r in store.consents_of(tx, customer_id)}
+        return {
+            "customer": {
+                "id": customer_id,
+                "email": None if row is None else row[1],
+                "timezone": None if row is None else row[2],
+                "attributes": store_campaigns.attributes(None if row is None else row[3]),
+                "created_at": None if row is None else row[4],
+            },
+            "tags": store_campaigns.customer_tags(tx, customer_id),
+            "consents": consents,
+            "wallet": {"points": store_campaigns.wallet_points(tx, customer_id)},
+            "rewards": rewards,
+            "steps": steps,
+            "missing_steps": [s for s in steps if not s["done"]],
+            "campaign": {"id": spec.get("id"), "name": spec.get("name")},
+            "unsubscribe_url": link,
+            "preferences_url": preferences,
+        }
+
+
+def footer(rendered: Mapping[str, str], unsubscribe: str, preferences: str) -> dict[str, str]:
+    """The texts with the footer every customer message carries: preferences, unsubscribe."""
+    out = dict(rendered)
+    if "text" in out:
+        out["text"] = (
+            out["text"].rstrip("\n")
+            + f"\n\n--\nYour email preferences: {preferences}\nUnsubscribe: {unsubscribe}\n"
+        )
+    if "html" in out:
+        pref, unsub = html.escape(preferences, quote=True), html.escape(unsubscribe, quote=True)
+        out["html"] = (
+            out["html"]
+            + f'\n<hr><p style="font-size:small"><a href="{pref}">Your email preferences</a>'
+            + f' &middot; <a href="{unsub}">Unsubscribe</a></p>\n'
+        )
+    return out
 
 
 def message_blocked_sync(

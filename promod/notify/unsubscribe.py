@@ -12,6 +12,10 @@ working across restarts and cannot be forged for another customer::
     verify_unsubscribe_token(key, token)          # ("c42", "marketing_email")
     record_unsubscribe_sync(conn, "c42", "marketing_email", now=time.time())
 
+A preference page link (``/v1/preferences?token=TOKEN``, in every message's footer)
+carries a token of :func:`make_preferences_token`, signed under a key derived from
+the same one, so neither kind of token passes for the other.
+
 ``record_unsubscribe_sync`` withdraws the consent (time and source recorded in
 ``customer_consents``) and suppresses the customer's address. Bounces are
 recorded with :func:`suppress_sync` (reason ``bounced``).
@@ -36,11 +40,14 @@ __all__ = [
     "SUPPRESSION_REASONS",
     "InvalidToken",
     "is_suppressed_sync",
+    "make_preferences_token",
     "make_unsubscribe_token",
+    "preferences_url",
     "record_unsubscribe_sync",
     "suppress_sync",
     "unsubscribe_key_sync",
     "unsubscribe_url",
+    "verify_preferences_token",
     "verify_unsubscribe_token",
 ]
 
@@ -93,6 +100,28 @@ def verify_unsubscribe_token(key: bytes, token: str) -> tuple[str, str | None]:
 
 def unsubscribe_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/v1/unsubscribe?token={quote(token, safe='')}"
+
+
+def _preferences_key(key: bytes) -> bytes:
+    """A key of its own for preference links: one never passes for an unsubscribe link."""
+    return hmac.new(key, b"promod preferences link", hashlib.sha256).digest()
+
+
+def make_preferences_token(key: bytes, customer_id: str) -> str:
+    """The signed token of a customer's preference page link (``PAYLOAD.SIGNATURE``)."""
+    return make_unsubscribe_token(_preferences_key(key), customer_id, None)
+
+
+def verify_preferences_token(key: bytes, token: str) -> str:
+    """The customer id of a genuine preference token; InvalidToken otherwise."""
+    customer_id, rest = verify_unsubscribe_token(_preferences_key(key), token)
+    if rest is not None:
+        raise InvalidToken("malformed preferences token")
+    return customer_id
+
+
+def preferences_url(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}/v1/preferences?token={quote(token, safe='')}"
 
 
 def unsubscribe_key_sync(conn: Transaction | Any) -> bytes:
