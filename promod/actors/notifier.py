@@ -145,6 +145,9 @@ class NotifierActor(Actor):
         self._fanout_wake = anyio.Event()
         self._fanning = anyio.Lock()  # one fan-out pass at a time: the loop's or settle's
         self._busy: dict[str, set[int]] = {}  # channel -> deliveries claimed, not finished
+        # One claim at a time per channel, its rows added to busy before the next: the
+        # sender and a settle never claim the same delivery.
+        self._claiming: dict[str, anyio.Lock] = {}
         self._wakers: dict[str, anyio.Event] = {}
         self._killswitch = (False, -1.0)
         self._killswitch_lock = anyio.Lock()
@@ -300,24 +303,30 @@ class NotifierActor(Actor):
         )
         if breaker.retry_in():
             return False
-        rows = await self.app.db.run(
-            partial(
-                claim_due_sync,
-                channel=name,
-                now=self._now(),
-                limit=max(1, int(self._notify.batch_size)),
-                hold_marketing=await self._killswitch_engaged(),
-                exclude=frozenset(busy),
+        hold = await self._killswitch_engaged()
+        async with self._claiming.setdefault(name, anyio.Lock()):
+            rows = await self.app.db.run(
+                partial(
+                    claim_due_sync,
+                    channel=name,
+                    now=self._now(),
+                    limit=max(1, int(self._notify.batch_size)),
+                    hold_marketing=hold,
+                    exclude=frozenset(busy),
+                )
             )
-        )
+            busy.update(int(row["id"]) for row in rows)
         pacer = TokenBucket(getattr(channel, "rate", None), getattr(channel, "burst", None))
         for row in rows:
             delivery_id = int(row["id"])
-            busy.add(delivery_id)
-            try:
-                await self._deliver(name, channel, row, pacer)
+            sent = False
+            try:  # an accepted delivery stays busy until its sent mark is committed
+                sent = await self._deliver(
+                    name, channel, row, pacer, partial(busy.discard, delivery_id)
+                )
             finally:
-                busy.discard(delivery_id)
+                if not sent:
+                    busy.discard(delivery_id)
         await self._marker.flush()
         return bool(rows)
 
@@ -396,16 +405,18 @@ class NotifierActor(Actor):
                     room[0] = anyio.Event()
                     await room[0].wait()
                     continue
-                rows = await self.app.db.run(
-                    partial(
-                        claim_due_sync,
-                        channel=name,
-                        now=now,
-                        limit=1 if probe else max(1, batch - len(busy)),
-                        hold_marketing=engaged,
-                        exclude=frozenset(busy),
+                async with self._claiming.setdefault(name, anyio.Lock()):
+                    rows = await self.app.db.run(
+                        partial(
+                            claim_due_sync,
+                            channel=name,
+                            now=now,
+                            limit=1 if probe else max(1, batch - len(busy)),
+                            hold_marketing=engaged,
+                            exclude=frozenset(busy),
+                        )
                     )
-                )
+                    busy.update(int(row["id"]) for row in rows)
                 if not rows:
                     due = await self.app.db.run(
                         partial(
@@ -419,7 +430,6 @@ class NotifierActor(Actor):
                     await self._wait(self._wakers[name], changed, due)
                     continue
                 for row in rows:
-                    busy.add(int(row["id"]))
                     await send.send(row)
 
     async def _deliver(

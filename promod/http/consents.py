@@ -129,7 +129,7 @@ def consent_router(app: App) -> APIRouter:
         operation_id="getCustomerConsents",
         summary="A customer's consents and their latest changes",
         response_model=ConsentsView,
-        responses=error_responses(401, 403, 404, 503),
+        responses=error_responses(401, 403, 404, 422, 503),
         openapi_extra=scope("read"),
     )
     async def get_consents(customer_id: CustomerPath) -> JSONResponse:
