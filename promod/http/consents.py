@@ -8,7 +8,8 @@ that is not true or false, null included, is refused with its key), source ``api
 
 ``GET /v1/preferences?token=T`` is the page linked from every customer message's
 footer: each consent with a toggle, a save button and "unsubscribe from
-everything". ``POST`` (the page's form) writes the toggles with source ``page``;
+everything". ``POST`` (the page's form: ``action`` = save | everything and
+``consent:NAME`` = on | off per consent shown) writes the toggles with source ``page``;
 the signed token is the authorisation (promod.notify.unsubscribe), no bearer
 token; a token that is not genuine is a 403::
 
@@ -41,6 +42,7 @@ __all__ = ["consent_router"]
 
 API_SOURCE = "api"
 PAGE_SOURCE = "page"
+FIELD_PREFIX = "consent:"  # the page's field of a consent: consent:NAME = on | off
 
 
 class ConsentState(BaseModel):
@@ -78,12 +80,16 @@ class ConsentsBody(BaseModel):
 
 _FORM_SCHEMA = {
     "type": "object",
-    "properties": {
-        "consent": {"type": "array", "items": {"type": "string"}},
-        "known": {"type": "array", "items": {"type": "string"}},
-        "action": {"type": "string", "enum": ["save", "everything"]},
+    "properties": {"action": {"type": "string", "enum": ["save", "everything"]}},
+    "patternProperties": {
+        f"^{FIELD_PREFIX}": {
+            "type": "string",
+            "enum": ["on", "off"],
+            "description": "one field per consent shown: on or off",
+        }
     },
     "required": ["action"],
+    "additionalProperties": False,
 }
 _NOTES = {
     400: "The form is not the page's form.",
@@ -100,13 +106,15 @@ def _preferences_page(view: dict[str, Any], token: str, note: str = "") -> str:
     action = html.escape(f"/v1/preferences?token={quote(token, safe='')}", quote=True)
     rows = []
     for name, state in sorted(view["consents"].items()):
-        value = html.escape(name, quote=True)
-        checked = " checked" if state["granted"] else ""
+        field = html.escape(FIELD_PREFIX + name, quote=True)
+        ident = html.escape(f"consent-{name}", quote=True)
+        on, off = (" checked", "") if state["granted"] else ("", " checked")
         rows.append(
-            f'<label for="consent-{value}">{html.escape(name)}'
-            f'<input type="checkbox" role="switch" id="consent-{value}" name="consent"'
-            f' value="{value}"{checked}></label>'
-            f'<input type="hidden" name="known" value="{value}">'
+            f'<fieldset role="radiogroup"><legend>{html.escape(name)}</legend>'
+            f'<label><input type="radio" name="{field}" value="on" id="{ident}-on"{on}>'
+            " On</label> "
+            f'<label><input type="radio" name="{field}" value="off" id="{ident}-off"{off}>'
+            " Off</label></fieldset>"
         )
     if not rows:
         rows.append("<p>You have given no consents.</p>")
@@ -118,6 +126,23 @@ def _preferences_page(view: dict[str, Any], token: str, note: str = "") -> str:
     )
     text = note or "Choose which messages you want to receive."
     return _PAGE.format(title="Your email preferences", text=html.escape(text), form=form)
+
+
+def _toggles(fields: dict[str, list[str]]) -> tuple[str, dict[str, bool]] | None:
+    """The form's action and ``{consent: on}``; None when it is not the page's form."""
+    if any(len(values) != 1 for values in fields.values()):
+        return None
+    action = fields.get("action", [""])[0]
+    if action not in ("save", "everything"):
+        return None
+    toggles: dict[str, bool] = {}
+    for key, (value,) in fields.items():
+        if key == "action":
+            continue
+        if not key.startswith(FIELD_PREFIX) or value not in ("on", "off"):
+            return None
+        toggles[key[len(FIELD_PREFIX) :]] = value == "on"
+    return action, toggles
 
 
 def consent_router(app: App) -> APIRouter:
@@ -208,17 +233,21 @@ def consent_router(app: App) -> APIRouter:
     async def save_preferences(request: Request, token: Token) -> Response:
         body = await read_body(request, app.config.http.max_body)
         fields = _form(body, request.headers.get("content-type", ""))
-        if fields is None or set(fields) - {"consent", "known", "action"}:
-            raise ApiError(400, "bad_request", "expected the preference page's form")
-        action = fields.get("action", [])
-        if action not in (["save"], ["everything"]):
-            raise ApiError(400, "bad_request", "action must be save or everything")
+        form = None if fields is None else _toggles(fields)
+        if form is None:
+            raise ApiError(
+                400,
+                "bad_request",
+                "expected the preference page's form: action = save | everything and"
+                f" {FIELD_PREFIX}NAME = on | off",
+            )
+        action, toggles = form
         customer_id = await verify(token)
         now = app.clock.now()
         current = await app.db.run(partial(consents_view, customer_id=customer_id), write=False)
         if current is None:
             raise ApiError(404, "not_found", "no such customer")
-        if action == ["everything"]:
+        if action == "everything":
             view = await app.db.run(
                 partial(
                     unsubscribe_everything, customer_id=customer_id, source=PAGE_SOURCE, now=now
@@ -226,13 +255,11 @@ def consent_router(app: App) -> APIRouter:
             )
             note = "You are unsubscribed from everything."
         else:
-            wanted = set(fields.get("consent", []))
-            known = (set(fields.get("known", [])) | wanted) & set(current["consents"])
             view = await app.db.run(
                 partial(
                     change_consents,
                     customer_id=customer_id,
-                    changes={name: name in wanted for name in known},
+                    changes={k: v for k, v in toggles.items() if k in current["consents"]},
                     source=PAGE_SOURCE,
                     now=now,
                 )

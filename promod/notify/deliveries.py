@@ -422,11 +422,13 @@ def footer(rendered: Mapping[str, str], unsubscribe: str, preferences: str) -> d
         )
     if "html" in out:
         pref, unsub = html.escape(preferences, quote=True), html.escape(unsubscribe, quote=True)
-        out["html"] = (
-            out["html"]
-            + f'\n<hr><p style="font-size:small"><a href="{pref}">Your email preferences</a>'
-            + f' &middot; <a href="{unsub}">Unsubscribe</a></p>\n'
+        block = (
+            f'\n<hr><p style="font-size:small"><a href="{pref}">Your email preferences</a>'
+            f' &middot; <a href="{unsub}">Unsubscribe</a></p>\n'
         )
+        body = out["html"]
+        end = body.lower().rfind("</body>")
+        out["html"] = body[:end] + block + body[end:] if end >= 0 else body + block
     return out
 
 

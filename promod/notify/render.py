@@ -16,11 +16,12 @@ template's AST) and whatever fails against a sample context, each with its line;
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = ["VARIABLES", "RenderError", "render", "sample_context", "template_issues"]
@@ -137,11 +138,16 @@ def template_issues(source: str, *, html: bool) -> list[str]:
     return []
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str, html: bool) -> Template:
+    """A template compiled once per text (a mass mailing renders one text many times)."""
+    return (_HTML if html else _TEXT).from_string(source)
+
+
 def render(source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
     """Render one template text; RenderError (with its line) when it fails."""
-    env = _HTML if html else _TEXT
     try:
-        return env.from_string(source).render(dict(context))
+        return _compiled(source, html).render(dict(context))
     except TemplateError as exc:
         raise RenderError(_describe(exc)) from None
     except Exception as exc:  # a sandbox refusal or an error inside a filter

@@ -4,7 +4,8 @@ Customers come in by ``promodctl customers import`` (tags, consents, attributes)
 The campaign mails exactly the tagged customers that consented, each with their
 own missing steps; the next day's run mails nobody (``not_within``); once the
 window has passed they are mailed again, but not one who opted out through the
-consent API in between. The consent API answers every change with its source.
+consent API in between. The consent API answers every change with its source and
+refuses what does not match its schema; ``campaign apply`` refuses broken templates.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -167,15 +169,26 @@ def test_a_daily_notification_campaign_mails_the_tagged_consenting_customers_onc
         (d.root / "spec.toml").write_text(SPEC)
         applied = d.ctl("campaign", "apply", "-f", str(d.root / "spec.toml"))
         assert applied.returncode == 0, applied.stderr
-        assert d.ctl("campaign", "launch", "loyalty").returncode == 0
+        assert d.ctl("campaign", "launch", "loyalty", "--pilot", "50%").returncode == 0
         projection = d.ctl_json("campaign", "simulate", "loyalty")
         assert (projection["targeted"], projection["would_mail"]) == (4, 2)
         assert projection["refused"] == {"no_consent": 2, "not_within": 0}
         assert projection["missing_steps"] == {"complete_profile": 1, "verify": 2}
 
-        # Day 1, 09:00: exactly c1 and c2, each with their own missing steps.
+        # Day 1, 09:00: a pilot of half the targets first, then the campaign pauses.
         first = T0 + 3 * 3600
         _advance_to(d, first, T0)
+        shown = d.ctl_json("campaign", "show", "loyalty")
+        assert (shown["state"], shown["paused_reason"]) == ("paused", "pilot")
+        [pilot] = d.ctl_json("campaign", "report", "loyalty")["runs"]
+        assert pilot["pending"] == 2
+        assert pilot["selected"] + sum(pilot["refused"].values()) == 2
+        wait_until(
+            lambda: len(_mails(smtp)) == pilot["selected"], timeout=30, what="the pilot's mails"
+        )
+        assert d.ctl("campaign", "resume", "loyalty").returncode == 0
+        d.settle()
+        # Then exactly c1 and c2, each with their own missing steps.
         wait_until(lambda: len(_mails(smtp)) >= 2, timeout=30, what="two mails")
         d.settle()
         mails = {str(m["To"]): m for m in _mails(smtp)}
@@ -226,35 +239,37 @@ def test_a_daily_notification_campaign_mails_the_tagged_consenting_customers_onc
         wait_until(lambda: len(_mails(smtp)) >= 3, timeout=30, what="the third mail")
         d.settle()
         assert [str(m["To"]) for m in _mails(smtp)[2:]] == ["c1@example.org"]
-        assert d.stop() == 0
-    finally:
-        smtp.stop()
 
-
-def test_the_consent_api_refuses_null_and_unknown_customers(daemon_factory: Any) -> None:
-    smtp = SmtpServer().start()
-    try:
-        d, base = _daemon(daemon_factory, smtp)
-        token = (d.root / "http-token").read_text().strip()
-        _import(d, CUSTOMERS[:1])
-        headers = {"Authorization": f"Bearer {token}"}
+        # The consent API refuses null (naming the key), unknown customers and no token.
         with httpx.Client(base_url=base, timeout=10, headers=headers) as client:
             null = client.put(
                 "/v1/customers/c1/consents", json={"consents": {"loyalty_reminders": None}}
             )
             assert null.status_code == 422, null.text
             assert "loyalty_reminders" in null.text
-            assert client.put("/v1/customers/c1/consents", json={"consents": None}).status_code == (
-                422
-            )
+            whole = client.put("/v1/customers/c1/consents", json={"consents": None})
+            assert whole.status_code == 422
             missing = client.put("/v1/customers/nobody/consents", json={"consents": {}})
             assert missing.status_code == 404
             assert client.get("/v1/customers/nobody/consents").status_code == 404
-            unauthenticated = httpx.get(f"{base}/v1/customers/c1/consents", timeout=10)
-            assert unauthenticated.status_code == 401
             view = client.get("/v1/customers/c1/consents").json()
-        assert view["consents"]["loyalty_reminders"]["granted"] is True
-        assert view["consents"]["loyalty_reminders"]["source"] == "import"
+        assert httpx.get(f"{base}/v1/customers/c1/consents", timeout=10).status_code == 401
+        assert view["consents"]["loyalty_reminders"] == {
+            "granted": True,
+            "updated_at": view["consents"]["loyalty_reminders"]["updated_at"],
+            "source": "import",
+        }
+
+        # campaign apply refuses an unknown variable and shows a template error's line.
+        broken = SPEC.replace('id = "loyalty"', 'id = "broken"')
+        (d.root / "broken.toml").write_text(broken.replace("{{ wallet.points }}", "{{ walet }}"))
+        refused = d.ctl("campaign", "apply", "-f", str(d.root / "broken.toml"))
+        assert refused.returncode != 0
+        assert "notify.text" in refused.stderr and "unknown variable 'walet'" in refused.stderr
+        (d.root / "broken.toml").write_text(broken.replace("{% endif %}", ""))
+        refused = d.ctl("campaign", "apply", "-f", str(d.root / "broken.toml"))
+        assert refused.returncode != 0
+        assert re.search(r"notify\.text: line \d+: ", refused.stderr), refused.stderr
         assert d.stop() == 0
     finally:
         smtp.stop()

@@ -103,17 +103,18 @@ def test_an_opt_out_on_the_preference_page_is_respected_by_the_next_run(
 
         browser.get(link.group(1))
         assert browser.title == "Your email preferences"
-        toggle = browser.find_element(By.ID, "consent-loyalty_reminders")
-        assert toggle.is_selected()
-        toggle.click()
-        assert not toggle.is_selected()
+        on = browser.find_element(By.ID, "consent-loyalty_reminders-on")
+        off = browser.find_element(By.ID, "consent-loyalty_reminders-off")
+        assert on.is_selected() and not off.is_selected()
+        off.click()
+        assert off.is_selected() and not on.is_selected()
         browser.find_element(By.ID, "save").click()
         wait_until(
             lambda: "saved" in browser.find_element(By.TAG_NAME, "body").text,
             timeout=10,
             what="the saved page",
         )
-        assert not browser.find_element(By.ID, "consent-loyalty_reminders").is_selected()
+        assert browser.find_element(By.ID, "consent-loyalty_reminders-off").is_selected()
         consent = d.ctl_json("customers", "show", "c1")["consents"]["loyalty_reminders"]
         assert (consent["granted"], consent["source"]) == (False, "page")
 
