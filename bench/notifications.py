@@ -232,8 +232,7 @@ def _plain(path: Path, count: int) -> dict[str, Any]:
             ).fetchall()
             done = set(payload["done_steps"])
             steps = [
-                {"id": s["id"], "text": s["text"], "done": s["id"] in done}
-                for s in notify["steps"]
+                {"id": s["id"], "text": s["text"], "done": s["id"] in done} for s in notify["steps"]
             ]
             sig = hmac.new(key, cid.encode(), hashlib.sha256).hexdigest()
             context = {
