@@ -53,9 +53,11 @@ _DELIVERY_COLUMNS = (
 
 def as_tx(conn: Transaction | Any) -> Transaction:
     """``conn`` as a Transaction: a Transaction as is, a driver connection wrapped."""
-    if isinstance(conn, Transaction):
-        return conn
-    return SqliteTransaction(conn)
+    if isinstance(conn, SqliteTransaction) or hasattr(conn, "fetch_value"):
+        tx: Transaction = conn  # a Protocol isinstance check is slow on a hot path
+        return tx
+    driver: Any = conn
+    return SqliteTransaction(driver)
 
 
 # --------------------------------------------------------------------------- outbox
