@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promod.notify.store import as_tx, insert_events
-from promod.store.seam import Transaction
+from promod.notify.store import insert_events
+from promod.store.seam import TxLike, as_tx
 
 # Every event type promod emits (docs/notifications.md; routed by the config's [alerts]).
 EVENT_TYPES = frozenset(
@@ -49,7 +49,7 @@ def _payload(payload: Mapping[str, Any]) -> str:
 
 
 def enqueue_sync(
-    conn: Transaction | Any,
+    conn: TxLike,
     type: str,
     payload: Mapping[str, Any],
     *,
@@ -71,7 +71,7 @@ def enqueue_sync(
 
 
 def enqueue_many_sync(
-    conn: Transaction | Any,
+    conn: TxLike,
     type: str,
     payloads: Sequence[tuple[str, Mapping[str, Any]]],
     *,

@@ -7,7 +7,8 @@ unsubscribe path call these functions inside ``Database.run`` (docs/architecture
 
     rows = await db.run(partial(due_deliveries, channel="mail", now=now, limit=500))
 
-Callers that still hold a plain driver connection pass it through :func:`as_tx`.
+Callers that still hold a plain driver connection pass it through
+:func:`promod.store.seam.as_tx`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from promod.store.seam import Row, SqliteTransaction, Transaction
+from promod.store.seam import Row, Transaction, as_tx
 
 __all__ = ["MARKETING_SQL", "as_tx"]
 
@@ -49,15 +50,6 @@ _DELIVERY_COLUMNS = (
     "created_at",
     "updated_at",
 )
-
-
-def as_tx(conn: Transaction | Any) -> Transaction:
-    """``conn`` as a Transaction: a Transaction as is, a driver connection wrapped."""
-    if isinstance(conn, SqliteTransaction) or hasattr(conn, "fetch_value"):
-        tx: Transaction = conn  # a Protocol isinstance check is slow on a hot path
-        return tx
-    driver: Any = conn
-    return SqliteTransaction(driver)
 
 
 # --------------------------------------------------------------------------- outbox
