@@ -15,7 +15,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from promod.campaigns.segments import Segment, compile_segment
+from promod.campaigns.segment_ast import Segment
+from promod.campaigns.store_segments import compile_segment
 from promod.store.seam import Row, Transaction
 
 __all__ = ["consenting", "due_targets", "matching", "sent_since"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from promod.campaigns.spec import SpecError, load_spec, parse_spec
+from promod.campaigns.spec import SpecError, load_spec, parse_spec, spec_warnings
 from promod.notify.campaigns import EVENT_TYPE, notification_issues
 from promod.notify.consents import change_consents, consents_view
 from promod.notify.deliveries import Routing, claim_due_sync, fanout_sync
@@ -64,6 +64,7 @@ def test_a_notification_spec_has_no_reward_a_consent_and_round_trips() -> None:
     assert data["notify"]["not_within"] == "14d"
     assert parse_spec(data) == spec
     assert spec.summary()["reward"] == "none (a notification campaign)"
+    assert spec_warnings(spec) == []  # no spend, so no cap or clearance warnings
 
 
 def test_notification_specs_are_refused_with_the_key_that_is_wrong() -> None:
