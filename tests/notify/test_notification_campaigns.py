@@ -21,6 +21,13 @@ from promod.notify.consents import change_consents, consents_view
 from promod.notify.deliveries import Routing, claim_due_sync, fanout_sync
 from promod.notify.outbox import enqueue_sync
 from promod.notify.render import RenderError, render, sample_context, template_issues
+from promod.notify.unsubscribe import (
+    InvalidToken,
+    make_preferences_token,
+    make_unsubscribe_token,
+    verify_preferences_token,
+    verify_unsubscribe_token,
+)
 from promod.store.database import Database, migrate_sync
 from tests.notify.conftest import add_campaign, add_customer
 
@@ -220,3 +227,16 @@ def test_migration_0010_keeps_the_existing_consents_as_the_first_history(tmp_pat
         )
         rows = conn.execute("SELECT granted, source FROM consent_history ORDER BY id").fetchall()
     assert rows == [(1, "import"), (0, "page")]
+
+
+def test_a_preference_link_and_an_unsubscribe_link_never_pass_for_each_other() -> None:
+    key = bytes(range(32))
+    preferences = make_preferences_token(key, "c42")
+    unsubscribe = make_unsubscribe_token(key, "c42", None)
+    assert verify_preferences_token(key, preferences) == "c42"
+    with pytest.raises(InvalidToken):
+        verify_preferences_token(key, unsubscribe)
+    with pytest.raises(InvalidToken):
+        verify_unsubscribe_token(key, preferences)
+    with pytest.raises(InvalidToken):
+        verify_preferences_token(bytes(32), preferences)
