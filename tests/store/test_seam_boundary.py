@@ -38,7 +38,6 @@ PENDING: set[str] = {
     "promod/codepool/provider.py",
     "promod/codepool/redeem.py",
     "promod/codepool/store.py",
-    "promod/crm/store.py",
     "promod/ledger/caps.py",
     "promod/ledger/grants.py",
     "promod/ledger/killswitch.py",
