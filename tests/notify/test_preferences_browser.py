@@ -79,6 +79,17 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+def _page_text(browser: Any) -> str:
+    """The page's text, or "" while the browser is between pages."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return str(browser.find_element(By.TAG_NAME, "body").text)
+    except WebDriverException:  # no body yet, or the old one went stale
+        return ""
+
+
 def test_an_opt_out_on_the_preference_page_is_respected_by_the_next_run(
     daemon_factory: Any, browser: Any
 ) -> None:
@@ -109,11 +120,7 @@ def test_an_opt_out_on_the_preference_page_is_respected_by_the_next_run(
         off.click()
         assert off.is_selected() and not on.is_selected()
         browser.find_element(By.ID, "save").click()
-        wait_until(
-            lambda: "saved" in browser.find_element(By.TAG_NAME, "body").text,
-            timeout=10,
-            what="the saved page",
-        )
+        wait_until(lambda: "saved" in _page_text(browser), timeout=10, what="the saved page")
         assert browser.find_element(By.ID, "consent-loyalty_reminders-off").is_selected()
         consent = d.ctl_json("customers", "show", "c1")["consents"]["loyalty_reminders"]
         assert (consent["granted"], consent["source"]) == (False, "page")
