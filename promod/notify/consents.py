@@ -2,7 +2,7 @@
 
 Every change is written with its source (``page``, ``api``; one-click links write
 ``unsubscribe``, imports ``import``, CRM syncs ``crm:NAME``) and kept in
-``consent_history`` by the triggers of migration 0010::
+``consent_history`` by the triggers of migration 0011::
 
     view = await db.run(partial(consents_view, customer_id="c42"), write=False)
     await db.run(partial(change_consents, customer_id="c42",

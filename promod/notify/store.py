@@ -325,7 +325,7 @@ def set_consent(
 ) -> None:
     """Grant or withdraw one consent; ``updated_at`` moves only when ``granted`` changes.
 
-    A trigger of migration 0010 keeps every change in ``consent_history``.
+    A trigger of migration 0011 keeps every change in ``consent_history``.
     """
     tx.execute(
         tx.dialect.upsert(

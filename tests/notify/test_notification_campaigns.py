@@ -196,11 +196,11 @@ async def test_an_opt_out_after_fan_out_is_caught_in_the_claim_that_sends(tmp_pa
         await db.close()
 
 
-def test_migration_0010_keeps_the_existing_consents_as_the_first_history(tmp_path: Path) -> None:
+def test_migration_0011_keeps_the_existing_consents_as_the_first_history(tmp_path: Path) -> None:
     older = tmp_path / "older"
     older.mkdir()
     for path in sorted(MIGRATIONS.glob("*.sql")):
-        if int(path.name[:4]) < 10:
+        if int(path.name[:4]) < 11:
             shutil.copy(path, older / path.name)
     db = tmp_path / "promod.db"
     migrate_sync(db, older)
@@ -213,7 +213,7 @@ def test_migration_0010_keeps_the_existing_consents_as_the_first_history(tmp_pat
             "INSERT INTO customer_consents VALUES"
             " ('c1', 'marketing_email', 1, '2026-01-01T00:00:00Z', 'import')"
         )
-    assert 10 in migrate_sync(db, MIGRATIONS)
+    assert 11 in migrate_sync(db, MIGRATIONS)
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
             "SELECT consent, granted, source, changed_at FROM consent_history"

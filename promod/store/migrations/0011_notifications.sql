@@ -1,4 +1,4 @@
--- 0010_notifications: the consent history and the sends of notification campaigns
+-- 0011_notifications: the consent history and the sends of notification campaigns
 -- (docs/notifications.md). Times of consents are ISO-8601 UTC text like
 -- customer_consents.updated_at; send times are unix seconds (REAL).
 
