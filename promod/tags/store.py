@@ -1,7 +1,7 @@
 """The store of tag rules, of the reason each tag is there, and of tag history.
 
 Every function takes a :class:`promod.store.seam.Transaction` and runs inside the one
-transaction of ``Database.run`` (tables of migration 0011)::
+transaction of ``Database.run`` (tables of migration 0012)::
 
     result = await db.run(partial(apply_rules, rules=rules, now=now, by="alice"))
     change = await db.run(partial(check_rule, name="bonus", as_of=now))

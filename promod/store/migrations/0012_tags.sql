@@ -1,4 +1,4 @@
--- 0011_tags: tag rules (promod.tags), the reason each tag is there, and tag history.
+-- 0012_tags: tag rules (promod.tags), the reason each tag is there, and tag history.
 -- Times are unix seconds (REAL), UTC.
 
 -- Why a tag is on a customer: who or what set it. Rows written before this
