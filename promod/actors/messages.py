@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Channels",
+    "EventsStored",
     "Inspect",
     "IssuePending",
     "JobFor",
     "Kick",
+    "LiveTick",
     "ProcessDue",
     "RunsChanged",
     "Settle",
@@ -86,6 +88,27 @@ class JobFor:
 
     campaign: CampaignRow
     run_id: int
+
+
+# -- live engine ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventsStored(Wakeup):
+    """New events are in the ``events`` table, after the receiver's cursor; look now.
+
+    To the live actor, from ``POST /v1/events`` once the batch committed; the live
+    actor passes it on to every actor named in ``App.event_listeners`` after a pass
+    that moved its cursor over new events (whatever stored them).
+    """
+
+
+@dataclass(frozen=True)
+class LiveTick:
+    """Ask the live actor to catch up on events and close the inaction windows due at
+    ``now`` (the scheduler's tick); answers ``{"timers_fired": n, …}``."""
+
+    now: float
 
 
 # -- clearance -----------------------------------------------------------------

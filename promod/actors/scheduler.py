@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from promod.actors.base import Actor
-from promod.actors.messages import Inspect, Kick, ProcessDue, RunsChanged
+from promod.actors.messages import Inspect, Kick, LiveTick, ProcessDue, RunsChanged
 from promod.actors.refs import wake
 from promod.campaigns import store as campaigns
 from promod.campaigns.runs import create_run_sync
 from promod.clock import sleep_until_woken
-from promod.live.engine import live_engine, next_timer_sync
+from promod.live.store import next_timer
 from promod.logs import get_logger
+from promod.store.seam import SqliteTransaction
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -81,7 +82,7 @@ class SchedulerActor(Actor):
             wake(self.app.actor("clearance"), RunsChanged())
         # Live-action campaigns: catch up on stored events, close due inaction windows.
         try:
-            await live_engine(self.app).tick(now)
+            await self.app.actor("live").ask(LiveTick(now), timeout=LIVE_TICK_TIMEOUT)
         except Exception as exc:
             log.error("live_tick_failed", error=repr(exc))
         wake(self.app.actor("ledger"), ProcessDue())
@@ -162,6 +163,9 @@ class SchedulerActor(Actor):
         return run_id
 
 
+# How long a tick waits for the live actor's catch-up and timers (it carries on after).
+LIVE_TICK_TIMEOUT = 60.0
+
 # Clearance leads longer than this are not looked ahead for (a week).
 MAX_CLEARANCE_LEAD = 7 * 86400.0
 
@@ -196,7 +200,7 @@ def next_wake_sync(conn: sqlite3.Connection, now: float) -> float | None:
         )
         if row[0] is not None
     ]
-    live_timer = next_timer_sync(conn, now)  # live-action inaction windows
+    live_timer = next_timer(SqliteTransaction(conn), now)  # live-action inaction windows
     if live_timer is not None:
         candidates.append(live_timer)
     # A running live-action campaign completes when its schedule ends.

@@ -30,6 +30,7 @@ from promod.codepool.report import codes_report
 from promod.config import PolicyConfig
 from promod.ledger import killswitch
 from promod.live.report import live_report
+from promod.store.seam import SqliteTransaction
 from promod.units import format_money
 
 # The figures every target of a campaign is counted in exactly once.
@@ -249,7 +250,7 @@ def _extra_sections(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any
     clearance = campaign_section_sync(conn, campaign_id)
     if clearance:
         out["clearance"] = clearance
-    live = live_report(conn, campaign_id)
+    live = live_report(SqliteTransaction(conn), campaign_id)
     if live is not None:
         out["live"] = live
     codes = codes_report(conn, campaign_id)

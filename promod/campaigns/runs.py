@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from promod.campaigns.segments import compile_segment
 from promod.campaigns.spec import CampaignSpec
+from promod.store.seam import SqliteTransaction, Transaction
 
 
 @dataclass
@@ -123,9 +124,7 @@ def next_local(start: float, at: time, zone: ZoneInfo) -> float:
     return candidate.timestamp()
 
 
-def due_times(
-    conn: sqlite3.Connection, spec: CampaignSpec, ids: list[str], start: float
-) -> list[float]:
+def due_times(tx: Transaction, spec: CampaignSpec, ids: list[str], start: float) -> list[float]:
     """When each customer's reward is due, per the campaign's delivery."""
     delivery = spec.schedule.delivery
     if delivery == "immediate" or not ids:
@@ -135,15 +134,16 @@ def due_times(
     zones: dict[str, str | None] = {}
     best: dict[str, int] = {}
     for chunk_start in range(0, len(ids), 50_000):
-        chunk = _json(ids[chunk_start : chunk_start + 50_000])
+        chunk = tx.dialect.array(ids[chunk_start : chunk_start + 50_000])
         zones.update(
-            conn.execute(
-                "SELECT id, timezone FROM customers WHERE id IN (SELECT value FROM json_each(?))",
-                (chunk,),
-            ).fetchall()
+            (row[0], row[1])
+            for row in tx.fetch_all(
+                "SELECT id, timezone FROM customers WHERE " + tx.dialect.in_array("id", "ids"),
+                {"ids": chunk},
+            )
         )
         if delivery == "best_time":
-            best.update(_best_hours(conn, chunk, int(start), zones, campaign_zone))
+            best.update(_best_hours(tx, chunk, int(start), zones, campaign_zone))
     cache: dict[tuple[str | None, int | None], float] = {}
     out = []
     for cid in ids:
@@ -159,8 +159,8 @@ def due_times(
 
 
 def _best_hours(
-    conn: sqlite3.Connection,
-    chunk: str,
+    tx: Transaction,
+    chunk: Any,
     until: int,
     zones: dict[str, str | None],
     campaign_zone: ZoneInfo,
@@ -175,12 +175,13 @@ def _best_hours(
     """
     tallies: dict[str, dict[int, int]] = {}
     hour_of: dict[tuple[str | None, int], int] = {}
-    for cid, quarter, n in conn.execute(
-        "SELECT customer_id, ts / 900, count(*) FROM events"
-        " WHERE customer_id IN (SELECT value FROM json_each(?)) AND ts <= ?"
-        " GROUP BY customer_id, ts / 900",
-        (chunk, until),
+    for row in tx.iterate(
+        "SELECT customer_id, ts / 900, count(*) FROM events WHERE "
+        + tx.dialect.in_array("customer_id", "ids")
+        + " AND ts <= :until GROUP BY customer_id, ts / 900",
+        {"ids": chunk, "until": until},
     ):
+        cid, quarter, n = str(row[0]), int(row[1]), int(row[2])
         name = zones.get(cid)
         hour = hour_of.get((name, quarter))
         if hour is None:
@@ -205,7 +206,7 @@ def plan_targets(
     ordered = rank(conn, spec, ids, seed)
     plan = Plan(targeted=len(ordered))
     plan.customer_ids = ordered
-    plan.due_at = due_times(conn, spec, ordered, now)
+    plan.due_at = due_times(SqliteTransaction(conn), spec, ordered, now)
     plan.status = ["pending"] * len(ordered)
     plan.reason = [None] * len(ordered)
     audience = spec.caps.audience
