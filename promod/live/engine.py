@@ -231,18 +231,23 @@ class LiveEngine:
             work.fired.seen = store.move_cursor_to_newest(tx)
             return work.fired
         rows = store.events_after(tx, store.event_cursor(tx), limit)
-        for seq, customer_id, name, ts, properties in rows:
-            if name not in names:
-                continue
-            work.fired.events += 1
-            event = _Event(seq, customer_id, name, ts, properties)
-            try:
-                with store.savepoint(tx, "live_event"):
+        events = [_Event(*row) for row in rows if row[2] in names]
+        try:
+            with store.savepoint(tx, "live_pass"):
+                for event in events:
                     self._event(tx, index, event, work)
-            except Exception as exc:
-                # A bad event must not block the stream: record it and move on.
-                work.fired.errors += 1
-                log.error("live_event_failed", seq=seq, name=name, error=repr(exc))
+        except Exception:
+            # Rolled back: again one event at a time, so that a bad event is recorded
+            # and skipped without blocking the stream.
+            work = _Pass(now)
+            for event in events:
+                try:
+                    with store.savepoint(tx, "live_event"):
+                        self._event(tx, index, event, work)
+                except Exception as exc:
+                    work.fired.errors += 1
+                    log.error("live_event_failed", seq=event.seq, name=event.name, error=repr(exc))
+        work.fired.events = len(events)
         if rows:
             store.move_cursor(tx, rows[-1][0])
             work.fired.seen = True
