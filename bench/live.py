@@ -216,6 +216,12 @@ def _peak_rss(pid: int) -> str:
     return "unknown"
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_granted(db: Path, total: int, timeout: float = 120.0) -> int:
     deadline = time.monotonic() + timeout
     granted = 0
@@ -264,14 +270,17 @@ def main(args: argparse.Namespace) -> None:
             first = 0
             for rate in args.rates:
                 step = Step(rate, first, int(rate * args.seconds))
+                cpu = _cpu_seconds(proc.pid)
                 anyio.run(_send, base, token, step, args)
                 first += step.count
                 granted = _wait_granted(db, first)
+                cpu = _cpu_seconds(proc.pid) - cpu
                 steps.append(step)
                 print(
                     f"  offered {rate:,.0f} events/s: sent {step.count:,} in {step.elapsed:.2f} s"
                     f" ({step.count / step.elapsed:,.0f}/s),"
-                    f" granted {granted - (first - step.count):,}"
+                    f" granted {granted - (first - step.count):,};"
+                    f" daemon CPU {cpu:.2f} s ({cpu / step.count * 1e6:,.0f} us per event)"
                 )
                 time.sleep(0.5)
             parent.send("stop")

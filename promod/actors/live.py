@@ -74,14 +74,14 @@ class LiveActor(Actor):
         await self.engine.process()
 
     async def _pass(self) -> None:
-        self.passes += 1
-        if self.passes == 1:
+        if not self.passes:
             # A scheduler tick missed while this actor restarted closes no window
             # later (the scheduler sleeps until the next one): close them now.
             fired = await self.engine.tick(self.app.clock.now())
             self.engine.wake(fired)
-            return
-        fired = await self.engine.process_batch()
+        else:
+            fired = await self.engine.process_batch()
+        self.passes += 1
         if not fired.more:
             return
         try:

@@ -217,13 +217,14 @@ class LiveEngine:
         self.app = app
         self.indexes = IndexCache()
         self.totals: Fired = Fired()
+        self.batch_size = EVENTS_PER_TRANSACTION  # events per pass (one transaction)
 
     # -- inside a transaction -----------------------------------------------------
 
-    def process_events(
-        self, tx: Transaction, now: float, limit: int = EVENTS_PER_TRANSACTION
-    ) -> Fired:
-        """Match the next events after the cursor; move the cursor past them."""
+    def process_events(self, tx: Transaction, now: float, limit: int | None = None) -> Fired:
+        """Match the next events after the cursor (``batch_size`` by default); move the
+        cursor past them."""
+        limit = self.batch_size if limit is None else limit
         work = _Pass(now)
         index = self.indexes.current(tx)
         names = index.names
@@ -366,13 +367,13 @@ class LiveEngine:
 
     # -- async entry points -----------------------------------------------------------
 
-    async def process_batch(self, limit: int = EVENTS_PER_TRANSACTION) -> Fired:
-        """One pass over at most ``limit`` new events; wakes whoever must act on it.
+    async def process_batch(self) -> Fired:
+        """One pass over at most ``batch_size`` new events; wakes whoever must act on it.
 
         ``more`` on the result says events are left after the cursor.
         """
         now = self.app.clock.now()
-        fired = await self.app.db.run(lambda tx: self.process_events(tx, now, limit))
+        fired = await self.app.db.run(lambda tx: self.process_events(tx, now))
         self._account(fired)
         self.wake(fired)
         return fired
