@@ -16,7 +16,7 @@ run and counts them on ``runs.targeted``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,8 @@ from promod.store.seam import Row, Transaction
 __all__ = [
     "ActiveRun",
     "DueTimer",
+    "NewFiring",
+    "NewTarget",
     "StoredEventRow",
     "add_refusals",
     "add_targeted",
@@ -36,11 +38,14 @@ __all__ = [
     "event_cursor",
     "event_properties",
     "events_after",
+    "existing_targets",
     "first_event_seq",
     "has_target",
     "in_segment",
     "insert_firing",
+    "insert_firings",
     "insert_target",
+    "insert_targets",
     "live_runs",
     "move_cursor",
     "move_cursor_to_newest",
@@ -62,6 +67,12 @@ ActiveRun = tuple[str, int, int, float]
 
 StoredEventRow = tuple[int, str, str, int, str]
 """(seq, customer id, name, ts, properties JSON) of a stored event."""
+
+NewTarget = tuple[int, int, str, float]
+"""(run id, rank, customer id, due at) of a pending target."""
+
+NewFiring = tuple[int, str, str, str, int | None, float, float, float]
+"""(run, customer, campaign, source, event seq, event ts, fired at, due at) of a firing."""
 
 DueTimer = tuple[int, str, int, str, str, int, float, float]
 """(id, campaign, run, customer, missing, after_seq, after_ts, fires_at) of a timer."""
@@ -239,6 +250,42 @@ def insert_target(tx: Transaction, run_id: int, rank: int, customer_id: str, due
     return bool(tx.execute(sql, params))
 
 
+def existing_targets(
+    tx: Transaction, run_ids: Iterable[int], customer_ids: Iterable[str]
+) -> set[tuple[int, str]]:
+    """The (run, customer) pairs among these runs and customers that are targets already."""
+    d = tx.dialect
+    rows = tx.fetch_all(
+        "SELECT run_id, customer_id FROM run_targets WHERE "
+        + d.in_array("run_id", "runs")
+        + " AND "
+        + d.in_array("customer_id", "customers"),
+        {"runs": d.array(sorted(run_ids)), "customers": d.array(sorted(customer_ids))},
+    )
+    return {(int(r[0]), str(r[1])) for r in rows}
+
+
+def insert_targets(tx: Transaction, rows: Sequence[NewTarget]) -> None:
+    """Add pending targets known to be new (a customer already there raises)."""
+    tx.executemany(
+        "INSERT INTO run_targets (run_id, rank, customer_id, due_at, status)"
+        " VALUES (:run, :rank, :customer, :due, 'pending')",
+        [{"run": r, "rank": k, "customer": c, "due": d} for r, k, c, d in rows],
+    )
+
+
+def insert_firings(tx: Transaction, rows: Sequence[NewFiring]) -> None:
+    tx.executemany(_INSERT_FIRING, [dict(zip(_FIRING_KEYS, row, strict=True)) for row in rows])
+
+
+_FIRING_KEYS = ("run", "customer", "campaign", "source", "seq", "event_ts", "fired_at", "due_at")
+_INSERT_FIRING = (
+    "INSERT INTO live_firings (run_id, customer_id, campaign_id, source, event_seq,"
+    " event_ts, fired_at, due_at) VALUES (:run, :customer, :campaign, :source, :seq,"
+    " :event_ts, :fired_at, :due_at)"
+)
+
+
 def insert_firing(
     tx: Transaction,
     *,
@@ -252,9 +299,7 @@ def insert_firing(
     due_at: float,
 ) -> None:
     tx.execute(
-        "INSERT INTO live_firings (run_id, customer_id, campaign_id, source, event_seq,"
-        " event_ts, fired_at, due_at) VALUES (:run, :customer, :campaign, :source, :seq,"
-        " :event_ts, :fired_at, :due_at)",
+        _INSERT_FIRING,
         {
             "run": run_id,
             "customer": customer_id,
