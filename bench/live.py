@@ -20,10 +20,12 @@ the event's arrival:
 - to ``grants.created_at`` (the ledger's time for the batch, before its commit);
 - to the POST's answer (the event is durable then).
 
-Each step waits until every event of it is granted before the next starts. Prints,
-per rate, the rate reached, p50/p99/max, the sender's lag behind the schedule (a
-lagging sender means the figures include the benchmark's own delay), and the
-daemon's peak RSS at the end::
+Each step waits until every event of it is granted before the next starts. Then
+the same steps run against the leanest plain baseline, ``bench/live_baseline.py``
+(plain asyncio and sqlite3, the same facts per event, the same durability). Prints,
+per server and rate, the rate reached, the server's CPU time per event, p50/p99/max,
+the sender's lag behind the schedule (a lagging sender means the figures include
+the benchmark's own delay), and the server's peak RSS::
 
     .venv/bin/python bench/live.py [--rates 2000,5000] [--seconds 5] [--campaigns 50]
                                    [--tick 0.005] [--connections 32] [--dir /tmp]
@@ -234,15 +236,73 @@ def _wait_granted(db: Path, total: int, timeout: float = 120.0) -> int:
     return int(granted)
 
 
+def _measure(
+    label: str, base: str, token: str, db: Path, pid: int, args: argparse.Namespace
+) -> None:
+    """Every rate of ``args.rates`` against one server; prints its figures."""
+    parent, child = multiprocessing.Pipe()
+    poller = multiprocessing.get_context("fork").Process(
+        target=_poll, args=(str(db), args.poll, child), daemon=True
+    )
+    poller.start()
+    try:
+        print(f"{label}:")
+        steps: list[Step] = []
+        first = 0
+        for rate in args.rates:
+            step = Step(rate, first, int(rate * args.seconds))
+            cpu = _cpu_seconds(pid)
+            anyio.run(_send, base, token, step, args)
+            first += step.count
+            granted = _wait_granted(db, first)
+            cpu = _cpu_seconds(pid) - cpu
+            steps.append(step)
+            print(
+                f"  offered {rate:,.0f} events/s: sent {step.count:,} in {step.elapsed:.2f} s"
+                f" ({step.count / step.elapsed:,.0f}/s),"
+                f" granted {granted - (first - step.count):,};"
+                f" server CPU {cpu:.2f} s ({cpu / step.count * 1e6:,.0f} us per event)"
+            )
+            time.sleep(0.5)
+        parent.send("stop")
+        seen: dict[str, float] = parent.recv()
+        with sqlite3.connect(db, timeout=30) as conn:
+            created = dict(conn.execute("SELECT customer_id, created_at FROM grants"))
+        for step in steps:
+            ks = range(step.first, step.first + step.count)
+            commit = [seen[f"c{k}"] - step.arrival(k) for k in ks if f"c{k}" in seen]
+            stamped = [created[f"c{k}"] - step.arrival(k) for k in ks if f"c{k}" in created]
+            answer = [step.answered[k] - step.arrival(k) for k in ks if k in step.answered]
+            print(
+                f"  {step.rate:,.0f} events/s, from an event's arrival to ({len(commit):,} grants):"
+            )
+            print(_line("grant committed (seen)", commit))
+            print(_line("grant created_at", stamped))
+            print(_line("POST answered (durable)", answer))
+            print(_line("sender lag behind schedule", step.lag))
+        print(f"  peak RSS: {_peak_rss(pid)}")
+    finally:
+        if poller.is_alive():
+            poller.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main(args: argparse.Namespace) -> None:
+    print(
+        f"live bench (open loop): {args.campaigns} live campaigns, {args.seconds:g} s"
+        f" per rate, a POST every {args.tick * 1000:g} ms of what arrived,"
+        f" <= {args.connections} in flight, grants polled every {args.poll * 1000:g} ms;"
+        f" state in {args.dir}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="pmb", dir=args.dir) as tmp:
         root = Path(tmp)
         proc, sock = _start(root, args.profile)
         db = root / "state" / "promod.db"
-        parent, child = multiprocessing.Pipe()
-        poller = multiprocessing.get_context("fork").Process(
-            target=_poll, args=(str(db), args.poll, child), daemon=True
-        )
         try:
             for i in range(args.campaigns):
                 _admin(sock, "campaign.apply", {"spec": SPEC.format(i=i)})
@@ -258,52 +318,34 @@ def main(args: argparse.Namespace) -> None:
                 time.sleep(0.1)
             base = "http://" + _admin(sock, "status", {})["http"]
             token = (root / "http-token").read_text().strip()
-            poller.start()
-            print(
-                f"live bench (open loop): {args.campaigns} live campaigns, {args.seconds:g} s"
-                f" per rate, a POST every {args.tick * 1000:g} ms of what arrived,"
-                f" <= {args.connections} in flight, grants polled every"
-                f" {args.poll * 1000:g} ms; state in {args.dir}; {os.cpu_count()} CPUs,"
-                f" load {os.getloadavg()[0]:.1f}"
-            )
-            steps: list[Step] = []
-            first = 0
-            for rate in args.rates:
-                step = Step(rate, first, int(rate * args.seconds))
-                cpu = _cpu_seconds(proc.pid)
-                anyio.run(_send, base, token, step, args)
-                first += step.count
-                granted = _wait_granted(db, first)
-                cpu = _cpu_seconds(proc.pid) - cpu
-                steps.append(step)
-                print(
-                    f"  offered {rate:,.0f} events/s: sent {step.count:,} in {step.elapsed:.2f} s"
-                    f" ({step.count / step.elapsed:,.0f}/s),"
-                    f" granted {granted - (first - step.count):,};"
-                    f" daemon CPU {cpu:.2f} s ({cpu / step.count * 1e6:,.0f} us per event)"
-                )
-                time.sleep(0.5)
-            parent.send("stop")
-            seen: dict[str, float] = parent.recv()
-            with sqlite3.connect(db, timeout=30) as conn:
-                created = dict(conn.execute("SELECT customer_id, created_at FROM grants"))
-            print("  from an event's arrival to:")
-            for step in steps:
-                ks = range(step.first, step.first + step.count)
-                commit = [seen[f"c{k}"] - step.arrival(k) for k in ks if f"c{k}" in seen]
-                stamped = [created[f"c{k}"] - step.arrival(k) for k in ks if f"c{k}" in created]
-                answer = [step.answered[k] - step.arrival(k) for k in ks if k in step.answered]
-                print(f"  {step.rate:,.0f} events/s ({len(commit):,} grants):")
-                print(_line("grant committed (seen)", commit))
-                print(_line("grant created_at", stamped))
-                print(_line("POST answered (durable)", answer))
-                print(_line("sender lag behind schedule", step.lag))
-            print(f"  daemon peak RSS: {_peak_rss(proc.pid)}")
+            _measure("promod", base, token, db, proc.pid, args)
         finally:
-            if poller.is_alive():
-                poller.kill()
             proc.terminate()
             proc.wait(timeout=30)
+    if not args.baseline:
+        return
+    with tempfile.TemporaryDirectory(prefix="pmb", dir=args.dir) as tmp:
+        db = Path(tmp) / "lean.db"
+        port = _free_port()
+        lean = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("live_baseline.py")), str(db),
+             str(port), str(args.campaigns)],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert lean.stdout is not None
+            lean.stdout.readline()  # "listening"
+            _measure(
+                "lean baseline (plain asyncio + sqlite3, same facts, WAL + FULL)",
+                f"http://127.0.0.1:{port}",
+                "unused",
+                db,
+                lean.pid,
+                args,
+            )
+        finally:
+            lean.terminate()
+            lean.wait(timeout=30)
 
 
 if __name__ == "__main__":
@@ -323,4 +365,10 @@ if __name__ == "__main__":
         "--dir", default="/tmp", help="where the daemon's state lives (/dev/shm: no fsync cost)"
     )
     parser.add_argument("--profile", help="write a cProfile of the daemon to this file")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the lean baseline (bench/live_baseline.py) run after promod",
+    )
     main(parser.parse_args())
