@@ -86,8 +86,8 @@ class EventWriter:
         self.transactions += 1
         self.batches += len(group)
         try:
-            results = await self.db.run_sync(
-                lambda conn: [insert_events_sync(conn, slot.events) for slot in group]
+            results = await self.db.run(
+                lambda tx: [insert_events_sync(tx, slot.events) for slot in group]
             )
         except Exception as exc:
             if len(group) == 1 or is_outage(exc):
@@ -97,7 +97,7 @@ class EventWriter:
             for slot in group:  # find the batch that fails: each alone
                 try:
                     alone_fn = partial(insert_events_sync, events=slot.events)
-                    slot.result = await self.db.run_sync(alone_fn)
+                    slot.result = await self.db.run(alone_fn)
                 except Exception as alone:
                     slot.error = alone
             return
