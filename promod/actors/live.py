@@ -27,15 +27,11 @@ from typing import TYPE_CHECKING, Any
 from promod.actors.base import Actor, ActorNotRunning, MailboxFull
 from promod.actors.messages import EventsStored, Inspect, LiveTick
 from promod.live.engine import Fired, LiveEngine
-from promod.logs import get_logger
 
 if TYPE_CHECKING:
     from promod.app import App
 
 __all__ = ["LiveActor", "summary"]
-
-log = get_logger("promod.live", actor="live")
-
 
 def summary(fired: Fired) -> dict[str, Any]:
     """What a pass did, JSON-able (refusals by reason as a plain dict)."""
