@@ -34,12 +34,6 @@ DRIVERS = {"sqlite3", "aiosqlite", "asyncpg"}
 PENDING: set[str] = {
     "promod/actors/ledger.py",
     "promod/actors/notifier.py",
-    "promod/codepool/commands.py",
-    "promod/codepool/imports.py",
-    "promod/codepool/provider.py",
-    "promod/codepool/redeem.py",
-    "promod/codepool/store.py",
-    "promod/crm/store.py",
     "promod/ledger/caps.py",
     "promod/ledger/grants.py",
     "promod/ledger/killswitch.py",
