@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveActor", "summary"]
 
+
 def summary(fired: Fired) -> dict[str, Any]:
     """What a pass did, JSON-able (refusals by reason as a plain dict)."""
     out = asdict(fired)
