@@ -1,22 +1,41 @@
-"""Benchmark: live-action events through HTTP into grants, with 50 active live campaigns.
+"""Benchmark: live-action latency, open loop — from each event's arrival to its grant's commit.
 
-Starts a real daemon (``promod init`` + ``promod run``, system clock) in a temporary
-directory, applies and launches ``--campaigns`` live campaigns (campaign i rewards
-event ``action{i}`` with ``amount >= i``), then ``--clients`` concurrent httpx clients
-post batches of ``--batch`` events for ``--seconds`` seconds; every event matches one
-campaign for a new customer, so every event leads to one grant. Prints events/s
-accepted and granted, and p50/p99 from event accepted (the POST's response) and from
-the POST's start to the grant's commit (``grants.created_at``, the ledger's batch time,
-a little before its commit)::
+Starts a real daemon (``promod init`` + ``promod run``, system clock, WAL with
+synchronous=FULL as shipped) in a temporary directory, applies and launches
+``--campaigns`` live campaigns (campaign i rewards event ``action{i}`` with
+``amount >= i``); every event is for a new customer and matches one campaign, so
+every event leads to one grant.
 
-    .venv/bin/python bench/live.py [--seconds 5] [--clients 8] [--batch 50] [--campaigns 50]
-                                   [--rate 500] [--dir /dev/shm] [--profile FILE]
+Open loop: for each rate of ``--rates``, event k of a step *arrives* at
+``t0 + k / rate`` whatever the daemon does. Every ``--tick`` seconds the sender
+posts the events that have arrived since its last post as one ``POST /v1/events``,
+without waiting for earlier answers (up to ``--connections`` requests in flight;
+a request waiting for a connection keeps its events' arrival times, so a slow
+daemon shows as latency, not as a lower offered rate). Latency is measured from
+the event's arrival:
+
+- to the grant's commit: a separate poller process reads the database (a WAL
+  reader, every ``--poll`` seconds) and stamps each grant when it first sees it,
+  so this figure is an upper bound on the commit, by at most the poll interval;
+- to ``grants.created_at`` (the ledger's time for the batch, before its commit);
+- to the POST's answer (the event is durable then).
+
+Each step waits until every event of it is granted before the next starts. Then
+the same steps run against the leanest plain baseline, ``bench/live_baseline.py``
+(plain asyncio and sqlite3, the same facts per event, the same durability). Prints,
+per server and rate, the rate reached, the server's CPU time per event, p50/p99/max,
+the sender's lag behind the schedule (a lagging sender means the figures include
+the benchmark's own delay), and the server's peak RSS::
+
+    .venv/bin/python bench/live.py [--rates 2000,5000] [--seconds 5] [--campaigns 50]
+                                   [--tick 0.005] [--connections 32] [--dir /tmp]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import socket
@@ -25,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +101,7 @@ def _start(root: Path, profile: str | None) -> tuple[subprocess.Popen[bytes], Pa
     command = [str(BIN / "promod"), "run", "--config", str(config)]
     if profile:
         command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "promod", *command[1:]]
-    proc = subprocess.Popen(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=root,
-    )
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     sock = root / "admin.sock"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -101,49 +115,92 @@ def _start(root: Path, profile: str | None) -> tuple[subprocess.Popen[bytes], Pa
     raise RuntimeError("daemon did not start:\n" + (root / "daemon.log").read_text())
 
 
-async def _load(
-    base: str, token: str, args: argparse.Namespace
-) -> tuple[float, dict[str, tuple[float, float]]]:
-    """Post for ``args.seconds``; returns the elapsed time and, per event id, (sent, accepted)."""
-    times: dict[str, tuple[float, float]] = {}
-    deadline = time.perf_counter() + args.seconds
-    counter = iter(range(10**9))
-    headers = {"Authorization": f"Bearer {token}"}
+def _poll(db: str, interval: float, pipe: Connection) -> None:
+    """In its own process: stamp every grant (customer id) when a reader first sees it."""
+    conn = sqlite3.connect(db, timeout=30)
+    seen: dict[str, float] = {}
+    last = 0
+    while not pipe.poll():
+        rows = conn.execute(
+            "SELECT id, customer_id FROM grants WHERE id > ? ORDER BY id", (last,)
+        ).fetchall()
+        at = time.time()
+        for grant_id, customer_id in rows:
+            seen[customer_id] = at
+            last = grant_id
+        time.sleep(interval)
+    pipe.recv()
+    pipe.send(seen)
+    conn.close()
 
-    # With --rate, each client posts its share of the rate on a fixed beat (open loop).
-    interval = args.batch * args.clients / args.rate if args.rate else 0.0
 
-    async def worker(offset: float) -> None:
-        beat = time.perf_counter() + offset
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
-            while time.perf_counter() < deadline:
-                if interval:
-                    beat += interval
-                    await anyio.sleep(max(0.0, beat - time.perf_counter()))
-                ns = [next(counter) for _ in range(args.batch)]
-                ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
-                events = [
-                    {
-                        "id": f"e{n}",
-                        "customer_id": f"c{n}",
-                        "name": f"action{n % args.campaigns}",
-                        "ts": ts,
-                        "properties": {"amount": f"{n % args.campaigns}.50"},
-                    }
-                    for n in ns
-                ]
-                sent = time.time()
-                r = await client.post("/v1/events", json={"events": events})
-                accepted = time.time()
+class Step:
+    """One rate: the events' arrival and answer times, and how late the sender was."""
+
+    def __init__(self, rate: float, first: int, count: int) -> None:
+        self.rate = rate
+        self.first = first
+        self.count = count
+        self.t0 = 0.0
+        self.answered: dict[int, float] = {}
+        self.lag: list[float] = []
+        self.elapsed = 0.0
+        self.failed = 0  # events of requests that failed (not answered 2xx)
+        self.errors: dict[str, int] = {}
+
+    def arrival(self, k: int) -> float:
+        return self.t0 + (k - self.first) / self.rate
+
+
+def _event(k: int, campaigns: int, ts: str) -> dict[str, Any]:
+    return {
+        "id": f"e{k}",
+        "customer_id": f"c{k}",
+        "name": f"action{k % campaigns}",
+        "ts": ts,
+        "properties": {"amount": f"{k % campaigns}.50"},
+    }
+
+
+async def _send(base: str, token: str, step: Step, args: argparse.Namespace) -> None:
+    """Post each tick's arrivals on schedule, never waiting for earlier answers."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=64)
+    async with (
+        httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as client,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def post(ks: range, body: bytes) -> None:
+            try:
+                r = await client.post("/v1/events", content=body)
                 r.raise_for_status()
-                for n in ns:
-                    times[f"e{n}"] = (sent, accepted)
+            except httpx.HTTPError as exc:  # an overloaded server drops connections
+                step.failed += len(ks)
+                step.errors[type(exc).__name__] = step.errors.get(type(exc).__name__, 0) + 1
+                return
+            at = time.time()
+            for k in ks:
+                step.answered[k] = at
 
-    started = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for k in range(args.clients):
-            tg.start_soon(worker, interval * k / args.clients)
-    return time.perf_counter() - started, times
+        end = step.first + step.count
+        step.t0 = time.time() + 0.05
+        sent = step.first
+        tick = 0
+        while sent < end:
+            tick += 1
+            await anyio.sleep(max(0.0, step.t0 + tick * args.tick - time.time()))
+            now = time.time()
+            due = min(end, step.first + int((now - step.t0) * step.rate) + 1)
+            if due <= sent:
+                continue
+            ks = range(sent, due)
+            step.lag.append(now - step.arrival(due - 1))
+            ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            body = json.dumps({"events": [_event(k, args.campaigns, ts) for k in ks]}).encode()
+            tg.start_soon(post, ks, body)
+            sent = due
+    step.elapsed = time.time() - step.t0
 
 
 def _q(values: list[float], q: float) -> float:
@@ -151,15 +208,116 @@ def _q(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
 
+def _line(label: str, values: list[float]) -> str:
+    return (
+        f"    {label:<28} p50 {_q(values, 0.5):7.1f} ms  p99 {_q(values, 0.99):7.1f} ms"
+        f"  max {_q(values, 1.0):7.1f} ms"
+    )
+
+
+def _peak_rss(pid: int) -> str:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 1024:.0f} MB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_granted(db: Path, total: int, timeout: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout
+    granted = 0
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db, timeout=30) as conn:
+            (granted,) = conn.execute("SELECT count(*) FROM grants").fetchone()
+        if granted >= total:
+            break
+        time.sleep(0.1)
+    return int(granted)
+
+
+def _measure(
+    label: str, base: str, token: str, db: Path, pid: int, args: argparse.Namespace
+) -> None:
+    """Every rate of ``args.rates`` against one server; prints its figures."""
+    parent, child = multiprocessing.Pipe()
+    poller = multiprocessing.get_context("fork").Process(
+        target=_poll, args=(str(db), args.poll, child), daemon=True
+    )
+    poller.start()
+    try:
+        print(f"{label}:")
+        steps: list[Step] = []
+        first = 0
+        expected = 0
+        for rate in args.rates:
+            step = Step(rate, first, int(rate * args.seconds))
+            cpu = _cpu_seconds(pid)
+            before = expected
+            anyio.run(_send, base, token, step, args)
+            first += step.count
+            expected += step.count - step.failed
+            granted = _wait_granted(db, expected)
+            cpu = _cpu_seconds(pid) - cpu
+            steps.append(step)
+            failed = f", {step.failed:,} in failed requests {step.errors}" if step.failed else ""
+            print(
+                f"  offered {rate:,.0f} events/s: sent {step.count:,} in {step.elapsed:.2f} s"
+                f" ({step.count / step.elapsed:,.0f}/s){failed},"
+                f" granted {granted - before:,};"
+                f" server CPU {cpu:.2f} s ({cpu / step.count * 1e6:,.0f} us per event)"
+            )
+            time.sleep(0.5)
+        parent.send("stop")
+        seen: dict[str, float] = parent.recv()
+        with sqlite3.connect(db, timeout=30) as conn:
+            created = dict(conn.execute("SELECT customer_id, created_at FROM grants"))
+        for step in steps:
+            ks = range(step.first, step.first + step.count)
+            commit = [seen[f"c{k}"] - step.arrival(k) for k in ks if f"c{k}" in seen]
+            stamped = [created[f"c{k}"] - step.arrival(k) for k in ks if f"c{k}" in created]
+            answer = [step.answered[k] - step.arrival(k) for k in ks if k in step.answered]
+            print(
+                f"  {step.rate:,.0f} events/s, from an event's arrival to ({len(commit):,} grants):"
+            )
+            print(_line("grant committed (seen)", commit))
+            print(_line("grant created_at", stamped))
+            print(_line("POST answered (durable)", answer))
+            print(_line("sender lag behind schedule", step.lag))
+        print(f"  peak RSS: {_peak_rss(pid)}")
+    finally:
+        if poller.is_alive():
+            poller.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main(args: argparse.Namespace) -> None:
+    print(
+        f"live bench (open loop): {args.campaigns} live campaigns, {args.seconds:g} s"
+        f" per rate, a POST every {args.tick * 1000:g} ms of what arrived,"
+        f" <= {args.connections} in flight, grants polled every {args.poll * 1000:g} ms;"
+        f" state in {args.dir}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="pmb", dir=args.dir) as tmp:
         root = Path(tmp)
         proc, sock = _start(root, args.profile)
+        db = root / "state" / "promod.db"
         try:
             for i in range(args.campaigns):
                 _admin(sock, "campaign.apply", {"spec": SPEC.format(i=i)})
                 _admin(sock, "campaign.launch", {"campaign": f"live-{i}"})
-            db = root / "state" / "promod.db"
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 with sqlite3.connect(db, timeout=30) as conn:
@@ -171,63 +329,57 @@ def main(args: argparse.Namespace) -> None:
                 time.sleep(0.1)
             base = "http://" + _admin(sock, "status", {})["http"]
             token = (root / "http-token").read_text().strip()
-            print(
-                f"live bench: {args.campaigns} live campaigns, {args.clients} clients, "
-                f"batches of {args.batch}, {args.seconds:g} s"
-                + (f", offered {args.rate:g} events/s" if args.rate else ", closed loop")
-            )
-            elapsed, times = anyio.run(_load, base, token, args)
-            # Let the ledger finish what was fired.
-            expected = len(times)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with sqlite3.connect(db, timeout=30) as conn:
-                    (granted,) = conn.execute("SELECT count(*) FROM grants").fetchone()
-                if granted >= expected:
-                    break
-                time.sleep(0.2)
-            with sqlite3.connect(db, timeout=30) as conn:
-                rows = conn.execute(
-                    "SELECT e.event_id, g.created_at FROM grants g JOIN live_firings f"
-                    " ON f.run_id = g.run_id AND f.customer_id = g.customer_id"
-                    " JOIN events e ON e.seq = f.event_seq"
-                ).fetchall()
-                (last,) = conn.execute("SELECT max(created_at) FROM grants").fetchone()
-            from_accept = [at - times[eid][1] for eid, at in rows if eid in times]
-            from_send = [at - times[eid][0] for eid, at in rows if eid in times]
-            first = min(s for s, _ in times.values())
-            print(f"  events accepted: {expected:,} ({expected / elapsed:,.0f} events/s)")
-            print(
-                f"  grants: {len(rows):,} ({len(rows) / max(1e-9, (last or first) - first):,.0f}"
-                " grants/s from first POST to last grant)"
-            )
-            posts = [accepted - sent for sent, accepted in set(times.values())]
-            print(
-                f"  POST /v1/events (match + fire included): p50 {_q(posts, 0.5):7.1f} ms"
-                f"  p99 {_q(posts, 0.99):7.1f} ms"
-            )
-            print(
-                f"  accepted -> grant: p50 {_q(from_accept, 0.5):7.1f} ms"
-                f"  p99 {_q(from_accept, 0.99):7.1f} ms"
-            )
-            print(
-                f"  POST start -> grant: p50 {_q(from_send, 0.5):7.1f} ms"
-                f"  p99 {_q(from_send, 0.99):7.1f} ms"
-            )
+            _measure("promod", base, token, db, proc.pid, args)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    if not args.baseline:
+        return
+    with tempfile.TemporaryDirectory(prefix="pmb", dir=args.dir) as tmp:
+        db = Path(tmp) / "lean.db"
+        port = _free_port()
+        lean = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("live_baseline.py")), str(db),
+             str(port), str(args.campaigns)],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert lean.stdout is not None
+            lean.stdout.readline()  # "listening"
+            _measure(
+                "lean baseline (plain asyncio + sqlite3, same facts, WAL + FULL)",
+                f"http://127.0.0.1:{port}",
+                "unused",
+                db,
+                lean.pid,
+                args,
+            )
+        finally:
+            lean.terminate()
+            lean.wait(timeout=30)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument(
+        "--rates",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[2000.0, 5000.0],
+        help="offered events/s, one step each (default 2000,5000)",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
     parser.add_argument("--campaigns", type=int, default=50)
-    parser.add_argument("--rate", type=float, help="offered events/s (default: closed loop)")
+    parser.add_argument("--tick", type=float, default=0.005, help="seconds between POSTs")
+    parser.add_argument("--connections", type=int, default=32, help="requests in flight")
+    parser.add_argument("--poll", type=float, default=0.001, help="seconds between grant polls")
     parser.add_argument(
         "--dir", default="/tmp", help="where the daemon's state lives (/dev/shm: no fsync cost)"
     )
     parser.add_argument("--profile", help="write a cProfile of the daemon to this file")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the lean baseline (bench/live_baseline.py) run after promod",
+    )
     main(parser.parse_args())

@@ -34,13 +34,12 @@ from promod.store.database import Database
 if TYPE_CHECKING:
     from promod.customers.store import StoredEvent
     from promod.http.metrics import HttpMetrics
-    from promod.live.engine import LiveEngine
     from promod.plugins.circuit import CircuitBoard
 
 __all__ = ["App", "EventsHook"]
 
 EventsHook = Callable[["Sequence[StoredEvent]"], Awaitable[None] | None]
-"""Called with the events ``POST /v1/events`` stored (the live engine's ``on_events``)."""
+"""Called with the events ``POST /v1/events`` stored (the live plugin wakes the live actor)."""
 
 
 @dataclass(eq=False)
@@ -65,7 +64,7 @@ class App:
     http_metrics: HttpMetrics | None = None  # see promod.http.metrics.http_metrics
     on_events: EventsHook | None = None  # set by the live plugin at start
     redeem: Callable[..., Awaitable[Any]] | None = None  # instead of codepool.redeem.redeem
-    live: LiveEngine | None = None  # see promod.live.engine.live_engine
+    event_listeners: list[str] = field(default_factory=list)  # actors told EventsStored
     circuits: CircuitBoard | None = None  # see promod.plugins.isolation.board
     circuits_handled: dict[str, int] = field(default_factory=dict)  # breaker -> openings handled
     circuits_alerted: set[str] = field(default_factory=set)  # breakers whose opening was alerted

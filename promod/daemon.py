@@ -27,6 +27,7 @@ from promod.actors.clearance import ClearanceActor
 from promod.actors.codepool import CodePoolActor
 from promod.actors.crmsync import CrmSyncActor
 from promod.actors.ledger import LedgerActor
+from promod.actors.live import LiveActor
 from promod.actors.messages import Channels
 from promod.actors.notifier import NotifierActor
 from promod.actors.scheduler import SchedulerActor
@@ -70,6 +71,7 @@ ACTORS: tuple[tuple[str, Any], ...] = (
     ("codepool", CodePoolActor),
     ("notifier", NotifierActor),
     ("clearance", ClearanceActor),
+    ("live", LiveActor),
     ("scheduler", SchedulerActor),
     ("crmsync", CrmSyncActor),
     ("tagger", TaggerActor),

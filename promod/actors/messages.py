@@ -30,6 +30,7 @@ __all__ = [
     "IssuePending",
     "JobFor",
     "Kick",
+    "LiveTick",
     "ProcessDue",
     "Recheck",
     "RulesChanged",
@@ -91,6 +92,27 @@ class JobFor:
     run_id: int
 
 
+# -- live engine ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventsStored(Wakeup):
+    """New events are in the ``events`` table, after the receiver's cursor; look now.
+
+    To the live actor, from ``POST /v1/events`` once the batch committed; the live
+    actor passes it on to every actor named in ``App.event_listeners`` after a pass
+    that moved its cursor over new events (whatever stored them).
+    """
+
+
+@dataclass(frozen=True)
+class LiveTick:
+    """Ask the live actor to catch up on events and close the inaction windows due at
+    ``now`` (the scheduler's tick); answers ``{"timers_fired": n, …}``."""
+
+    now: float
+
+
 # -- clearance -----------------------------------------------------------------
 
 
@@ -115,15 +137,6 @@ class Channels:
 
 
 # -- tagger --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EventsStored(Wakeup):
-    """To the tagger: new events were stored; evaluate the tag rules that read them.
-
-    The tagger finds the events itself, past its cursor in the store, so a burst of
-    batches merges into one wake and a lost wake only waits for the next.
-    """
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 import anyio
 
 from promod.actors.base import Actor
-from promod.actors.messages import Inspect, Kick, ProcessDue, RunsChanged
+from promod.actors.messages import Inspect, Kick, LiveTick, ProcessDue, RunsChanged
 from promod.actors.refs import wake
 from promod.campaigns.store_schedule import next_wake_sync, start_due_runs_sync
 from promod.clock import sleep_until_woken
-from promod.live.engine import live_engine
 from promod.logs import get_logger
 
 if TYPE_CHECKING:
@@ -79,10 +78,14 @@ class SchedulerActor(Actor):
             wake(self.app.actor("clearance"), RunsChanged())
         # Live-action campaigns: catch up on stored events, close due inaction windows.
         try:
-            await live_engine(self.app).tick(now)
+            await self.app.actor("live").ask(LiveTick(now), timeout=LIVE_TICK_TIMEOUT)
         except Exception as exc:
             log.error("live_tick_failed", error=repr(exc))
         wake(self.app.actor("ledger"), ProcessDue())
+
+
+# How long a tick waits for the live actor's catch-up and timers (it carries on after).
+LIVE_TICK_TIMEOUT = 60.0
 
 
 def _start_failed(campaign_id: str, exc: Exception) -> None:

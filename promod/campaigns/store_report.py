@@ -244,7 +244,7 @@ def _extra_sections(tx: TxLike, campaign_id: str) -> dict[str, Any]:
     clearance = campaign_section_sync(tx, campaign_id)
     if clearance:
         out["clearance"] = clearance
-    live = live_report(legacy_connection(tx), campaign_id)
+    live = live_report(tx, campaign_id)
     if live is not None:
         out["live"] = live
     codes = codes_report(legacy_connection(tx), campaign_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from promod.campaigns import store as campaigns
 from promod.campaigns.store_runs import create_run_sync
-from promod.live.engine import next_timer_sync
+from promod.live.store import next_timer
 from promod.store.seam import Transaction
 
 __all__ = ["MAX_CLEARANCE_LEAD", "needs_clearance", "next_wake_sync", "start_due_runs_sync"]
@@ -151,7 +151,7 @@ def next_wake_sync(tx: Transaction, now: float) -> float | None:
         )
         if row[0] is not None
     ]
-    live_timer = next_timer_sync(tx, now)  # live-action inaction windows
+    live_timer = next_timer(tx, now)  # live-action inaction windows
     if live_timer is not None:
         candidates.append(live_timer)
     return min(candidates) if candidates else None

@@ -2,8 +2,9 @@
 
 ``PUT /v1/customers/{customer_id}`` and ``POST /v1/customers:batch`` create or replace
 profiles (all-or-nothing; every invalid field reported with its key path);
-``POST /v1/events`` stores a batch of events, skipping ids already stored, then hands
-the new ones to the ``on_events`` hook; ``GET /v1/customers/{customer_id}/rewards``
+``POST /v1/events`` stores a batch of events, skipping ids already stored (requests
+arriving together share one commit, :mod:`promod.http.events`), then hands the new
+ones to the ``on_events`` hook; ``GET /v1/customers/{customer_id}/rewards``
 lists the rewards the customer can still use (``?include=all`` or ``?state=S`` for the
 others: redeemed, revoked, expired; see :mod:`promod.rewards.holdings`) and the wallet
 balance. Bodies are the record models of :mod:`promod.customers.records`::
@@ -14,8 +15,9 @@ The ``on_events`` hook: when ``app.on_events`` is set, it is called after
 the batch has committed with the list of newly stored
 :class:`promod.customers.store.StoredEvent` (``seq`` and the ``Event``), in order;
 duplicates are not passed. An awaitable result is awaited before the response is
-sent (so keep it short: hand the events to an actor). An exception in the hook is
-logged and does not fail the request — the events are stored either way.
+sent, so keep it short: the live plugin's tells the live actor ``EventsStored``
+and returns. An exception in the hook is logged and does not fail the request —
+the events are stored either way.
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ from promod.customers.store import (
     StoredEvent,
     customer_known_sync,
     has_grants_sync,
-    insert_events_sync,
     upsert_customers_sync,
     wallet_points_sync,
 )
 from promod.http.body import ApiRoute, scope
 from promod.http.errors import MAX_REPORTED_ERRORS, ApiError, error_responses
+from promod.http.events import EventWriter
 from promod.logs import get_logger
 from promod.rewards.holdings import REWARD_STATES, customer_rewards_sync
 from promod.store.seam import Transaction, legacy_connection
@@ -247,6 +249,7 @@ async def _call_hook(app: App, stored: Sequence[StoredEvent]) -> None:
 def customer_router(app: App) -> APIRouter:
     """The customer, event and rewards routes over ``app``."""
     router = APIRouter(route_class=ApiRoute, tags=["customers"])
+    events_writer = EventWriter(app.db)  # requests arriving together share a commit
     body_errors = error_responses(400, 401, 403, 413, 415, 422, 503)
 
     @router.put(
@@ -319,8 +322,7 @@ def customer_router(app: App) -> APIRouter:
         openapi_extra=scope("events:write"),
     )
     async def post_events(body: EventsBatch) -> EventsResult:
-        events = body.events
-        stored, duplicates = await app.db.run(lambda tx: insert_events_sync(tx, events))
+        stored, duplicates = await events_writer.store(body.events)
         await _call_hook(app, stored)
         if stored:
             wake(app.actor("tagger"), EventsStored())

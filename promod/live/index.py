@@ -5,7 +5,7 @@ An incoming event is looked up by its name in three maps — event triggers, the
 campaigns that do not listen to it. The index is rebuilt from the store whenever the
 set of (campaign, version, open run) changes; parsed specs are kept between rebuilds::
 
-    index = IndexCache().current(conn)          # inside a store transaction
+    index = IndexCache().current(tx)            # inside a store transaction
     for campaign in index.on_event.get("purchase", ()):
         campaign.accepts(event_ts, now)
 """
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from dataclasses import dataclass, field
 
 from promod.campaigns.spec import CampaignSpec, parse_spec
+from promod.live import store
+from promod.store.seam import Transaction
 
 __all__ = ["IndexCache", "LiveCampaign", "TriggerIndex"]
 
@@ -70,14 +71,6 @@ class TriggerIndex:
         return index
 
 
-_ACTIVE = (
-    "SELECT c.id, c.version, r.id, r.started_at FROM campaigns AS c"
-    " JOIN runs AS r ON r.campaign_id = c.id AND r.state IN ('pilot', 'running')"
-    " WHERE c.state = 'running' AND json_extract(c.spec, '$.kind') = 'live_action'"
-    " ORDER BY c.id, r.id"
-)
-
-
 class IndexCache:
     """The current :class:`TriggerIndex`, rebuilt only when the running set changes.
 
@@ -90,9 +83,8 @@ class IndexCache:
         self._index = TriggerIndex()
         self._specs: dict[tuple[str, int], CampaignSpec] = {}
 
-    def current(self, conn: sqlite3.Connection) -> TriggerIndex:
-        rows = conn.execute(_ACTIVE).fetchall()
-        key = tuple((str(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in rows)
+    def current(self, tx: Transaction) -> TriggerIndex:
+        key = tuple(store.live_runs(tx))
         if key == self._key:
             return self._index
         campaigns: list[LiveCampaign] = []
@@ -101,21 +93,17 @@ class IndexCache:
             if campaign_id in seen:  # one open run per campaign; take the newest
                 campaigns = [c for c in campaigns if c.campaign_id != campaign_id]
             seen.add(campaign_id)
-            spec = self._spec(conn, campaign_id, version)
+            spec = self._spec(tx, campaign_id, version)
             end = spec.schedule.end.timestamp() if spec.schedule.end is not None else None
             campaigns.append(LiveCampaign(campaign_id, version, run_id, started_at, end, spec))
         self._index = TriggerIndex.build(campaigns)
         self._key = key
         return self._index
 
-    def _spec(self, conn: sqlite3.Connection, campaign_id: str, version: int) -> CampaignSpec:
+    def _spec(self, tx: Transaction, campaign_id: str, version: int) -> CampaignSpec:
         spec = self._specs.get((campaign_id, version))
         if spec is None:
-            (text,) = conn.execute(
-                "SELECT spec FROM campaign_versions WHERE campaign_id = ? AND version = ?",
-                (campaign_id, version),
-            ).fetchone()
-            data = json.loads(text)
+            data = json.loads(store.version_spec(tx, campaign_id, version))
             spec = parse_spec(data, default_timezone=data.get("timezone", "UTC"))
             self._specs[(campaign_id, version)] = spec
         return spec

@@ -5,14 +5,16 @@ by reason (the engine's own — ``once_per_customer``, ``segment``, ``window_pas
 — and the ledger's, such as ``frequency`` or ``budget``), the inaction timers by
 state, and the time from event to grant as p50/p99 seconds::
 
-    section = live_report(conn, "first-deposit")   # None for other kinds of campaign
+    section = live_report(tx, "first-deposit")       # None for other kinds of campaign
     section["event_to_grant"]["p99"]
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
+
+from promod.live import store
+from promod.store.seam import Transaction
 
 __all__ = ["live_report", "percentile"]
 
@@ -36,61 +38,26 @@ def _latency(values: list[float]) -> dict[str, Any]:
     }
 
 
-def live_report(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | None:
+def live_report(tx: Transaction, campaign_id: str) -> dict[str, Any] | None:
     """The live section, or None when the campaign is not a live-action one."""
-    row = conn.execute(
-        "SELECT json_extract(spec, '$.kind') FROM campaigns WHERE id = ?", (campaign_id,)
-    ).fetchone()
-    if row is None or row[0] != "live_action":
+    if store.campaign_kind(tx, campaign_id) != "live_action":
         return None
-    (targeted,) = conn.execute(
-        "SELECT count(*) FROM live_firings WHERE campaign_id = ?", (campaign_id,)
-    ).fetchone()
-    refused: dict[str, int] = {
-        str(reason): int(n)
-        for reason, n in conn.execute(
-            "SELECT reason, count FROM live_refusals WHERE campaign_id = ?", (campaign_id,)
-        )
-    }
-    for reason, n in conn.execute(
-        "SELECT t.reason, count(*) FROM live_firings AS f JOIN run_targets AS t"
-        " ON t.run_id = f.run_id AND t.customer_id = f.customer_id"
-        " WHERE f.campaign_id = ? AND t.status = 'refused' GROUP BY t.reason",
-        (campaign_id,),
-    ):
-        key = str(reason or "refused")
-        refused[key] = refused.get(key, 0) + int(n)
-    timings = conn.execute(
-        "SELECT g.created_at - f.event_ts, g.created_at - f.fired_at, f.source"
-        " FROM live_firings AS f JOIN grants AS g ON g.campaign_id = f.campaign_id"
-        " AND g.run_id = f.run_id AND g.customer_id = f.customer_id"
-        " WHERE f.campaign_id = ? AND g.state != 'failed'",
-        (campaign_id,),
-    ).fetchall()
-    timers = {
-        str(state): int(n)
-        for state, n in conn.execute(
-            "SELECT state, count(*) FROM live_timers WHERE campaign_id = ? GROUP BY state",
-            (campaign_id,),
-        )
-    }
-    sources = {
-        str(source): int(n)
-        for source, n in conn.execute(
-            "SELECT source, count(*) FROM live_firings WHERE campaign_id = ? GROUP BY source",
-            (campaign_id,),
-        )
-    }
-    firings = int(targeted) + sum(n for reason, n in refused.items() if reason in _ENGINE_REASONS)
+    targeted = store.report_firings(tx, campaign_id)
+    refused = store.report_refusals(tx, campaign_id)
+    for reason, n in store.report_target_refusals(tx, campaign_id):
+        key = reason or "refused"
+        refused[key] = refused.get(key, 0) + n
+    timings = store.report_timings(tx, campaign_id)
+    firings = targeted + sum(n for reason, n in refused.items() if reason in _ENGINE_REASONS)
     return {
         "firings": firings,
-        "targeted": int(targeted),
-        "by_source": sources,
+        "targeted": targeted,
+        "by_source": store.report_sources(tx, campaign_id),
         "grants": len(timings),
         "refused": dict(sorted(refused.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "timers": timers,
-        "event_to_grant": _latency([float(t[0]) for t in timings]),
-        "firing_to_grant": _latency([float(t[1]) for t in timings]),
+        "timers": store.report_timers(tx, campaign_id),
+        "event_to_grant": _latency([t[0] for t in timings]),
+        "firing_to_grant": _latency([t[1] for t in timings]),
     }
 
 

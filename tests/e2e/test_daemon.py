@@ -16,7 +16,16 @@ from promod.config import load_config
 from tests.support.daemon import Daemon, _script, init_instance, new_instance_dir, wait_until
 
 HERE = Path(__file__).parent
-ACTORS = {"scheduler", "clearance", "ledger", "codepool", "notifier", "crmsync", "tagger"}
+ACTORS = {
+    "scheduler",
+    "clearance",
+    "ledger",
+    "codepool",
+    "notifier",
+    "live",
+    "crmsync",
+    "tagger",
+}
 
 pytestmark = pytest.mark.slow
 

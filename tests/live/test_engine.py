@@ -18,8 +18,9 @@ from promod.campaigns.spec import load_spec
 from promod.clock import ManualClock
 from promod.customers.records import Event
 from promod.customers.store import insert_events_sync
-from promod.live.engine import LiveEngine, next_timer_sync
+from promod.live.engine import LiveEngine
 from promod.live.report import live_report
+from promod.live.store import next_timer
 from promod.store.database import Database
 from promod.testing import Recorder, make_app, supervised
 
@@ -101,7 +102,7 @@ async def targets(app: App, run_id: int) -> list[tuple[str, float]]:
 
 
 async def report(app: App, campaign_id: str) -> dict[str, Any]:
-    section = await app.db.run_sync(lambda conn: live_report(conn, campaign_id), write=False)
+    section = await app.db.run(lambda tx: live_report(tx, campaign_id), write=False)
     assert section is not None
     return section
 
@@ -244,7 +245,7 @@ async def test_inaction_timers_open_cancel_fire_once_and_survive_a_restart(app: 
     )
     fired = await engine.process()
     assert fired.timers_opened == 2
-    assert await app.db.run_sync(lambda c: next_timer_sync(c, T0), write=False) == T0 + 72 * 3600
+    assert await app.db.run(lambda tx: next_timer(tx, T0), write=False) == T0 + 72 * 3600
     app.clock.advance(3600)
     await post(app, ("active", "deposit", T0 + 3600, {}))
     assert (await engine.process()).timers_cancelled == 1
