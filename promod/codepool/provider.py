@@ -26,6 +26,7 @@ from typing import Any
 
 from promod.campaigns.spec_values import PoolName
 from promod.codepool.store import Pool, get_pool, note_drained
+from promod.ledger.store import backend_connection
 from promod.rewards.provider import GrantRequest, IssuedReward, OutOfInventory, RewardRejected
 from promod.schema import Model
 
@@ -82,14 +83,16 @@ class CodePoolProvider:
     options_model = CodePoolOptions
     transactional = True
 
-    def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:
+    def available(self, tx: Any, options: Mapping[str, Any]) -> int | None:
         """Available single-use codes of ``options["pool"]`` (0 for an unknown pool)."""
+        conn = backend_connection(tx)
         pool = get_pool(conn, str(options.get("pool", "")))
         return 0 if pool is None else pool.available
 
     def issue_batch(
-        self, conn: sqlite3.Connection, grants: Sequence[GrantRequest], now: float
+        self, tx: Any, grants: Sequence[GrantRequest], now: float
     ) -> list[IssuedReward]:
+        conn = backend_connection(tx)
         if not grants:
             return []
         existing = self._already_issued(conn, grants)
@@ -184,8 +187,9 @@ class CodePoolProvider:
         if refused:
             raise SeriesDuplicate(refused, refused_series)
 
-    def revoke_sync(self, conn: sqlite3.Connection, grant: GrantRequest) -> None:
+    def revoke_sync(self, tx: Any, grant: GrantRequest) -> None:
         """Revoke the code of ``grant`` if it is still assigned (a redeemed one stays)."""
+        conn = backend_connection(tx)
         conn.execute(
             "UPDATE codes SET state = 'revoked', ended_at = ?"
             " WHERE grant_id = ? AND state = 'assigned'",

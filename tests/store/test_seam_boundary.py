@@ -33,7 +33,6 @@ DRIVERS = {"sqlite3", "aiosqlite", "asyncpg"}
 # Modules not yet moved behind the seam; the list only shrinks.
 PENDING: set[str] = {
     "promod/actors/clearance.py",
-    "promod/actors/ledger.py",
     "promod/actors/notifier.py",
     "promod/actors/scheduler.py",
     "promod/admin/audit.py",
@@ -59,9 +58,6 @@ PENDING: set[str] = {
     "promod/http/customers.py",
     "promod/http/lists.py",
     "promod/http/metrics.py",
-    "promod/ledger/caps.py",
-    "promod/ledger/grants.py",
-    "promod/ledger/killswitch.py",
     "promod/lists/commands.py",
     "promod/lists/imports.py",
     "promod/lists/store.py",
@@ -73,10 +69,6 @@ PENDING: set[str] = {
     "promod/notify/outbox.py",
     "promod/notify/unsubscribe.py",
     "promod/plugins/isolation.py",
-    "promod/rewards/coupon.py",
-    "promod/rewards/holdings.py",
-    "promod/rewards/provider.py",
-    "promod/rewards/wallet.py",
 }
 
 
