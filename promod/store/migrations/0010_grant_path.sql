@@ -22,7 +22,7 @@ CREATE VIEW customer_caps AS
              WHERE c.id = g.campaign_id) AS max_grants
     FROM grants g
     WHERE g.state != 'failed'
-    GROUP BY g.campaign_id, g.customer_id;
+    GROUP BY g.customer_id, g.campaign_id;
 
 -- Cheap for a customer's first grant of the campaign: the EXISTS probe finds nothing
 -- and the cap is not looked up.
