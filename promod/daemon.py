@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,6 +36,7 @@ from promod.admin.registry import CommandRegistry
 from promod.admin.server import AdminServer
 from promod.app import App
 from promod.campaigns.segments import register_sql_functions
+from promod.campaigns.store_policy import currencyless_counters_sync
 from promod.clock import Clock, ManualClock, SystemClock, utc_iso
 from promod.config import Config, ConfigError, load_config
 from promod.crm.connector import ConnectorConfigError, build_connectors
@@ -49,10 +49,12 @@ from promod.limits import (
     raise_nofile,
 )
 from promod.notify.channel import Channel, Message
-from promod.notify.outbox import enqueue_sync, new_event_id
+from promod.notify.outbox import new_event_id
+from promod.notify.store_alerts import record_outage_sync, record_restart_sync
 from promod.plugins.host import PluginError, PluginHost
 from promod.store.database import Database, SchemaTooNew
 from promod.store.health import StoreMonitor, StoreUnavailable, is_outage
+from promod.store.seam import legacy_connection
 
 log = logs.get_logger("promod.daemon")
 
@@ -316,13 +318,7 @@ async def _rekey_policy_counters(
     store that takes no writes, start-up waits (probing) until it does.
     """
 
-    def pending(conn: sqlite3.Connection) -> bool:
-        row = conn.execute(
-            "SELECT 1 FROM cap_counters WHERE scope LIKE 'provider:%' LIMIT 1"
-        ).fetchone()
-        return row is not None
-
-    if not await db.run_sync(pending, write=False):
+    if not await db.run(currencyless_counters_sync, write=False):
         return 0
     if db.health.problem is not None:
         log.error("store_unavailable_at_start", error=str(db.health.problem), waiting_for="rekey")
@@ -331,7 +327,8 @@ async def _rekey_policy_counters(
             db.health, db.reserve, alert=_no_alert, probe=db.probe, on_change=lambda _p: None
         )
         await monitor.until_writable()
-    return await db.run_sync(lambda conn: migrate_currencyless_sync(conn, site_timezone))
+    # The ledger's re-keying still takes the connection.
+    return await db.run(lambda tx: migrate_currencyless_sync(legacy_connection(tx), site_timezone))
 
 
 async def _no_alert(problem: StoreUnavailable) -> None:
@@ -347,9 +344,9 @@ def store_monitor(app: App, notifier: systemd.Notifier) -> StoreMonitor:
         event_id = new_event_id()
         payload = {**problem.to_dict(), "message": str(problem)}
         sent = await _send_outage_alert(app, event_id, payload, now)
-        await db.run_sync(
+        await db.run(
             functools.partial(
-                _record_outage, event_id=event_id, payload=payload, now=now, sent=sent
+                record_outage_sync, event_id=event_id, payload=payload, now=now, sent=sent
             ),
             essential=True,
         )
@@ -408,19 +405,6 @@ async def _send_outage_alert(app: App, event_id: str, payload: dict[str, Any], n
     return every
 
 
-def _record_outage(
-    conn: sqlite3.Connection, *, event_id: str, payload: dict[str, Any], now: float, sent: bool
-) -> None:
-    """Keep the alert in the outbox: done when it went out, else for the notifier to send."""
-    enqueue_sync(conn, "store.unavailable", payload, now=now, event_id=event_id)
-    if sent:
-        conn.execute("UPDATE outbox SET state = 'done' WHERE event_id = ?", (event_id,))
-
-
-def _record_restart(conn: sqlite3.Connection, *, payload: dict[str, Any], now: float) -> str:
-    return enqueue_sync(conn, "actor.restarted", payload, now=now)
-
-
 class RestartAlerts:
     """Logs supervisor events and records an ``actor.restarted`` event per restart,
     for the notifier to route per ``[alerts]``."""
@@ -446,8 +430,8 @@ class RestartAlerts:
             }
             now = self.app.clock.now()
             try:
-                await self.app.db.run_sync(
-                    functools.partial(_record_restart, payload=payload, now=now)
+                await self.app.db.run(
+                    functools.partial(record_restart_sync, payload=payload, now=now)
                 )
             except Exception as exc:  # the store is what failed: the log line stays
                 log.error("restart_alert_failed", error=repr(exc))

@@ -9,7 +9,6 @@ simulate and launch a campaign right away::
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from importlib import resources
 from typing import Any
@@ -22,6 +21,7 @@ from promod.config import Config
 from promod.customers.records import loads_record, parse_customer, parse_event
 from promod.customers.store import insert_events_sync, upsert_customers_sync
 from promod.store.database import Database
+from promod.store.seam import Transaction
 
 DEMO = resources.files("promod") / "data" / "demo"
 
@@ -38,12 +38,12 @@ async def _load(config: Config) -> dict[str, Any]:
     db = await Database.open(config.store.path)
     try:
 
-        def write(conn: sqlite3.Connection) -> int:
-            upsert_customers_sync(conn, customers, now=now, source="demo")
-            stored, _ = insert_events_sync(conn, events)
+        def write(tx: Transaction) -> int:
+            upsert_customers_sync(tx, customers, now=now, source="demo")
+            stored, _ = insert_events_sync(tx, events)
             return len(stored)
 
-        stored = await db.run_sync(write)
+        stored = await db.run(write)
         applied = []
         for spec_file in sorted((p for p in DEMO.iterdir() if p.name.endswith(".toml")), key=str):
             spec = load_spec(

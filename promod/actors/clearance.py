@@ -6,7 +6,7 @@ The actor announces every such run once (a ``clearance.required`` outbox event w
 a stable id, which the notifier delivers to ``[webhooks] clearance``) and keeps a
 durable timer on the earliest deadline: it sleeps on the app's clock until then, a
 clock change, or a message, never polling the wall clock. At a deadline it applies
-the site's answers in one transaction (see :func:`promod.clearance.store.decide_sync`)
+the site's answers in one transaction (see :func:`promod.clearance.store.decide_due_sync`)
 and kicks the scheduler so the ledger grants the approved targets. Everything it
 needs is in the database, so it simply looks again after a restart::
 
@@ -15,7 +15,6 @@ needs is in the database, so it simply looks again after a restart::
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,13 +22,7 @@ import anyio
 from promod.actors.base import Actor
 from promod.actors.messages import Inspect, Kick, RunsChanged, Wake
 from promod.actors.refs import wake
-from promod.clearance.store import (
-    Decision,
-    announce_sync,
-    decide_sync,
-    due_runs_sync,
-    next_deadline_sync,
-)
+from promod.clearance.store import announce_sync, decide_due_sync, next_deadline_sync
 from promod.clock import sleep_until_woken
 from promod.logs import get_logger
 
@@ -71,7 +64,7 @@ class ClearanceActor(Actor):
             self._kick = anyio.Event()
             changed = clock.changed()  # taken before reading the time: no change is missed
             await self.tick(clock.now())
-            self.next_deadline = await self.app.db.run_sync(next_deadline_sync, write=False)
+            self.next_deadline = await self.app.db.run(next_deadline_sync, write=False)
             await sleep_until_woken(clock, self.next_deadline, self._kick, changed)
 
     async def settle(self) -> None:
@@ -87,14 +80,17 @@ class ClearanceActor(Actor):
     async def _tick(self, now: float) -> None:
         self.ticks += 1
         public_url = self.app.config.http.public_url
-        announced = await self.app.db.run_sync(
-            lambda conn: announce_sync(conn, now=now, public_url=public_url)
+        announced = await self.app.db.run(
+            lambda tx: announce_sync(tx, now=now, public_url=public_url)
         )
         if announced:
             self.announced += len(announced)
             log.info("clearance_required", runs=announced)
             wake(self.app.actor("notifier"), Wake())
-        decisions = await self.app.db.run_sync(lambda conn: self._decide_due(conn, now))
+        floor = self.app.config.clearance.min_approval_rate
+        decisions = await self.app.db.run(
+            lambda tx: decide_due_sync(tx, now=now, min_approval_rate=floor)
+        )
         for d in decisions:
             self.decided += 1
             log.info(
@@ -119,12 +115,3 @@ class ClearanceActor(Actor):
             wake(self.app.actor("scheduler"), Kick())
             if any(d.low_approval for d in decisions):
                 wake(self.app.actor("notifier"), Wake())
-
-    def _decide_due(self, conn: sqlite3.Connection, now: float) -> list[Decision]:
-        floor = self.app.config.clearance.min_approval_rate
-        out = []
-        for run_id in due_runs_sync(conn, now):
-            decision = decide_sync(conn, run_id, now=now, min_approval_rate=floor)
-            if decision is not None:
-                out.append(decision)
-        return out

@@ -196,27 +196,19 @@ class LedgerActor(Actor):
         self, tx: Transaction, campaign_id: str, run_id: int, now: float
     ) -> BatchOutcome | None:
         """One campaign's batch; if it fails, only that campaign pauses (with the error)."""
-        ledger_store.savepoint(tx, "campaign_batch")
         try:
-            outcome = self._batch(tx, campaign_id, run_id, now)
+            with tx.savepoint("campaign_batch"):
+                outcome = self._batch(tx, campaign_id, run_id, now)
         except Exception as exc:
-            ledger_store.rollback_to(tx, "campaign_batch")
             log.error("campaign_batch_failed", campaign=campaign_id, run=run_id, error=repr(exc))
-            campaigns.pause_sync(
-                ledger_store.backend_connection(tx),
-                campaign_id,
-                f"error:{type(exc).__name__}",
-                now=now,
-            )
+            campaigns.pause_sync(tx, campaign_id, f"error:{type(exc).__name__}", now=now)
             return None
-        ledger_store.release(tx, "campaign_batch")
         return outcome
 
     def _batch(
         self, tx: Transaction, campaign_id: str, run_id: int, now: float
     ) -> BatchOutcome | None:
-        conn = ledger_store.backend_connection(tx)
-        campaign = campaigns.get_sync(conn, campaign_id)
+        campaign = campaigns.get_sync(tx, campaign_id)
         if campaign is None or campaign.state != "running":
             return None
         job = self.job_for(campaign, run_id)
@@ -224,19 +216,19 @@ class LedgerActor(Actor):
         if outcome.halted == "cap" and outcome.cap is not None:
             reason = cap_reason(outcome.cap)
             ledger_store.refuse_undecided(tx, run_id, reason, now)
-            campaigns.pause_sync(conn, campaign_id, f"cap:{reason}", now=now)
-            campaigns.finish_run_if_done_sync(conn, campaign, run_id, now=now)
+            campaigns.pause_sync(tx, campaign_id, f"cap:{reason}", now=now)
+            campaigns.finish_run_if_done_sync(tx, campaign, run_id, now=now)
         elif outcome.halted == "daily_cap" and outcome.cap is not None:
             reason = cap_reason(outcome.cap)
             campaigns.pause_sync(
-                conn, campaign_id, f"daily_cap:{reason}", now=now, until=outcome.paused_until
+                tx, campaign_id, f"daily_cap:{reason}", now=now, until=outcome.paused_until
             )
         elif outcome.halted == "no_inventory":
             reward = campaign.spec.reward
             what = reward.pool or reward.provider
-            campaigns.pause_sync(conn, campaign_id, f"no_inventory:{what}", now=now)
+            campaigns.pause_sync(tx, campaign_id, f"no_inventory:{what}", now=now)
         elif outcome.halted is None and outcome.processed < job.batch_size:
-            campaigns.finish_run_if_done_sync(conn, campaign, run_id, now=now)
+            campaigns.finish_run_if_done_sync(tx, campaign, run_id, now=now)
         # halted "issuing": the rest wait; the outcome of those rewards tells ProcessDue.
         if outcome.halted not in (None, "kill_switch"):
             log.info(
@@ -433,7 +425,7 @@ class LedgerActor(Actor):
                 issued.expires_at,
             ):
                 enqueue_sync(
-                    ledger_store.backend_connection(tx),
+                    tx,
                     "reward.granted",
                     granted_payload(grant, issued.code, issued.expires_at, issued.reference),
                     now=self.app.clock.now(),
@@ -476,11 +468,10 @@ class LedgerActor(Actor):
             self._release_untried_sync(tx, provider, now)
             # A campaign with a fallback grants it while the circuit is open; the
             # others pause until it closes.
-            conn = ledger_store.backend_connection(tx)
             ids = ledger_store.running_without_fallback(tx, provider)
-            paused = [c for c in ids if campaigns.pause_sync(conn, c, reason, now=now)]
+            paused = [c for c in ids if campaigns.pause_sync(tx, c, reason, now=now)]
             if alert:
-                isolation.record_circuit_open_sync(conn, breaker, now=now, campaigns=paused)
+                isolation.record_circuit_open_sync(tx, breaker, now=now, campaigns=paused)
             return paused
 
         with anyio.CancelScope(shield=True):
@@ -545,13 +536,12 @@ class LedgerActor(Actor):
             return
 
         def work(tx: Transaction) -> list[str]:
-            conn = ledger_store.backend_connection(tx)
             done = []
             for campaign_id, reason in resume:
-                current = campaigns.get_sync(conn, campaign_id)
+                current = campaigns.get_sync(tx, campaign_id)
                 if current is None or current.state != "paused" or current.paused_reason != reason:
                     continue
-                if campaigns.resume_sync(conn, campaign_id, now=now):
+                if campaigns.resume_sync(tx, campaign_id, now=now):
                     done.append(campaign_id)
             return done
 
@@ -596,7 +586,7 @@ class LedgerActor(Actor):
         def work(tx: Transaction) -> bool:
             if not self._release_sync(tx, grant, attempts, error):
                 return False
-            campaign = campaigns.get_sync(ledger_store.backend_connection(tx), grant.campaign_id)
+            campaign = campaigns.get_sync(tx, grant.campaign_id)
             falls_back = (
                 campaign is not None
                 and campaign.spec.reward.provider == grant.provider
@@ -630,8 +620,7 @@ class LedgerActor(Actor):
 
         def work(tx: Transaction) -> bool:
             """Release the grant; True when the campaign falls back instead of pausing."""
-            conn = ledger_store.backend_connection(tx)
-            campaign = campaigns.get_sync(conn, grant.campaign_id)
+            campaign = campaigns.get_sync(tx, grant.campaign_id)
             falls_back = (
                 campaign is not None
                 and campaign.spec.reward.provider == grant.provider
@@ -642,7 +631,7 @@ class LedgerActor(Actor):
             self._back_in_line_sync(tx, grant, "no_inventory", now)
             if not falls_back:
                 campaigns.pause_sync(
-                    conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
+                    tx, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
                 )
             return falls_back
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from promod.admin.registry import Caller, CommandError
+from promod.admin.store_audit import append_sync, query_sync
 from promod.store.database import essential_writes
 
 __all__ = ["OUTCOMES", "AuditLog", "format_ts", "parse_since", "redact_args"]
@@ -30,15 +31,11 @@ _MAX_STR = 1024  # longer strings are stored as "<N chars>"
 _MAX_ITEMS = 100  # longer lists are stored as "<N items>"
 _REDACTED = "<redacted>"
 
-_COLUMNS = ("id", "ts", "uid", "gid", "pid", "user", "role", "command", "args", "outcome", "error")
-
 
 class _Database(Protocol):
     """The part of promod.store.database.Database used here."""
 
-    def transaction(self) -> Any: ...
-
-    async def fetchall(self, sql: str, params: Any = ...) -> Any: ...
+    async def run(self, fn: Any, *, write: bool = ..., essential: bool = ...) -> Any: ...
 
 
 def format_ts(moment: dt.datetime) -> str:
@@ -134,14 +131,8 @@ class AuditLog:
             )
 
     async def _insert(self, row: tuple[Any, ...]) -> int:
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO audit_log (ts, uid, gid, pid, user, role, command, args, outcome,"
-                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-            row_id = cursor.lastrowid
-        return int(row_id) if row_id is not None else 0
+        row_id: int = await self.db.run(lambda tx: append_sync(tx, row), essential=True)
+        return row_id
 
     async def query(
         self,
@@ -153,24 +144,14 @@ class AuditLog:
         """The newest ``limit`` rows at or after ``since``, oldest first."""
         if limit < 1:
             raise CommandError("invalid_args", "limit must be at least 1")
-        where: list[str] = []
-        params: list[Any] = []
+        after = None
         if since is not None:
-            moment = parse_since(since) if isinstance(since, str) else since
-            where.append("ts >= ?")
-            params.append(format_ts(moment))
-        if command is not None:
-            where.append("command = ?")
-            params.append(command)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM audit_log"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        rows = await self.db.fetchall(sql, tuple(params))
+            after = format_ts(parse_since(since) if isinstance(since, str) else since)
+        rows = await self.db.run(
+            lambda tx: query_sync(tx, since=after, command=command, limit=limit), write=False
+        )
         result = []
-        for row in reversed(list(rows)):
-            item = dict(zip(_COLUMNS, tuple(row), strict=True))
+        for item in reversed(rows):
             try:
                 item["args"] = json.loads(item["args"])
             except (TypeError, ValueError):

@@ -16,9 +16,9 @@ from promod.actors.messages import JobFor, Kick
 from promod.actors.refs import wake
 from promod.admin.registry import ArgSpec, Command, CommandContext, CommandError, Role, command
 from promod.campaigns import store
+from promod.campaigns.plan import pilot_size
 from promod.campaigns.policy import policy_issues, policy_warnings
 from promod.campaigns.report import report_csv, report_sync
-from promod.campaigns.runs import pilot_size
 from promod.campaigns.simulate import MAX_HORIZON, simulate_sync
 from promod.campaigns.spec import SpecError, load_spec, spec_warnings
 from promod.clock import ManualClock
@@ -116,16 +116,12 @@ async def campaign_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict[
 )
 async def campaign_show(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     campaign = await _guard(store.get(ctx.app.db, args["campaign"]))
-    versions = await ctx.app.db.fetchall(
-        "SELECT version, applied_at, applied_by FROM campaign_versions WHERE campaign_id = ?"
-        " ORDER BY version",
-        (campaign.id,),
-    )
+    versions = await ctx.app.db.run(lambda tx: store.versions_sync(tx, campaign.id), write=False)
     return {
         **campaign.to_dict(),
         "summary": campaign.spec.summary(),
         "spec": campaign.spec_dict,
-        "versions": [dict(v) for v in versions],
+        "versions": versions,
     }
 
 
@@ -158,8 +154,8 @@ async def campaign_simulate(ctx: CommandContext, args: dict[str, Any]) -> dict[s
         raise CommandError("conflict", "live_action campaigns cannot be simulated")
     job = await app.actor("ledger").ask(JobFor(campaign, run_id=0))
     now = app.clock.now()
-    result: dict[str, Any] = await app.db.run_sync(
-        lambda conn: simulate_sync(conn, campaign, job, now, horizon=horizon), write=False
+    result: dict[str, Any] = await app.db.run(
+        lambda tx: simulate_sync(tx, campaign, job, now, horizon=horizon), write=False
     )
     return result
 
@@ -232,9 +228,9 @@ campaign_stop = _transition("stop", "stop a campaign for good", store.stop)
 async def campaign_report(ctx: CommandContext, args: dict[str, Any]) -> Any:
     app = ctx.app
     policy, site_timezone, now = app.config.policy, app.config.daemon.timezone, app.clock.now()
-    report = await app.db.run_sync(
-        lambda conn: report_sync(
-            conn, args["campaign"], policy=policy, site_timezone=site_timezone, now=now
+    report = await app.db.run(
+        lambda tx: report_sync(
+            tx, args["campaign"], policy=policy, site_timezone=site_timezone, now=now
         ),
         write=False,
     )

@@ -9,22 +9,17 @@ will bind it; ``campaign report`` lists the budgets that apply, with their usage
 
     issues = policy_issues(config.policy, spec)     # [{"path", "message"}] -> refused
     warnings = policy_warnings(config.policy, spec)
-    rows = policy_caps(
-        conn, config.policy, spec, campaign_id=spec.id, site_timezone="UTC", now=now
-    )
+
+The report's rows of those budgets, with their usage, are read by
+:func:`promod.campaigns.store_report.policy_caps`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from promod.campaigns.spec import CampaignSpec, Reward, currency_exponent
 from promod.config import PolicyConfig, ProviderBudget
-from promod.ledger.caps import policy_scope
 from promod.units import format_money
 
 #: What binds a campaign in a currency its provider has no budget in, while it has
@@ -152,57 +147,3 @@ def policy_warnings(policy: PolicyConfig, spec: CampaignSpec) -> list[dict[str, 
                 }
             )
     return warnings
-
-
-def policy_caps(
-    conn: sqlite3.Connection,
-    policy: PolicyConfig,
-    spec: CampaignSpec,
-    *,
-    campaign_id: str,
-    site_timezone: str,
-    now: float | None,
-) -> dict[str, Any]:
-    """Report rows for every policy budget that binds the campaign, named like its refusals.
-
-    ``provider_budget:<provider>`` is the lifetime budget, ``provider_daily_budget:<provider>``
-    the daily one by site day (from the campaign's first grant, and today), both with
-    the usage of every campaign in that currency.
-    """
-    out: dict[str, Any] = {}
-    exp = currency_exponent(spec.currency)
-    zone = ZoneInfo(site_timezone)
-    (first,) = conn.execute(
-        "SELECT min(created_at) FROM grants WHERE campaign_id = ?", (campaign_id,)
-    ).fetchone()
-    today = None if now is None else datetime.fromtimestamp(now, zone).date().isoformat()
-    since = datetime.fromtimestamp(first, zone).date().isoformat() if first else today
-    for applied in applied_budgets(policy, spec):
-        scope = policy_scope(applied.provider, applied.currency)
-        used = dict(
-            conn.execute(
-                "SELECT period, spend FROM cap_counters WHERE scope = ?", (scope,)
-            ).fetchall()
-        )
-        common: dict[str, Any] = {"policy": True, "currency": applied.currency}
-        if applied.missing:
-            common["note"] = (
-                f"{applied.provider} has policy budgets in other currencies only:"
-                f" nothing may be spent in {applied.currency}"
-            )
-        if applied.budget.lifetime is not None:
-            out[f"provider_budget:{applied.provider}"] = {
-                "used": format_money(int(used.get("lifetime", 0)), exp),
-                "limit": format_money(applied.budget.lifetime, exp),
-                **common,
-            }
-        if applied.budget.daily is not None:
-            days = {d for d in used if d != "lifetime" and (since is None or d >= since)}
-            if today is not None:
-                days.add(today)
-            out[f"provider_daily_budget:{applied.provider}"] = {
-                "limit": format_money(applied.budget.daily, exp),
-                "used": {d: format_money(int(used.get(d, 0)), exp) for d in sorted(days)},
-                **common,
-            }
-    return out

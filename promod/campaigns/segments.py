@@ -1,39 +1,67 @@
-"""Segments: the rule language of campaign specs, validated into an AST and compiled to SQL.
+"""Segments: the rule language of campaign specs, validated into an AST.
 
 A segment selects customers by profile (tags, attributes, custom lists, consents) and by
 behaviour (events in a time window before the run's ``as_of`` time). ``parse_segment``
-reports every problem at once with its key path; ``compile_segment`` turns the AST into one
-``SELECT`` over the customer tables of migration 0002 that returns a distinct
-``customer_id`` column. Numbers compare and sum exactly through two SQL functions that
+reports every problem at once with its key path; the store module
+:mod:`promod.campaigns.store_segments` compiles the AST into one ``SELECT`` over the
+customer tables that returns a distinct ``customer_id`` column (``compile_segment`` is
+re-exported here); the AST itself is :mod:`promod.campaigns.segment_ast`. Numbers
+compare and sum exactly through two SQL functions, :data:`SQL_FUNCTION_DEFS`, that
 ``register_sql_functions`` installs on a connection. The language is described in
 docs/segments.md.
 
     >>> seg = parse_segment({"all": [{"tag": "vip"}, {"event": "purchase", "within": "90d"}]})
     >>> sql, params = compile_segment(seg, as_of=1_790_000_000)
     >>> register_sql_functions(conn)  # doctest: +SKIP
-    >>> ids = [row[0] for row in conn.execute(sql, params)]  # doctest: +SKIP
+    >>> ids = [row[0] for row in tx.fetch_all(sql, params)]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import json
-import re
-import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, Overflow
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeAlias, cast
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, TypeAlias
 
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo
 
+from promod.campaigns.segment_ast import (
+    _DECIMAL_STRING,
+    _OPTIONS,
+    ATTR_OPS,
+    COMBINATORS,
+    EVENT_OPTIONS,
+    LEAF_KINDS,
+    ORDER_OPS,
+    SQL_FUNCTIONS,
+    VALUE_OPS,
+    AllRule,
+    AnyRule,
+    AttrRule,
+    Comparison,
+    ConsentRule,
+    EventRule,
+    ListRule,
+    NotRule,
+    PropertyTest,
+    Rule,
+    Scalar,
+    Segment,
+    TagRule,
+    _dec_cmp,
+    _DecimalSum,
+    _number_text,
+    decimal_value,
+)
+from promod.campaigns.store_segments import compile_segment
 from promod.schema import SPEC_WORDS, Check, Invalid, Model, Problems, issues_of
+from promod.store.functions import AsyncConnection, Connection, SqlFunction, install, install_async
 from promod.units import parse_duration
 
-if TYPE_CHECKING:
-    import aiosqlite
-
 __all__ = [
+    "EVENT_OPTIONS",
     "SQL_FUNCTIONS",
+    "SQL_FUNCTION_DEFS",
     "AllRule",
     "AnyRule",
     "AttrRule",
@@ -44,6 +72,7 @@ __all__ = [
     "NotRule",
     "PropertyTest",
     "Rule",
+    "Scalar",
     "Segment",
     "SegmentError",
     "TagRule",
@@ -54,274 +83,26 @@ __all__ = [
     "register_sql_functions_async",
 ]
 
-Scalar: TypeAlias = str | int | bool
-"""An operand in a rule: a string (decimal strings are numbers), an integer or a boolean.
 
-Decimal operands given by the caller are kept as their decimal string."""
-
-ORDER_OPS = ("gt", "gte", "lt", "lte")
-VALUE_OPS = ("eq", "ne", *ORDER_OPS)
-ATTR_OPS = (*VALUE_OPS, "in", "exists")
-LEAF_KINDS = ("tag", "attr", "event", "list", "consent")
-COMBINATORS = ("all", "any", "not")
-EVENT_OPTIONS = ("within", "where", "sum", *VALUE_OPS)
-_OPTIONS: dict[str, tuple[str, ...]] = {
-    "tag": (),
-    "list": (),
-    "consent": (),
-    "attr": ATTR_OPS,
-    "event": EVENT_OPTIONS,
-}
-
-SQL_FUNCTIONS = ("promod_dec_cmp", "promod_dec_sum")
-"""The SQL functions compiled segments call; ``register_sql_functions`` installs them."""
-
-_DECIMAL_STRING = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_NUMBER_TEXT = re.compile(r'"(-?[0-9]+(?:\.[0-9]+)?)"|(-?[0-9]+(?:\.[0-9]+)?)([eE][+-]?[0-9]+)?')
-_MAX_NUMBER_TEXT = 200
-_MAX_EXPONENT = 900
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
-# Wide enough that any sum of in-range numbers is exact; Inexact would raise otherwise.
-_SUM_CONTEXT = Context(prec=2400, Emax=10_000, Emin=-10_000, traps=[Inexact, Overflow])
+SQL_FUNCTION_DEFS = (
+    SqlFunction("promod_dec_cmp", 2, _dec_cmp),
+    SqlFunction("promod_dec_sum", 1, _DecimalSum, aggregate=True),
+)
 
 
-# ---------------------------------------------------------------------------
-# Numbers
-# ---------------------------------------------------------------------------
-
-
-def _bounded(number: Decimal) -> Decimal | None:
-    if not number.is_finite():
-        return None
-    exponent = number.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if number.adjusted() > _MAX_EXPONENT or exponent < -_MAX_EXPONENT:
-        return None
-    return number
-
-
-def decimal_value(value: object) -> Decimal | None:
-    """The exact number a stored value stands for, or None when it is not a number.
-
-    Numbers are JSON integers and JSON decimals (given as their JSON text, as SQLite's
-    ``->`` operator returns them), Python ints and Decimals, and strings in decimal
-    notation (``"59.90"``, ``"-3"``; a JSON string's quotes may be included). Booleans
-    and any other string are not numbers; neither are values beyond 10^900 in size or
-    precision.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return _bounded(Decimal(value))
-    if isinstance(value, Decimal):
-        return _bounded(value)
-    if isinstance(value, float):
-        return _bounded(Decimal(repr(value))) if value == value else None
-    if not isinstance(value, str) or len(value) > _MAX_NUMBER_TEXT:
-        return None
-    match = _NUMBER_TEXT.fullmatch(value)
-    if match is None:
-        return None
-    if match.group(3) is None:
-        # At most _MAX_NUMBER_TEXT digits without an exponent: always within bounds.
-        return Decimal(match.group(1) or match.group(2))
-    return _bounded(Decimal(value))
-
-
-def _dec_cmp(left: object, right: object) -> int | None:
-    a = decimal_value(left)
-    b = decimal_value(right)
-    if a is None or b is None:
-        return None
-    return (a > b) - (a < b)
-
-
-class _DecimalSum:
-    """SQL aggregate ``promod_dec_sum(x)``: the exact sum of the numbers among x, as text."""
-
-    def __init__(self) -> None:
-        self.total = Decimal(0)
-
-    def step(self, value: object) -> None:
-        number = decimal_value(value)
-        if number is not None:
-            self.total = _SUM_CONTEXT.add(self.total, number)
-
-    def finalize(self) -> str:
-        return _number_text(self.total)
-
-
-def _number_text(number: Decimal) -> str:
-    return format(number, "f")
-
-
-def register_sql_functions(conn: sqlite3.Connection) -> None:
-    """Install ``promod_dec_cmp`` and ``promod_dec_sum`` on a sqlite3 connection.
+def register_sql_functions(conn: Connection) -> None:
+    """Install ``promod_dec_cmp`` and ``promod_dec_sum`` on a SQLite connection.
 
     ``promod_dec_cmp(a, b)`` is -1, 0 or 1 comparing two numbers exactly, NULL when either
     is not a number (see :func:`decimal_value`); ``promod_dec_sum(x)`` is the exact sum
     of the numbers among x as decimal text (``"0"`` over no rows).
     """
-    conn.create_function("promod_dec_cmp", 2, _dec_cmp, deterministic=True)
-    conn.create_aggregate("promod_dec_sum", 1, cast(Any, _DecimalSum))
+    install(conn, SQL_FUNCTION_DEFS)
 
 
-async def register_sql_functions_async(conn: aiosqlite.Connection) -> None:
+async def register_sql_functions_async(conn: AsyncConnection) -> None:
     """Install the segment SQL functions on an aiosqlite connection (in its own thread)."""
-    # aiosqlite has no public create_aggregate; run the sync registration in its thread.
-    await conn._execute(lambda: register_sql_functions(conn._conn))  # type: ignore[no-untyped-call]
-
-
-# ---------------------------------------------------------------------------
-# AST
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One operator and its operand: ``op`` in eq ne gt gte lt lte in exists."""
-
-    op: str
-    value: Scalar | tuple[Scalar, ...]
-
-
-@dataclass(frozen=True)
-class TagRule:
-    """The customer carries ``tag``."""
-
-    tag: str
-
-
-@dataclass(frozen=True)
-class ListRule:
-    """The customer is on the custom list ``name``."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class ConsentRule:
-    """The customer has granted ``consent`` (and not withdrawn it)."""
-
-    consent: str
-
-
-@dataclass(frozen=True)
-class AttrRule:
-    """Every comparison holds for the profile attribute ``attr``."""
-
-    attr: str
-    tests: tuple[Comparison, ...]
-
-
-@dataclass(frozen=True)
-class PropertyTest:
-    """Every comparison holds for the event property ``prop`` (an event ``where`` entry)."""
-
-    prop: str
-    tests: tuple[Comparison, ...]
-
-
-@dataclass(frozen=True)
-class EventRule:
-    """Events named ``event`` in the window, filtered by ``where``, counted or summed.
-
-    ``within`` is the window in seconds before ``as_of`` (None: all history up to
-    ``as_of``). Without ``tests`` at least one such event must exist; with them, every
-    comparison must hold for the aggregate: the number of events, or the exact sum of
-    the property ``sum`` when it is given.
-    """
-
-    event: str
-    within: int | None = None
-    where: tuple[PropertyTest, ...] = ()
-    sum: str | None = None
-    tests: tuple[Comparison, ...] = ()
-
-
-@dataclass(frozen=True)
-class AllRule:
-    """Every rule holds (true when empty)."""
-
-    rules: tuple[Rule, ...]
-
-
-@dataclass(frozen=True)
-class AnyRule:
-    """At least one rule holds (false when empty)."""
-
-    rules: tuple[Rule, ...]
-
-
-@dataclass(frozen=True)
-class NotRule:
-    """The rule does not hold."""
-
-    rule: Rule
-
-
-Rule: TypeAlias = (
-    TagRule | ListRule | ConsentRule | AttrRule | EventRule | AllRule | AnyRule | NotRule
-)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A validated segment; ``rule`` is the root (an empty ``AllRule`` selects everyone)."""
-
-    rule: Rule
-
-    def to_dict(self) -> dict[str, Any]:
-        """The segment as a table that ``parse_segment`` reads back into an equal Segment."""
-        if isinstance(self.rule, AllRule) and not self.rule.rules:
-            return {}
-        return _rule_to_dict(self.rule)
-
-
-def _window_text(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _operand_out(value: Scalar | tuple[Scalar, ...]) -> Any:
-    if isinstance(value, tuple):
-        return [_operand_out(item) for item in value]
-    if isinstance(value, Decimal):
-        return _number_text(value)
-    return value
-
-
-def _tests_out(tests: tuple[Comparison, ...]) -> dict[str, Any]:
-    return {test.op: _operand_out(test.value) for test in tests}
-
-
-def _rule_to_dict(rule: Rule) -> dict[str, Any]:
-    if isinstance(rule, TagRule):
-        return {"tag": rule.tag}
-    if isinstance(rule, ListRule):
-        return {"list": rule.name}
-    if isinstance(rule, ConsentRule):
-        return {"consent": rule.consent}
-    if isinstance(rule, AttrRule):
-        return {"attr": rule.attr, **_tests_out(rule.tests)}
-    if isinstance(rule, EventRule):
-        out: dict[str, Any] = {"event": rule.event}
-        if rule.within is not None:
-            out["within"] = _window_text(rule.within)
-        if rule.where:
-            out["where"] = {test.prop: _tests_out(test.tests) for test in rule.where}
-        if rule.sum is not None:
-            out["sum"] = rule.sum
-        out.update(_tests_out(rule.tests))
-        return out
-    if isinstance(rule, AllRule):
-        return {"all": [_rule_to_dict(item) for item in rule.rules]}
-    if isinstance(rule, AnyRule):
-        return {"any": [_rule_to_dict(item) for item in rule.rules]}
-    return {"not": _rule_to_dict(rule.rule)}
+    await install_async(conn, SQL_FUNCTION_DEFS)
 
 
 # ---------------------------------------------------------------------------
@@ -664,244 +445,3 @@ class SegmentModel(RuleModel):
     """The segment table itself: empty, it selects every customer."""
 
     nested: ClassVar[bool] = False
-
-
-# ---------------------------------------------------------------------------
-# Compilation
-# ---------------------------------------------------------------------------
-
-Fragment: TypeAlias = tuple[str, list[Any]]
-_SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def compile_segment(seg: Segment, *, as_of: int) -> tuple[str, list[Any]]:
-    """SQL and parameters selecting the distinct ``customer_id`` of every matching customer.
-
-    ``as_of`` (unix seconds) is the end of every event window: events after it are
-    ignored and ``within = "90d"`` covers ``as_of - 90d <= ts <= as_of``. The SQL needs
-    the functions of :func:`register_sql_functions` on the connection that runs it.
-    """
-    if isinstance(as_of, bool) or not isinstance(as_of, int):
-        raise TypeError(f"as_of must be unix seconds as an int, not {type(as_of).__name__}")
-    where, params = _Compiler(as_of).rule(seg.rule)
-    return f"SELECT c.id AS customer_id FROM customers AS c WHERE {where}", params
-
-
-def _holds(op: str, left: Decimal, right: Decimal) -> bool:
-    if op == "eq":
-        return left == right
-    if op == "ne":
-        return left != right
-    if op == "gt":
-        return left > right
-    if op == "gte":
-        return left >= right
-    if op == "lt":
-        return left < right
-    return left <= right
-
-
-def _numeric_operand(value: Scalar) -> Decimal | None:
-    """The number an operand stands for: ints, Decimals and decimal-notation strings.
-
-    A string operand is a number only in decimal notation: ``"1e3"`` is a string
-    (stored JSON numbers may use an exponent, rule operands may not).
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
-        return None
-    return decimal_value(value)
-
-
-def _json_path(key: str) -> str:
-    """A SQL string literal of the JSON path of one object key (no quotes or backslashes)."""
-    return "'$.\"" + key.replace("'", "''") + "\"'"
-
-
-def _aggregate_operand(test: Comparison) -> Decimal:
-    assert not isinstance(test.value, tuple | bool)
-    number = decimal_value(test.value)
-    assert number is not None
-    return number
-
-
-class _Compiler:
-    def __init__(self, as_of: int) -> None:
-        self.as_of = as_of
-
-    def rule(self, rule: Rule) -> Fragment:
-        if isinstance(rule, TagRule):
-            return "c.id IN (SELECT customer_id FROM customer_tags WHERE tag = ?)", [rule.tag]
-        if isinstance(rule, ListRule):
-            return "c.id IN (SELECT customer_id FROM custom_lists WHERE name = ?)", [rule.name]
-        if isinstance(rule, ConsentRule):
-            return (
-                "EXISTS (SELECT 1 FROM customer_consents AS cc WHERE cc.customer_id = c.id"
-                " AND cc.consent = ? AND cc.granted = 1)",
-                [rule.consent],
-            )
-        if isinstance(rule, AttrRule):
-            return self.tests("c.attributes", rule.attr, rule.tests)
-        if isinstance(rule, EventRule):
-            return self.event(rule)
-        if isinstance(rule, NotRule):
-            sql, params = self.rule(rule.rule)
-            return f"NOT ({sql})", params
-        if not rule.rules:
-            return ("1" if isinstance(rule, AllRule) else "0"), []
-        joiner = " AND " if isinstance(rule, AllRule) else " OR "
-        parts = [self.rule(item) for item in rule.rules]
-        return (
-            "(" + joiner.join(sql for sql, _ in parts) + ")",
-            [param for _, part in parts for param in part],
-        )
-
-    # -- JSON values -------------------------------------------------------
-    #
-    # A value test reads the key once through json_each (alias j): j.type is the JSON
-    # type, j.atom the SQL value; j.key IS NULL keeps the scalar at the path itself.
-
-    def tests(self, column: str, key: str, tests: tuple[Comparison, ...]) -> Fragment:
-        path = _json_path(key)
-        source = f"SELECT 1 FROM json_each({column}, {path}) AS j WHERE j.key IS NULL"
-        if len(tests) == 1 and tests[0].op == "exists":
-            found = f"EXISTS ({source} AND j.type <> 'null')"
-            return (found if tests[0].value else f"NOT {found}"), []
-        raw = f"CASE j.type WHEN 'text' THEN json_quote(j.atom) ELSE {column} -> {path} END"
-        conditions = [source, "j.type <> 'null'"]
-        params: list[Any] = []
-        for test in tests:
-            sql, more = self.test(test, raw)
-            conditions.append(sql)
-            params.extend(more)
-        return f"EXISTS ({' AND '.join(conditions)})", params
-
-    def test(self, test: Comparison, raw: str) -> Fragment:
-        if test.op == "in":
-            assert isinstance(test.value, tuple)
-            return self.equal_any(test.value, raw)
-        assert not isinstance(test.value, tuple)
-        if test.op == "eq":
-            return self.equal_any((test.value,), raw)
-        if test.op == "ne":
-            sql, params = self.equal_any((test.value,), raw)
-            return f"NOT {sql}", params
-        number = _numeric_operand(test.value)
-        if number is not None:
-            return self.numeric(test.op, number, raw)
-        return f"(j.type = 'text' AND j.atom {_SQL_OPS[test.op]} ?)", [test.value]
-
-    def equal_any(self, values: tuple[Scalar, ...], raw: str) -> Fragment:
-        texts: list[str] = []
-        booleans: list[str] = []
-        numbers: list[Decimal] = []
-        for value in values:
-            if isinstance(value, bool):
-                booleans.append("true" if value else "false")
-                continue
-            number = _numeric_operand(value)
-            if number is not None:
-                numbers.append(number)
-            else:
-                assert isinstance(value, str)
-                texts.append(value)
-        parts: list[Fragment] = []
-        if texts:
-            marks = ", ".join("?" for _ in texts)
-            parts.append((f"(j.type = 'text' AND j.atom IN ({marks}))", list(texts)))
-        if booleans:
-            marks = ", ".join("?" for _ in booleans)
-            parts.append((f"j.type IN ({marks})", list(booleans)))
-        for number in numbers:
-            parts.append(self.numeric("eq", number, raw))
-        if len(parts) == 1:
-            return parts[0]
-        return (
-            "(" + " OR ".join(sql for sql, _ in parts) + ")",
-            [param for _, part in parts for param in part],
-        )
-
-    def numeric(self, op: str, number: Decimal, raw: str) -> Fragment:
-        """Exact numeric comparison of j, in C for all but near ties.
-
-        64-bit JSON integers against an integral operand compare exactly in SQL. Other
-        numbers (JSON decimals, decimal strings) compare as doubles when they are
-        clearly apart, far beyond any rounding error; only near ties and values out of
-        double range are decided by ``promod_dec_cmp`` on the exact text.
-        """
-        sql_op = _SQL_OPS[op]
-        # j.atom matches -?[0-9]+(\.[0-9]+)? : only digits, dots and a leading minus, at
-        # most one dot, a digit first (after the minus) and last.
-        decimal_text = (
-            f"(j.type = 'text' AND length(j.atom) <= {_MAX_NUMBER_TEXT}"
-            " AND j.atom NOT GLOB '*[^0-9.-]*' AND j.atom NOT GLOB '?*-*'"
-            " AND j.atom NOT GLOB '*.*.*' AND j.atom GLOB '*[0-9]'"
-            " AND (j.atom GLOB '[0-9]*' OR j.atom GLOB '-[0-9]*'))"
-        )
-        approx = "CAST(j.atom AS REAL)"
-        sql = (
-            f"CASE WHEN NOT (j.type IN ('integer', 'real') OR {decimal_text}) THEN 0"
-            f" WHEN abs({approx} - ?) > 1e-9 * (abs({approx}) + abs(?)) THEN {approx} {sql_op} ?"
-            f" ELSE coalesce(promod_dec_cmp({raw}, ?) {sql_op} 0, 0) END"
-        )
-        approx_operand = float(number)
-        params: list[Any] = [approx_operand] * 3 + [_number_text(number)]
-        if number == number.to_integral_value() and _INT64_MIN <= number <= _INT64_MAX:
-            # SQLite compares 64-bit integers exactly.
-            sql = (
-                "CASE WHEN j.type = 'integer' AND typeof(j.atom) = 'integer'"
-                f" THEN j.atom {sql_op} ? ELSE {sql} END"
-            )
-            params = [int(number), *params]
-        return f"({sql})", params
-
-    # -- events ------------------------------------------------------------
-
-    def event(self, rule: EventRule) -> Fragment:
-        filters = ["e.name = ?", "e.ts <= ?"]
-        params: list[Any] = [rule.event, self.as_of]
-        if rule.within is not None:
-            filters.append("e.ts >= ?")
-            params.append(self.as_of - rule.within)
-        for prop in rule.where:
-            sql, more = self.tests("e.properties", prop.prop, prop.tests)
-            filters.append(sql)
-            params.extend(more)
-        source = "SELECT e.customer_id FROM events AS e WHERE " + " AND ".join(filters)
-        if not rule.tests:
-            return f"c.id IN ({source})", params
-        if rule.sum is not None:
-            return self.event_sum(rule, filters, params)
-        checks = [f"count(*) {_SQL_OPS[t.op]} ?" for t in rule.tests]
-        having = " AND ".join(checks)
-        having_params = [t.value for t in rule.tests]
-        grouped = f"{source} GROUP BY e.customer_id HAVING "
-        if all(_holds(t.op, Decimal(0), _aggregate_operand(t)) for t in rule.tests):
-            # Customers without any matching event qualify too: exclude the failing ones.
-            return f"c.id NOT IN ({grouped}NOT ({having}))", [*params, *having_params]
-        return f"c.id IN ({grouped}{having})", [*params, *having_params]
-
-    def event_sum(self, rule: EventRule, filters: list[str], params: list[Any]) -> Fragment:
-        # Per customer, so that the exact (Python) sum only runs for customers that pass
-        # the cheaper conditions evaluated before it.
-        assert rule.sum is not None
-        path = _json_path(rule.sum)
-        summed = (
-            f"CASE json_type(e.properties, {path}) WHEN 'text'"
-            f" THEN json_quote(json_extract(e.properties, {path})) ELSE e.properties -> {path} END"
-        )
-        total = (
-            f"coalesce((SELECT promod_dec_sum({summed}) FROM events AS e"
-            " WHERE e.customer_id = c.id AND " + " AND ".join(filters) + "), '0')"
-        )
-        total_params = params
-        checks = [f"promod_dec_cmp({total}, ?) {_SQL_OPS[t.op]} 0" for t in rule.tests]
-        checks_params = [
-            param
-            for t in rule.tests
-            for param in (*total_params, _number_text(_aggregate_operand(t)))
-        ]
-        if len(checks) == 1:
-            return checks[0], checks_params
-        return "(" + " AND ".join(checks) + ")", checks_params

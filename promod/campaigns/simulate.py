@@ -13,21 +13,22 @@ that needs clearance grants nobody the site has not approved: ``granted`` and
 ``on_timeout = "approve"``), and ``if_all_approved`` what it grants when the
 site approves everyone — the case its funnel, days and runs describe::
 
-    result = await db.run_sync(
-        lambda conn: simulate_sync(conn, campaign, job, now, horizon=30 * 86400), write=False
+    result = await db.run(
+        lambda tx: simulate_sync(tx, campaign, job, now, horizon=30 * 86400), write=False
     )
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from typing import Any
 
-from promod.campaigns.runs import plan_targets, run_seed
+from promod.campaigns.plan import run_seed
 from promod.campaigns.spec import CampaignSpec, currency_exponent
 from promod.campaigns.store import CampaignRow, next_recurrence
+from promod.campaigns.store_runs import next_seq_sync, plan_targets
+from promod.customers.store import consenting_sync
 from promod.ledger.caps import CapBook
 from promod.ledger.grants import (
     Decider,
@@ -38,6 +39,7 @@ from promod.ledger.grants import (
     next_local_midnight,
     refusal_reason,
 )
+from promod.store.seam import Transaction, TxLike, as_tx, legacy_connection
 from promod.units import format_duration, format_money
 
 MAX_DAYS = 3660
@@ -71,7 +73,7 @@ def needs_clearance(spec: CampaignSpec) -> bool:
 
 
 def simulate_sync(
-    conn: sqlite3.Connection,
+    tx: TxLike,
     campaign: CampaignRow,
     job: GrantJob,
     now: float,
@@ -79,11 +81,11 @@ def simulate_sync(
     horizon: float | None = None,
 ) -> dict[str, Any]:
     """Project the campaign's runs from ``now``; ``horizon`` (seconds) bounds recurring ones."""
+    tx = as_tx(tx)
     spec = campaign.spec
     start = now if spec.schedule.start is None else max(spec.schedule.start.timestamp(), now)
-    (seq,) = conn.execute(
-        "SELECT coalesce(max(seq), 0) + 1 FROM runs WHERE campaign_id = ?", (campaign.id,)
-    ).fetchone()
+    seq = next_seq_sync(tx, campaign.id)
+    conn = legacy_connection(tx)  # the ledger's functions still take the connection
     exp = currency_exponent(spec.currency)
     rewards = [spec.reward, *([spec.reward.fallback] if spec.reward.fallback else [])]
     book = CapBook(
@@ -91,7 +93,9 @@ def simulate_sync(
     )
     book.load(conn, [r.provider for r in rewards])
     projection = _Projection(book, _inventory(conn, job))
-    consent = _consenting(conn, spec)
+    consent = None
+    if spec.notify is not None and spec.notify.consent:
+        consent = consenting_sync(tx, spec.notify.consent)
     if consent is not None:
         projection.with_consent = 0
 
@@ -105,7 +109,7 @@ def simulate_sync(
     run_at: float | None = start
     while run_at is not None:
         before = (projection.granted, projection.spend)
-        targeted, finished = _run(conn, campaign, job, projection, run_at, seq, consent)
+        targeted, finished = _run(tx, campaign, job, projection, run_at, seq, consent)
         runs.append(
             {
                 "run": len(runs) + 1,
@@ -159,20 +163,8 @@ def simulate_sync(
     return result
 
 
-def _consenting(conn: sqlite3.Connection, spec: CampaignSpec) -> set[str] | None:
-    if spec.notify is None or not spec.notify.consent:
-        return None
-    return {
-        row[0]
-        for row in conn.execute(
-            "SELECT customer_id FROM customer_consents WHERE consent = ? AND granted = 1",
-            (spec.notify.consent,),
-        )
-    }
-
-
 def _run(
-    conn: sqlite3.Connection,
+    tx: Transaction,
     campaign: CampaignRow,
     job: GrantJob,
     projection: _Projection,
@@ -183,8 +175,9 @@ def _run(
     """Project one run starting at ``start``; return (targeted, when it has finished)."""
     spec = campaign.spec
     book = projection.book
+    conn = legacy_connection(tx)
     plan = plan_targets(
-        conn, campaign.id, spec, now=start, seed=run_seed(campaign.id, campaign.version, seq)
+        tx, campaign.id, spec, now=start, seed=run_seed(campaign.id, campaign.version, seq)
     )
     projection.targeted += plan.targeted
     projection.snapshot_refused.update(r for r in plan.reason if r)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from promod.campaigns.spec import CampaignSpec, parse_spec
 from promod.notify.outbox import enqueue_sync
 from promod.store.database import Database
+from promod.store.seam import Row, Transaction, TxLike, as_tx
 
 FINAL = ("completed", "stopped")
 
@@ -96,7 +96,7 @@ def _stored_spec(text: str) -> tuple[CampaignSpec, str]:
     return parse_spec(data, default_timezone=data.get("timezone", "UTC")), text
 
 
-def row_to_campaign(row: sqlite3.Row | tuple[Any, ...]) -> CampaignRow:
+def row_to_campaign(row: Row | tuple[Any, ...]) -> CampaignRow:
     spec, text = _stored_spec(row[3])
     return CampaignRow(
         id=row[0],
@@ -124,27 +124,49 @@ COLUMNS = (
 )
 
 
-def get_sync(conn: sqlite3.Connection, campaign_id: str) -> CampaignRow | None:
-    row = conn.execute(f"SELECT {COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+def get_sync(tx: TxLike, campaign_id: str) -> CampaignRow | None:
+    row = as_tx(tx).fetch_one(
+        f"SELECT {COLUMNS} FROM campaigns WHERE id = :id", {"id": campaign_id}
+    )
     return None if row is None else row_to_campaign(row)
 
 
-async def get(db: Database, campaign_id: str) -> CampaignRow:
-    row = await db.fetchone(f"SELECT {COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,))
-    if row is None:
+def require(tx: Transaction, campaign_id: str) -> CampaignRow:
+    """The campaign, or :class:`CampaignError` ``not_found``."""
+    current = get_sync(tx, campaign_id)
+    if current is None:
         raise CampaignError("not_found", f"no campaign {campaign_id!r}")
-    return row_to_campaign(row)
+    return current
 
 
-async def list_all(db: Database) -> list[CampaignRow]:
-    rows = await db.fetchall(f"SELECT {COLUMNS} FROM campaigns ORDER BY created_at, id")
+def list_sync(tx: Transaction) -> list[CampaignRow]:
+    rows = tx.fetch_all(f"SELECT {COLUMNS} FROM campaigns ORDER BY created_at, id")
     return [row_to_campaign(r) for r in rows]
 
 
-def _started(conn: sqlite3.Connection, campaign_id: str) -> bool:
+def versions_sync(tx: Transaction, campaign_id: str) -> list[dict[str, Any]]:
+    """Every version of a campaign: number, when and by whom it was applied."""
+    return [
+        {"version": row[0], "applied_at": row[1], "applied_by": row[2]}
+        for row in tx.fetch_all(
+            "SELECT version, applied_at, applied_by FROM campaign_versions"
+            " WHERE campaign_id = :id ORDER BY version",
+            {"id": campaign_id},
+        )
+    ]
+
+
+async def get(db: Database, campaign_id: str) -> CampaignRow:
+    return await db.run(lambda tx: require(tx, campaign_id), write=False)
+
+
+async def list_all(db: Database) -> list[CampaignRow]:
+    return await db.run(list_sync, write=False)
+
+
+def _started(tx: Transaction, campaign_id: str) -> bool:
     return (
-        conn.execute("SELECT 1 FROM runs WHERE campaign_id = ?", (campaign_id,)).fetchone()
-        is not None
+        tx.fetch_one("SELECT 1 FROM runs WHERE campaign_id = :id", {"id": campaign_id}) is not None
     )
 
 
@@ -153,17 +175,17 @@ async def apply(db: Database, spec: CampaignSpec, *, by: str, now: float) -> dic
     data = spec.to_dict()
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
 
-    def work(conn: sqlite3.Connection) -> dict[str, Any]:
-        current = get_sync(conn, spec.id)
+    def work(tx: Transaction) -> dict[str, Any]:
+        current = get_sync(tx, spec.id)
         if current is None:
-            conn.execute(
+            tx.execute(
                 "INSERT INTO campaigns (id, version, state, spec, created_at, updated_at)"
                 " VALUES (?, 1, 'draft', ?, ?, ?)",
                 (spec.id, text, now, now),
             )
             version, created = 1, True
         else:
-            if current.state in FINAL or _started(conn, spec.id) or current.state == "running":
+            if current.state in FINAL or _started(tx, spec.id) or current.state == "running":
                 raise CampaignError(
                     "conflict",
                     f"campaign {spec.id!r} has started ({current.state}); apply it under a new id",
@@ -172,19 +194,19 @@ async def apply(db: Database, spec: CampaignSpec, *, by: str, now: float) -> dic
                 return {"id": spec.id, "version": current.version, "changed": False}
             version, created = current.version + 1, False
             next_run = _first_run_at(spec, now) if current.state == "scheduled" else None
-            conn.execute(
+            tx.execute(
                 "UPDATE campaigns SET version = ?, spec = ?, updated_at = ?,"
                 " next_run_at = coalesce(?, next_run_at) WHERE id = ?",
                 (version, text, now, next_run, spec.id),
             )
-        conn.execute(
+        tx.execute(
             "INSERT INTO campaign_versions (campaign_id, version, spec, applied_at, applied_by)"
             " VALUES (?, ?, ?, ?, ?)",
             (spec.id, version, text, now, by),
         )
         return {"id": spec.id, "version": version, "changed": True, "created": created}
 
-    return await db.run_sync(work)
+    return await db.run(work)
 
 
 def _first_run_at(spec: CampaignSpec, now: float) -> float:
@@ -193,8 +215,8 @@ def _first_run_at(spec: CampaignSpec, now: float) -> float:
 
 
 async def launch(db: Database, campaign_id: str, *, now: float, pilot: str | None) -> CampaignRow:
-    def work(conn: sqlite3.Connection) -> None:
-        current = get_sync(conn, campaign_id)
+    def work(tx: Transaction) -> None:
+        current = get_sync(tx, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
         if current.state != "draft":
@@ -208,19 +230,19 @@ async def launch(db: Database, campaign_id: str, *, now: float, pilot: str | Non
         state = "running" if first <= now else "scheduled"
         if current.held_by is not None:
             state = "paused"  # held by an operator before the launch: until resumed
-        conn.execute(
+        tx.execute(
             "UPDATE campaigns SET state = ?, next_run_at = ?, pilot = ?, launched_at = ?,"
             " paused_reason = CASE WHEN held_by IS NULL THEN NULL ELSE ? END,"
             " paused_by = held_by, paused_at = held_at, updated_at = ? WHERE id = ?",
             (state, first, pilot, now, OPERATOR, now, campaign_id),
         )
 
-    await db.run_sync(work)
+    await db.run(work)
     return await get(db, campaign_id)
 
 
 def pause_sync(
-    conn: sqlite3.Connection,
+    tx: TxLike,
     campaign_id: str,
     reason: str,
     *,
@@ -230,20 +252,21 @@ def pause_sync(
 ) -> bool:
     """Pause a running or scheduled campaign (``by``: who or what pauses it); emits
     ``campaign.paused``. A paused campaign is left as it is."""
-    cur = conn.execute(
+    tx = as_tx(tx)
+    cur = tx.execute(
         "UPDATE campaigns SET state = 'paused', paused_reason = ?, paused_until = ?,"
         " paused_by = ?, paused_at = ?, updated_at = ? WHERE id = ?"
         " AND state IN ('running', 'scheduled')",
         (reason, until, by, now, now, campaign_id),
     )
-    if cur.rowcount:
+    if cur:
         enqueue_sync(
-            conn,
+            tx,
             "campaign.paused",
             {"campaign_id": campaign_id, "reason": reason, "until": until, "by": by},
             now=now,
         )
-    return bool(cur.rowcount)
+    return bool(cur)
 
 
 async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATOR) -> None:
@@ -256,8 +279,8 @@ async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATO
     makes it run while the hold is on.
     """
 
-    def work(conn: sqlite3.Connection) -> None:
-        current = get_sync(conn, campaign_id)
+    def work(tx: Transaction) -> None:
+        current = get_sync(tx, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
         if current.state in FINAL:
@@ -269,7 +292,7 @@ async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATO
             raise CampaignError(
                 "conflict", f"campaign {campaign_id!r} is already paused by {current.held_by}"
             )
-        conn.execute(
+        tx.execute(
             "UPDATE campaigns SET held_by = ?, held_at = ?, updated_at = ? WHERE id = ?",
             (by, now, now, campaign_id),
         )
@@ -277,20 +300,18 @@ async def pause(db: Database, campaign_id: str, *, now: float, by: str = OPERATO
             return  # held: it is launched paused
         if current.state == "paused":
             enqueue_sync(
-                conn,
+                tx,
                 "campaign.paused",
                 {"campaign_id": campaign_id, "reason": OPERATOR, "until": None, "by": by},
                 now=now,
             )
         else:
-            pause_sync(conn, campaign_id, OPERATOR, now=now, by=by)
+            pause_sync(tx, campaign_id, OPERATOR, now=now, by=by)
 
-    await db.run_sync(work)
+    await db.run(work)
 
 
-def resume_sync(
-    conn: sqlite3.Connection, campaign_id: str, *, now: float, operator: bool = False
-) -> bool:
+def resume_sync(tx: TxLike, campaign_id: str, *, now: float, operator: bool = False) -> bool:
     """Back to running (or scheduled when its first run is still ahead); after a pilot
     its held targets are released. False when nothing resumed.
 
@@ -298,52 +319,51 @@ def resume_sync(
     again) of a campaign an operator holds only lifts the automatic reason; the
     campaign stays paused for the operator. ``operator=True`` lifts the hold too.
     """
-    current = get_sync(conn, campaign_id)
+    tx = as_tx(tx)
+    current = get_sync(tx, campaign_id)
     if current is None or current.state != "paused":
         return False
     if current.held_by is not None and not operator:
-        conn.execute(
+        tx.execute(
             "UPDATE campaigns SET paused_reason = ?, paused_until = NULL, paused_by = held_by,"
             " paused_at = held_at, updated_at = ? WHERE id = ?",
             (OPERATOR, now, campaign_id),
         )
         return False
-    started = _started(conn, campaign_id)
+    started = _started(tx, campaign_id)
     state = "running" if started or (current.next_run_at or 0) <= now else "scheduled"
     pilot_done = current.paused_reason == "pilot"
-    conn.execute(
+    tx.execute(
         "UPDATE campaigns SET state = ?, paused_reason = NULL, paused_until = NULL,"
         " paused_by = NULL, paused_at = NULL, held_by = NULL, held_at = NULL,"
         " pilot = CASE WHEN ? THEN NULL ELSE pilot END, updated_at = ? WHERE id = ?",
         (state, pilot_done, now, campaign_id),
     )
     if pilot_done:
-        conn.execute(
+        tx.execute(
             "UPDATE run_targets SET status = 'pending' WHERE status = 'held' AND run_id IN"
             " (SELECT id FROM runs WHERE campaign_id = ? AND state IN ('pilot', 'running'))",
             (campaign_id,),
         )
-        conn.execute(
+        tx.execute(
             "UPDATE runs SET state = 'running' WHERE campaign_id = ? AND state = 'pilot'",
             (campaign_id,),
         )
-    if started and current.next_run_at is None and active_run_sync(conn, campaign_id) is None:
-        (last,) = conn.execute(
-            "SELECT max(id) FROM runs WHERE campaign_id = ?", (campaign_id,)
-        ).fetchone()
-        complete_sync(conn, campaign_id, last, now=now)
+    if started and current.next_run_at is None and active_run_sync(tx, campaign_id) is None:
+        last = tx.fetch_value("SELECT max(id) FROM runs WHERE campaign_id = ?", (campaign_id,))
+        complete_sync(tx, campaign_id, last, now=now)
     return True
 
 
 async def resume(db: Database, campaign_id: str, *, now: float) -> None:
     """An operator's resume: lifts the operator's hold and any automatic pause."""
 
-    def work(conn: sqlite3.Connection) -> None:
-        current = get_sync(conn, campaign_id)
+    def work(tx: Transaction) -> None:
+        current = get_sync(tx, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
         if current.state == "draft" and current.held_by is not None:
-            conn.execute(
+            tx.execute(
                 "UPDATE campaigns SET held_by = NULL, held_at = NULL, updated_at = ? WHERE id = ?",
                 (now, campaign_id),
             )
@@ -352,67 +372,69 @@ async def resume(db: Database, campaign_id: str, *, now: float) -> None:
             raise CampaignError(
                 "conflict", f"campaign {campaign_id!r} is {current.state}, not paused"
             )
-        resume_sync(conn, campaign_id, now=now, operator=True)
+        resume_sync(tx, campaign_id, now=now, operator=True)
 
-    await db.run_sync(work)
+    await db.run(work)
 
 
 async def stop(db: Database, campaign_id: str, *, now: float) -> None:
     """Stop for good: targets not yet decided are refused with reason ``stopped``."""
 
-    def work(conn: sqlite3.Connection) -> None:
-        current = get_sync(conn, campaign_id)
+    def work(tx: Transaction) -> None:
+        current = get_sync(tx, campaign_id)
         if current is None:
             raise CampaignError("not_found", f"no campaign {campaign_id!r}")
         if current.state in FINAL:
             raise CampaignError("conflict", f"campaign {campaign_id!r} is already {current.state}")
-        conn.execute(
+        tx.execute(
             "UPDATE run_targets SET status = 'refused', reason = 'stopped', decided_at = ?"
             " WHERE status IN ('pending', 'held') AND run_id IN"
             " (SELECT id FROM runs WHERE campaign_id = ?)",
             (now, campaign_id),
         )
-        conn.execute(
+        tx.execute(
             "UPDATE runs SET state = 'stopped', finished_at = ? WHERE campaign_id = ?"
             " AND state IN ('pilot', 'running')",
             (now, campaign_id),
         )
-        conn.execute(
+        tx.execute(
             "UPDATE campaigns SET state = 'stopped', next_run_at = NULL, updated_at = ?"
             " WHERE id = ?",
             (now, campaign_id),
         )
 
-    await db.run_sync(work)
+    await db.run(work)
 
 
-def active_run_sync(conn: sqlite3.Connection, campaign_id: str) -> tuple[int, str] | None:
-    row = conn.execute(
+def active_run_sync(tx: TxLike, campaign_id: str) -> tuple[int, str] | None:
+    tx = as_tx(tx)
+    row = tx.fetch_one(
         "SELECT id, state FROM runs WHERE campaign_id = ? AND state IN ('pilot', 'running')"
         " ORDER BY id DESC LIMIT 1",
         (campaign_id,),
-    ).fetchone()
+    )
     return None if row is None else (row[0], row[1])
 
 
 def finish_run_if_done_sync(
-    conn: sqlite3.Connection, campaign: CampaignRow, run_id: int, *, now: float
+    tx: TxLike, campaign: CampaignRow, run_id: int, *, now: float
 ) -> str | None:
     """Close a run with nothing left to decide; pause after a pilot; complete the campaign.
 
     Returns "completed", "pilot_done", "next_run" or None (still work left).
     """
-    left = conn.execute(
+    tx = as_tx(tx)
+    left = tx.fetch_all(
         "SELECT status, count(*) FROM run_targets WHERE run_id = ? AND status IN"
         " ('pending', 'held') GROUP BY status",
         (run_id,),
-    ).fetchall()
+    )
     counts = {r[0]: r[1] for r in left}
     if counts.get("pending"):
         return None
-    if conn.execute(
+    if tx.fetch_one(
         "SELECT 1 FROM grants WHERE run_id = ? AND state = 'reserved' LIMIT 1", (run_id,)
-    ).fetchone():
+    ):
         return None  # rewards still being issued by a provider outside the database
     if campaign.spec.kind == "live_action":
         end = campaign.spec.schedule.end
@@ -420,38 +442,39 @@ def finish_run_if_done_sync(
             return None  # a live run stays open for triggers until the campaign ends
     if counts.get("held"):
         if campaign.state == "running":
-            pause_sync(conn, campaign.id, "pilot", now=now)
+            pause_sync(tx, campaign.id, "pilot", now=now)
             return "pilot_done"
         return None
-    conn.execute("UPDATE runs SET state = 'completed', finished_at = ? WHERE id = ?", (now, run_id))
+    tx.execute("UPDATE runs SET state = 'completed', finished_at = ? WHERE id = ?", (now, run_id))
     nxt = next_recurrence(campaign.spec, now)
     if nxt is not None:
-        conn.execute(
+        tx.execute(
             "UPDATE campaigns SET next_run_at = ?, updated_at = ? WHERE id = ?",
             (nxt, now, campaign.id),
         )
         return "next_run"
     # A campaign paused by a cap stays paused (the operator sees why); it completes
     # when resumed or stopped.
-    complete_sync(conn, campaign.id, run_id, now=now)
+    complete_sync(tx, campaign.id, run_id, now=now)
     return "completed"
 
 
-def complete_sync(conn: sqlite3.Connection, campaign_id: str, run_id: int, *, now: float) -> bool:
-    cur = conn.execute(
+def complete_sync(tx: TxLike, campaign_id: str, run_id: int, *, now: float) -> bool:
+    tx = as_tx(tx)
+    cur = tx.execute(
         "UPDATE campaigns SET state = 'completed', next_run_at = NULL, updated_at = ?"
         " WHERE id = ? AND state = 'running'",
         (now, campaign_id),
     )
-    if cur.rowcount:
+    if cur:
         enqueue_sync(
-            conn,
+            tx,
             "campaign.completed",
             {"campaign_id": campaign_id, "run_id": run_id},
             now=now,
             event_id=f"campaign.completed:{campaign_id}:{run_id}",
         )
-    return bool(cur.rowcount)
+    return bool(cur)
 
 
 def next_recurrence(spec: CampaignSpec, now: float) -> float | None:
@@ -461,7 +484,7 @@ def next_recurrence(spec: CampaignSpec, now: float) -> float | None:
         return None
     from zoneinfo import ZoneInfo
 
-    from promod.campaigns.runs import next_local
+    from promod.campaigns.plan import next_local
 
     nxt = next_local(now + 1, rec.at, ZoneInfo(spec.timezone))
     end = spec.schedule.end

@@ -30,8 +30,8 @@ async def clearance_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict
     if limit < 1:
         raise CommandError("invalid_args", "limit must be at least 1")
     campaign = args.get("campaign")
-    runs: list[dict[str, Any]] = await ctx.app.db.run_sync(
-        lambda conn: list_runs_sync(conn, campaign_id=campaign, limit=limit), write=False
+    runs: list[dict[str, Any]] = await ctx.app.db.run(
+        lambda tx: list_runs_sync(tx, campaign_id=campaign, limit=limit), write=False
     )
     return runs
 
@@ -46,8 +46,8 @@ async def clearance_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict
 )
 async def clearance_show(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     run_id = args["run"]
-    summary: dict[str, Any] | None = await ctx.app.db.run_sync(
-        lambda conn: summary_sync(conn, run_id), write=False
+    summary: dict[str, Any] | None = await ctx.app.db.run(
+        lambda tx: summary_sync(tx, run_id), write=False
     )
     if summary is None:
         raise CommandError("not_found", f"no clearance run {run_id}")

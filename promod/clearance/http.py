@@ -152,10 +152,8 @@ def clearance_router(app: App) -> APIRouter:
     ) -> dict[str, Any]:
         after = -1 if cursor is None else int(cursor)
         try:
-            page: dict[str, Any] = await app.db.run_sync(
-                lambda conn: list_targets_sync(
-                    conn, id, run, status=status, cursor=after, limit=limit
-                ),
+            page: dict[str, Any] = await app.db.run(
+                lambda tx: list_targets_sync(tx, id, run, status=status, cursor=after, limit=limit),
                 write=False,
             )
         except ClearanceError as exc:
@@ -177,8 +175,8 @@ def clearance_router(app: App) -> APIRouter:
             answers[answer.customer_id] = answer.approved
         now = app.clock.now()
         try:
-            result: dict[str, Any] = await app.db.run_sync(
-                lambda conn: answer_sync(conn, id, run, answers, now=now)
+            result: dict[str, Any] = await app.db.run(
+                lambda tx: answer_sync(tx, id, run, answers, now=now)
             )
         except ClearanceError as exc:
             raise _api_error(exc) from None

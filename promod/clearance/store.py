@@ -9,15 +9,13 @@ under every cap), rejected ones into ``refused/rejected`` and unanswered ones in
 ``refused/not_approved`` (or ``pending`` with ``on_timeout = "approve"``). Every
 state lives in the database, so a restart in between changes nothing::
 
-    announce_sync(conn, now=now, public_url="https://promod.example.org")
-    answer_sync(conn, "winback", 7, {"c42": True, "c43": False}, now=now)
-    decision = decide_sync(conn, 7, now=now, min_approval_rate=Decimal("0.5"))
+    announce_sync(tx, now=now, public_url="https://promod.example.org")
+    answer_sync(tx, "winback", 7, {"c42": True, "c43": False}, now=now)
+    decision = decide_sync(tx, 7, now=now, min_approval_rate=Decimal("0.5"))
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -26,6 +24,7 @@ from urllib.parse import quote
 from promod.campaigns.store import FINAL, get_sync
 from promod.clock import utc_iso
 from promod.notify.outbox import enqueue_sync
+from promod.store.seam import Row, Transaction, TxLike, as_tx
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -38,6 +37,7 @@ __all__ = [
     "announce_sync",
     "answer_sync",
     "campaign_section_sync",
+    "decide_due_sync",
     "decide_sync",
     "due_runs_sync",
     "event_id",
@@ -119,15 +119,17 @@ def urls(public_url: str, campaign_id: str, run_id: int) -> tuple[str, str]:
     return f"{base}/customers", f"{base}/customers/status"
 
 
-def _run(conn: sqlite3.Connection, run_id: int) -> Run | None:
-    row = conn.execute(
+def _run(tx: TxLike, run_id: int) -> Run | None:
+    tx = as_tx(tx)
+    row = tx.fetch_one(
         "SELECT id, campaign_id, state, clearance_deadline FROM runs WHERE id = ?", (run_id,)
-    ).fetchone()
+    )
     return None if row is None else Run(int(row[0]), str(row[1]), str(row[2]), row[3])
 
 
-def _campaign_run(conn: sqlite3.Connection, campaign_id: str, run_id: int) -> Run:
-    run = _run(conn, run_id)
+def _campaign_run(tx: TxLike, campaign_id: str, run_id: int) -> Run:
+    tx = as_tx(tx)
+    run = _run(tx, run_id)
     if run is None or run.campaign_id != campaign_id:
         raise ClearanceError(
             404,
@@ -147,23 +149,24 @@ def rate(approved: int, listed: int) -> Decimal | None:
 # -------------------------------------------------------------------- announcing
 
 
-def announce_sync(conn: sqlite3.Connection, *, now: float, public_url: str) -> list[int]:
+def announce_sync(tx: TxLike, *, now: float, public_url: str) -> list[int]:
     """Enqueue ``clearance.required`` for every waiting run not yet announced; their ids."""
-    rows = conn.execute(
+    tx = as_tx(tx)
+    rows = tx.fetch_all(
         "SELECT r.id, r.campaign_id, r.clearance_deadline FROM runs r"
         " WHERE r.state = 'clearance' AND NOT EXISTS"
         " (SELECT 1 FROM outbox o WHERE o.event_id = ? || r.id) ORDER BY r.id",
         (f"{EVENT}:",),
-    ).fetchall()
+    )
     announced = []
     for run_id, campaign_id, deadline in rows:
-        (count,) = conn.execute(
+        count = tx.fetch_value(
             "SELECT count(*) FROM run_targets WHERE run_id = ? AND status IN (?, ?)",
             (run_id, *ANSWERABLE),
-        ).fetchone()
+        )
         customers_url, status_url = urls(public_url, campaign_id, run_id)
         enqueue_sync(
-            conn,
+            tx,
             EVENT,
             {
                 "event_type_id": EVENT_TYPE_ID,
@@ -184,18 +187,18 @@ def announce_sync(conn: sqlite3.Connection, *, now: float, public_url: str) -> l
 # -------------------------------------------------------------------- the deadline
 
 
-def next_deadline_sync(conn: sqlite3.Connection) -> float | None:
+def next_deadline_sync(tx: TxLike) -> float | None:
     """The earliest deadline of a run still waiting for clearance."""
-    (when,) = conn.execute(
-        "SELECT min(clearance_deadline) FROM runs WHERE state = 'clearance'"
-    ).fetchone()
+    tx = as_tx(tx)
+    when = tx.fetch_value("SELECT min(clearance_deadline) FROM runs WHERE state = 'clearance'")
     return None if when is None else float(when)
 
 
-def due_runs_sync(conn: sqlite3.Connection, now: float) -> list[int]:
+def due_runs_sync(tx: TxLike, now: float) -> list[int]:
+    tx = as_tx(tx)
     return [
         int(r[0])
-        for r in conn.execute(
+        for r in tx.fetch_all(
             "SELECT id FROM runs WHERE state = 'clearance' AND clearance_deadline <= ? ORDER BY id",
             (now,),
         )
@@ -203,7 +206,7 @@ def due_runs_sync(conn: sqlite3.Connection, now: float) -> list[int]:
 
 
 def decide_sync(
-    conn: sqlite3.Connection,
+    tx: TxLike,
     run_id: int,
     *,
     now: float,
@@ -218,13 +221,14 @@ def decide_sync(
     below ``min_approval_rate`` enqueues ``clearance.low_approval``. None when the run
     is not (or no longer) due.
     """
-    run = _run(conn, run_id)
+    tx = as_tx(tx)
+    run = _run(tx, run_id)
     if run is None or run.state != "clearance" or run.deadline is None or run.deadline > now:
         return None
-    campaign = get_sync(conn, run.campaign_id)
+    campaign = get_sync(tx, run.campaign_id)
     answers = {
         row[0]: int(row[1])
-        for row in conn.execute(
+        for row in tx.fetch_all(
             "SELECT approved, count(*) FROM run_targets WHERE run_id = ? AND status IN (?, ?)"
             " GROUP BY approved",
             (run_id, *ANSWERABLE),
@@ -233,41 +237,39 @@ def decide_sync(
     approved, rejected, unanswered = answers.get(1, 0), answers.get(0, 0), answers.get(None, 0)
     listed = approved + rejected + unanswered
     if campaign is None or campaign.state in FINAL:
-        conn.execute(
+        tx.execute(
             "UPDATE run_targets SET status = 'refused', reason = 'stopped', decided_at = ?"
             " WHERE run_id = ? AND status IN (?, ?)",
             (now, run_id, *ANSWERABLE),
         )
-        conn.execute(
-            "UPDATE runs SET state = 'stopped', finished_at = ? WHERE id = ?", (now, run_id)
-        )
+        tx.execute("UPDATE runs SET state = 'stopped', finished_at = ? WHERE id = ?", (now, run_id))
         return Decision(
             run_id, run.campaign_id, "stopped", listed, approved, rejected, unanswered, None, False
         )
-    conn.execute(
+    tx.execute(
         "UPDATE run_targets SET status = 'refused', reason = 'rejected', decided_at = ?"
         " WHERE run_id = ? AND status IN (?, ?) AND approved = 0",
         (now, run_id, *ANSWERABLE),
     )
     if campaign.spec.clearance.on_timeout == "approve":
-        conn.execute(
+        tx.execute(
             "UPDATE run_targets SET status = 'pending' WHERE run_id = ? AND status = 'awaiting'",
             (run_id,),
         )
     else:
-        conn.execute(
+        tx.execute(
             "UPDATE run_targets SET status = 'refused', reason = 'not_approved', decided_at = ?"
             " WHERE run_id = ? AND status IN (?, ?) AND approved IS NULL",
             (now, run_id, *ANSWERABLE),
         )
-        conn.execute(
+        tx.execute(
             "UPDATE run_targets SET status = 'pending' WHERE run_id = ? AND status = 'awaiting'"
             " AND approved = 1",
             (run_id,),
         )
     state = "pilot" if campaign.pilot else "running"
-    conn.execute("UPDATE runs SET state = ? WHERE id = ?", (state, run_id))
-    conn.execute(
+    tx.execute("UPDATE runs SET state = ? WHERE id = ?", (state, run_id))
+    tx.execute(
         "UPDATE campaigns SET state = 'running', updated_at = ? WHERE id = ?"
         " AND state = 'scheduled'",
         (now, run.campaign_id),
@@ -280,7 +282,7 @@ def decide_sync(
     )
     if low:
         enqueue_sync(
-            conn,
+            tx,
             LOW_APPROVAL_EVENT,
             {
                 "campaign_id": run.campaign_id,
@@ -308,11 +310,23 @@ def decide_sync(
     )
 
 
+def decide_due_sync(
+    tx: Transaction, *, now: float, min_approval_rate: Decimal | None = None
+) -> list[Decision]:
+    """:func:`decide_sync` for every run whose deadline has come, in one transaction."""
+    out = []
+    for run_id in due_runs_sync(tx, now):
+        decision = decide_sync(tx, run_id, now=now, min_approval_rate=min_approval_rate)
+        if decision is not None:
+            out.append(decision)
+    return out
+
+
 # -------------------------------------------------------------------- the site's calls
 
 
 def list_targets_sync(
-    conn: sqlite3.Connection,
+    tx: TxLike,
     campaign_id: str,
     run_id: int,
     *,
@@ -321,7 +335,8 @@ def list_targets_sync(
     limit: int = DEFAULT_PAGE,
 ) -> dict[str, Any]:
     """One page of a run's target list in rank order, after ``cursor`` (a rank)."""
-    run = _campaign_run(conn, campaign_id, run_id)
+    tx = as_tx(tx)
+    run = _campaign_run(tx, campaign_id, run_id)
     sql = f"SELECT t.rank, t.customer_id, {_STATUS} FROM run_targets t WHERE t.run_id = ?"
     sql += f" AND t.rank > ? AND {_LISTED}"
     params: list[Any] = [run.id, cursor]
@@ -330,7 +345,7 @@ def list_targets_sync(
         params.append(status)
     sql += " ORDER BY t.rank LIMIT ?"
     params.append(limit + 1)
-    rows = conn.execute(sql, params).fetchall()
+    rows = tx.fetch_all(sql, params)
     more = len(rows) > limit
     rows = rows[:limit]
     return {
@@ -340,7 +355,7 @@ def list_targets_sync(
 
 
 def answer_sync(
-    conn: sqlite3.Connection,
+    tx: TxLike,
     campaign_id: str,
     run_id: int,
     answers: dict[str, bool],
@@ -352,13 +367,14 @@ def answer_sync(
     Refused (ClearanceError) after the deadline (409), and for any customer not on
     the run's list (409, naming them; nothing is recorded).
     """
-    run = _campaign_run(conn, campaign_id, run_id)
+    tx = as_tx(tx)
+    run = _campaign_run(tx, campaign_id, run_id)
     if run.deadline is None:
         raise ClearanceError(
             409, "conflict", f"run {run_id} does not wait for clearance", {"run_id": run_id}
         )
     deadline = utc_iso(float(run.deadline))
-    campaign = get_sync(conn, campaign_id)
+    campaign = get_sync(tx, campaign_id)
     if run.state != "clearance" or now >= run.deadline:
         raise ClearanceError(
             409,
@@ -377,13 +393,13 @@ def answer_sync(
     ids = list(answers)
     found: set[str] = set()
     for start in range(0, len(ids), 5_000):
-        chunk = json.dumps(ids[start : start + 5_000])
+        chunk = tx.dialect.array(ids[start : start + 5_000])
         found.update(
             row[0]
-            for row in conn.execute(
-                "SELECT customer_id FROM run_targets WHERE run_id = ? AND status IN (?, ?)"
-                " AND customer_id IN (SELECT value FROM json_each(?))",
-                (run_id, *ANSWERABLE, chunk),
+            for row in tx.fetch_all(
+                "SELECT customer_id FROM run_targets WHERE run_id = :run AND status IN (:a, :b)"
+                f" AND {tx.dialect.in_array('customer_id', 'ids')}",
+                {"run": run_id, "a": ANSWERABLE[0], "b": ANSWERABLE[1], "ids": chunk},
             )
         )
     missing = [cid for cid in ids if cid not in found]
@@ -396,7 +412,7 @@ def answer_sync(
             f" target list of run {run_id}: {named}; nothing applied",
             {"not_in_list": missing[:MAX_REPORTED], "count": len(missing)},
         )
-    conn.executemany(
+    tx.executemany(
         "UPDATE run_targets SET approved = ?, answered_at = ? WHERE run_id = ? AND customer_id = ?",
         [(int(ok), now, run_id, cid) for cid, ok in answers.items()],
     )
@@ -413,21 +429,24 @@ def answer_sync(
 # -------------------------------------------------------------------- operators
 
 
-def _counts(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> dict[str, int]:
-    row = conn.execute(
-        "SELECT count(*), coalesce(sum(t.approved = 1), 0), coalesce(sum(t.approved = 0), 0),"
-        " coalesce(sum(t.approved IS NULL), 0), coalesce(sum(t.status = 'granted'), 0),"
-        " coalesce(sum(t.status = 'refused' AND t.reason NOT IN"
-        " ('rejected', 'not_approved', 'stopped') AND t.reason NOT LIKE 'eligibility:%'), 0),"
-        " coalesce(sum(t.status IN ('pending', 'held')), 0)"
+def _counts(tx: TxLike, where: str, params: tuple[Any, ...]) -> dict[str, int]:
+    tx = as_tx(tx)
+    row = tx.fetch_one(
+        "SELECT count(*), count(*) FILTER (WHERE t.approved = 1),"
+        " count(*) FILTER (WHERE t.approved = 0), count(*) FILTER (WHERE t.approved IS NULL),"
+        " count(*) FILTER (WHERE t.status = 'granted'),"
+        " count(*) FILTER (WHERE t.status = 'refused' AND t.reason NOT IN"
+        " ('rejected', 'not_approved', 'stopped') AND t.reason NOT LIKE 'eligibility:%'),"
+        " count(*) FILTER (WHERE t.status IN ('pending', 'held'))"
         f" FROM run_targets t JOIN runs r ON r.id = t.run_id WHERE {where} AND {_LISTED}",
         params,
-    ).fetchone()
+    )
+    assert row is not None  # an aggregate always has its row
     keys = ("customers", "approved", "rejected", "unanswered", "granted", "capped", "to_grant")
     return {k: int(v) for k, v in zip(keys, row, strict=True)}
 
 
-def _describe(run: sqlite3.Row | tuple[Any, ...], counts: dict[str, int]) -> dict[str, Any]:
+def _describe(run: Row | tuple[Any, ...], counts: dict[str, int]) -> dict[str, Any]:
     approval = rate(counts["approved"], counts["customers"])
     return {
         "run": int(run[0]),
@@ -449,39 +468,42 @@ _RUNS = (
 )
 
 
-def summary_sync(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+def summary_sync(tx: TxLike, run_id: int) -> dict[str, Any] | None:
     """A clearance run's figures: approved, rejected, unanswered, granted, capped, rate."""
-    run = conn.execute(_RUNS + " AND r.id = ?", (run_id,)).fetchone()
+    tx = as_tx(tx)
+    run = tx.fetch_one(_RUNS + " AND r.id = ?", (run_id,))
     if run is None:
         return None
-    return _describe(run, _counts(conn, "t.run_id = ?", (run_id,)))
+    return _describe(run, _counts(tx, "t.run_id = ?", (run_id,)))
 
 
 def list_runs_sync(
-    conn: sqlite3.Connection, *, campaign_id: str | None = None, limit: int = 100
+    tx: TxLike, *, campaign_id: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """Runs awaiting or past clearance, newest first, with their figures."""
+    tx = as_tx(tx)
     sql, params = _RUNS, []
     if campaign_id is not None:
         sql += " AND r.campaign_id = ?"
         params.append(campaign_id)
-    runs = conn.execute(sql + " ORDER BY r.id DESC LIMIT ?", (*params, limit)).fetchall()
-    return [_describe(run, _counts(conn, "t.run_id = ?", (run[0],))) for run in runs]
+    runs = tx.fetch_all(sql + " ORDER BY r.id DESC LIMIT ?", (*params, limit))
+    return [_describe(run, _counts(tx, "t.run_id = ?", (run[0],))) for run in runs]
 
 
-def campaign_section_sync(conn: sqlite3.Connection, campaign_id: str) -> dict[str, Any] | None:
+def campaign_section_sync(tx: TxLike, campaign_id: str) -> dict[str, Any] | None:
     """The campaign report's ``clearance`` section: every clearance run added up."""
-    (runs,) = conn.execute(
+    tx = as_tx(tx)
+    runs = tx.fetch_value(
         "SELECT count(*) FROM runs WHERE campaign_id = ? AND clearance_deadline IS NOT NULL",
         (campaign_id,),
-    ).fetchone()
+    )
     if not runs:
         return None
-    (open_runs,) = conn.execute(
+    open_runs = tx.fetch_value(
         "SELECT count(*) FROM runs WHERE campaign_id = ? AND state = 'clearance'",
         (campaign_id,),
-    ).fetchone()
-    counts = _counts(conn, "r.campaign_id = ? AND r.clearance_deadline IS NOT NULL", (campaign_id,))
+    )
+    counts = _counts(tx, "r.campaign_id = ? AND r.clearance_deadline IS NOT NULL", (campaign_id,))
     approval = rate(counts["approved"], counts["customers"])
     return {
         "runs": int(runs),

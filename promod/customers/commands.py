@@ -24,7 +24,6 @@ attributes. ``promodctl customers import FILE`` / ``events import FILE`` /
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +46,10 @@ from promod.customers.imports import (
     import_status,
     stage_chunk,
 )
+from promod.customers.store import profile_sync, wallet_points_sync
 from promod.rewards.holdings import REWARD_STATES, HeldReward, customer_rewards_sync
 from promod.store.database import Database
+from promod.store.seam import Transaction, legacy_connection
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -152,24 +153,10 @@ def _import_commands(kind: ImportKind) -> list[Command]:
 
 async def customer_profile(db: Database, customer_id: str) -> dict[str, Any] | None:
     """Profile, attributes, tags, consents and event totals of a customer; None if unknown."""
-    row = await db.fetchone(
-        "SELECT id, email, timezone, attributes, created_at, updated_at"
-        " FROM customers WHERE id = ?",
-        (customer_id,),
-    )
-    if row is None:
+    found = await db.run(lambda tx: profile_sync(tx, customer_id), write=False)
+    if found is None:
         return None
-    tags = await db.fetchall(
-        "SELECT tag FROM customer_tags WHERE customer_id = ? ORDER BY tag", (customer_id,)
-    )
-    consents = await db.fetchall(
-        "SELECT consent, granted, updated_at, source FROM customer_consents"
-        " WHERE customer_id = ? ORDER BY consent",
-        (customer_id,),
-    )
-    events = await db.fetchone(
-        "SELECT count(*), max(ts) FROM events WHERE customer_id = ?", (customer_id,)
-    )
+    row, tags, consents, events = found
     return {
         "id": row["id"],
         "email": row["email"],
@@ -202,13 +189,14 @@ async def wallet_and_rewards(app: App, customer_id: str) -> dict[str, Any]:
     """
     now = float(app.clock.now()) if getattr(app, "clock", None) is not None else time.time()
 
-    def read(conn: sqlite3.Connection) -> tuple[Any, list[HeldReward]]:
-        balance = conn.execute(
-            "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
-        ).fetchone()
-        return balance, customer_rewards_sync(conn, customer_id, now=now, states=REWARD_STATES)
+    def read(tx: Transaction) -> tuple[int | None, list[HeldReward]]:
+        balance = wallet_points_sync(tx, customer_id)
+        held = customer_rewards_sync(
+            legacy_connection(tx), customer_id, now=now, states=REWARD_STATES
+        )
+        return balance, held
 
-    balance, held = await app.db.run_sync(read, write=False)
+    balance, held = await app.db.run(read, write=False)
     rewards = [
         {
             "grant": r.grant_id,
@@ -225,7 +213,7 @@ async def wallet_and_rewards(app: App, customer_id: str) -> dict[str, Any]:
         }
         for r in reversed(held[-50:])
     ]
-    return {"wallet": {"points": 0 if balance is None else balance[0]}, "rewards": rewards}
+    return {"wallet": {"points": 0 if balance is None else balance}, "rewards": rewards}
 
 
 @command(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
@@ -37,7 +36,6 @@ import anyio
 from promod.admin.registry import CommandError
 from promod.clock import utc_iso
 from promod.customers.records import (
-    Customer,
     RecordError,
     check_csv_columns,
     customer_from_csv_row,
@@ -45,8 +43,16 @@ from promod.customers.records import (
     parse_customer,
     parse_event,
 )
-from promod.customers.store import UPSERT_CONSENT, UPSERT_CUSTOMER
+from promod.customers.store_imports import (
+    begin_sync,
+    commit_customers_sync,
+    commit_events_sync,
+    discard_sync,
+    load_sync,
+    stage_sync,
+)
 from promod.store.database import Database
+from promod.store.seam import Row, Transaction, UniqueViolation
 
 __all__ = [
     "ABANDONED_AFTER",
@@ -67,7 +73,6 @@ FORMATS: dict[str, tuple[str, ...]] = {"customers": ("jsonl", "csv"), "events": 
 MAX_CHUNK_ROWS = 5000
 MAX_REPORTED_ERRORS = 100
 ABANDONED_AFTER = 3600.0  # seconds without a chunk
-COMMIT_BATCH = 5000
 CONSENT_SOURCE = "import"
 
 _Error: TypeAlias = dict[str, Any]  # {"line": int, "message": str}
@@ -80,9 +85,18 @@ def _new_import_id() -> str:
     return "imp_" + secrets.token_hex(8)
 
 
-async def _discard(conn: Any, import_id: str) -> None:
-    await conn.execute("DELETE FROM import_staging WHERE import_id = ?", (import_id,))
-    await conn.execute("DELETE FROM imports WHERE import_id = ?", (import_id,))
+def _require(row: Row | None, kind: ImportKind, import_id: str) -> Row:
+    if row is None or row[1] != kind:
+        raise CommandError(
+            "not_found",
+            f"no {kind} import {import_id!r} in progress (committed, aborted or abandoned?)",
+        )
+    return row
+
+
+async def _load(db: Database, kind: ImportKind, import_id: str) -> Row:
+    """The ``imports`` row (import_id, kind, format, rows, staged, error_count, errors)."""
+    return _require(await db.run(lambda tx: load_sync(tx, import_id), write=False), kind, import_id)
 
 
 async def begin_import(
@@ -115,35 +129,12 @@ async def begin_import(
                 {"errors": [error], "error_count": 1},
             ) from None
     import_id = _new_import_id()
-    async with db.transaction() as conn:
-        stale = await conn.execute_fetchall(
-            "SELECT import_id FROM imports WHERE touched_at < ?", (int(now - ABANDONED_AFTER),)
+    await db.run(
+        lambda tx: begin_sync(
+            tx, import_id, kind, fmt, now=int(now), abandoned_before=int(now - ABANDONED_AFTER)
         )
-        for row in stale:
-            await _discard(conn, row[0])
-        await conn.execute(
-            "INSERT INTO imports (import_id, kind, format, started_at, touched_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (import_id, kind, fmt, int(now), int(now)),
-        )
-    return import_id
-
-
-async def _load(conn: Any, kind: ImportKind, import_id: str) -> sqlite3.Row:
-    """The ``imports`` row; ``conn`` is a Database or the connection of an open transaction."""
-    fetch = conn.fetchall if isinstance(conn, Database) else conn.execute_fetchall
-    rows = await fetch(
-        "SELECT import_id, kind, format, rows, staged, error_count, errors"
-        " FROM imports WHERE import_id = ?",
-        (import_id,),
     )
-    if not rows or rows[0][1] != kind:
-        raise CommandError(
-            "not_found",
-            f"no {kind} import {import_id!r} in progress (committed, aborted or abandoned?)",
-        )
-    row: sqlite3.Row = rows[0]
-    return row
+    return import_id
 
 
 def _line_of(item: Any, index: int) -> int:
@@ -198,31 +189,36 @@ async def stage_chunk(
         )
     state = await _load(db, kind, import_id)
     valid, errors = await anyio.to_thread.run_sync(_validate_rows, kind, state["format"], rows)
-    async with db.transaction() as conn:
-        state = await _load(conn, kind, import_id)
+
+    def stage(tx: Transaction) -> tuple[int, int]:
+        state = _require(load_sync(tx, import_id), kind, import_id)
         error_count = int(state["error_count"]) + len(errors)
         kept: list[_Error] = json.loads(state["errors"])
         kept.extend(errors[: max(0, MAX_REPORTED_ERRORS - len(kept))])
         staged = int(state["staged"])
-        if error_count == 0:
-            try:
-                await conn.executemany(
-                    "INSERT INTO import_staging (import_id, line, payload) VALUES (?, ?, ?)",
-                    [(import_id, line, payload) for line, payload in valid],
-                )
-            except sqlite3.IntegrityError:
-                raise CommandError(
-                    "conflict", "a line of this chunk was already received; nothing staged"
-                ) from None
+        clean = error_count == 0
+        if clean:
             staged += len(valid)
-        elif int(state["error_count"]) == 0 and staged:
-            await conn.execute("DELETE FROM import_staging WHERE import_id = ?", (import_id,))
         total = int(state["rows"]) + len(rows)
-        await conn.execute(
-            "UPDATE imports SET rows = ?, staged = ?, error_count = ?, errors = ?, touched_at = ?"
-            " WHERE import_id = ?",
-            (total, staged, error_count, _dumps(kept), int(now), import_id),
-        )
+        try:
+            stage_sync(
+                tx,
+                import_id,
+                valid if clean else [],
+                drop_staged=not clean and int(state["error_count"]) == 0 and staged > 0,
+                rows=total,
+                staged=staged,
+                error_count=error_count,
+                errors=kept,
+                now=int(now),
+            )
+        except UniqueViolation:
+            raise CommandError(
+                "conflict", "a line of this chunk was already received; nothing staged"
+            ) from None
+        return total, error_count
+
+    total, error_count = await db.run(stage)
     return {
         "import_id": import_id,
         "rows": total,
@@ -245,9 +241,13 @@ async def import_status(db: Database, kind: ImportKind, import_id: str) -> dict[
 
 async def abort_import(db: Database, kind: ImportKind, import_id: str) -> dict[str, Any]:
     """Discard an import in progress."""
-    async with db.transaction() as conn:
-        state = await _load(conn, kind, import_id)
-        await _discard(conn, import_id)
+
+    def abort(tx: Transaction) -> Row:
+        state = _require(load_sync(tx, import_id), kind, import_id)
+        discard_sync(tx, import_id)
+        return state
+
+    state = await db.run(abort)
     return {"import_id": import_id, "aborted": True, "rows": int(state["rows"])}
 
 
@@ -259,107 +259,30 @@ async def commit_import(
     Customers: ``{"imported", "created", "updated"}``; events: ``{"imported", "skipped"}``.
     A refusal is CommandError ``invalid_args`` with details ``{"errors", "error_count"}``.
     """
-    refused: CommandError | None = None
-    async with db.transaction() as conn:
-        state = await _load(conn, kind, import_id)
+    stamp = utc_iso(now)
+
+    def commit(tx: Transaction) -> tuple[dict[str, Any] | None, CommandError | None]:
+        state = _require(load_sync(tx, import_id), kind, import_id)
         error_count = int(state["error_count"])
         if error_count:
             errors = sorted(json.loads(state["errors"]), key=lambda e: e["line"])
-            await _discard(conn, import_id)
+            discard_sync(tx, import_id)
             first = errors[0] if errors else {"line": "?", "message": "?"}
-            refused = CommandError(
+            return None, CommandError(
                 "invalid_args",
                 f"{error_count} invalid row{'s' if error_count != 1 else ''}, first at line "
                 f"{first['line']}: {first['message']}; nothing imported",
                 {"errors": errors, "error_count": error_count},
             )
+        if kind == "customers":
+            summary = commit_customers_sync(tx, import_id, stamp, CONSENT_SOURCE)
         else:
-            if kind == "customers":
-                summary = await _commit_customers(conn, import_id, utc_iso(now))
-            else:
-                summary = await _commit_events(conn, import_id)
-            await _discard(conn, import_id)
+            summary = commit_events_sync(tx, import_id)
+        discard_sync(tx, import_id)
+        return summary, None
+
+    summary, refused = await db.run(commit)
     if refused is not None:
         raise refused
+    assert summary is not None
     return summary
-
-
-async def _commit_customers(conn: Any, import_id: str, stamp: str) -> dict[str, Any]:
-    imported = created = 0
-    last_line = 0
-    while True:
-        rows = await conn.execute_fetchall(
-            "SELECT line, payload FROM import_staging WHERE import_id = ? AND line > ?"
-            " ORDER BY line LIMIT ?",
-            (import_id, last_line, COMMIT_BATCH),
-        )
-        if not rows:
-            break
-        last_line = int(rows[-1][0])
-        batch: dict[str, Customer] = {}
-        order: list[str] = []
-        for _line, payload in rows:
-            customer = Customer.from_dict(json.loads(payload))
-            order.append(customer.id)
-            batch.pop(customer.id, None)  # the last occurrence wins, in its own place
-            batch[customer.id] = customer
-        existing = {
-            row[0]
-            for row in await conn.execute_fetchall(
-                "SELECT id FROM customers WHERE id IN (SELECT value FROM json_each(?))",
-                (_dumps(list(batch)),),
-            )
-        }
-        seen: set[str] = set()
-        for customer_id in order:
-            if customer_id not in existing and customer_id not in seen:
-                created += 1
-            seen.add(customer_id)
-        imported += len(order)
-        customers = list(batch.values())
-        await conn.executemany(
-            UPSERT_CUSTOMER,
-            [(c.id, c.email, c.timezone, _dumps(c.attributes), stamp, stamp) for c in customers],
-        )
-        await conn.executemany(
-            "DELETE FROM customer_tags WHERE customer_id = ?", [(c.id,) for c in customers]
-        )
-        await conn.executemany(
-            "INSERT OR IGNORE INTO customer_tags (tag, customer_id) VALUES (?, ?)",
-            [(tag, c.id) for c in customers for tag in c.tags],
-        )
-        await conn.executemany(
-            "DELETE FROM customer_consents WHERE customer_id = ?"
-            " AND consent NOT IN (SELECT value FROM json_each(?))",
-            [(c.id, _dumps(list(c.consents))) for c in customers],
-        )
-        await conn.executemany(
-            UPSERT_CONSENT,
-            [
-                (c.id, name, int(granted), stamp, CONSENT_SOURCE)
-                for c in customers
-                for name, granted in c.consents.items()
-            ],
-        )
-    return {"imported": imported, "created": created, "updated": imported - created}
-
-
-async def _commit_events(conn: Any, import_id: str) -> dict[str, Any]:
-    rows = await conn.execute_fetchall(
-        "SELECT count(*) FROM import_staging WHERE import_id = ?", (import_id,)
-    )
-    total = int(rows[0][0])
-    await conn.execute(
-        """
-        INSERT INTO events (event_id, customer_id, name, ts, properties)
-        SELECT json_extract(payload, '$.id'), json_extract(payload, '$.customer_id'),
-               json_extract(payload, '$.name'), json_extract(payload, '$.ts'),
-               json_extract(payload, '$.properties')
-        FROM import_staging WHERE import_id = ? ORDER BY line
-        ON CONFLICT (event_id) DO NOTHING
-        """,
-        (import_id,),
-    )
-    changed = await conn.execute_fetchall("SELECT changes()")
-    inserted = int(changed[0][0])
-    return {"imported": inserted, "skipped": total - inserted}

@@ -21,7 +21,6 @@ logged and does not fail the request — the events are stored either way.
 from __future__ import annotations
 
 import inspect
-import sqlite3
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -39,13 +38,17 @@ from promod.customers.records import (
 )
 from promod.customers.store import (
     StoredEvent,
+    customer_known_sync,
+    has_grants_sync,
     insert_events_sync,
     upsert_customers_sync,
+    wallet_points_sync,
 )
 from promod.http.body import ApiRoute, scope
 from promod.http.errors import MAX_REPORTED_ERRORS, ApiError, error_responses
 from promod.logs import get_logger
 from promod.rewards.holdings import REWARD_STATES, customer_rewards_sync
+from promod.store.seam import Transaction, legacy_connection
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -188,19 +191,13 @@ def _reward_states(include: str, state: str | None) -> Collection[str] | None:
 
 
 def _rewards_sync(
-    conn: sqlite3.Connection, customer_id: str, now: float, states: Collection[str] | None
+    tx: Transaction, customer_id: str, now: float, states: Collection[str] | None
 ) -> dict[str, Any] | None:
-    known = conn.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone()
-    held = customer_rewards_sync(conn, customer_id, now=now, states=states)
-    balance = conn.execute(
-        "SELECT points FROM wallet_balances WHERE customer_id = ?", (customer_id,)
-    ).fetchone()
-    if known is None and not held and balance is None:
-        any_grant = conn.execute(
-            "SELECT 1 FROM grants WHERE customer_id = ? LIMIT 1", (customer_id,)
-        ).fetchone()
-        if any_grant is None:
-            return None
+    known = customer_known_sync(tx, customer_id)
+    held = customer_rewards_sync(legacy_connection(tx), customer_id, now=now, states=states)
+    balance = wallet_points_sync(tx, customer_id)
+    if not known and not held and balance is None and not has_grants_sync(tx, customer_id):
+        return None
     rewards = [
         {
             "grant_id": r.grant_id,
@@ -223,7 +220,7 @@ def _rewards_sync(
     return {
         "customer_id": customer_id,
         "rewards": rewards,
-        "wallet": {"points": int(balance[0]) if balance is not None else 0},
+        "wallet": {"points": balance if balance is not None else 0},
     }
 
 
@@ -280,8 +277,8 @@ def customer_router(app: App) -> APIRouter:
         fields = body.model_dump(exclude={"id"})
         customer = Customer.model_construct(id=customer_id, **fields)
         now = app.clock.now()
-        summary = await app.db.run_sync(
-            lambda conn: upsert_customers_sync(conn, [customer], now=now, source=CONSENT_SOURCE)
+        summary = await app.db.run(
+            lambda tx: upsert_customers_sync(tx, [customer], now=now, source=CONSENT_SOURCE)
         )
         created = bool(summary.created)
         return JSONResponse(
@@ -299,8 +296,8 @@ def customer_router(app: App) -> APIRouter:
     )
     async def batch_customers(body: CustomersBatch) -> BatchResult:
         now = app.clock.now()
-        summary = await app.db.run_sync(
-            lambda conn: upsert_customers_sync(conn, body.customers, now=now, source=CONSENT_SOURCE)
+        summary = await app.db.run(
+            lambda tx: upsert_customers_sync(tx, body.customers, now=now, source=CONSENT_SOURCE)
         )
         return BatchResult(
             upserted=len(summary.created) + len(summary.updated),
@@ -321,7 +318,7 @@ def customer_router(app: App) -> APIRouter:
     )
     async def post_events(body: EventsBatch) -> EventsResult:
         events = body.events
-        stored, duplicates = await app.db.run_sync(lambda conn: insert_events_sync(conn, events))
+        stored, duplicates = await app.db.run(lambda tx: insert_events_sync(tx, events))
         await _call_hook(app, stored)
         return EventsResult(
             accepted=len(stored),
@@ -355,8 +352,8 @@ def customer_router(app: App) -> APIRouter:
     ) -> dict[str, Any]:
         states = _reward_states(include, state)
         now = app.clock.now()
-        result: dict[str, Any] | None = await app.db.run_sync(
-            lambda conn: _rewards_sync(conn, customer_id, now, states), write=False
+        result: dict[str, Any] | None = await app.db.run(
+            lambda tx: _rewards_sync(tx, customer_id, now, states), write=False
         )
         if result is None:
             raise ApiError(404, "not_found", "no such customer", {"customer_id": customer_id})

@@ -27,7 +27,8 @@ from starlette.convertors import Convertor, register_url_convertor
 from promod.customers.records import Identifier
 from promod.http.body import ApiRoute, scope
 from promod.http.errors import error_responses
-from promod.lists.store import LIST_NAME, SAMPLE, Mode, set_members
+from promod.lists.store import LIST_NAME, SAMPLE, Mode, list_exists, set_members
+from promod.store.seam import Transaction
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -99,17 +100,12 @@ def list_router(app: App) -> APIRouter:
     async def change(name: str, ids: list[str], mode: Mode) -> JSONResponse:
         now = app.clock.now()
 
-        def work(conn: Any) -> dict[str, Any]:
-            existed = (
-                conn.execute(
-                    "SELECT 1 FROM lists WHERE name = ? AND version IS NOT NULL", (name,)
-                ).fetchone()
-                is not None
-            )
-            summary = set_members(conn, name, ids, mode=mode, source=SOURCE, now=now)
+        def work(tx: Transaction) -> dict[str, Any]:
+            existed = list_exists(tx, name)
+            summary = set_members(tx, name, ids, mode=mode, source=SOURCE, now=now)
             return {**summary, "created": not existed}
 
-        summary = await app.db.run_sync(work)
+        summary = await app.db.run(work)
         return JSONResponse(summary, status_code=201 if summary["created"] else 200)
 
     @router.put(

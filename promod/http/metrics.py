@@ -13,7 +13,6 @@ reason, spend per campaign, outbox depth and failures, actor states and restarts
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from promod.crm import store as crm_store
+from promod.http.store_metrics import crm_metrics_sync, store_metrics_sync
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -83,30 +82,6 @@ def _exponent(currency: str | None) -> int:
     from promod.campaigns.spec import currency_exponent
 
     return currency_exponent(currency)
-
-
-def _store_metrics(conn: sqlite3.Connection) -> dict[str, list[Any]]:
-    """Every store-backed series in one read transaction (missing tables give nothing)."""
-    queries = {
-        "grants": "SELECT campaign_id, provider, state, count(*) FROM grants"
-        " GROUP BY campaign_id, provider, state",
-        "spend": "SELECT campaign_id, currency, sum(value_minor) FROM grants"
-        " WHERE state IN ('reserved', 'issued') GROUP BY campaign_id, currency",
-        "refusals": "SELECT r.campaign_id, coalesce(t.reason, 'unknown'), count(*)"
-        " FROM run_targets t JOIN runs r ON r.id = t.run_id WHERE t.status = 'refused'"
-        " GROUP BY r.campaign_id, t.reason",
-        "outbox": "SELECT state, count(*) FROM outbox GROUP BY state",
-        "deliveries": "SELECT kind, channel, state, count(*) FROM deliveries"
-        " GROUP BY kind, channel, state",
-        "wallet": "SELECT coalesce(sum(points), 0) FROM wallet_balances",
-    }
-    out: dict[str, list[Any]] = {}
-    for key, sql in queries.items():
-        try:
-            out[key] = [tuple(row) for row in conn.execute(sql)]
-        except sqlite3.OperationalError:
-            out[key] = []
-    return out
 
 
 # Delivery states that mean it failed for good (dead letters).
@@ -236,21 +211,14 @@ class CrmSnapshot(Collector):
         yield counts
 
 
-def _crm_metrics(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    try:
-        return crm_store.metrics_rows(conn)
-    except sqlite3.OperationalError:  # an older schema
-        return []
-
-
 async def render_metrics(app: App, metrics: HttpMetrics) -> bytes:
     """The whole ``/metrics`` answer for ``app``."""
-    data = await app.db.run_sync(_store_metrics, write=False)
+    data = await app.db.run(store_metrics_sync, write=False)
     children = app.supervisor.children_info() if app.supervisor is not None else []
     up = bool(app.ready and not app.shutting_down and _healthy(app))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(data, children, up))
-    registry.register(CrmSnapshot(await app.db.run_sync(_crm_metrics, write=False)))
+    registry.register(CrmSnapshot(await app.db.run(crm_metrics_sync, write=False)))
     return generate_latest(registry) + generate_latest(metrics.registry)
 
 

@@ -269,13 +269,12 @@ def grant_batch(conn: Transaction | Any, job: GrantJob, now: float) -> BatchOutc
             granted.append((cid, reward))
     outcome.processed = len(granted) + len(refused)
 
-    store.savepoint(tx, "grant_batch")
     try:
-        _write(tx, job, now, day, granted, refused, book, outcome, ranks)
+        with tx.savepoint("grant_batch"):
+            _write(tx, job, now, day, granted, refused, book, outcome, ranks)
     except _Refused as exc:
         # The provider refused some grants (a customer already holding a code of the
-        # series): undo the batch, refuse those customers, decide the batch again.
-        store.rollback_to(tx, "grant_batch")
+        # series): the batch was undone; refuse those customers, decide it again.
         store.refuse_targets(
             tx, job.run_id, now, [(ranks[cid], reason) for cid, reason in exc.customers.items()]
         )
@@ -284,11 +283,9 @@ def grant_batch(conn: Transaction | Any, job: GrantJob, now: float) -> BatchOutc
         again.processed += len(exc.customers)
         return again
     except OutOfInventory:
-        store.rollback_to(tx, "grant_batch")
         outcome = BatchOutcome(halted="no_inventory")
         outcome.cap = Refusal("inventory", "lifetime", "inventory", "", "")
         return outcome
-    store.release(tx, "grant_batch")
 
     if (
         outcome.halted in ("cap", "daily_cap")
@@ -304,7 +301,7 @@ def grant_batch(conn: Transaction | Any, job: GrantJob, now: float) -> BatchOutc
         period = outcome.cap.period if outcome.halted == "daily_cap" else "lifetime"
         reason = refusal_reason(outcome.cap)
         enqueue_sync(
-            store.backend_connection(tx),
+            tx,
             "cap.reached",
             {"campaign_id": job.campaign_id, "run_id": job.run_id, "cap": reason, "period": period},
             now=now,

@@ -42,12 +42,7 @@ async def engage(db: Database, *, by: str, now: float) -> bool:
         if store.killswitch_engaged(tx):
             return False
         store.engage_killswitch(tx, json.dumps({"engaged_at": now, "by": by}))
-        enqueue_sync(
-            store.backend_connection(tx),
-            "killswitch.engaged",
-            {"by": by, "engaged_at": now},
-            now=now,
-        )
+        enqueue_sync(tx, "killswitch.engaged", {"by": by, "engaged_at": now}, now=now)
         return True
 
     return await db.run(work, essential=True)

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from promod.store.seam import Row, SqliteTransaction, Transaction
+from promod.store.seam import Row, Transaction, TxLike, as_tx, legacy_connection
 
 KILLSWITCH_KEY = "killswitch"
 
@@ -30,32 +30,16 @@ _INSERT_CHUNK = 2000
 # -- bridging ---------------------------------------------------------------------
 
 
-def as_transaction(handle: Transaction | Any) -> Transaction:
+def as_transaction(handle: TxLike) -> Transaction:
     """``handle`` as a :class:`Transaction`: callers not yet behind the seam pass the
     backend's connection, which is wrapped."""
-    if isinstance(handle, Transaction):
-        return handle
-    return SqliteTransaction(handle)
+    return as_tx(handle)
 
 
-def backend_connection(handle: Transaction | Any) -> Any:
+def backend_connection(handle: TxLike) -> Any:
     """The backend connection under ``handle``, for functions of other domains that
     still take one (they move behind the seam in their own modules)."""
-    return getattr(handle, "conn", handle)
-
-
-def savepoint(tx: Transaction, name: str) -> None:
-    tx.execute(f"SAVEPOINT {name}")
-
-
-def rollback_to(tx: Transaction, name: str) -> None:
-    """Undo everything since the savepoint ``name`` and drop it."""
-    tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
-    tx.execute(f"RELEASE SAVEPOINT {name}")
-
-
-def release(tx: Transaction, name: str) -> None:
-    tx.execute(f"RELEASE SAVEPOINT {name}")
+    return legacy_connection(handle)
 
 
 # -- the kill switch --------------------------------------------------------------

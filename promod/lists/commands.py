@@ -17,7 +17,6 @@ audited, a chunk holds customer ids and is not), ``lists.list`` and ``lists.show
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -33,6 +32,7 @@ from promod.lists.imports import (
     stage_list_chunk,
 )
 from promod.lists.store import MODES, ListError, delete_list, list_lists, show_list
+from promod.store.seam import Transaction
 
 __all__ = ["LIST_COMMANDS"]
 
@@ -51,8 +51,8 @@ async def _guard(work: Awaitable[T]) -> T:
         raise CommandError(exc.code, exc.message, exc.details or None) from None
 
 
-async def _read(ctx: CommandContext, fn: Callable[[sqlite3.Connection], T]) -> T:
-    return await _guard(ctx.app.db.run_sync(fn, write=False))
+async def _read(ctx: CommandContext, fn: Callable[[Transaction], T]) -> T:
+    return await _guard(ctx.app.db.run(fn, write=False))
 
 
 _IMPORT_ID = {"import_id": ArgSpec(str, required=True, help="from lists.import.begin")}
@@ -165,7 +165,7 @@ async def lists_show(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any
 )
 async def lists_delete(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     fn = partial(delete_list, name=args["list"], force=bool(args.get("force", False)))
-    return await _guard(ctx.app.db.run_sync(fn))
+    return await _guard(ctx.app.db.run(fn))
 
 
 LIST_COMMANDS: tuple[Command, ...] = (

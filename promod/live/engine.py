@@ -34,6 +34,7 @@ from promod.campaigns.segments import EventRule, compile_segment
 from promod.live.index import IndexCache, LiveCampaign, TriggerIndex
 from promod.live.match import aggregate_holds, rule_total, where_matches
 from promod.logs import get_logger
+from promod.store.seam import TxLike, as_tx
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -486,9 +487,9 @@ def live_engine(app: App) -> LiveEngine:
     return engine
 
 
-def next_timer_sync(conn: sqlite3.Connection, now: float) -> float | None:
+def next_timer_sync(conn: TxLike, now: float) -> float | None:
     """The earliest inaction window closing after ``now`` (for the scheduler's next wake)."""
-    row = conn.execute(
+    row = as_tx(conn).fetch_one(
         "SELECT min(fires_at) FROM live_timers WHERE state = 'pending' AND fires_at > ?", (now,)
-    ).fetchone()
+    )
     return None if row is None or row[0] is None else float(row[0])

@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from promod.store.seam import TxLike, as_tx
+
 # Every event type promod emits (docs/notifications.md; routed by the config's [alerts]).
 EVENT_TYPES = frozenset(
     {
@@ -42,7 +44,7 @@ def new_event_id() -> str:
 
 
 def enqueue_sync(
-    conn: sqlite3.Connection,
+    conn: TxLike,
     type: str,
     payload: Mapping[str, Any],
     *,
@@ -56,7 +58,7 @@ def enqueue_sync(
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
     event_id = event_id or new_event_id()
-    conn.execute(
+    as_tx(conn).execute(
         "INSERT INTO outbox (event_id, type, payload, created_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (event_id) DO NOTHING",
         (event_id, type, json.dumps(dict(payload), separators=(",", ":")), now),

@@ -13,13 +13,13 @@ by the ledger), ``channel:NAME`` (channel instances, used by the notifier) and
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from promod.logs import get_logger
 from promod.notify.outbox import enqueue_sync
 from promod.plugins.circuit import CircuitBoard, CircuitBreaker, CircuitState
+from promod.store.seam import TxLike
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -113,7 +113,7 @@ def circuit_open_payload(breaker: CircuitBreaker, campaigns: Iterable[str] = ())
 
 
 def record_circuit_open_sync(
-    conn: sqlite3.Connection, breaker: CircuitBreaker, *, now: float, campaigns: Iterable[str] = ()
+    conn: TxLike, breaker: CircuitBreaker, *, now: float, campaigns: Iterable[str] = ()
 ) -> str:
     """Enqueue the ``plugin.circuit_open`` alert in the caller's transaction."""
     return enqueue_sync(conn, CIRCUIT_OPEN_EVENT, circuit_open_payload(breaker, campaigns), now=now)

@@ -6,10 +6,15 @@ synchronous=FULL), the migrations runner over ``promod/store/migrations/NNNN_nam
 offline tools behind ``promod db migrate|backup|check``.
 
     db = await Database.open(state_dir / "promod.db")
-    async with db.transaction() as conn:
-        await conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("k", "v"))
-    row = await db.fetchone("SELECT value FROM meta WHERE key = ?", ("k",))
+    await db.run(lambda tx: tx.execute("INSERT INTO meta (key, value) VALUES (:k, :v)",
+                                       {"k": "k", "v": "v"}))
+    value = await db.run(lambda tx: tx.fetch_value("SELECT value FROM meta WHERE key = 'k'"),
+                         write=False)
     await db.close()
+
+Store code reaches it through :meth:`Database.run` and the seam's ``Transaction``
+(docs/architecture.md, "The store seam"); ``transaction``, ``execute``, ``fetchone``,
+``fetchall`` and ``run_sync`` are the older path, kept while callers move.
 
 A full disk, a read-only one or an I/O error during a write rolls it back and raises
 :class:`~promod.store.health.StoreUnavailable` ("disk full: PATH (N free)"); ``db.health``

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 Params = Mapping[str, Any] | Sequence[Any]
@@ -24,6 +25,13 @@ class ConstraintError(Exception):
 
 class UniqueViolation(ConstraintError):
     """A statement inserted a row whose unique key exists already."""
+
+
+class SchemaMismatch(Exception):
+    """A statement names a table or column the database does not have (an older schema)."""
+
+
+_MISSING = ("no such table", "no such column")
 
 
 def _constraint(exc: sqlite3.IntegrityError) -> ConstraintError:
@@ -38,6 +46,10 @@ class Row(Protocol):
     def __getitem__(self, key: str | int, /) -> Any: ...
 
     def keys(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class Dialect:
@@ -112,8 +124,8 @@ class Transaction(Protocol):
         """Run one statement; the number of rows it changed."""
         ...
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        """Run one statement once per parameter set."""
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        """Run one statement once per parameter set; the number of rows it changed."""
         ...
 
     def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
@@ -132,6 +144,10 @@ class Transaction(Protocol):
         """The rows of a query, fetched ``size`` at a time (never all held at once)."""
         ...
 
+    def savepoint(self, name: str) -> AbstractContextManager[None]:
+        """A nested part of the transaction: rolled back alone when the block raises."""
+        ...
+
 
 class SqliteTransaction:
     """:class:`Transaction` over a ``sqlite3`` connection with a transaction open."""
@@ -146,26 +162,33 @@ class SqliteTransaction:
             cursor: sqlite3.Cursor = self.conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise _constraint(exc) from exc
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith(_MISSING):
+                raise SchemaMismatch(str(exc)) from exc
+            raise
         return cursor
 
     def execute(self, sql: str, params: Params = ()) -> int:
         return int(self._run(sql, params).rowcount)
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
         try:
-            self.conn.executemany(sql, rows)
+            cursor = self.conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise _constraint(exc) from exc
+        return max(int(cursor.rowcount), 0)
 
     def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        row: Row | None = self._run(sql, params).fetchone()
+        cursor = self._run(sql, params)
+        row: Row | None = cursor.fetchone()
+        cursor.close()  # an INSERT ... RETURNING is finished, not left open
         return row
 
     def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return list(self._run(sql, params).fetchall())
 
     def fetch_value(self, sql: str, params: Params = (), default: Any = None) -> Any:
-        row = self._run(sql, params).fetchone()
+        row = self.fetch_one(sql, params)
         return default if row is None else row[0]
 
     def iterate(self, sql: str, params: Params = (), size: int = 1000) -> Iterator[Row]:
@@ -178,3 +201,41 @@ class SqliteTransaction:
                 yield from rows
         finally:
             cursor.close()
+
+    @contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        if not name.isidentifier():
+            raise ValueError(f"savepoint name {name!r} is not an identifier")
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        self.conn.execute(f"RELEASE {name}")
+
+
+# While callers move behind the seam some still hold a raw connection: store
+# functions accept either and call :func:`as_tx` first.
+TxLike = Transaction | sqlite3.Connection
+
+
+def as_tx(tx: TxLike) -> Transaction:
+    """``tx`` as a :class:`Transaction` (a raw ``sqlite3`` connection is wrapped)."""
+    if isinstance(tx, sqlite3.Connection):
+        return SqliteTransaction(tx)
+    return tx
+
+
+def legacy_connection(tx: TxLike) -> sqlite3.Connection:
+    """The SQLite connection under ``tx``, for store code not yet written against the seam.
+
+    Only for calls into functions that still take a ``sqlite3.Connection``; it goes
+    when the last of them is converted.
+    """
+    if isinstance(tx, sqlite3.Connection):
+        return tx
+    if not isinstance(tx, SqliteTransaction):
+        raise TypeError(f"{type(tx).__name__} has no SQLite connection")
+    return tx.conn

@@ -72,3 +72,46 @@ async def test_constraint_errors_are_the_seams_own(tmp_path: Path) -> None:
             await db.run(lambda tx: tx.execute("INSERT INTO t VALUES ('a')"))
         with pytest.raises(ConstraintError):
             await db.run(lambda tx: tx.executemany("INSERT INTO t VALUES (?)", [("",)]))
+
+
+async def test_savepoints_returning_rowcounts_and_missing_tables(tmp_path: Path) -> None:
+    from promod.store.seam import SchemaMismatch
+
+    async with await Database.open(tmp_path / "s.db") as db:
+        await db.run(
+            lambda tx: tx.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE)")
+        )
+
+        def write(tx: Transaction) -> tuple[int, int, int]:
+            first = tx.fetch_value("INSERT INTO t (k) VALUES (:k) RETURNING id", {"k": "a"})
+            with pytest.raises(RuntimeError), tx.savepoint("part"):
+                tx.execute("INSERT INTO t (k) VALUES ('gone')")
+                raise RuntimeError("only this part")
+            with tx.savepoint("kept"):
+                tx.execute("INSERT INTO t (k) VALUES ('b')")
+            changed = tx.executemany(
+                tx.dialect.insert_ignore("t", ["k"], ["k"]), [{"k": k} for k in "abcd"]
+            )
+            return int(first), changed, int(tx.fetch_value("SELECT count(*) FROM t"))
+
+        # The RETURNING statement is finished before COMMIT; savepoints undo only theirs.
+        assert await db.run(write) == (1, 2, 4)
+        assert await db.run(
+            lambda tx: [r[0] for r in tx.fetch_all("SELECT k FROM t ORDER BY k")], write=False
+        ) == ["a", "b", "c", "d"]
+        with pytest.raises(SchemaMismatch, match="no such table"):
+            await db.run(lambda tx: tx.fetch_all("SELECT 1 FROM nowhere"), write=False)
+        with pytest.raises(ValueError):
+            await db.run(lambda tx: tx.savepoint("x; DROP TABLE t").__enter__())
+
+
+def test_store_functions_accept_a_raw_connection_while_callers_move(tmp_path: Path) -> None:
+    import sqlite3
+
+    from promod.store.seam import SqliteTransaction, as_tx, legacy_connection
+
+    conn = sqlite3.connect(tmp_path / "raw.db")
+    tx = as_tx(conn)
+    assert isinstance(tx, SqliteTransaction) and as_tx(tx) is tx
+    assert legacy_connection(tx) is conn and legacy_connection(conn) is conn
+    assert tx.fetch_value("SELECT :a + 1", {"a": 1}) == 2
