@@ -69,12 +69,12 @@ class CrmSyncActor(Actor):
                 self.app.config.crm, self.app.plugins.crm_connector_types
             )
         now = self.app.clock.now()
-        interrupted = await self.app.db.run_sync(partial(store.fail_interrupted, now=now))
+        interrupted = await self.app.db.run(partial(store.fail_interrupted, now=now))
         for name in interrupted:
             if name in self.connectors:
                 log.warning("crm_sync_interrupted", connector=name)
                 self._due.add(name)
-        last = await self.app.db.run_sync(store.last_runs, write=False)
+        last = await self.app.db.run(store.last_runs, write=False)
         zone = self.app.config.daemon.timezone
         for name, cfg in self.app.config.crm.items():
             started = last.get(name, {}).get("last_run", {}).get("started_at")

@@ -64,13 +64,11 @@ def _state(run: dict[str, Any] | None, live: dict[str, Any]) -> str:
 )
 async def crm_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict[str, Any]]:
     crm: dict[str, CrmConfig] = ctx.app.config.crm
-    last = await ctx.app.db.run_sync(store.last_runs, write=False)
+    last = await ctx.app.db.run(store.last_runs, write=False)
     live = await _live(ctx, None)
     out = []
     for name, cfg in sorted(crm.items()):
-        size = await ctx.app.db.run_sync(
-            partial(store.list_size, list_name=cfg.list_name), write=False
-        )
+        size = await ctx.app.db.run(partial(store.list_size, list_name=cfg.list_name), write=False)
         run = last.get(name, {}).get("last_run")
         out.append(
             {
@@ -99,12 +97,10 @@ async def crm_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict[str, 
 )
 async def crm_status(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     cfg = _cfg(ctx, args["name"])
-    history = await ctx.app.db.run_sync(
-        partial(store.runs, connector=cfg.name, limit=1), write=False
-    )
-    held = await ctx.app.db.run_sync(partial(store.held_run, connector=cfg.name), write=False)
-    size = await ctx.app.db.run_sync(partial(store.list_size, list_name=cfg.list_name), write=False)
-    responses = await ctx.app.db.run_sync(
+    history = await ctx.app.db.run(partial(store.runs, connector=cfg.name, limit=1), write=False)
+    held = await ctx.app.db.run(partial(store.held_run, connector=cfg.name), write=False)
+    size = await ctx.app.db.run(partial(store.list_size, list_name=cfg.list_name), write=False)
+    responses = await ctx.app.db.run(
         partial(store.response_counts, connector=cfg.name), write=False
     )
     live = (await _live(ctx, cfg.name)).get(cfg.name, {})
@@ -140,7 +136,7 @@ async def crm_status(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any
 async def crm_history(ctx: CommandContext, args: dict[str, Any]) -> list[dict[str, Any]]:
     cfg = _cfg(ctx, args["name"])
     limit = max(1, min(int(args.get("limit", 20)), 500))
-    result: list[dict[str, Any]] = await ctx.app.db.run_sync(
+    result: list[dict[str, Any]] = await ctx.app.db.run(
         partial(store.runs, connector=cfg.name, limit=limit), write=False
     )
     return result
@@ -156,7 +152,7 @@ async def crm_history(ctx: CommandContext, args: dict[str, Any]) -> list[dict[st
 )
 async def crm_sync(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     cfg = _cfg(ctx, args["name"])
-    last = await ctx.app.db.run_sync(partial(store.runs, connector=cfg.name, limit=1), write=False)
+    last = await ctx.app.db.run(partial(store.runs, connector=cfg.name, limit=1), write=False)
     try:
         await ctx.app.actor("crmsync").ask(SyncNow(cfg.name))
     except KeyError:
@@ -166,7 +162,7 @@ async def crm_sync(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
 
 async def _decide(ctx: CommandContext, name: str, fn: Any, verb: str) -> dict[str, Any]:
     cfg = _cfg(ctx, name)
-    run = await ctx.app.db.run_sync(partial(fn, cfg=cfg, now=_now(ctx)))
+    run = await ctx.app.db.run(partial(fn, cfg=cfg, now=_now(ctx)))
     if run is None:
         raise CommandError("conflict", f"no refresh of {cfg.name!r} is held; nothing to {verb}")
     return dict(run)

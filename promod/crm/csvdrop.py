@@ -32,7 +32,7 @@ from promod.schema import ConfigPath, Model, Problems
 
 __all__ = ["CsvConnector", "CsvConnectorType", "CsvOptions"]
 
-PAGE = 2000
+PAGE = 10_000
 SUPPRESSION_COLUMNS = (
     "reason",
     "email",
@@ -77,26 +77,39 @@ def _pages(path: Path) -> Generator[list[dict[str, Any]], None, None]:
         if header is None:
             return
         header = [h.strip() for h in header]
+        width = len(header)
+        # Without attribute columns a row maps straight onto its record.
+        attributes = any(c.startswith("attr.") for c in header)
         page: list[dict[str, Any]] = []
         for row in reader:
-            record: dict[str, Any] = {}
-            attributes: dict[str, Any] = {}
-            if len(row) != len(header):
-                record["(row)"] = f"{len(row)} fields, the header has {len(header)}"
-            for column, value in zip(header, row, strict=False):
-                if column.startswith("attr."):
-                    if value != "":
-                        attributes[column[5:]] = value
-                elif value != "":
-                    record[column] = value
-            if attributes:
-                record["attributes"] = attributes
-            page.append(record)
+            if attributes or len(row) != width:
+                page.append(_record(header, row))
+            elif "" in row:
+                page.append({c: v for c, v in zip(header, row, strict=True) if v})
+            else:
+                page.append(dict(zip(header, row, strict=True)))
             if len(page) >= PAGE:
                 yield page
                 page = []
         if page:
             yield page
+
+
+def _record(header: Sequence[str], row: Sequence[str]) -> dict[str, Any]:
+    """One row as a record: empty cells absent, ``attr.NAME`` columns in ``attributes``."""
+    record: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    if len(row) != len(header):
+        record["(row)"] = f"{len(row)} fields, the header has {len(header)}"
+    for column, value in zip(header, row, strict=False):
+        if column.startswith("attr."):
+            if value != "":
+                attributes[column[5:]] = value
+        elif value != "":
+            record[column] = value
+    if attributes:
+        record["attributes"] = attributes
+    return record
 
 
 def _write_atomically(

@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from promod.customers.records import RecordError, parse_customer
+from promod.customers.records import (
+    ATTR_NAME_PATTERN,
+    EMAIL_PATTERN,
+    MAX_EMAIL_LENGTH,
+    MAX_ID_LENGTH,
+    RecordError,
+    parse_customer,
+)
 
-__all__ = ["CrmRecord", "RecordError", "parse_record"]
+__all__ = ["CrmRecord", "RecordError", "parse_page", "parse_record"]
 
 TECHNICAL = ("opt_in_id", "description", "media_type", "entity_type", "entity_id")
 _OPTIONAL = ("consent", "opted_in_at")
@@ -31,10 +39,15 @@ _CUSTOMER = ("id", "email", "timezone", "attributes")
 _MAX_TEXT = 256
 _ALLOWED = frozenset((*TECHNICAL, *_OPTIONAL, *_CUSTOMER))
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The fast path's checks: text it accepts holds no control character or surrogate.
+_UNCLEAN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_EMAIL = re.compile(EMAIL_PATTERN)
+_ATTR_NAME = re.compile(ATTR_NAME_PATTERN)
 
 
-@dataclass(frozen=True)
-class CrmRecord:
+class CrmRecord(NamedTuple):
+    """A valid record, in the column order of ``crm_staged`` (after its run)."""
+
     customer_id: str
     email: str | None
     timezone: str | None
@@ -47,19 +60,7 @@ class CrmRecord:
     media_type: str
 
     def row(self, run_id: int) -> tuple[Any, ...]:
-        return (
-            run_id,
-            self.customer_id,
-            self.email,
-            self.timezone,
-            self.attributes,
-            self.entity_type,
-            self.entity_id,
-            self.opt_in_id,
-            self.opted_in_at,
-            self.description,
-            self.media_type,
-        )
+        return (run_id, *self)
 
 
 def _text(obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
@@ -99,8 +100,143 @@ def _moment(value: Any) -> float | None:
     raise RecordError("must be an ISO-8601 time or unix seconds", "opted_in_at")
 
 
+@lru_cache(maxsize=1024)
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def _plain(obj: Any, consent: str, media_type: str) -> CrmRecord | None:
+    """The record when it is plainly valid (plain strings, nothing to fix); else None.
+
+    A million-row refresh is mostly such records: this checks the rules of
+    :func:`_checked` directly instead of through the customer model. Anything it is
+    not sure of (another type, an odd character, a bad value) gets None, and the
+    full check decides and names the field; it never accepts what that refuses.
+    """
+    if type(obj) is not dict or not _ALLOWED.issuperset(obj):
+        return None
+    get = obj.get
+    customer_id, media = get("id"), get("media_type")
+    entity_type, entity_id, opt_in_id = get("entity_type"), get("entity_id"), get("opt_in_id")
+    if (
+        type(customer_id) is not str
+        or media != media_type
+        or type(entity_type) is not str
+        or type(entity_id) is not str
+        or type(opt_in_id) is not str
+    ):
+        return None
+    email, description, named, zone = (
+        get("email"),
+        get("description"),
+        get("consent"),
+        get("timezone"),
+    )
+    texts = [customer_id, media, entity_type, entity_id, opt_in_id]
+    for value in (email, description, named, zone):
+        if value is not None:
+            if type(value) is not str:
+                return None
+            texts.append(value)
+    if _UNCLEAN.search("".join(texts)):
+        return None
+    entity_type, entity_id, opt_in_id = entity_type.strip(), entity_id.strip(), opt_in_id.strip()
+    if (
+        not entity_type
+        or not entity_id
+        or not opt_in_id
+        or len(entity_type) > _MAX_TEXT
+        or len(entity_id) > _MAX_TEXT
+        or len(opt_in_id) > _MAX_TEXT
+        or named not in (None, "", consent)
+        or not customer_id
+        or len(customer_id) > MAX_ID_LENGTH
+        or customer_id != customer_id.strip()
+    ):
+        return None
+    if description is not None:
+        description = description.strip() if description else None
+        if description is not None and len(description) > _MAX_TEXT:
+            return None
+    if not email:
+        if media_type == "email":
+            return None
+        email = None
+    elif len(email) > MAX_EMAIL_LENGTH or _EMAIL.fullmatch(email) is None:
+        return None
+    else:
+        email = email.lower()
+    if zone == "":
+        zone = None
+    elif zone is not None and (len(zone) > 64 or not _known_zone(zone)):
+        return None
+    attributes = "{}"
+    if "attributes" in obj:
+        given = obj["attributes"]
+        if type(given) is not dict:
+            return None
+        for name, value in given.items():
+            if (
+                type(name) is not str
+                or _ATTR_NAME.fullmatch(name) is None
+                or type(value) is not str
+                or _UNCLEAN.search(value)
+            ):
+                return None
+        if given:
+            attributes = json.dumps(given, separators=(",", ":"), sort_keys=True)
+    moment = get("opted_in_at")
+    try:
+        opted_in_at = None if moment is None else _moment(moment)
+    except RecordError:
+        return None
+    return CrmRecord(
+        customer_id,
+        email,
+        zone,
+        attributes,
+        entity_type,
+        entity_id,
+        opt_in_id,
+        opted_in_at,
+        description,
+        media_type,
+    )
+
+
 def parse_record(obj: Any, *, consent: str, media_type: str) -> CrmRecord:
     """A valid record of the list with ``consent`` and ``media_type``; RecordError otherwise."""
+    return _plain(obj, consent, media_type) or _checked(obj, consent, media_type)
+
+
+def parse_page(
+    page: Sequence[Any], *, consent: str, media_type: str, first: int = 1
+) -> tuple[list[CrmRecord], list[dict[str, Any]]]:
+    """The valid records of a page, and the refused ones as ``{"record": N, "message"}``.
+
+    Records are numbered from ``first`` (their number in the whole fetch).
+    """
+    valid: list[CrmRecord] = []
+    refused: list[dict[str, Any]] = []
+    keep = valid.append
+    for number, obj in enumerate(page, start=first):
+        record = _plain(obj, consent, media_type)
+        if record is None:
+            try:
+                record = _checked(obj, consent, media_type)
+            except RecordError as bad:
+                refused.append({"record": number, "message": str(bad)})
+                continue
+        keep(record)
+    return valid, refused
+
+
+def _checked(obj: Any, consent: str, media_type: str) -> CrmRecord:
+    """Every rule, through the customer model; RecordError naming the first bad field."""
     if not isinstance(obj, Mapping):
         raise RecordError(f"a record must be an object, got {type(obj).__name__}")
     if "(row)" in obj:

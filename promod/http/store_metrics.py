@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from promod.crm import store as crm_store
-from promod.store.seam import SchemaMismatch, Transaction, legacy_connection
+from promod.store.seam import SchemaMismatch, Transaction
 
 __all__ = ["crm_metrics_sync", "store_metrics_sync"]
 
@@ -43,7 +43,7 @@ def store_metrics_sync(tx: Transaction) -> dict[str, list[Any]]:
 def crm_metrics_sync(tx: Transaction) -> list[tuple[Any, ...]]:
     """Each CRM connector's last applied refresh (see ``crm.store.metrics_rows``)."""
     try:
-        return list(crm_store.metrics_rows(legacy_connection(tx)))
+        return list(crm_store.metrics_rows(tx))
     except Exception as exc:  # an older schema
         if "no such table" in str(exc):
             return []

@@ -228,11 +228,12 @@ def test_a_sync_killed_half_way_keeps_the_old_list_and_the_restart_completes_it(
     assert d.request("crm.sync", {"name": "main"})["ok"]
     assert crm.page_waiting.wait(30)
 
-    def staged() -> int:
-        with _db(d) as conn:
-            return int(conn.execute("SELECT count(*) FROM crm_staged").fetchone()[0])
+    def fetched() -> int:
+        status = d.request("crm.status", {"name": "main"})
+        assert status["ok"], status
+        return int((status["result"]["running"] or {}).get("fetched", 0))
 
-    wait_until(lambda: staged() == 4, what="page 1 staged")  # page 2 is being answered
+    wait_until(lambda: fetched() == 4, what="page 1 fetched")  # page 2 is being answered
     d.kill()
     assert len(members(d)) == 10 and "n0" not in members(d)
 

@@ -38,7 +38,6 @@ PENDING: set[str] = {
     "promod/codepool/provider.py",
     "promod/codepool/redeem.py",
     "promod/codepool/store.py",
-    "promod/crm/store.py",
     "promod/live/engine.py",
     "promod/live/index.py",
     "promod/live/report.py",
