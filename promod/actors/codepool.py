@@ -77,7 +77,7 @@ class CodePoolActor(Actor):
         now = float(self.app.clock.now())
         total: dict[str, int] = {}
         while True:
-            done = await self.app.db.run_sync(partial(expire_sync, now=now))
+            done = await self.app.db.run(partial(expire_sync, now=now))
             if not done:
                 break
             for pool, n in done.items():

@@ -15,7 +15,6 @@ never holds them in clear::
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from functools import partial
@@ -32,10 +31,12 @@ from promod.codepool.store import (
     expire_sync,
     generate_into,
     list_pools,
+    pool_counts,
     revoke_code,
     revoke_unassigned,
     stats_sync,
 )
+from promod.store.seam import Transaction
 from promod.units import parse_duration, parse_money
 
 __all__ = ["CODE_COMMANDS", "MAX_GENERATE"]
@@ -49,9 +50,9 @@ def _now(ctx: CommandContext) -> float:
     return float(clock.now()) if clock is not None else time.time()
 
 
-async def _run(ctx: CommandContext, fn: Callable[[sqlite3.Connection], T]) -> T:
+async def _run(ctx: CommandContext, fn: Callable[[Transaction], T], *, write: bool = True) -> T:
     try:
-        result: T = await ctx.app.db.run_sync(fn)
+        result: T = await ctx.app.db.run(fn, write=write)
         return result
     except PoolError as exc:
         raise CommandError(exc.code, exc.message) from None
@@ -126,10 +127,10 @@ async def codes_generate(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
     if expires_at is not None and expires_at <= now:
         raise CommandError("invalid_args", "expires is in the past")
 
-    def work(conn: sqlite3.Connection) -> dict[str, Any]:
-        pool = ensure_pool(conn, args["pool"], now=now, series=args.get("series"))
+    def work(tx: Transaction) -> dict[str, Any]:
+        pool = ensure_pool(tx, args["pool"], now=now, series=args.get("series"))
         generate_into(
-            conn,
+            tx,
             pool,
             spec,
             count,
@@ -139,15 +140,13 @@ async def codes_generate(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
             max_uses=max_uses,
             check_total=args.get("total"),
         )
-        row = conn.execute(
-            "SELECT available, loaded FROM code_pools WHERE id = ?", (pool.id,)
-        ).fetchone()
+        available, loaded = pool_counts(tx, pool.id)
         return {
             "pool": pool.name,
             "series": pool.series,
             "generated": count,
-            "available": int(row[0]),
-            "loaded": int(row[1]),
+            "available": available,
+            "loaded": loaded,
             "keyspace": spec.describe_keyspace(),
         }
 
@@ -189,12 +188,8 @@ async def codes_import_begin(ctx: CommandContext, args: dict[str, Any]) -> dict[
     except ValueError as exc:
         raise CommandError("invalid_args", str(exc)) from None
 
-    def cleanup(conn: sqlite3.Connection) -> None:
-        for import_id in stale:
-            conn.execute("DELETE FROM code_import_staging WHERE import_id = ?", (import_id,))
-
     if stale:
-        await _run(ctx, cleanup)
+        await _run(ctx, partial(code_imports.drop_stale, import_ids=stale))
     return {"import_id": session.import_id}
 
 
@@ -263,7 +258,7 @@ async def codes_import_abort(ctx: CommandContext, args: dict[str, Any]) -> dict[
 )
 async def codes_stats(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
     now = _now(ctx)
-    return await _run(ctx, partial(stats_sync, pool_name=args["pool"], now=now))
+    return await _run(ctx, partial(stats_sync, pool_name=args["pool"], now=now), write=False)
 
 
 @command(
@@ -274,7 +269,7 @@ async def codes_stats(ctx: CommandContext, args: dict[str, Any]) -> dict[str, An
     usage="codes.pools",
 )
 async def codes_pools(ctx: CommandContext, args: dict[str, Any]) -> list[dict[str, Any]]:
-    pools = await _run(ctx, list_pools)
+    pools = await _run(ctx, list_pools, write=False)
     return [p.to_dict() for p in pools]
 
 

@@ -9,22 +9,31 @@ disk, and the commit refuses the whole file — reporting lines, never codes —
 when any row is bad, repeated in the file or already in the pool's series::
 
     session = begin_import("XMAS25", "csv")
-    errors = stage_rows(conn, session, [{"line": 1, "text": "ABC123,2026-12-31,5.00"}])
-    result = commit_import(conn, session, now)     # {"pool", "imported", "available"}
+    errors = stage_rows(tx, session, [{"line": 1, "text": "ABC123,2026-12-31,5.00"}])
+    result = commit_import(tx, session, now)       # {"pool", "imported", "available"}
+
+The SQL is in :mod:`promod.codepool.store_imports`.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from promod.codepool.store import ensure_pool, note_replenished
+from promod.codepool.store import ensure_pool, note_replenished, pool_counts
+from promod.codepool.store_imports import (
+    discard_import,
+    lines_in_series,
+    load_import,
+    repeated_lines,
+    stage_import_rows,
+)
+from promod.store.seam import Transaction
 from promod.units import parse_money
 
 __all__ = [
@@ -35,6 +44,7 @@ __all__ = [
     "abort_import",
     "begin_import",
     "commit_import",
+    "drop_stale",
     "get_session",
     "parse_expiry",
     "parse_row",
@@ -166,7 +176,7 @@ def parse_row(text: str, fmt: str, *, first: bool) -> Row | None:
     return code, expires_at, value_minor
 
 
-def stage_rows(conn: sqlite3.Connection, session: ImportSession, rows: list[dict[str, Any]]) -> int:
+def stage_rows(tx: Transaction, session: ImportSession, rows: list[dict[str, Any]]) -> int:
     """Validate and stage one chunk of ``{"line", "text"|"error"}``; returns rows staged."""
     staged: list[tuple[str, int, str, float | None, int | None]] = []
     for item in rows:
@@ -192,24 +202,22 @@ def stage_rows(conn: sqlite3.Connection, session: ImportSession, rows: list[dict
             continue
         if parsed[0]:
             staged.append((session.import_id, line, *parsed))
-    conn.executemany(
-        "INSERT INTO code_import_staging (import_id, line, code, expires_at, value_minor)"
-        " VALUES (?, ?, ?, ?, ?)",
-        staged,
-    )
+    stage_import_rows(tx, staged)
     return len(staged)
 
 
-def _discard(conn: sqlite3.Connection, import_id: str) -> None:
-    conn.execute("DELETE FROM code_import_staging WHERE import_id = ?", (import_id,))
-
-
-def abort_import(conn: sqlite3.Connection, session: ImportSession) -> None:
+def abort_import(tx: Transaction, session: ImportSession) -> None:
     _SESSIONS.pop(session.import_id, None)
-    _discard(conn, session.import_id)
+    discard_import(tx, session.import_id)
 
 
-def commit_import(conn: sqlite3.Connection, session: ImportSession, now: float) -> dict[str, Any]:
+def drop_stale(tx: Transaction, import_ids: list[str]) -> None:
+    """Drop the staged rows of imports abandoned by their client."""
+    for import_id in import_ids:
+        discard_import(tx, import_id)
+
+
+def commit_import(tx: Transaction, session: ImportSession, now: float) -> dict[str, Any]:
     """Write every staged code in this transaction, or raise ImportRefused (nothing written).
 
     After a refusal the caller drops the staged rows with :func:`abort_import` (the
@@ -219,31 +227,20 @@ def commit_import(conn: sqlite3.Connection, session: ImportSession, now: float) 
     iid = session.import_id
     errors = list(session.errors)
     count = session.error_count
-    pool = ensure_pool(conn, session.pool, now=now, series=session.series)
-    duplicates = conn.execute(
-        "SELECT group_concat(line) FROM (SELECT code, line FROM code_import_staging"
-        " WHERE import_id = ? ORDER BY code, line) GROUP BY code HAVING count(*) > 1",
-        (iid,),
-    ).fetchall()
-    for (lines,) in duplicates:
-        numbers = [int(n) for n in str(lines).split(",")]
+    pool = ensure_pool(tx, session.pool, now=now, series=session.series)
+    for numbers in repeated_lines(tx, iid):
         for n in numbers[1:]:
             count += 1
             if len(errors) < MAX_REPORTED:
                 errors.append(
                     {"line": n, "message": f"duplicate code (first on line {numbers[0]})"}
                 )
-    for line, other in conn.execute(
-        "SELECT s.line, p.name FROM code_import_staging s"
-        " JOIN codes c ON c.code = s.code AND c.series = ?"
-        " JOIN code_pools p ON p.id = c.pool_id WHERE s.import_id = ? ORDER BY s.line",
-        (pool.series, iid),
-    ):
+    for line, other in lines_in_series(tx, iid, pool.series):
         count += 1
         if len(errors) < MAX_REPORTED:
             errors.append(
                 {
-                    "line": int(line),
+                    "line": line,
                     "message": f"code already in series {pool.series!r} (pool {other})",
                 }
             )
@@ -252,20 +249,7 @@ def commit_import(conn: sqlite3.Connection, session: ImportSession, now: float) 
         raise ImportRefused(
             f"{count} invalid row(s); nothing imported", errors[:MAX_REPORTED], count
         )
-    before = conn.total_changes
-    conn.execute(
-        "INSERT INTO codes (pool_id, series, code, value_minor, expires_at, max_uses, created_at)"
-        " SELECT ?, ?, code, value_minor, expires_at, ?, ? FROM code_import_staging"
-        " WHERE import_id = ? ORDER BY code",
-        (pool.id, pool.series, session.max_uses, now, iid),
-    )
-    added = conn.total_changes - before
-    _discard(conn, iid)
-    conn.execute(
-        "UPDATE code_pools SET available = available + ?, loaded = loaded + ?, updated_at = ?"
-        " WHERE id = ?",
-        (added if session.max_uses == 1 else 0, added, now, pool.id),
-    )
-    note_replenished(conn, pool.id)
-    available = conn.execute("SELECT available FROM code_pools WHERE id = ?", (pool.id,)).fetchone()
-    return {"pool": pool.name, "imported": added, "available": int(available[0])}
+    added = load_import(tx, pool, iid, max_uses=session.max_uses, now=now)
+    note_replenished(tx, pool.id)
+    available, _loaded = pool_counts(tx, pool.id)
+    return {"pool": pool.name, "imported": added, "available": available}

@@ -2,15 +2,16 @@
 
 A campaign with ``[reward] provider = "code_pool", pool = "XMAS25"`` gets one
 available code of the pool per grant. Allocation runs inside the ledger's grant
-transaction (``Database.run_sync``), so a code is assigned exactly when its grant
-commits: never twice, whatever the concurrency or a crash. Refusals are raised
-*before anything is written*, so the ledger can catch them inside its transaction,
-refuse or re-route the grants named, and call :meth:`CodePoolProvider.issue_batch`
-again with the rest::
+transaction (the seam's :class:`~promod.store.seam.Transaction`), so a code is
+assigned exactly when its grant commits: never twice, whatever the concurrency or
+a crash. The SQL is in :mod:`promod.codepool.store_alloc` (allocation behind a
+cursor per pool). Refusals are raised *before anything is written*, so the ledger
+can catch them inside its transaction, refuse or re-route the grants named, and
+call :meth:`CodePoolProvider.issue_batch` again with the rest::
 
     provider = CodePoolProvider()
     try:
-        issued = provider.issue_batch(conn, grants, now)   # one IssuedReward per grant, in order
+        issued = provider.issue_batch(tx, grants, now)     # one IssuedReward per grant, in order
     except SeriesDuplicate as exc:
         exc.refused        # {grant_id: "series_duplicate"}: refuse these grants, retry the others
     except PoolExhausted as exc:
@@ -19,16 +20,27 @@ again with the rest::
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from promod.campaigns.spec_values import PoolName
-from promod.codepool.store import Pool, get_pool, note_drained
-from promod.ledger.store import backend_connection
+from promod.codepool.store import note_drained
+from promod.codepool.store_alloc import (
+    Picked,
+    PoolCursor,
+    advance_pool,
+    assign_codes,
+    codes_of_grants,
+    held_series,
+    pick_codes,
+    pool_cursor,
+    revoke_grant_code,
+)
 from promod.rewards.provider import GrantRequest, IssuedReward, OutOfInventory, RewardRejected
 from promod.schema import Model
+from promod.store.seam import Transaction, TxLike, UniqueViolation, as_tx
 
 
 class CodePoolOptions(Model):
@@ -38,8 +50,6 @@ class CodePoolOptions(Model):
 
 
 __all__ = ["CodePoolProvider", "PoolExhausted", "SeriesDuplicate"]
-
-_IN_CHUNK = 500
 
 
 class SeriesDuplicate(RewardRejected):
@@ -83,88 +93,74 @@ class CodePoolProvider:
     options_model = CodePoolOptions
     transactional = True
 
-    def available(self, tx: Any, options: Mapping[str, Any]) -> int | None:
+    def available(self, tx: TxLike, options: Mapping[str, Any]) -> int | None:
         """Available single-use codes of ``options["pool"]`` (0 for an unknown pool)."""
-        conn = backend_connection(tx)
-        pool = get_pool(conn, str(options.get("pool", "")))
+        pool = pool_cursor(as_tx(tx), str(options.get("pool", "")))
         return 0 if pool is None else pool.available
 
     def issue_batch(
-        self, tx: Any, grants: Sequence[GrantRequest], now: float
+        self, tx: TxLike, grants: Sequence[GrantRequest], now: float
     ) -> list[IssuedReward]:
-        conn = backend_connection(tx)
         if not grants:
             return []
-        existing = self._already_issued(conn, grants)
-        pools: dict[str, Pool] = {}
+        tx = as_tx(tx)
+        existing = {
+            gid: _issued(row[:4], str(row[4]), str(row[5]))
+            for gid, row in codes_of_grants(tx, [g.id for g in grants]).items()
+        }
+        pools: dict[str, PoolCursor] = {}
         wanted: dict[str, list[GrantRequest]] = {}
         for grant in grants:
             name = _pool_name(grant)
             if grant.id in existing:
                 continue
             if name not in pools:
-                pool = get_pool(conn, name)
+                pool = pool_cursor(tx, name)
                 if pool is None:
                     raise PoolExhausted(name, 0, sum(1 for g in grants if _pool_name(g) == name))
                 pools[name] = pool
             wanted.setdefault(name, []).append(grant)
 
-        picked: dict[str, list[Any]] = {}
+        picked: dict[str, list[Picked]] = {}
         for name, batch in wanted.items():
-            pool = pools[name]
-            rows = conn.execute(
-                "SELECT id, code, expires_at, value_minor FROM codes"
-                " WHERE pool_id = ? AND state = 'available' AND max_uses = 1"
-                " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
-                (pool.id, now, len(batch)),
-            ).fetchall()
+            rows = pick_codes(tx, pools[name], len(batch), now)
             if len(rows) < len(batch):
                 raise PoolExhausted(name, len(rows), len(batch))
             picked[name] = rows
 
-        # The unique index (customer_id, series) refuses a second code of a series;
-        # on a refusal the savepoint undoes the batch and the culprits are found.
-        conn.execute("SAVEPOINT code_pool_issue")
-        try:
-            for name, batch in wanted.items():
-                before = conn.total_changes
-                conn.executemany(
-                    "UPDATE codes SET state = 'assigned', customer_id = ?, grant_id = ?,"
-                    " campaign_id = ?, assigned_at = ? WHERE id = ? AND state = 'available'",
-                    [
-                        (g.customer_id, g.id, g.campaign_id, now, row[0])
-                        for g, row in zip(batch, picked[name], strict=True)
-                    ],
-                )
-                if conn.total_changes - before != len(batch):
-                    raise RuntimeError(f"code pool {name!r}: a picked code was taken meanwhile")
-        except BaseException as exc:
-            conn.execute("ROLLBACK TO code_pool_issue")
-            conn.execute("RELEASE code_pool_issue")
-            if isinstance(exc, sqlite3.IntegrityError):
-                self._raise_series_duplicates(conn, wanted, pools)
-            raise
-        conn.execute("RELEASE code_pool_issue")
-
-        issued: dict[int, IssuedReward] = dict(existing)
+        issued: dict[int, IssuedReward] = existing
         for name, batch in wanted.items():
-            pool = pools[name]
-            conn.execute(
-                "UPDATE code_pools SET available = available - ?, updated_at = ? WHERE id = ?",
-                (len(batch), now, pool.id),
-            )
-            note_drained(conn, pool.id, now)
-            for grant, row in zip(batch, picked[name], strict=True):
-                issued[grant.id] = _issued(row, pool.name, pool.series)
+            pool, rows = pools[name], picked[name]
+            try:
+                assign_codes(
+                    tx,
+                    [
+                        (row[0], g.id, g.customer_id, g.campaign_id)
+                        for g, row in zip(batch, rows, strict=True)
+                    ],
+                    now,
+                )
+            except UniqueViolation:
+                self._raise_series_duplicates(tx, wanted, pools)
+                raise
+            advance_pool(tx, pool.id, taken=len(batch), after=rows[-1][0], now=now)
+            if not pool.low_alerted and pool.available - len(batch) <= pool.threshold:
+                note_drained(tx, pool.id, now)
+            rewards = _rewards(rows, pool.name, pool.series)
+            if len(wanted) == 1 and not existing:
+                return rewards  # the usual batch: one pool, nothing issued before, in order
+            issued.update(zip((g.id for g in batch), rewards, strict=True))
         return [issued[g.id] for g in grants]
 
     @staticmethod
     def _raise_series_duplicates(
-        conn: sqlite3.Connection,
+        tx: Transaction,
         wanted: Mapping[str, Sequence[GrantRequest]],
-        pools: Mapping[str, Pool],
+        pools: Mapping[str, PoolCursor],
     ) -> None:
         """Raise SeriesDuplicate naming every grant whose customer holds the series."""
+        pairs = {(g.customer_id, pools[name].series) for name, b in wanted.items() for g in b}
+        held = held_series(tx, sorted(pairs))
         refused: dict[int, str] = {}
         refused_series: dict[int, str] = {}
         seen: set[tuple[str, str]] = set()
@@ -172,57 +168,35 @@ class CodePoolProvider:
             series = pools[name].series
             for grant in batch:
                 key = (grant.customer_id, series)
-                held = key in seen or (
-                    conn.execute(
-                        "SELECT 1 FROM codes WHERE customer_id = ? AND series = ?"
-                        " AND state <> 'revoked'",
-                        key,
-                    ).fetchone()
-                    is not None
-                )
-                if held:
+                if key in seen or key in held:
                     refused[grant.id] = "series_duplicate"
                     refused_series[grant.id] = series
                 seen.add(key)
         if refused:
             raise SeriesDuplicate(refused, refused_series)
 
-    def revoke_sync(self, tx: Any, grant: GrantRequest) -> None:
-        """Revoke the code of ``grant`` if it is still assigned (a redeemed one stays)."""
-        conn = backend_connection(tx)
-        conn.execute(
-            "UPDATE codes SET state = 'revoked', ended_at = ?"
-            " WHERE grant_id = ? AND state = 'assigned'",
-            (time.time(), grant.id),
-        )
+    def revoke_sync(self, tx: TxLike, grant: GrantRequest, now: float | None = None) -> None:
+        """Revoke the code of ``grant`` if it is still assigned (a redeemed one stays).
 
-    @staticmethod
-    def _already_issued(
-        conn: sqlite3.Connection, grants: Sequence[GrantRequest]
-    ) -> dict[int, IssuedReward]:
-        """Codes already assigned to these grants (a repeated call returns the same ones)."""
-        found: dict[int, IssuedReward] = {}
-        ids = [g.id for g in grants]
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                "SELECT c.grant_id, c.id, c.code, c.expires_at, c.value_minor, p.name, p.series"
-                " FROM codes c JOIN code_pools p ON p.id = c.pool_id"
-                f" WHERE c.grant_id IN ({marks})",
-                chunk,
-            ):
-                found[int(row[0])] = _issued(row[1:5], str(row[5]), str(row[6]))
-        return found
+        ``now`` is the app's clock reading of the revocation; the system clock only
+        when a caller gives none.
+        """
+        revoke_grant_code(as_tx(tx), grant.id, time.time() if now is None else now)
 
 
 def _issued(row: Sequence[Any], pool: str, series: str) -> IssuedReward:
-    details: dict[str, Any] = {"pool": pool, "series": series}
-    if row[3] is not None:
-        details["value_minor"] = int(row[3])
-    return IssuedReward(
-        reference=f"code:{int(row[0])}",
-        code=str(row[1]),
-        expires_at=None if row[2] is None else float(row[2]),
-        details=details,
-    )
+    return _rewards([row], pool, series)[0]
+
+
+def _rewards(rows: Sequence[Any], pool: str, series: str) -> list[IssuedReward]:
+    """One IssuedReward per picked ``(id, code, expires_at, value_minor)``."""
+    shared: Mapping[str, Any] = MappingProxyType({"pool": pool, "series": series})
+    return [
+        IssuedReward(
+            f"code:{row[0]}",
+            row[1],
+            row[2],
+            shared if row[3] is None else {"pool": pool, "series": series, "value_minor": row[3]},
+        )
+        for row in rows
+    ]

@@ -24,6 +24,7 @@ from promod.codepool.store import ensure_pool, generate_into
 from promod.config import FraudConfig, parse_config
 from promod.rewards.provider import GrantRequest
 from promod.store.database import Database
+from promod.store.seam import Transaction
 from promod.testing import make_app
 
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -85,11 +86,11 @@ async def fill(
     spec: CodeSpec | None = None,
     **kwargs: Any,
 ) -> None:
-    def work(conn: sqlite3.Connection) -> None:
-        p = ensure_pool(conn, pool, now=now, series=series)
-        generate_into(conn, p, spec or CodeSpec.build(length=10), count, now=now, **kwargs)
+    def work(tx: Transaction) -> None:
+        p = ensure_pool(tx, pool, now=now, series=series)
+        generate_into(tx, p, spec or CodeSpec.build(length=10), count, now=now, **kwargs)
 
-    await db.run_sync(work)
+    await db.run(work)
 
 
 async def outbox(db: Database, type: str) -> list[sqlite3.Row]:

@@ -124,14 +124,14 @@ async def test_an_expired_coupon_grant_is_not_redeemable(db: Database) -> None:
 @pytest.mark.anyio
 async def test_coupon_grants_and_redemptions_are_in_the_campaign_figures(db: Database) -> None:
     await coupon_grants(db, (1, "alice"), (2, "bob"), (3, "carol"), (4, "dave"))
-    assert await db.run_sync(lambda conn: codes_report(conn, "welcome"), write=False) == {
+    assert await db.run(lambda tx: codes_report(tx, "welcome"), write=False) == {
         "issued_codes": 4,
         "redemptions": 0,
         "redemption_rate": 0.0,
     }
     assert await attempt(db, "alice") == (True, None)
     assert await attempt(db, "bob") == (True, None)
-    assert await db.run_sync(lambda conn: codes_report(conn, "welcome"), write=False) == {
+    assert await db.run(lambda tx: codes_report(tx, "welcome"), write=False) == {
         "issued_codes": 4,
         "redemptions": 2,
         "redemption_rate": 0.5,

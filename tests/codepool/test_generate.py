@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from promod.codepool.generate import DEFAULT_CHARSET, CodeSpec, KeyspaceError, check_keyspace
 from promod.codepool.store import ensure_pool, generate_into, stats_sync
 from promod.store.database import Database
+from promod.store.seam import Transaction
 from tests.codepool.conftest import T0, fill
 
 
@@ -93,10 +93,10 @@ async def test_unique_across_pools_of_a_series(db: Database) -> None:
 async def test_generate_100k_quickly(db: Database) -> None:
     await fill(db, "BIG", 100_000, spec=CodeSpec.build(pattern="BIG-#####-#####"))
 
-    def check(conn: sqlite3.Connection) -> dict[str, object]:
-        return stats_sync(conn, "BIG", T0)
+    def check(tx: Transaction) -> dict[str, object]:
+        return stats_sync(tx, "BIG", T0)
 
-    stats = await db.run_sync(check)
+    stats = await db.run(check)
     assert stats["available"] == 100_000 and stats["counts"]["available"] == 100_000  # type: ignore[index]
     distinct = await db.fetchone("SELECT count(DISTINCT code) FROM codes")
     assert distinct is not None and distinct[0] == 100_000
@@ -106,14 +106,14 @@ async def test_generate_100k_quickly(db: Database) -> None:
 async def test_series_of_a_loaded_pool_cannot_change(db: Database) -> None:
     await fill(db, "A", 5)
 
-    def change(conn: sqlite3.Connection) -> None:
-        ensure_pool(conn, "A", now=T0, series="OTHER")
+    def change(tx: Transaction) -> None:
+        ensure_pool(tx, "A", now=T0, series="OTHER")
 
     with pytest.raises(Exception, match="cannot change"):
-        await db.run_sync(change)
+        await db.run(change)
 
-    def regenerate(conn: sqlite3.Connection) -> int:
-        pool = ensure_pool(conn, "A", now=T0)
-        return generate_into(conn, pool, CodeSpec.build(), 5, now=T0)
+    def regenerate(tx: Transaction) -> int:
+        pool = ensure_pool(tx, "A", now=T0)
+        return generate_into(tx, pool, CodeSpec.build(), 5, now=T0)
 
-    assert await db.run_sync(regenerate) == 5
+    assert await db.run(regenerate) == 5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from functools import partial
 from typing import Any
 
@@ -19,6 +18,7 @@ from promod.codepool.provider import CodePoolProvider
 from promod.codepool.redeem import redeem
 from promod.codepool.store import PoolError, configure_pool, revoke_code, stats_sync
 from promod.store.database import Database
+from promod.store.seam import Transaction
 from promod.testing import wait_until_async
 from tests.codepool.conftest import FRAUD, T0, fill, grant, outbox
 
@@ -36,10 +36,10 @@ async def _expired(db: Database, n: int) -> bool:
 
 @pytest.mark.anyio
 async def test_actor_sweeps_on_the_clock(app: App, db: Database, clock: ManualClock) -> None:
-    await db.run_sync(partial(configure_pool, name="P", now=T0, low_absolute=3))
+    await db.run(partial(configure_pool, name="P", now=T0, low_absolute=3))
     await fill(db, "P", 5, expires_at=T0 + 90)
     await fill(db, "P", 5)
-    await db.run_sync(partial(provider.issue_batch, grants=[grant(1)], now=T0))  # an expiring one
+    await db.run(partial(provider.issue_batch, grants=[grant(1)], now=T0))  # an expiring one
     actor = CodePoolActor(app)
     async with anyio.create_task_group() as tg:
         await tg.start(actor.run)
@@ -64,7 +64,7 @@ async def test_actor_sweeps_on_the_clock(app: App, db: Database, clock: ManualCl
 @pytest.mark.anyio
 async def test_revoke_one_code(db: Database) -> None:
     await fill(db, "P", 4)
-    issued = await db.run_sync(
+    issued = await db.run(
         partial(provider.issue_batch, grants=[grant(1, "alice"), grant(2, "bob")], now=T0)
     )
     alice, bob = issued[0].code, issued[1].code
@@ -72,7 +72,7 @@ async def test_revoke_one_code(db: Database) -> None:
     await redeem(db, bob, "bob", "192.0.2.1", FRAUD, T0)
 
     def revoke(code: str, pool: str = "P") -> Any:
-        return db.run_sync(partial(revoke_code, pool_name=pool, code=code, now=T0))
+        return db.run(partial(revoke_code, pool_name=pool, code=code, now=T0))
 
     assert await revoke(alice) == "assigned"
     assert await revoke(alice) == "revoked"
@@ -85,27 +85,27 @@ async def test_revoke_one_code(db: Database) -> None:
     result = await redeem(db, alice, "alice", "192.0.2.1", FRAUD, T0)
     assert (result.redeemed, result.reason) == (False, "revoked")
     # A revoked code no longer counts against the series rule: alice may get another.
-    again = await db.run_sync(partial(provider.issue_batch, grants=[grant(3, "alice")], now=T0))
+    again = await db.run(partial(provider.issue_batch, grants=[grant(3, "alice")], now=T0))
     assert again[0].code not in (alice, bob)
 
 
 @pytest.mark.anyio
 async def test_stats_burn_rate_and_runout(db: Database) -> None:
     await fill(db, "P", 100, now=T0 - 3 * 86400)
-    await db.run_sync(
+    await db.run(
         partial(provider.issue_batch, grants=[grant(i) for i in range(1, 11)], now=T0 - 2 * 86400)
     )
-    await db.run_sync(
+    await db.run(
         partial(provider.issue_batch, grants=[grant(i) for i in range(11, 31)], now=T0 - 3600)
     )
     issued = await db.fetchone("SELECT code, customer_id FROM codes WHERE grant_id = 11")
     assert issued is not None
     await redeem(db, issued[0], issued[1], "192.0.2.1", FRAUD, T0 - 60)
 
-    def stats(conn: sqlite3.Connection) -> dict[str, Any]:
-        return stats_sync(conn, "P", T0)
+    def stats(tx: Transaction) -> dict[str, Any]:
+        return stats_sync(tx, "P", T0)
 
-    result = await db.run_sync(stats)
+    result = await db.run(stats)
     assert result["counts"] == {
         "available": 70,
         "assigned": 29,

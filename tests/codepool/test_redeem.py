@@ -19,7 +19,7 @@ provider = CodePoolProvider()
 
 
 async def give(db: Database, customer: str, gid: int, pool: str = "P") -> str:
-    issued = await db.run_sync(
+    issued = await db.run(
         partial(provider.issue_batch, grants=[grant(gid, customer, pool)], now=T0)
     )
     code = issued[0].code
@@ -82,7 +82,7 @@ async def test_shared_coupon_within_its_limit(db: Database) -> None:
     assert row is not None
     code = row[0]
     # Shared coupons are never allocated to grants.
-    assert await db.run_sync(partial(provider.available, options={"pool": "SHARED"})) == 0
+    assert await db.run(partial(provider.available, options={"pool": "SHARED"})) == 0
     results = [
         (await redeem(db, code, c, "192.0.2.7", FRAUD, T0)).to_dict()
         for c in ("a", "a", "b", "c", "d")

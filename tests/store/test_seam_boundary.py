@@ -33,11 +33,6 @@ DRIVERS = {"sqlite3", "aiosqlite", "asyncpg"}
 # Modules not yet moved behind the seam; the list only shrinks.
 PENDING: set[str] = {
     "promod/actors/notifier.py",
-    "promod/codepool/commands.py",
-    "promod/codepool/imports.py",
-    "promod/codepool/provider.py",
-    "promod/codepool/redeem.py",
-    "promod/codepool/store.py",
     "promod/live/engine.py",
     "promod/live/index.py",
     "promod/live/report.py",
