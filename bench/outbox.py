@@ -250,6 +250,9 @@ class _App:
     db: Database
     plugins: _Plugins = field(default_factory=_Plugins)
     clock: SystemClock = field(default_factory=SystemClock)
+    circuits: Any = None  # promod.plugins.isolation.board makes it on first use
+    circuits_handled: dict[str, int] = field(default_factory=dict)
+    circuits_alerted: set[str] = field(default_factory=set)
 
 
 def _config(root: Path, hook_url: str, smtp_port: int, connections: int) -> Config:

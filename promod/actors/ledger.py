@@ -38,6 +38,7 @@ from promod.ledger.caps import policy_scope, release_sync
 from promod.ledger.grants import BatchOutcome, GrantJob, grant_batch, granted_payload, local_day
 from promod.ledger.grants import refusal_reason as cap_reason
 from promod.logs import get_logger
+from promod.notify.campaigns import notification_batch
 from promod.notify.outbox import enqueue_sync
 from promod.plugins import isolation
 from promod.plugins.circuit import CircuitBoard, CircuitBreaker, CircuitState
@@ -212,7 +213,10 @@ class LedgerActor(Actor):
         if campaign is None or campaign.state != "running":
             return None
         job = self.job_for(campaign, run_id)
-        outcome = grant_batch(tx, job, now)
+        if campaign.spec.kind == "notification":  # a message, no reward (promod.notify.campaigns)
+            outcome = notification_batch(tx, campaign, run_id, now, job.batch_size)
+        else:
+            outcome = grant_batch(tx, job, now)
         if outcome.halted == "cap" and outcome.cap is not None:
             reason = cap_reason(outcome.cap)
             ledger_store.refuse_undecided(tx, run_id, reason, now)

@@ -26,7 +26,6 @@ Whoever enqueues outbox events may wake it instead of waiting for the next poll:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from promod.actors.messages import Channels, Inspect, Wake
 from promod.clock import Clock, sleep_until_woken
 from promod.ledger import killswitch
 from promod.logs import get_logger
+from promod.notify import store
 from promod.notify.channel import Channel, DeliveryFailed, Message, PermanentFailure, TokenBucket
 from promod.notify.deliveries import (
     Routing,
@@ -63,7 +63,6 @@ log = get_logger("promod.notifier")
 KILLSWITCH_TTL = 0.25  # seconds a kill switch reading is trusted
 MARK_GROUP = 32  # accepted deliveries marked sent in one commit
 MARK_INTERVAL = 0.05  # seconds an accepted delivery waits at most for its commit
-_MARKETING_SQL = "(kind = 'message' OR (kind = 'webhook' AND type = 'reward.granted'))"
 
 
 def _counts_against_channel(exc: BaseException) -> bool:
@@ -122,13 +121,7 @@ class SentMarker:
                 return
             now = self.clock.now()
             try:
-                async with self.db.transaction() as conn:
-                    await conn.executemany(
-                        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
-                        " sent_at = ?, updated_at = ?, last_error = NULL"
-                        " WHERE id = ? AND state = 'pending'",
-                        [(now, now, item) for item, _ in batch],
-                    )
+                await self.db.run(partial(store.mark_sent, ids=[i for i, _ in batch], now=now))
             except BaseException:
                 self._queue[:0] = batch  # not committed: try again with the next group
                 raise
@@ -152,6 +145,9 @@ class NotifierActor(Actor):
         self._fanout_wake = anyio.Event()
         self._fanning = anyio.Lock()  # one fan-out pass at a time: the loop's or settle's
         self._busy: dict[str, set[int]] = {}  # channel -> deliveries claimed, not finished
+        # One claim at a time per channel, its rows added to busy before the next: the
+        # sender and a settle never claim the same delivery.
+        self._claiming: dict[str, anyio.Lock] = {}
         self._wakers: dict[str, anyio.Event] = {}
         self._killswitch = (False, -1.0)
         self._killswitch_lock = anyio.Lock()
@@ -221,7 +217,7 @@ class NotifierActor(Actor):
                 event.set()
 
     async def stats(self) -> dict[str, Any]:
-        figures: dict[str, Any] = await self.app.db.run_sync(
+        figures: dict[str, Any] = await self.app.db.run(
             partial(outbox_stats_sync, now=self._now()), write=False
         )
         figures["channels_open"] = sorted(self.channels)
@@ -275,7 +271,7 @@ class NotifierActor(Actor):
             config = self.app.config
             routing = Routing.from_config(config, templates_dir(config))
             limit = max(1, int(self._notify.batch_size))
-            events, counts = await self.app.db.run_sync(
+            events, counts = await self.app.db.run(
                 partial(fanout_sync, routing=routing, now=self._now(), limit=limit)
             )
             if events:
@@ -307,24 +303,30 @@ class NotifierActor(Actor):
         )
         if breaker.retry_in():
             return False
-        rows = await self.app.db.run_sync(
-            partial(
-                claim_due_sync,
-                channel=name,
-                now=self._now(),
-                limit=max(1, int(self._notify.batch_size)),
-                hold_marketing=await self._killswitch_engaged(),
-                exclude=frozenset(busy),
+        hold = await self._killswitch_engaged()
+        async with self._claiming.setdefault(name, anyio.Lock()):
+            rows = await self.app.db.run(
+                partial(
+                    claim_due_sync,
+                    channel=name,
+                    now=self._now(),
+                    limit=max(1, int(self._notify.batch_size)),
+                    hold_marketing=hold,
+                    exclude=frozenset(busy),
+                )
             )
-        )
+            busy.update(int(row["id"]) for row in rows)
         pacer = TokenBucket(getattr(channel, "rate", None), getattr(channel, "burst", None))
         for row in rows:
             delivery_id = int(row["id"])
-            busy.add(delivery_id)
-            try:
-                await self._deliver(name, channel, row, pacer)
+            sent = False
+            try:  # an accepted delivery stays busy until its sent mark is committed
+                sent = await self._deliver(
+                    name, channel, row, pacer, partial(busy.discard, delivery_id)
+                )
             finally:
-                busy.discard(delivery_id)
+                if not sent:
+                    busy.discard(delivery_id)
         await self._marker.flush()
         return bool(rows)
 
@@ -403,33 +405,31 @@ class NotifierActor(Actor):
                     room[0] = anyio.Event()
                     await room[0].wait()
                     continue
-                rows = await self.app.db.run_sync(
-                    partial(
-                        claim_due_sync,
-                        channel=name,
-                        now=now,
-                        limit=1 if probe else max(1, batch - len(busy)),
-                        hold_marketing=engaged,
-                        exclude=frozenset(busy),
+                async with self._claiming.setdefault(name, anyio.Lock()):
+                    rows = await self.app.db.run(
+                        partial(
+                            claim_due_sync,
+                            channel=name,
+                            now=now,
+                            limit=1 if probe else max(1, batch - len(busy)),
+                            hold_marketing=engaged,
+                            exclude=frozenset(busy),
+                        )
                     )
-                )
+                    busy.update(int(row["id"]) for row in rows)
                 if not rows:
-                    held = " AND NOT " + _MARKETING_SQL if engaged else ""
-                    next_row = await self.app.db.fetchone(
-                        "SELECT min(next_attempt_at) FROM deliveries"
-                        f" WHERE state = 'pending' AND channel = ?{held}"
-                        " AND id NOT IN (SELECT value FROM json_each(?))",
-                        (name, json.dumps(sorted(busy))),
-                    )
-                    due = (
-                        float(next_row[0])
-                        if next_row is not None and next_row[0] is not None
-                        else None
+                    due = await self.app.db.run(
+                        partial(
+                            store.next_due_at,
+                            channel=name,
+                            hold_marketing=engaged,
+                            exclude=frozenset(busy),
+                        ),
+                        write=False,
                     )
                     await self._wait(self._wakers[name], changed, due)
                     continue
                 for row in rows:
-                    busy.add(int(row["id"]))
                     await send.send(row)
 
     async def _deliver(
@@ -497,10 +497,10 @@ class NotifierActor(Actor):
         self._fanout_wake.set()
 
     async def _finish(self, delivery_id: int, state: str, error: str) -> None:
-        await self.app.db.execute(
-            "UPDATE deliveries SET state = ?, last_error = ?, updated_at = ?"
-            " WHERE id = ? AND state = 'pending'",
-            (state, error, self._now(), delivery_id),
+        await self.app.db.run(
+            partial(
+                store.finish, delivery_id=delivery_id, state=state, error=error, now=self._now()
+            )
         )
 
     async def _failed(self, name: str, row: Mapping[str, Any], exc: DeliveryFailed) -> None:
@@ -518,13 +518,17 @@ class NotifierActor(Actor):
         }
         with anyio.CancelScope(shield=True):
             if exc.permanent or attempts >= notify.max_attempts:
-                await self.app.db.execute(
-                    "UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?,"
-                    " updated_at = ? WHERE id = ? AND state = 'pending'",
-                    (attempts, error, now, int(row["id"])),
+                await self.app.db.run(
+                    partial(
+                        store.dead_letter,
+                        delivery_id=int(row["id"]),
+                        attempts=attempts,
+                        error=error,
+                        now=now,
+                    )
                 )
                 if isinstance(exc, PermanentFailure) and exc.bounced and row["recipient"]:
-                    await self.app.db.run_sync(
+                    await self.app.db.run(
                         partial(
                             suppress_sync,
                             address=str(row["recipient"]),
@@ -544,9 +548,14 @@ class NotifierActor(Actor):
             )
             if exc.retry_after is not None:
                 self._paused[name] = max(self._paused.get(name, 0.0), now + delay)
-            await self.app.db.execute(
-                "UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_at = ?,"
-                " updated_at = ? WHERE id = ? AND state = 'pending'",
-                (attempts, error, now + delay, now, int(row["id"])),
+            await self.app.db.run(
+                partial(
+                    store.retry_later,
+                    delivery_id=int(row["id"]),
+                    attempts=attempts,
+                    error=error,
+                    at=now + delay,
+                    now=now,
+                )
             )
         log.warning("delivery_retry", retry_in=round(delay, 3), **fields)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from promod.actors.messages import JobFor, Kick
@@ -23,6 +24,12 @@ from promod.campaigns.simulate import MAX_HORIZON, simulate_sync
 from promod.campaigns.spec import SpecError, load_spec, spec_warnings
 from promod.clock import ManualClock
 from promod.ledger import killswitch
+from promod.notify.campaigns import (
+    notification_issues,
+    notification_report,
+    notification_simulate,
+)
+from promod.notify.templates import templates_dir
 from promod.units import parse_duration
 
 CAMPAIGN = {"campaign": ArgSpec(str, required=True, help="campaign id")}
@@ -75,6 +82,7 @@ async def campaign_apply(ctx: CommandContext, args: dict[str, Any]) -> dict[str,
             {"errors": exc.as_dicts()},
         ) from None
     issues = _provider_issues(spec) + policy_issues(app.config.policy, spec)
+    issues += notification_issues(spec, templates_dir(app.config))
     if issues:
         raise CommandError(
             "invalid_args", f"the campaign spec has {len(issues)} error(s)", {"errors": issues}
@@ -152,8 +160,13 @@ async def campaign_simulate(ctx: CommandContext, args: dict[str, Any]) -> dict[s
     campaign = await _guard(store.get(app.db, args["campaign"]))
     if campaign.spec.kind == "live_action":
         raise CommandError("conflict", "live_action campaigns cannot be simulated")
-    job = await app.actor("ledger").ask(JobFor(campaign, run_id=0))
     now = app.clock.now()
+    if campaign.spec.kind == "notification":
+        projection: dict[str, Any] = await app.db.run(
+            partial(notification_simulate, campaign=campaign, now=now), write=False
+        )
+        return projection
+    job = await app.actor("ledger").ask(JobFor(campaign, run_id=0))
     result: dict[str, Any] = await app.db.run(
         lambda tx: simulate_sync(tx, campaign, job, now, horizon=horizon), write=False
     )
@@ -228,6 +241,12 @@ campaign_stop = _transition("stop", "stop a campaign for good", store.stop)
 async def campaign_report(ctx: CommandContext, args: dict[str, Any]) -> Any:
     app = ctx.app
     policy, site_timezone, now = app.config.policy, app.config.daemon.timezone, app.clock.now()
+    campaign = await _guard(store.get(app.db, args["campaign"]))
+    if campaign.spec.kind == "notification":
+        figures: dict[str, Any] = await app.db.run(
+            partial(notification_report, campaign=campaign), write=False
+        )
+        return figures
     report = await app.db.run(
         lambda tx: report_sync(
             tx, args["campaign"], policy=policy, site_timezone=site_timezone, now=now

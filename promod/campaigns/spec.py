@@ -174,13 +174,14 @@ def spec_warnings(spec: CampaignSpec) -> list[SpecIssue]:
     """Legal but risky choices worth showing at apply (no lifetime cap, no clearance...)."""
     warnings: list[SpecIssue] = []
     caps = spec.caps
-    if caps.audience is None and caps.count is None and caps.budget_minor is None:
+    granting = spec.kind != "notification"  # a notification campaign spends nothing
+    if granting and caps.audience is None and caps.count is None and caps.budget_minor is None:
         warnings.append(
             SpecIssue("caps", "no lifetime cap (audience, count or budget): spend is unbounded")
         )
     if spec.reward.value_minor is not None and caps.budget_minor is None:
         warnings.append(SpecIssue("caps.budget", "the reward has a value but no budget cap"))
-    if not spec.clearance.required:
+    if not spec.clearance.required and granting:
         warnings.append(
             SpecIssue("clearance.required", "grants go out without clearance by the site")
         )

@@ -341,8 +341,34 @@ class ClearanceModel(Model):
     on_timeout: Annotated[str, choice(*domain.ON_TIMEOUT)] = "reject"
 
 
+class StepModel(Model):
+    """``[[notify.steps]]`` of a notification campaign: a step and the rule that says it is done."""
+
+    id: Slug
+    text: Text
+    done: Any
+
+    @classmethod
+    def cross_checks(
+        cls, raw: Mapping[str, Any], value: StepModel | None, info: ValidationInfo
+    ) -> Found:
+        done = raw.get("done")
+        if done is None:
+            return []
+        if not isinstance(done, Mapping):
+            return [(("done",), f"must be a segment rule table, not {_a(done)}")]
+        try:
+            parse_segment(done, "done")
+        except SegmentError as exc:
+            return _segment_issues(exc)
+        return []
+
+    def to_step(self) -> domain.Step:
+        return domain.Step(self.id, self.text, parse_segment(self.done, "done"), self.done)
+
+
 class NotifyModel(Model):
-    """``[notify]``: the message sent with each grant."""
+    """``[notify]``: the message sent with each grant, or a notification campaign's message."""
 
     channel: Text
     consent: Text | None = None
@@ -350,6 +376,10 @@ class NotifyModel(Model):
     text: Text | None = None
     html: Text | None = None
     template: TemplateName | None = None
+    not_within: (
+        Annotated[float, Check(_duration, {"type": "string", "examples": ["14d"]})] | None
+    ) = None
+    steps: list[StepModel] | None = None
 
     @classmethod
     def cross_checks(
@@ -366,10 +396,28 @@ class NotifyModel(Model):
         ):
             known = ", ".join(sorted(channels)) or "none"
             found.append((("channel",), f"unknown channel {channel!r} (configured: {known})"))
+        notification = (info.context or {}).get("kind") == "notification"
         for key in ("subject", "text", "html"):
             text = raw.get(key)
-            if isinstance(text, str):
+            if isinstance(text, str) and not notification:
                 found += [((key,), problem) for problem in domain.placeholder_issues(text)]
+        if notification:
+            if "consent" not in raw:
+                found.append((("consent",), "required for kind notification (the opt-in it needs)"))
+        else:
+            found += [
+                ((key,), "only for kind notification")
+                for key in ("not_within", "steps")
+                if key in raw
+            ]
+        steps = raw.get("steps")
+        if isinstance(steps, list):
+            ids = [s.get("id") for s in steps if isinstance(s, Mapping)]
+            found += [
+                (("steps", i, "id"), f"step id {sid!r} is given twice")
+                for i, sid in enumerate(ids)
+                if isinstance(sid, str) and ids.index(sid) != i
+            ]
         if "template" in raw:
             found += [
                 ((key,), "use either template or text/html, not both")
@@ -401,7 +449,7 @@ class SpecModel(Model):
     segment: Any = None
     list_name: Text | None = Field(default=None, alias="list")
     trigger: Any = None
-    reward: RewardModel
+    reward: RewardModel | None = None
     caps: CapsModel = Field(default_factory=CapsModel)
     clearance: ClearanceModel = Field(default_factory=ClearanceModel)
     notify: NotifyModel | None = None
@@ -450,7 +498,11 @@ class SpecModel(Model):
             name=self.name,
             kind=self.kind,
             timezone=self.timezone or context.get("default_timezone", "UTC"),
-            reward=self.reward.to_reward(),
+            reward=(
+                self.reward.to_reward()
+                if self.reward is not None
+                else domain.Reward(domain.NO_REWARD_PROVIDER)
+            ),
             description=self.description,
             schedule=self.schedule.to_schedule(),
             segment=segment,
@@ -472,6 +524,8 @@ class SpecModel(Model):
                 text=self.notify.text,
                 html=self.notify.html,
                 template=self.notify.template,
+                not_within=self.notify.not_within,
+                steps=tuple(step.to_step() for step in self.notify.steps or ()),
             ),
         )
 
@@ -554,13 +608,19 @@ def _kind_checks(raw: Mapping[str, Any], kind: str | None) -> Found:
         inner = raw.get("segment")
         if isinstance(inner, Mapping) and "trigger" in inner:
             found.append(("segment.trigger", "trigger is given twice (also at the top level)"))
+    if kind == "notification":
+        if "reward" in raw:
+            found.append(("reward", "a notification campaign grants nothing: remove [reward]"))
+        if not isinstance(raw.get("notify"), Mapping):
+            found.append(("notify", "required for kind notification (its message)"))
+    elif "reward" not in raw:
+        found.append(("reward", SPEC_WORDS.missing))
     if segment is None:
-        if kind == "past_behavior":
+        if kind in ("past_behavior", "notification"):
             found.append(
                 (
                     "segment",
-                    "required for kind past_behavior"
-                    " (an empty [segment] table targets every customer)",
+                    f"required for kind {kind} (an empty [segment] table targets every customer)",
                 )
             )
     elif not isinstance(segment, Mapping):
@@ -675,7 +735,7 @@ def _money_checks(
             found.append((f"{path}.value", f"required with {keys} (what one reward costs)"))
     if "currency" not in reward and not any(loc == ("reward", "currency") for loc, _ in found):
         found.append((("reward", "currency"), f"required with {keys}"))
-    if value is None:
+    if value is None or value.reward is None:
         return found
     exponent = domain.currency_exponent(value.reward.currency)
     costs = [("reward.value", value.reward.value)]

@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple
 from promod.campaigns.segments import EventRule, Segment
 from promod.units import format_duration, format_money
 
-KINDS = ("past_behavior", "live_action", "custom_list")
+KINDS = ("past_behavior", "live_action", "custom_list", "notification")
 DELIVERIES = ("immediate", "local_time", "best_time")
 ON_TIMEOUT = ("reject", "approve")
 BUILTIN_PROVIDERS = ("coupon", "code_pool", "wallet_points")
@@ -53,6 +53,9 @@ _PLACEHOLDER = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^{}$]*)\}|(?P<str
 
 
 _NOTIFY_KEYS = ("channel", "consent", "subject", "text", "html", "template")
+
+#: What a notification campaign's spec holds in place of a reward: it grants nothing.
+NO_REWARD_PROVIDER = "none"
 
 
 class SpecIssue(NamedTuple):
@@ -250,8 +253,27 @@ class Clearance:
 
 
 @dataclass(frozen=True)
+class Step:
+    """A step of a notification campaign: ``done`` is a segment rule; not matching, it is
+    one of the customer's ``missing_steps``."""
+
+    id: str
+    text: str
+    done: Segment
+    done_source: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "done": plain(self.done_source)}
+
+
+@dataclass(frozen=True)
 class Notify:
-    """The message sent with each grant (or none if the campaign has no notify table)."""
+    """The message sent with each grant (or none if the campaign has no notify table).
+
+    A notification campaign's texts are Jinja2 templates (promod.notify.render);
+    ``not_within`` (seconds) keeps it from mailing one customer twice within that
+    time, and ``steps`` are what its messages list as done or missing.
+    """
 
     channel: str
     consent: str | None = None
@@ -259,6 +281,8 @@ class Notify:
     text: str | None = None
     html: str | None = None
     template: str | None = None
+    not_within: float | None = None
+    steps: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -314,7 +338,8 @@ class CampaignSpec:
             out["list"] = self.list_name
         if self.trigger is not None:
             out["trigger"] = self.trigger.to_dict()
-        out["reward"] = self.reward.to_dict()
+        if self.kind != "notification":
+            out["reward"] = self.reward.to_dict()
         caps: dict[str, Any] = {}
         exponent = self.reward.exponent
         if self.caps.audience is not None:
@@ -342,6 +367,10 @@ class CampaignSpec:
                 value = getattr(self.notify, key)
                 if value is not None:
                     notify[key] = value
+            if self.notify.not_within is not None:
+                notify["not_within"] = format_duration(self.notify.not_within)
+            if self.notify.steps:
+                notify["steps"] = [step.to_dict() for step in self.notify.steps]
             out["notify"] = notify
         return out
 
@@ -361,7 +390,11 @@ class CampaignSpec:
             lines["segment"] = (
                 _compact(self.segment_source) if self.segment_source else "every customer"
             )
-        lines["reward"] = self.reward.describe()
+        lines["reward"] = (
+            "none (a notification campaign)"
+            if self.kind == "notification"
+            else self.reward.describe()
+        )
         lines["caps"] = _describe_caps(self.caps, self.reward)
         lines["clearance"] = (
             f"required, {format_duration(self.clearance.lead)} ahead, "
@@ -377,6 +410,10 @@ class CampaignSpec:
                 f"consent {self.notify.consent}" if self.notify.consent else "no consent check"
             )
             lines["notify"] = f"via {self.notify.channel}, {consent}, {content}"
+            if self.notify.not_within is not None:
+                lines["notify"] += f", not within {format_duration(self.notify.not_within)}"
+            if self.notify.steps:
+                lines["notify"] += ", steps " + ", ".join(s.id for s in self.notify.steps)
         return lines
 
 

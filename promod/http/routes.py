@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from promod.clearance.http import clearance_router
 from promod.http.body import SCOPE_KEY, ApiRoute, scope
 from promod.http.clientip import client_address
+from promod.http.consents import consent_router
 from promod.http.customers import customer_router
 from promod.http.errors import (
     error_response,
@@ -54,6 +55,7 @@ log = get_logger("promod.http")
 # Route areas, in order.
 AREAS: tuple[Callable[[Any], APIRouter], ...] = (
     customer_router,
+    consent_router,
     list_router,
     redemption_router,
     unsubscribe_router,

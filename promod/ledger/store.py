@@ -3,7 +3,7 @@
 Written against the seam (:class:`promod.store.seam.Transaction`, docs/architecture.md
 "The store"): the ledger's modules and its actor call these named functions inside
 ``await db.run(fn)`` and hold no SQL of their own. Customer ids are text here as at
-every edge; the grant path's layout (migration ``0011_grant_path``) keeps one
+every edge; the grant path's layout (migration ``0012_grant_path``) keeps one
 customer-keyed index on ``grants`` (``grants_once``: customer, campaign, run), from
 which the per-customer cap, the frequency cap and the uniqueness of a grant per
 (campaign, run, customer) are all read::

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -71,12 +72,18 @@ class Message:
     unsubscribe_url: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        # The fields as they are (json.dumps walks the mappings): asdict's deep copy of
+        # every event's data cost more than the rest of a mass mailing's fan-out.
+        fields = {f.name: getattr(self, f.name) for f in _FIELDS}
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=dict)
 
     @classmethod
     def from_json(cls, text: str) -> Message:
         raw = json.loads(text)
         return cls(**raw)
+
+
+_FIELDS = dataclass_fields(Message)
 
 
 class ChannelError(Exception):

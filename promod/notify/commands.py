@@ -14,14 +14,15 @@ Command line: ``promodctl outbox``, ``outbox list [--state S]``, ``outbox retry 
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 from typing import Any
 
 from promod.actors.messages import Wake
 from promod.actors.refs import wake
 from promod.admin.registry import ArgSpec, Command, CommandContext, CommandError, Role, command
+from promod.notify import store
 from promod.notify.deliveries import outbox_stats_sync
+from promod.store.seam import Transaction
 
 __all__ = ["OUTBOX_COMMANDS"]
 
@@ -34,26 +35,10 @@ def _wake(ctx: CommandContext) -> None:
 
 @command("outbox", role=Role.VIEWER, mutating=False, summary="outbox depth, failures, dead letters")
 async def outbox_status(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = await ctx.app.db.run_sync(
+    result: dict[str, Any] = await ctx.app.db.run(
         partial(outbox_stats_sync, now=ctx.app.clock.now()), write=False
     )
     return result
-
-
-def _list_sync(
-    conn: sqlite3.Connection, state: str, channel: str | None, limit: int
-) -> list[dict[str, Any]]:
-    sql = (
-        "SELECT id, event_id, type, kind, channel, customer_id, campaign_id, state, attempts,"
-        " last_error, created_at, updated_at, next_attempt_at FROM deliveries WHERE state = ?"
-    )
-    params: list[Any] = [state]
-    if channel:
-        sql += " AND channel = ?"
-        params.append(channel)
-    sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
-    params.append(limit)
-    return [dict(row) for row in conn.execute(sql, params)]
 
 
 @command(
@@ -75,33 +60,22 @@ async def outbox_list(ctx: CommandContext, args: dict[str, Any]) -> list[dict[st
     limit = int(args.get("limit", 100))
     if not 1 <= limit <= 10000:
         raise CommandError("invalid_args", "limit must be between 1 and 10000")
-    rows: list[dict[str, Any]] = await ctx.app.db.run_sync(
-        partial(_list_sync, state=state, channel=args.get("channel"), limit=limit), write=False
+    rows: list[dict[str, Any]] = await ctx.app.db.run(
+        partial(store.list_deliveries, state=state, channel=args.get("channel"), limit=limit),
+        write=False,
     )
     return rows
 
 
-def _retry_sync(
-    conn: sqlite3.Connection, delivery_id: int | None, channel: str | None, now: float
-) -> int:
+def _retry(tx: Transaction, delivery_id: int | None, channel: str | None, now: float) -> int:
     if delivery_id is None:
-        sql = "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-        sql += " updated_at = ?, last_error = NULL WHERE state = 'dead'"
-        params: list[Any] = [now, now]
-        if channel:
-            sql += " AND channel = ?"
-            params.append(channel)
-        return conn.execute(sql, params).rowcount
-    row = conn.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-    if row is None:
+        return store.retry_dead(tx, channel, now)
+    state = store.delivery_state(tx, delivery_id)
+    if state is None:
         raise CommandError("not_found", f"no delivery {delivery_id}")
-    if row[0] not in ("dead", "dropped", "pending"):
-        raise CommandError("conflict", f"delivery {delivery_id} is {row[0]}: nothing to retry")
-    conn.execute(
-        "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?,"
-        " attempts = CASE WHEN state = 'pending' THEN attempts ELSE 0 END WHERE id = ?",
-        (now, now, delivery_id),
-    )
+    if state not in ("dead", "dropped", "pending"):
+        raise CommandError("conflict", f"delivery {delivery_id} is {state}: nothing to retry")
+    store.retry_one(tx, delivery_id, now)
     return 1
 
 
@@ -121,9 +95,9 @@ async def outbox_retry(ctx: CommandContext, args: dict[str, Any]) -> dict[str, A
     delivery_id = args.get("id")
     if (delivery_id is None) == (not args.get("all")):
         raise CommandError("invalid_args", "give either id or all=true")
-    count: int = await ctx.app.db.run_sync(
+    count: int = await ctx.app.db.run(
         partial(
-            _retry_sync,
+            _retry,
             delivery_id=delivery_id,
             channel=args.get("channel"),
             now=ctx.app.clock.now(),
@@ -133,15 +107,13 @@ async def outbox_retry(ctx: CommandContext, args: dict[str, Any]) -> dict[str, A
     return {"retried": count}
 
 
-def _drop_sync(conn: sqlite3.Connection, delivery_id: int, now: float) -> None:
-    row = conn.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-    if row is None:
+def _drop(tx: Transaction, delivery_id: int, now: float) -> None:
+    state = store.delivery_state(tx, delivery_id)
+    if state is None:
         raise CommandError("not_found", f"no delivery {delivery_id}")
-    if row[0] not in ("dead", "pending"):
-        raise CommandError("conflict", f"delivery {delivery_id} is {row[0]}: cannot drop it")
-    conn.execute(
-        "UPDATE deliveries SET state = 'dropped', updated_at = ? WHERE id = ?", (now, delivery_id)
-    )
+    if state not in ("dead", "pending"):
+        raise CommandError("conflict", f"delivery {delivery_id} is {state}: cannot drop it")
+    store.drop_one(tx, delivery_id, now)
 
 
 @command(
@@ -153,7 +125,7 @@ def _drop_sync(conn: sqlite3.Connection, delivery_id: int, now: float) -> None:
     args={"id": ArgSpec(int, required=True, help="delivery id")},
 )
 async def outbox_drop(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
-    await ctx.app.db.run_sync(partial(_drop_sync, delivery_id=args["id"], now=ctx.app.clock.now()))
+    await ctx.app.db.run(partial(_drop, delivery_id=args["id"], now=ctx.app.clock.now()))
     return {"dropped": args["id"]}
 
 

@@ -21,25 +21,31 @@ delivery is final (a trigger refuses to change it)::
 
 from __future__ import annotations
 
+import html
 import json
 import random
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from promod.campaigns.spec import render_placeholders
-from promod.ledger.killswitch import is_engaged_sync
+from promod.campaigns.spec import currency_exponent, render_placeholders
+from promod.notify import store, store_campaigns
 from promod.notify.channel import Message
+from promod.notify.render import RenderError, render
+from promod.notify.store import MARKETING_SQL, as_tx
 from promod.notify.templates import TemplateError, load_template
 from promod.notify.unsubscribe import (
     is_suppressed_sync,
+    make_preferences_token,
     make_unsubscribe_token,
+    preferences_url,
     unsubscribe_key_sync,
     unsubscribe_url,
 )
+from promod.store.seam import Transaction
+from promod.units import format_money
 
 __all__ = [
     "EVENT_WEBHOOKS",
@@ -54,6 +60,7 @@ __all__ = [
 
 EVENT_WEBHOOKS = frozenset({"reward.granted", "campaign.paused", "campaign.completed"})
 CLEARANCE_EVENTS = frozenset({"clearance.required"})
+NOTIFICATION = "notification.due"  # a notification campaign's message (promod.notify.campaigns)
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,8 @@ def _text(value: Any) -> str:
 class _Fanout:
     """One fan-out batch: caches specs, templates and the unsubscribe key."""
 
-    def __init__(self, conn: sqlite3.Connection, routing: Routing, now: float) -> None:
-        self.conn = conn
+    def __init__(self, conn: Transaction | Any, routing: Routing, now: float) -> None:
+        self.tx = as_tx(conn)
         self.routing = routing
         self.now = now
         self.specs: dict[tuple[str, Any], dict[str, Any] | None] = {}
@@ -121,7 +128,7 @@ class _Fanout:
     @property
     def key(self) -> bytes:
         if self._key is None:
-            self._key = unsubscribe_key_sync(self.conn)
+            self._key = unsubscribe_key_sync(self.tx)
         return self._key
 
     def insert(
@@ -136,29 +143,26 @@ class _Fanout:
         consent: str | None = None,
         campaign_id: str | None = None,
     ) -> None:
-        cur = self.conn.execute(
-            "INSERT INTO deliveries (event_id, type, kind, channel, customer_id, recipient,"
-            " consent, campaign_id, message, state, next_attempt_at, last_error, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (event_id, kind, channel) DO NOTHING",
-            (
-                message.event_id,
-                message.type,
-                message.kind,
-                channel,
-                customer_id,
-                recipient,
-                consent,
-                campaign_id,
-                message.to_json(),
-                state,
-                self.now,
-                error,
-                self.now,
-                self.now,
-            ),
+        inserted = store.insert_delivery(
+            self.tx,
+            {
+                "event_id": message.event_id,
+                "type": message.type,
+                "kind": message.kind,
+                "channel": channel,
+                "customer_id": customer_id,
+                "recipient": recipient,
+                "consent": consent,
+                "campaign_id": campaign_id,
+                "message": message.to_json(),
+                "state": state,
+                "next_attempt_at": self.now,
+                "last_error": error,
+                "created_at": self.now,
+                "updated_at": self.now,
+            },
         )
-        if cur.rowcount and state == "pending":
+        if inserted and state == "pending":
             self.counts[channel] = self.counts.get(channel, 0) + 1
 
     def event(self, event_id: str, type: str, payload: dict[str, Any], created_at: float) -> None:
@@ -180,39 +184,32 @@ class _Fanout:
                 hook,
                 campaign_id=payload.get("campaign_id"),
             )
-        if type == "reward.granted":
+        if type in ("reward.granted", NOTIFICATION):
             self.customer_message(event_id, type, payload, data)
 
     def spec(self, campaign_id: str, run_id: Any) -> dict[str, Any] | None:
         cache_key = (campaign_id, run_id)
         if cache_key in self.specs:
             return self.specs[cache_key]
-        row = None
-        if run_id is not None:
-            row = self.conn.execute(
-                "SELECT cv.spec FROM runs r JOIN campaign_versions cv"
-                " ON cv.campaign_id = r.campaign_id AND cv.version = r.version WHERE r.id = ?",
-                (run_id,),
-            ).fetchone()
-        if row is None:
-            row = self.conn.execute(
-                "SELECT spec FROM campaigns WHERE id = ?", (campaign_id,)
-            ).fetchone()
-        spec = json.loads(row[0]) if row is not None else None
+        text = store.run_spec(self.tx, campaign_id, run_id)
+        spec = json.loads(text) if text is not None else None
         self.specs[cache_key] = spec
         return spec
 
-    def template(self, name: str) -> dict[str, str] | str:
+    def template(self, name: str, jinja: bool = False) -> dict[str, str] | str:
         """The template's texts, or an error message."""
-        if name not in self.templates:
+        cache = f"jinja:{name}" if jinja else name
+        if cache not in self.templates:
             if self.routing.templates_dir is None:
-                self.templates[name] = f"template {name!r}: no templates directory"
+                self.templates[cache] = f"template {name!r}: no templates directory"
             else:
                 try:
-                    self.templates[name] = load_template(self.routing.templates_dir, name)
+                    self.templates[cache] = load_template(
+                        self.routing.templates_dir, name, placeholders=not jinja
+                    )
                 except TemplateError as exc:
-                    self.templates[name] = str(exc)
-        return self.templates[name]
+                    self.templates[cache] = str(exc)
+        return self.templates[cache]
 
     def customer_message(
         self, event_id: str, type: str, payload: dict[str, Any], data: dict[str, Any]
@@ -248,11 +245,8 @@ class _Fanout:
         if channel_type is None:
             record("dead", f"no channel named {channel!r} in the config")
             return
-        row = self.conn.execute(
-            "SELECT email FROM customers WHERE id = ?", (customer_id,)
-        ).fetchone()
-        email = str(row[0]) if row is not None and row[0] else None
-        blocked = message_blocked_sync(self.conn, customer_id, email, consent)
+        email = store.customer_email(self.tx, customer_id)
+        blocked = message_blocked_sync(self.tx, customer_id, email, consent)
         if blocked:
             record("skipped", blocked, recipient=email)
             return
@@ -262,14 +256,40 @@ class _Fanout:
         texts: dict[str, str] = {
             k: str(notify[k]) for k in ("subject", "text", "html") if notify.get(k)
         }
+        notification = type == NOTIFICATION
         if notify.get("template"):
-            found = self.template(str(notify["template"]))
+            found = self.template(str(notify["template"]), jinja=notification)
             if isinstance(found, str):
                 record("dead", found, recipient=email)
                 return
             texts = {**found, **({"subject": texts["subject"]} if "subject" in texts else {})}
         token = make_unsubscribe_token(self.key, customer_id, consent)
         link = unsubscribe_url(self.routing.public_url, token)
+        preferences = preferences_url(
+            self.routing.public_url, make_preferences_token(self.key, customer_id)
+        )
+        if notification:
+            context = self.context(spec or {}, customer_id, payload, link, preferences)
+            try:
+                rendered = {k: render(v, context, html=k == "html") for k, v in texts.items()}
+                if "subject" in rendered:  # one line, whatever the template's layout
+                    rendered["subject"] = " ".join(rendered["subject"].split())
+            except RenderError as exc:
+                record("dead", f"template: {exc}", recipient=email)
+                return
+            self.send_message(
+                event_id,
+                type,
+                data,
+                channel,
+                customer_id,
+                email,
+                consent,
+                campaign_id,
+                footer(rendered, link, preferences),
+                link,
+            )
+            return
         values = {
             "customer_id": customer_id,
             "email": email or "",
@@ -285,6 +305,32 @@ class _Fanout:
         except ValueError as exc:
             record("dead", f"template: {exc}", recipient=email)
             return
+        self.send_message(
+            event_id,
+            type,
+            data,
+            channel,
+            customer_id,
+            email,
+            consent,
+            campaign_id,
+            footer(rendered, link, preferences),
+            link,
+        )
+
+    def send_message(
+        self,
+        event_id: str,
+        type: str,
+        data: dict[str, Any],
+        channel: str,
+        customer_id: str,
+        email: str | None,
+        consent: str | None,
+        campaign_id: str,
+        rendered: Mapping[str, str],
+        link: str,
+    ) -> None:
         message = Message(
             event_id,
             type,
@@ -310,41 +356,103 @@ class _Fanout:
             campaign_id=campaign_id,
         )
 
+    def context(
+        self,
+        spec: Mapping[str, Any],
+        customer_id: str,
+        payload: Mapping[str, Any],
+        link: str,
+        preferences: str,
+    ) -> dict[str, Any]:
+        """What a notification campaign's template is rendered with (docs/notifications.md)."""
+        tx = self.tx
+        row = store_campaigns.customer_row(tx, customer_id)
+        done = payload.get("done_steps")
+        finished = {str(s) for s in done} if isinstance(done, list) else set()
+        notify = spec.get("notify") if isinstance(spec.get("notify"), dict) else {}
+        steps = [
+            {"id": str(s.get("id")), "text": str(s.get("text")), "done": s.get("id") in finished}
+            for s in (notify or {}).get("steps", [])
+            if isinstance(s, dict)
+        ]
+        rewards = []
+        for g in store_campaigns.customer_grants(tx, customer_id):
+            currency = None if g[5] is None else str(g[5])
+            exponent = currency_exponent(currency)
+            rewards.append(
+                {
+                    "campaign_id": g[0],
+                    "provider": g[1],
+                    "state": g[2],
+                    "amount": None if g[3] is None else str(g[3]),
+                    "value": format_money(int(g[4] or 0), exponent),
+                    "currency": currency,
+                    "code": g[6],
+                    "granted_at": _iso(float(g[7])),
+                }
+            )
+        consents = {str(r[0]): bool(r[1]) for r in store.consents_of(tx, customer_id)}
+        return {
+            "customer": {
+                "id": customer_id,
+                "email": None if row is None else row[1],
+                "timezone": None if row is None else row[2],
+                "attributes": store_campaigns.attributes(None if row is None else row[3]),
+                "created_at": None if row is None else row[4],
+            },
+            "tags": store_campaigns.customer_tags(tx, customer_id),
+            "consents": consents,
+            "wallet": {"points": store_campaigns.wallet_points(tx, customer_id)},
+            "rewards": rewards,
+            "steps": steps,
+            "missing_steps": [s for s in steps if not s["done"]],
+            "campaign": {"id": spec.get("id"), "name": spec.get("name")},
+            "unsubscribe_url": link,
+            "preferences_url": preferences,
+        }
+
+
+def footer(rendered: Mapping[str, str], unsubscribe: str, preferences: str) -> dict[str, str]:
+    """The texts with the footer every customer message carries: preferences, unsubscribe."""
+    out = dict(rendered)
+    if "text" in out:
+        out["text"] = (
+            out["text"].rstrip("\n")
+            + f"\n\n--\nYour email preferences: {preferences}\nUnsubscribe: {unsubscribe}\n"
+        )
+    if "html" in out:
+        pref, unsub = html.escape(preferences, quote=True), html.escape(unsubscribe, quote=True)
+        block = (
+            f'\n<hr><p style="font-size:small"><a href="{pref}">Your email preferences</a>'
+            f' &middot; <a href="{unsub}">Unsubscribe</a></p>\n'
+        )
+        body = out["html"]
+        end = body.lower().rfind("</body>")
+        out["html"] = body[:end] + block + body[end:] if end >= 0 else body + block
+    return out
+
 
 def message_blocked_sync(
-    conn: sqlite3.Connection, customer_id: str, email: str | None, consent: str | None
+    conn: Transaction | Any, customer_id: str, email: str | None, consent: str | None
 ) -> str | None:
     """Why a customer message may not go out now (no_consent, suppressed:REASON), or None."""
+    tx = as_tx(conn)
     if consent:
-        row = conn.execute(
-            "SELECT granted FROM customer_consents WHERE customer_id = ? AND consent = ?",
-            (customer_id, consent),
-        ).fetchone()
+        row = store.consent_row(tx, customer_id, consent)
         if row is None or not row[0]:
             return "no_consent"
     if email:
-        reason = is_suppressed_sync(conn, email, customer_id, consent)
+        reason = is_suppressed_sync(tx, email, customer_id, consent)
         if reason:
             return f"suppressed:{reason}"
     return None
 
 
-_MARKETING_SQL = "(kind = 'message' OR (kind = 'webhook' AND type = 'reward.granted'))"
-_CLAIM_COLUMNS = (
-    "id",
-    "event_id",
-    "type",
-    "kind",
-    "message",
-    "attempts",
-    "customer_id",
-    "recipient",
-    "consent",
-)
+_MARKETING_SQL = MARKETING_SQL
 
 
 def claim_due_sync(
-    conn: sqlite3.Connection,
+    conn: Transaction | Any,
     channel: str,
     *,
     now: float,
@@ -361,53 +469,40 @@ def claim_due_sync(
     claimed and still being sent. The rows stay ``pending`` until the channel
     accepted them, so a crash leaves every one of them due.
     """
-    held = f" AND NOT {_MARKETING_SQL}" if hold_marketing else ""
-    rows = conn.execute(
-        f"SELECT {', '.join(_CLAIM_COLUMNS)} FROM deliveries"
-        " WHERE state = 'pending' AND channel = ?"
-        f" AND next_attempt_at <= ?{held} ORDER BY next_attempt_at, id LIMIT ?",
-        (channel, now, limit + len(exclude)),
-    ).fetchall()
+    tx = as_tx(conn)
+    rows = store.due_deliveries(tx, channel, now, limit + len(exclude), hold_marketing)
     due: list[dict[str, Any]] = []
     skipped: list[tuple[str, float, int]] = []
-    for values in rows:
-        row = dict(zip(_CLAIM_COLUMNS, tuple(values), strict=True))
+    for row in rows:
         if row["id"] in exclude:
             continue
         if len(due) >= limit:
             break
         if row["kind"] == "message" and row["customer_id"]:
             blocked = message_blocked_sync(
-                conn, str(row["customer_id"]), row["recipient"], row["consent"]
+                tx, str(row["customer_id"]), row["recipient"], row["consent"]
             )
             if blocked:
                 skipped.append((blocked, now, int(row["id"])))
                 continue
         due.append(row)
     if skipped:
-        conn.executemany(
-            "UPDATE deliveries SET state = 'skipped', last_error = ?, updated_at = ?"
-            " WHERE id = ? AND state = 'pending'",
-            skipped,
-        )
+        store.skip_deliveries(tx, skipped)
     return due
 
 
 def fanout_sync(
-    conn: sqlite3.Connection, routing: Routing, *, now: float, limit: int = 500
+    conn: Transaction | Any, routing: Routing, *, now: float, limit: int = 500
 ) -> tuple[int, dict[str, int]]:
     """Fan out up to ``limit`` pending outbox events: (events done, new deliveries per channel).
 
-    Runs inside the caller's transaction (``Database.run_sync``).
+    Runs inside the caller's transaction (``Database.run``).
     """
-    rows = conn.execute(
-        "SELECT id, event_id, type, payload, created_at FROM outbox"
-        " WHERE state = 'pending' ORDER BY id LIMIT ?",
-        (limit,),
-    ).fetchall()
+    tx = as_tx(conn)
+    rows = store.pending_events(tx, limit)
     if not rows:
         return 0, {}
-    batch = _Fanout(conn, routing, now)
+    batch = _Fanout(tx, routing, now)
     for row in rows:
         try:
             payload = json.loads(row[3])
@@ -416,23 +511,16 @@ def fanout_sync(
         if not isinstance(payload, dict):
             payload = {"value": payload}
         batch.event(str(row[1]), str(row[2]), payload, float(row[4]))
-    conn.executemany(
-        "UPDATE outbox SET state = 'done', fanned_at = ? WHERE id = ?",
-        [(now, row[0]) for row in rows],
-    )
+    store.events_done(tx, [int(row[0]) for row in rows], now)
     return len(rows), batch.counts
 
 
-def outbox_stats_sync(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
+def outbox_stats_sync(conn: Transaction | Any, now: float) -> dict[str, Any]:
     """What ``promodctl outbox`` shows: depth, oldest pending, failures, dead letters."""
-    events_pending = conn.execute(
-        "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'"
-    ).fetchone()
+    tx = as_tx(conn)
+    events_pending, events_oldest = store.pending_event_figures(tx)
     channels: dict[str, dict[str, Any]] = {}
-    for row in conn.execute(
-        "SELECT channel, state, count(*), min(created_at), sum(attempts > 0)"
-        " FROM deliveries GROUP BY channel, state"
-    ):
+    for row in store.delivery_figures(tx):
         entry = channels.setdefault(
             str(row[0]),
             {
@@ -452,11 +540,11 @@ def outbox_stats_sync(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
             entry["failing"] = int(row[4] or 0)
     pending = sum(c["pending"] for c in channels.values())
     oldest = [c["oldest_pending"] for c in channels.values() if c["oldest_pending"] is not None]
-    if events_pending[1] is not None:
-        oldest.append(events_pending[1])
+    if events_oldest is not None:
+        oldest.append(events_oldest)
     oldest_at = min(oldest) if oldest else None
     return {
-        "events_pending": int(events_pending[0]),
+        "events_pending": events_pending,
         "pending": pending,
         "failing": sum(c["failing"] for c in channels.values()),
         "dead": sum(c["dead"] for c in channels.values()),
@@ -464,6 +552,6 @@ def outbox_stats_sync(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "skipped": sum(c["skipped"] for c in channels.values()),
         "oldest_pending_at": oldest_at,
         "oldest_pending_age": round(now - oldest_at, 3) if oldest_at is not None else None,
-        "killswitch": is_engaged_sync(conn),
+        "killswitch": store.killswitch_engaged(tx),
         "channels": sorted(channels.values(), key=lambda c: c["channel"]),
     }

@@ -11,11 +11,11 @@ customer messages) later, so nothing is lost or sent for a rolled-back change::
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from promod.notify.store import insert_events
 from promod.store.seam import TxLike, as_tx
 
 # Every event type promod emits (docs/notifications.md; routed by the config's [alerts]).
@@ -35,12 +35,17 @@ EVENT_TYPES = frozenset(
         "store.unavailable",
         "crm.sync_held",
         "crm.sync_failed",
+        "notification.due",
     }
 )
 
 
 def new_event_id() -> str:
     return f"evt_{uuid.uuid4().hex}"
+
+
+def _payload(payload: Mapping[str, Any]) -> str:
+    return json.dumps(dict(payload), separators=(",", ":"))
 
 
 def enqueue_sync(
@@ -54,20 +59,19 @@ def enqueue_sync(
     """Record one event inside the caller's open transaction; return its id.
 
     An ``event_id`` already present is ignored (the same occurrence is recorded once).
+    ``conn`` is a :class:`~promod.store.seam.Transaction` (or a driver connection
+    of code not yet behind the seam).
     """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
     event_id = event_id or new_event_id()
-    as_tx(conn).execute(
-        "INSERT INTO outbox (event_id, type, payload, created_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        (event_id, type, json.dumps(dict(payload), separators=(",", ":")), now),
-    )
+    row = {"event_id": event_id, "type": type, "payload": _payload(payload), "created_at": now}
+    insert_events(as_tx(conn), [row])
     return event_id
 
 
 def enqueue_many_sync(
-    conn: sqlite3.Connection,
+    conn: TxLike,
     type: str,
     payloads: Sequence[tuple[str, Mapping[str, Any]]],
     *,
@@ -76,8 +80,10 @@ def enqueue_many_sync(
     """Record many events of one type: ``[(event_id, payload), ...]``."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
-    conn.executemany(
-        "INSERT INTO outbox (event_id, type, payload, created_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        [(eid, type, json.dumps(dict(p), separators=(",", ":")), now) for eid, p in payloads],
+    insert_events(
+        as_tx(conn),
+        (
+            {"event_id": eid, "type": type, "payload": _payload(p), "created_at": now}
+            for eid, p in payloads
+        ),
     )

@@ -3,7 +3,8 @@
 A template file lives in ``[notify] templates_dir`` (default ``templates/`` next
 to the config file) and holds ``subject``, ``text`` and/or ``html`` strings with
 the same ``${name}`` placeholders as inline texts; it is checked with
-:func:`promod.campaigns.spec.placeholder_issues`::
+:func:`promod.campaigns.spec.placeholder_issues` (a notification campaign's template
+holds Jinja2 texts instead, checked by :mod:`promod.notify.render`)::
 
     texts = load_template(templates_dir(config), "winback")   # {"subject": ..., "text": ...}
 """
@@ -35,8 +36,12 @@ def templates_dir(config: Any) -> Path:
     return Path(config.source).parent / "templates"
 
 
-def load_template(directory: Path, name: str) -> dict[str, str]:
-    """The texts of template ``name`` (keys among subject, text, html); TemplateError."""
+def load_template(directory: Path, name: str, *, placeholders: bool = True) -> dict[str, str]:
+    """The texts of template ``name`` (keys among subject, text, html); TemplateError.
+
+    ``placeholders=False``: the texts are Jinja2 templates of a notification campaign
+    (checked by promod.notify.render), not ``${name}`` texts.
+    """
     if not _NAME.fullmatch(name):
         raise TemplateError(f"invalid template name {name!r}")
     path = directory / f"{name}.toml"
@@ -54,7 +59,8 @@ def load_template(directory: Path, name: str) -> dict[str, str]:
         elif not isinstance(value, str):
             problems.append(f"{key}: expected a string")
         else:
-            problems.extend(f"{key}: {p}" for p in placeholder_issues(value))
+            if placeholders:
+                problems.extend(f"{key}: {p}" for p in placeholder_issues(value))
             texts[key] = value
     if not problems and "text" not in texts and "html" not in texts:
         problems.append("needs text and/or html")

@@ -12,6 +12,10 @@ working across restarts and cannot be forged for another customer::
     verify_unsubscribe_token(key, token)          # ("c42", "marketing_email")
     record_unsubscribe_sync(conn, "c42", "marketing_email", now=time.time())
 
+A preference page link (``/v1/preferences?token=TOKEN``, in every message's footer)
+carries a token of :func:`make_preferences_token`, signed under a key derived from
+the same one, so neither kind of token passes for the other.
+
 ``record_unsubscribe_sync`` withdraws the consent (time and source recorded in
 ``customer_consents``) and suppresses the customer's address. Bounces are
 recorded with :func:`suppress_sync` (reason ``bounced``).
@@ -24,19 +28,26 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
+
+from promod.notify import store
+from promod.notify.store import as_tx
+from promod.store.seam import Transaction
 
 __all__ = [
     "SUPPRESSION_REASONS",
     "InvalidToken",
     "is_suppressed_sync",
+    "make_preferences_token",
     "make_unsubscribe_token",
+    "preferences_url",
     "record_unsubscribe_sync",
     "suppress_sync",
     "unsubscribe_key_sync",
     "unsubscribe_url",
+    "verify_preferences_token",
     "verify_unsubscribe_token",
 ]
 
@@ -91,16 +102,37 @@ def unsubscribe_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/v1/unsubscribe?token={quote(token, safe='')}"
 
 
-def unsubscribe_key_sync(conn: sqlite3.Connection) -> bytes:
+def _preferences_key(key: bytes) -> bytes:
+    """A key of its own for preference links: one never passes for an unsubscribe link."""
+    return hmac.new(key, b"promod preferences link", hashlib.sha256).digest()
+
+
+def make_preferences_token(key: bytes, customer_id: str) -> str:
+    """The signed token of a customer's preference page link (``PAYLOAD.SIGNATURE``)."""
+    return make_unsubscribe_token(_preferences_key(key), customer_id, None)
+
+
+def verify_preferences_token(key: bytes, token: str) -> str:
+    """The customer id of a genuine preference token; InvalidToken otherwise."""
+    customer_id, rest = verify_unsubscribe_token(_preferences_key(key), token)
+    if rest is not None:
+        raise InvalidToken("malformed preferences token")
+    return customer_id
+
+
+def preferences_url(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}/v1/preferences?token={quote(token, safe='')}"
+
+
+def unsubscribe_key_sync(conn: Transaction | Any) -> bytes:
     """The daemon's unsubscribe HMAC key (32 random bytes in ``meta``, made once)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-            (META_KEY, secrets.token_hex(32)),
-        )
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
-    return bytes.fromhex(row[0])
+    tx = as_tx(conn)
+    value = store.meta_value(tx, META_KEY)
+    if value is None:
+        store.meta_insert_new(tx, META_KEY, secrets.token_hex(32))
+        value = store.meta_value(tx, META_KEY)
+        assert value is not None
+    return bytes.fromhex(value)
 
 
 def _iso(ts: float) -> str:
@@ -108,7 +140,7 @@ def _iso(ts: float) -> str:
 
 
 def suppress_sync(
-    conn: sqlite3.Connection,
+    conn: Transaction | Any,
     address: str,
     reason: str,
     *,
@@ -120,44 +152,41 @@ def suppress_sync(
     """Add (or refresh) ``address`` on the suppression list."""
     if reason not in SUPPRESSION_REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}")
-    conn.execute(
-        "INSERT INTO suppressions (address, reason, source, customer_id, detail, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET"
-        " reason = excluded.reason, source = excluded.source,"
-        " customer_id = coalesce(excluded.customer_id, customer_id),"
-        " detail = excluded.detail, created_at = excluded.created_at",
-        (address.strip().lower(), reason, source, customer_id, detail, now),
+    store.upsert_suppression(
+        as_tx(conn),
+        {
+            "address": address.strip().lower(),
+            "reason": reason,
+            "source": source,
+            "customer_id": customer_id,
+            "detail": detail,
+            "created_at": now,
+        },
     )
 
 
 def is_suppressed_sync(
-    conn: sqlite3.Connection, address: str, customer_id: str | None, consent: str | None
+    conn: Transaction | Any, address: str, customer_id: str | None, consent: str | None
 ) -> str | None:
     """The suppression reason for ``address``, or None when a message may go there.
 
     An ``unsubscribed`` entry no longer counts once ``consent`` was granted again
     after it.
     """
-    row = conn.execute(
-        "SELECT reason, created_at FROM suppressions WHERE address = ?",
-        (address.strip().lower(),),
-    ).fetchone()
-    if row is None:
+    tx = as_tx(conn)
+    found = store.suppression(tx, address.strip().lower())
+    if found is None:
         return None
-    reason, created_at = str(row[0]), float(row[1])
+    reason, created_at = found
     if reason == "unsubscribed" and customer_id and consent:
-        granted = conn.execute(
-            "SELECT granted, updated_at FROM customer_consents"
-            " WHERE customer_id = ? AND consent = ?",
-            (customer_id, consent),
-        ).fetchone()
+        granted = store.consent_row(tx, customer_id, consent)
         if granted is not None and granted[0] and str(granted[1]) > _iso(created_at):
             return None
     return reason
 
 
 def record_unsubscribe_sync(
-    conn: sqlite3.Connection,
+    conn: Transaction | Any,
     customer_id: str,
     consent: str | None,
     *,
@@ -168,21 +197,16 @@ def record_unsubscribe_sync(
 
     Idempotent: a second click changes nothing but the suppression's time.
     """
-    row = conn.execute("SELECT email FROM customers WHERE id = ?", (customer_id,)).fetchone()
-    if row is None:
+    tx = as_tx(conn)
+    if not store.customer_exists(tx, customer_id):
         return False
+    email = store.customer_email(tx, customer_id)
     if consent:
-        conn.execute(
-            "INSERT INTO customer_consents (customer_id, consent, granted, updated_at, source)"
-            " VALUES (?, ?, 0, ?, ?) ON CONFLICT (customer_id, consent) DO UPDATE SET"
-            " updated_at = CASE WHEN granted = 0 THEN updated_at ELSE excluded.updated_at END,"
-            " granted = 0, source = excluded.source",
-            (customer_id, consent, _iso(now), source),
-        )
-    if row[0]:
+        store.set_consent(tx, customer_id, consent, False, at=_iso(now), source=source)
+    if email:
         suppress_sync(
-            conn,
-            str(row[0]),
+            tx,
+            email,
             "unsubscribed",
             source=source,
             now=now,

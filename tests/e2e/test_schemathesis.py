@@ -1,12 +1,13 @@
 """Schemathesis against a running daemon: every phase, every check, a real token.
 
 The daemon is a subprocess from ``promod init`` with a campaign run waiting for
-clearance and a customer with an unsubscribe link, so generated requests reach the
-API's logic rather than 404s. Schemathesis reads the daemon's own
-``GET /openapi.json`` and runs the examples, coverage, fuzzing and stateful phases
-(the stateful one follows the document's links) with ``--checks all``. Any failure,
-and any warning (``warnings.fail-on``), fails the test. ``PROMOD_ST_EXAMPLES`` raises
-the examples per operation for a longer run outside ``make test``.
+clearance and a customer with an unsubscribe link and a preference page link, so
+generated requests reach the API's logic rather than 404s. Schemathesis reads the
+daemon's own ``GET /openapi.json`` and runs the examples, coverage, fuzzing and
+stateful phases (the stateful one follows the document's links) with ``--checks
+all``. Any failure, and any warning (``warnings.fail-on``), fails the test.
+``PROMOD_ST_EXAMPLES`` raises the examples per operation for a longer run outside
+``make test``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from promod.notify.unsubscribe import make_unsubscribe_token, unsubscribe_key_sync
+from promod.notify.unsubscribe import (
+    make_preferences_token,
+    make_unsubscribe_token,
+    unsubscribe_key_sync,
+)
 from tests.support.daemon import Daemon, wait_until
 from tests.support.data import seed_customers, wallet_spec
 
@@ -69,6 +74,12 @@ def _unsubscribe_token(d: Daemon) -> str:
     return make_unsubscribe_token(key, "c00", "marketing_email")
 
 
+def _preferences_token(d: Daemon) -> str:
+    with sqlite3.connect(d.root / "state" / "promod.db") as conn:
+        key = unsubscribe_key_sync(conn)
+    return make_preferences_token(key, "c00")
+
+
 def test_schemathesis_finds_nothing_against_the_daemon(
     daemon_factory: Callable[..., Daemon], tmp_path: Path
 ) -> None:
@@ -79,6 +90,7 @@ def test_schemathesis_finds_nothing_against_the_daemon(
     token = (d.root / "http-token").read_text().strip()
     run = _run_in_clearance(d)
     link = _unsubscribe_token(d)
+    preferences = _preferences_token(d)
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         f"""
@@ -98,6 +110,10 @@ expected-statuses = {EXPECTED_NEGATIVE}
 "path.id" = "winback"
 "path.run" = {run}
 "query.token" = "{link}"
+
+[[operations]]
+include-path = "/v1/preferences"
+parameters = {{ "query.token" = "{preferences}" }}
 """
     )
     result = subprocess.run(

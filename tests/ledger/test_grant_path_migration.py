@@ -1,4 +1,4 @@
-"""Migration 0011 (the grant path) carries a database of the previous release forward.
+"""Migration 0012 (the grant path) carries a database of the previous release forward.
 
 The database is built by migrations 0001-0009 and filled the way the previous grant
 path filled it (grants of a finished run with their per-customer counters, wallet
@@ -103,7 +103,7 @@ def test_the_grant_path_migration_keeps_the_facts_and_grants_on_top(tmp_path: Pa
     )
     db = _old_database(tmp_path)
     _fill(db, json.dumps(spec.to_dict()))
-    assert migrate_sync(db) == [10, 11]
+    assert migrate_sync(db) == [10, 11, 12]
 
     with sqlite3.connect(db) as conn:
         # The per-customer counts are the live grants (the failed one counts for nobody).

@@ -222,7 +222,11 @@ async def test_template_file_and_alert_mail(tmp_path: Path, db: Database, smtp: 
         await wait_until_async(lambda: len(smtp.sink.messages) == 2)
     by_to = {m["To"]: m for m in smtp.sink.messages}
     assert by_to["c1@example.org"]["Subject"] == "Points for c1"
-    assert by_to["c1@example.org"].get_content().strip() == "You got 500."
+    body = by_to["c1@example.org"].get_content().replace("\r\n", "\n")
+    assert body.split("\n--\n")[0].strip() == "You got 500."
+    # Every customer message's footer links the preference page and the unsubscribe link.
+    assert "Your email preferences: https://promo.example.org/v1/preferences?token=" in body
+    assert "Unsubscribe: https://promo.example.org/v1/unsubscribe?token=" in body
     alert = by_to["ops@example.org"]
     assert alert["Subject"] == "[promod] cap.reached (winback)"
     assert "cap: budget" in alert.get_content()

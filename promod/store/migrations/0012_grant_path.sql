@@ -1,4 +1,4 @@
--- 0011_grant_path: fewer B-tree entries written per grant, the same facts kept.
+-- 0012_grant_path: fewer B-tree entries written per grant, the same facts kept.
 --
 -- One customer-keyed index on grants serves the uniqueness of a live grant per
 -- (campaign, run, customer), the per-customer cap (grants of the customer in the
