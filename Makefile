@@ -4,6 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= var/demo
 STAMP  := $(VENV)/.installed
+# pytest runs on both cores (pytest-xdist): the end-to-end tests spend most of their
+# time waiting on a daemon subprocess, so one worker leaves a core idle. `--dist
+# loadgroup` keeps the tests marked xdist_group (one module-scoped build) on one
+# worker. WORKERS=0 runs in a single process.
+WORKERS ?= 2
 
 .PHONY: run test lint typecheck pytest bench clean
 
@@ -29,7 +34,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy promod
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup
 
 test: lint typecheck pytest
 

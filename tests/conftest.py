@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,20 @@ import structlog
 from promod.store.database import Database
 
 pytest_plugins = ["tests.support.daemon", "tests.support.disk"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Write the bytecode of promod and the bundled plugins before any test starts.
+
+    Every end-to-end test starts ``promod run`` and ``promodctl`` as subprocesses;
+    where the environment sets PYTHONDONTWRITEBYTECODE each of them would compile
+    every promod module from source again. Compiled once here (up-to-date files are
+    skipped; an edited module is recompiled, as Python itself does), they load it.
+    """
+    for tree in (ROOT / "promod", ROOT / "plugins"):
+        compileall.compile_dir(tree, quiet=1)
 
 
 def pytest_configure(config: pytest.Config) -> None:

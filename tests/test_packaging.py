@@ -23,14 +23,16 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-pytestmark = pytest.mark.slow
+# One worker builds the wheels (a module-scoped fixture) for both tests under xdist.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheels")]
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "operations.md"
 DIST = "promod-daemon"
 PLUGIN_DIST = "promod-daemon-partner-voucher"
+# .hypothesis: the example database, which tests running in parallel write to.
 _SKIP = shutil.ignore_patterns(
-    ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
+    ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
 )
 
 

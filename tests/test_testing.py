@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from promod.ctl.client import CommandError
-from promod.testing import PromodDaemon, start_promod
+from promod.testing import PromodDaemon, start_promod, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,3 +46,22 @@ def test_unknown_config_edit_is_refused_and_nothing_is_left(monkeypatch, tmp_pat
     with pytest.raises(ValueError, match="no line matching"):
         start_promod(edits={"^nope = 1": "x"}, start=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_wait_until_polls_less_often_the_longer_it_waits() -> None:
+    # 1.5 s at a fixed 20 ms would be 75 calls of the predicate; backing off to a
+    # tenth of the time waited it is about 30, and the value still comes back.
+    calls: list[float] = []
+    until = time.monotonic() + 1.5
+
+    def done() -> str | None:
+        calls.append(time.monotonic())
+        return "done" if calls[-1] >= until else None
+
+    assert wait_until(done, timeout=30, what="the clock") == "done"
+    assert len(calls) < 50, len(calls)
+
+
+def test_wait_until_names_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match=r"timed out after 0\.1s waiting for the mail"):
+        wait_until(lambda: None, timeout=0.1, what="the mail")

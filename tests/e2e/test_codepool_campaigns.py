@@ -60,9 +60,11 @@ def _report(d: Daemon) -> dict[str, Any]:
     return report
 
 
-def test_sigkill_during_a_100k_code_allocation_assigns_no_code_twice(daemon_factory) -> None:
+def test_sigkill_during_a_code_allocation_assigns_no_code_twice(daemon_factory) -> None:
+    # 40 batches: enough for the kill to land mid-allocation (asserted below); the
+    # pool's generation at 100,000 codes is tests/codepool/test_generate.py's.
     d = daemon_factory(edits={r"^batch_size = \d+": "batch_size = 500", **NO_SITE_BUDGET})
-    n = 100_000
+    n = 20_000
     res = d.ctl("codes", "generate", "XMAS", "--count", str(n), timeout=300)
     assert res.returncode == 0, res.stderr
     seed_customers(_db(d), [f"c{i:06d}" for i in range(n)])
@@ -72,6 +74,8 @@ def test_sigkill_during_a_100k_code_allocation_assigns_no_code_twice(daemon_fact
         what="allocation under way",
     )
     d.kill()
+    at_kill = _q(_db(d), "SELECT count(*) FROM grants")[0][0]
+    assert 0 < at_kill < n, "the allocation was not under way at the kill"
     d.start()
     wait_until(lambda: _report(d)["state"] == "completed", timeout=180, what="completion")
     db = _db(d)

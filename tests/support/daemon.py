@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from promod.initdir import init_directory
 from promod.testing import NotifyListener, PromodDaemon, wait_until
 
 __all__ = ["Daemon", "daemon_factory", "init_instance", "new_instance_dir", "wait_until"]
@@ -108,6 +109,7 @@ def new_instance_dir() -> Path:
 
 
 def init_instance(root: Path) -> None:
+    """``promod init ROOT`` as the operator runs it (a subprocess)."""
     res = subprocess.run([*_script("promod"), "init", str(root)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 
@@ -125,7 +127,9 @@ def daemon_factory() -> Iterator[Callable[..., Daemon]]:
         env: dict[str, str] | None = None,
     ) -> Daemon:
         root = new_instance_dir()
-        init_instance(root)
+        # What ``promod init`` writes, without a process of its own for each daemon
+        # (the command itself: init_instance, tests/e2e/test_campaigns.py --demo).
+        init_directory(root)
         d = Daemon(root, env=env)
         made.append(d)
         # Tests never collide on ports: the HTTP API binds an ephemeral one.
