@@ -18,9 +18,9 @@ counter it booked at once, and its customer gets the fallback reward or waits,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
-import sqlite3
 from collections import Counter as Tally
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from promod.campaigns import store as campaigns
 from promod.campaigns.policy import applied_budgets
 from promod.campaigns.spec import CampaignSpec, currency_exponent
 from promod.ledger import killswitch
+from promod.ledger import store as ledger_store
 from promod.ledger.caps import policy_scope, release_sync
 from promod.ledger.grants import BatchOutcome, GrantJob, grant_batch, granted_payload, local_day
 from promod.ledger.grants import refusal_reason as cap_reason
@@ -49,6 +50,7 @@ from promod.rewards.provider import (
     TemporaryFailure,
     is_transactional,
 )
+from promod.store.seam import Transaction
 
 if TYPE_CHECKING:
     from promod.app import App
@@ -162,11 +164,7 @@ class LedgerActor(Actor):
         """Run batches until nothing is due; return what was done."""
         db = self.app.db
         done: Tally[str] = Tally()
-        rows = await db.fetchall(
-            "SELECT c.id, r.id FROM campaigns c JOIN runs r ON r.campaign_id = c.id"
-            " WHERE c.state = 'running' AND r.state IN ('pilot', 'running') ORDER BY c.id"
-        )
-        active = [(r[0], r[1]) for r in rows]
+        active = await db.run(ledger_store.active_runs, write=False)
         while active:
             still: list[tuple[str, int]] = []
             now = self.app.clock.now()
@@ -174,11 +172,11 @@ class LedgerActor(Actor):
             # One transaction for a batch of every campaign with work: many live
             # campaigns cost one commit a round, not one each.
             def round_(
-                conn: sqlite3.Connection, work: list[tuple[str, int]] = active, n: float = now
+                tx: Transaction, work: list[tuple[str, int]] = active, n: float = now
             ) -> list[BatchOutcome | None]:
-                return [self._guarded(conn, c, r, n) for c, r in work]
+                return [self._guarded(tx, c, r, n) for c, r in work]
 
-            outcomes = await db.run_sync(round_)
+            outcomes = await db.run(round_)
             for (campaign_id, run_id), outcome in zip(active, outcomes, strict=True):
                 if outcome is None:
                     continue
@@ -196,52 +194,45 @@ class LedgerActor(Actor):
         return dict(done)
 
     def _guarded(
-        self, conn: sqlite3.Connection, campaign_id: str, run_id: int, now: float
+        self, tx: Transaction, campaign_id: str, run_id: int, now: float
     ) -> BatchOutcome | None:
         """One campaign's batch; if it fails, only that campaign pauses (with the error)."""
-        conn.execute("SAVEPOINT campaign_batch")
         try:
-            outcome = self._batch(conn, campaign_id, run_id, now)
+            with tx.savepoint("campaign_batch"):
+                outcome = self._batch(tx, campaign_id, run_id, now)
         except Exception as exc:
-            conn.execute("ROLLBACK TO campaign_batch")
-            conn.execute("RELEASE campaign_batch")
             log.error("campaign_batch_failed", campaign=campaign_id, run=run_id, error=repr(exc))
-            campaigns.pause_sync(conn, campaign_id, f"error:{type(exc).__name__}", now=now)
+            campaigns.pause_sync(tx, campaign_id, f"error:{type(exc).__name__}", now=now)
             return None
-        conn.execute("RELEASE campaign_batch")
         return outcome
 
     def _batch(
-        self, conn: sqlite3.Connection, campaign_id: str, run_id: int, now: float
+        self, tx: Transaction, campaign_id: str, run_id: int, now: float
     ) -> BatchOutcome | None:
-        campaign = campaigns.get_sync(conn, campaign_id)
+        campaign = campaigns.get_sync(tx, campaign_id)
         if campaign is None or campaign.state != "running":
             return None
         job = self.job_for(campaign, run_id)
         if campaign.spec.kind == "notification":  # a message, no reward (promod.notify.campaigns)
-            outcome = notification_batch(conn, campaign, run_id, now, job.batch_size)
+            outcome = notification_batch(tx, campaign, run_id, now, job.batch_size)
         else:
-            outcome = grant_batch(conn, job, now)
+            outcome = grant_batch(tx, job, now)
         if outcome.halted == "cap" and outcome.cap is not None:
             reason = cap_reason(outcome.cap)
-            conn.execute(
-                "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
-                " WHERE run_id = ? AND status IN ('pending', 'held')",
-                (reason, now, run_id),
-            )
-            campaigns.pause_sync(conn, campaign_id, f"cap:{reason}", now=now)
-            campaigns.finish_run_if_done_sync(conn, campaign, run_id, now=now)
+            ledger_store.refuse_undecided(tx, run_id, reason, now)
+            campaigns.pause_sync(tx, campaign_id, f"cap:{reason}", now=now)
+            campaigns.finish_run_if_done_sync(tx, campaign, run_id, now=now)
         elif outcome.halted == "daily_cap" and outcome.cap is not None:
             reason = cap_reason(outcome.cap)
             campaigns.pause_sync(
-                conn, campaign_id, f"daily_cap:{reason}", now=now, until=outcome.paused_until
+                tx, campaign_id, f"daily_cap:{reason}", now=now, until=outcome.paused_until
             )
         elif outcome.halted == "no_inventory":
             reward = campaign.spec.reward
             what = reward.pool or reward.provider
-            campaigns.pause_sync(conn, campaign_id, f"no_inventory:{what}", now=now)
+            campaigns.pause_sync(tx, campaign_id, f"no_inventory:{what}", now=now)
         elif outcome.halted is None and outcome.processed < job.batch_size:
-            campaigns.finish_run_if_done_sync(conn, campaign, run_id, now=now)
+            campaigns.finish_run_if_done_sync(tx, campaign, run_id, now=now)
         # halted "issuing": the rest wait; the outcome of those rewards tells ProcessDue.
         if outcome.halted not in (None, "kill_switch"):
             log.info(
@@ -296,13 +287,8 @@ class LedgerActor(Actor):
             for b in self.circuits
             if b.name.startswith("provider:") and b.retry_in() not in (None, 0.0)
         )
-        rows = await db.fetchall(
-            "SELECT g.id, g.campaign_id, g.run_id, g.customer_id, g.provider, g.amount_minor,"
-            " g.value_minor, g.currency, g.attempts, c.spec FROM grants g"
-            " JOIN campaigns c ON c.id = g.campaign_id"
-            " WHERE g.state = 'reserved' AND g.next_attempt_at <= ?"
-            " AND g.provider NOT IN (SELECT value FROM json_each(?)) ORDER BY g.id LIMIT 200",
-            (now, json.dumps(blocked)),
+        rows = await db.run(
+            lambda tx: ledger_store.reserved_due(tx, now, blocked, 200), write=False
         )
         chosen, probing = [], set()
         for row in rows:
@@ -324,11 +310,8 @@ class LedgerActor(Actor):
         if self._circuits_closed:
             # The provider is back: what waited out the outage is tried now, not after
             # the backoff its failed probes piled up.
-            await db.execute(
-                "UPDATE grants SET next_attempt_at = ? WHERE state = 'reserved'"
-                " AND next_attempt_at > ? AND provider IN (SELECT value FROM json_each(?))",
-                (now, now, json.dumps(sorted(self._circuits_closed))),
-            )
+            closed = sorted(self._circuits_closed)
+            await db.run(lambda tx: ledger_store.hurry_reserved(tx, now, closed))
             return float(now)
         if len(rows) == 200:
             return float(now)
@@ -339,19 +322,13 @@ class LedgerActor(Actor):
         db = self.app.db
         times: list[float] = []
         waiting: set[str] = set()
-        for provider, first in await db.fetchall(
-            "SELECT provider, min(next_attempt_at) FROM grants WHERE state = 'reserved'"
-            " GROUP BY provider"
-        ):
+        for provider, when in await db.run(ledger_store.next_attempts, write=False):
             waiting.add(provider)
-            when = float(first or 0)
             breaker = self._breaker(provider)
             wait = None if breaker is None else breaker.retry_in()
             times.append(when if wait is None else max(when, now + wait))
-        for (reason,) in await db.fetchall(
-            "SELECT DISTINCT paused_reason FROM campaigns WHERE state = 'paused'"
-            " AND paused_reason LIKE 'circuit_open:%'"
-        ):
+        paused = await db.run(ledger_store.circuit_paused, write=False)
+        for reason in sorted({reason for _, reason in paused}):
             provider = str(reason).split(":", 1)[1]
             breaker = self._breaker(provider)
             if breaker is not None and breaker.state is CircuitState.OPEN:
@@ -441,23 +418,18 @@ class LedgerActor(Actor):
                 isolation.closed_again(self.app, breaker)
                 self._circuits_closed.add(grant.provider)
 
-        def done(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "UPDATE grants SET state = 'issued', issued_at = ?, attempts = ?, reference = ?,"
-                " code = ?, expires_at = ?, error = NULL, next_attempt_at = NULL"
-                " WHERE id = ? AND state = 'reserved'",
-                (
-                    self.app.clock.now(),
-                    attempts,
-                    issued.reference,
-                    issued.code,
-                    issued.expires_at,
-                    grant.id,
-                ),
-            )
-            if cur.rowcount:
+        def done(tx: Transaction) -> None:
+            if ledger_store.mark_issued(
+                tx,
+                grant.id,
+                self.app.clock.now(),
+                attempts,
+                issued.reference,
+                issued.code,
+                issued.expires_at,
+            ):
                 enqueue_sync(
-                    conn,
+                    tx,
                     "reward.granted",
                     granted_payload(grant, issued.code, issued.expires_at, issued.reference),
                     now=self.app.clock.now(),
@@ -465,18 +437,16 @@ class LedgerActor(Actor):
                 )
 
         with anyio.CancelScope(shield=True):
-            await self.app.db.run_sync(done)
+            await self.app.db.run(done)
 
     async def _claim(self, grant_id: int, attempts: int) -> bool:
         """Count the attempt about to be made; False when the grant is no longer reserved
         (or another attempt was counted meanwhile)."""
         with anyio.CancelScope(shield=True):
-            cur = await self.app.db.execute(
-                "UPDATE grants SET attempts = ? WHERE id = ? AND state = 'reserved'"
-                " AND attempts = ?",
-                (attempts, grant_id, attempts - 1),
+            claimed = await self.app.db.run(
+                lambda tx: ledger_store.claim_attempt(tx, grant_id, attempts)
             )
-        return bool(cur.rowcount)
+        return claimed
 
     async def _call(self, provider: Any, grant: GrantRequest) -> IssuedReward:
         """``provider.issue(grant)`` within ``[ledger] provider_timeout``, checked."""
@@ -498,41 +468,27 @@ class LedgerActor(Actor):
         now = self.app.clock.now()
         reason = f"circuit_open:{provider}"
 
-        def work(conn: sqlite3.Connection) -> list[str]:
-            self._release_untried_sync(conn, provider, now)
+        def work(tx: Transaction) -> list[str]:
+            self._release_untried_sync(tx, provider, now)
             # A campaign with a fallback grants it while the circuit is open; the
             # others pause until it closes.
-            ids = [
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT id FROM campaigns WHERE state = 'running'"
-                    " AND json_extract(spec, '$.reward.provider') = ?"
-                    " AND json_extract(spec, '$.reward.fallback') IS NULL ORDER BY id",
-                    (provider,),
-                )
-            ]
-            paused = [c for c in ids if campaigns.pause_sync(conn, c, reason, now=now)]
+            ids = ledger_store.running_without_fallback(tx, provider)
+            paused = [c for c in ids if campaigns.pause_sync(tx, c, reason, now=now)]
             if alert:
-                isolation.record_circuit_open_sync(conn, breaker, now=now, campaigns=paused)
+                isolation.record_circuit_open_sync(tx, breaker, now=now, campaigns=paused)
             return paused
 
         with anyio.CancelScope(shield=True):
-            paused = await self.app.db.run_sync(work)
+            paused = await self.app.db.run(work)
         log.warning("provider_circuit_open", provider=provider, campaigns=paused)
         wake(self.app.actor("notifier"), Wake())
         wake(self.app.actor("scheduler"), Kick())  # released customers: fallback, or wait
 
-    def _release_untried_sync(
-        self, conn: sqlite3.Connection, provider: str, now: float
-    ) -> list[int]:
+    def _release_untried_sync(self, tx: Transaction, provider: str, now: float) -> list[int]:
         """Release the grants of ``provider`` never sent to it (no attempt counted; one
         is counted before each call): they cannot have been issued. Their customers
         wait (``pending``, reason ``circuit_open``) or get the campaign's fallback."""
-        rows = conn.execute(
-            "SELECT id, campaign_id, run_id, customer_id, provider, value_minor, currency"
-            " FROM grants WHERE state = 'reserved' AND provider = ? AND attempts = 0",
-            (provider,),
-        ).fetchall()
+        rows = ledger_store.untried_reserved(tx, provider)
         for grant_id, campaign_id, run_id, customer_id, name, value, currency in rows:
             grant = GrantRequest(
                 id=grant_id,
@@ -546,40 +502,28 @@ class LedgerActor(Actor):
                 currency=currency,
                 options={},
             )
-            if self._release_sync(conn, grant, 0, "circuit_open: never sent"):
-                self._back_in_line_sync(conn, grant, "circuit_open", now)
+            if self._release_sync(tx, grant, 0, "circuit_open: never sent"):
+                self._back_in_line_sync(tx, grant, "circuit_open", now)
         if rows:
             log.info("reservations_released", provider=provider, reason="circuit_open", n=len(rows))
         return [int(r[0]) for r in rows]
 
     def _back_in_line_sync(
-        self, conn: sqlite3.Connection, grant: GrantRequest, reason: str, now: float
+        self, tx: Transaction, grant: GrantRequest, reason: str, now: float
     ) -> bool:
         """The customer of a released grant waits again (``pending`` with ``reason``) while
         the run is open; True then. In a finished run it is refused with ``reason``."""
-        run = conn.execute("SELECT state FROM runs WHERE id = ?", (grant.run_id,)).fetchone()
-        if run is not None and run[0] in ("pilot", "running"):
-            conn.execute(
-                "UPDATE run_targets SET status = 'pending', reason = ?, decided_at = NULL"
-                " WHERE run_id = ? AND customer_id = ?",
-                (reason, grant.run_id, grant.customer_id),
-            )
+        if ledger_store.run_state(tx, grant.run_id) in ("pilot", "running"):
+            ledger_store.set_target(tx, grant.run_id, grant.customer_id, "pending", reason, None)
             return True
-        conn.execute(
-            "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
-            " WHERE run_id = ? AND customer_id = ?",
-            (reason, now, grant.run_id, grant.customer_id),
-        )
+        ledger_store.set_target(tx, grant.run_id, grant.customer_id, "refused", reason, now)
         return False
 
     async def _resume_closed_circuits(self, now: float) -> None:
         """Resume campaigns paused for a circuit that is closed again, or half-open with
         no waiting grant to probe it (then the campaign's next grant is the probe)."""
         db = self.app.db
-        rows = await db.fetchall(
-            "SELECT id, paused_reason FROM campaigns WHERE state = 'paused'"
-            " AND paused_reason LIKE 'circuit_open:%'"
-        )
+        rows = await db.run(ledger_store.circuit_paused, write=False)
         resume: list[tuple[str, str]] = []
         for campaign_id, reason in rows:
             provider = str(reason).split(":", 1)[1]
@@ -587,26 +531,25 @@ class LedgerActor(Actor):
             state = CircuitState.CLOSED if breaker is None else breaker.state
             if state is CircuitState.OPEN:
                 continue
-            if state is CircuitState.HALF_OPEN and await db.fetchone(
-                "SELECT 1 FROM grants WHERE state = 'reserved' AND provider = ? LIMIT 1",
-                (provider,),
+            if state is CircuitState.HALF_OPEN and await db.run(
+                functools.partial(ledger_store.has_reserved, provider=provider), write=False
             ):
                 continue
             resume.append((str(campaign_id), str(reason)))
         if not resume:
             return
 
-        def work(conn: sqlite3.Connection) -> list[str]:
+        def work(tx: Transaction) -> list[str]:
             done = []
             for campaign_id, reason in resume:
-                current = campaigns.get_sync(conn, campaign_id)
+                current = campaigns.get_sync(tx, campaign_id)
                 if current is None or current.state != "paused" or current.paused_reason != reason:
                     continue
-                if campaigns.resume_sync(conn, campaign_id, now=now):
+                if campaigns.resume_sync(tx, campaign_id, now=now):
                     done.append(campaign_id)
             return done
 
-        resumed = await db.run_sync(work)
+        resumed = await db.run(work)
         if resumed:
             log.info("campaigns_resumed", reason="circuit_closed", campaigns=resumed)
             wake(self.app.actor("scheduler"), Kick())
@@ -631,11 +574,10 @@ class LedgerActor(Actor):
             retry_in=round(delay, 3),
             error=error,
         )
+        next_at = self.app.clock.now() + delay
         with anyio.CancelScope(shield=True):
-            await self.app.db.execute(
-                "UPDATE grants SET attempts = ?, next_attempt_at = ?, error = ? WHERE id = ?"
-                " AND state = 'reserved'",
-                (attempts, self.app.clock.now() + delay, error[:500], grant.id),
+            await self.app.db.run(
+                lambda tx: ledger_store.schedule_retry(tx, grant.id, attempts, next_at, error)
             )
 
     async def _fail(self, grant: GrantRequest, attempts: int, error: str) -> None:
@@ -645,26 +587,24 @@ class LedgerActor(Actor):
         log.error("reward_issue_failed", provider=grant.provider, grant=grant.id, error=error)
         now = self.app.clock.now()
 
-        def work(conn: sqlite3.Connection) -> bool:
-            if not self._release_sync(conn, grant, attempts, error):
+        def work(tx: Transaction) -> bool:
+            if not self._release_sync(tx, grant, attempts, error):
                 return False
-            campaign = campaigns.get_sync(conn, grant.campaign_id)
+            campaign = campaigns.get_sync(tx, grant.campaign_id)
             falls_back = (
                 campaign is not None
                 and campaign.spec.reward.provider == grant.provider
                 and campaign.spec.reward.fallback is not None
             )
             if falls_back:
-                return self._back_in_line_sync(conn, grant, "issue_failed", now)
-            conn.execute(
-                "UPDATE run_targets SET status = 'refused', reason = 'issue_failed',"
-                " decided_at = ? WHERE run_id = ? AND customer_id = ?",
-                (now, grant.run_id, grant.customer_id),
+                return self._back_in_line_sync(tx, grant, "issue_failed", now)
+            ledger_store.set_target(
+                tx, grant.run_id, grant.customer_id, "refused", "issue_failed", now
             )
             return False
 
         with anyio.CancelScope(shield=True):
-            waiting = await self.app.db.run_sync(work)
+            waiting = await self.app.db.run(work)
         if waiting:
             wake(self.app.actor("scheduler"), Kick())
 
@@ -682,55 +622,40 @@ class LedgerActor(Actor):
         log.warning("reward_out_of_inventory", provider=grant.provider, grant=grant.id)
         now = self.app.clock.now()
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(tx: Transaction) -> bool:
             """Release the grant; True when the campaign falls back instead of pausing."""
-            campaign = campaigns.get_sync(conn, grant.campaign_id)
+            campaign = campaigns.get_sync(tx, grant.campaign_id)
             falls_back = (
                 campaign is not None
                 and campaign.spec.reward.provider == grant.provider
                 and campaign.spec.reward.fallback is not None
             )
-            if not self._release_sync(conn, grant, attempts, error):
+            if not self._release_sync(tx, grant, attempts, error):
                 return False
-            self._back_in_line_sync(conn, grant, "no_inventory", now)
+            self._back_in_line_sync(tx, grant, "no_inventory", now)
             if not falls_back:
                 campaigns.pause_sync(
-                    conn, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
+                    tx, grant.campaign_id, f"no_inventory:{grant.provider}", now=now
                 )
             return falls_back
 
         with anyio.CancelScope(shield=True):
-            falls_back = await self.app.db.run_sync(work)
+            falls_back = await self.app.db.run(work)
         if falls_back:
             self._empty[(grant.campaign_id, grant.provider)] = now + EMPTY_FOR
             wake(self.app.actor("scheduler"), Kick())
 
     def _release_sync(
-        self, conn: sqlite3.Connection, grant: GrantRequest, attempts: int, error: str
+        self, tx: Transaction, grant: GrantRequest, attempts: int, error: str
     ) -> bool:
         """Mark a reserved grant failed and give back its share of every counter it booked;
         False if it is not reserved."""
-        row = conn.execute(
-            "SELECT day, created_at, counters, value_minor FROM grants WHERE id = ?"
-            " AND state = 'reserved'",
-            (grant.id,),
-        ).fetchone()
+        row = ledger_store.reserved_grant(tx, grant.id)
         if row is None:
             return False
-        conn.execute(
-            "UPDATE grants SET state = 'failed', attempts = ?, error = ?,"
-            " next_attempt_at = NULL WHERE id = ?",
-            (attempts, error[:500], grant.id),
-        )
-        (had,) = conn.execute(
-            "SELECT grants FROM customer_caps WHERE campaign_id = ? AND customer_id = ?",
-            (grant.campaign_id, grant.customer_id),
-        ).fetchone()
-        conn.execute(
-            "UPDATE customer_caps SET grants = grants - 1 WHERE campaign_id = ?"
-            " AND customer_id = ?",
-            (grant.campaign_id, grant.customer_id),
-        )
+        # Whether it was the customer's first grant of the campaign (the audience count).
+        had = ledger_store.live_grants_of(tx, grant.campaign_id, grant.customer_id)
+        ledger_store.fail_grant(tx, grant.id, attempts, error)
         if row[2] is not None:
             scopes = [(str(scope), str(period)) for scope, period in json.loads(row[2])]
         else:  # reserved before the counters were recorded on the grant
@@ -742,5 +667,5 @@ class LedgerActor(Actor):
                 policy = policy_scope(grant.provider, grant.currency)
                 site_day = local_day(row[1], self.app.config.daemon.timezone)
                 scopes += [(policy, "lifetime"), (policy, site_day)]
-        release_sync(conn, scopes, int(row[3]), first=had == 1)
+        release_sync(tx, scopes, int(row[3]), first=had == 1)
         return True

@@ -8,19 +8,23 @@ so spend in one currency never counts against another's budget) — loaded from
 books it only if every one has room; ``flush`` writes the deltas back, where the
 table's CHECK constraints refuse anything that would pass a limit::
 
-    book = CapBook(limits, day="2026-12-01", site_day="2026-12-01").load(conn, ["wallet_points"])
+    book = CapBook(limits, day="2026-12-01", site_day="2026-12-01").load(tx, ["wallet_points"])
     refusal = book.reserve(value=500, provider="wallet_points", first=True)
-    book.flush(conn)
+    book.flush(tx)
+
+The statements are the ledger's store functions (:mod:`promod.ledger.store`); ``tx`` is
+the seam's transaction (a backend connection passed by older callers is wrapped).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
+
+from promod.ledger import store
+from promod.store.seam import Transaction
 
 Kind = Literal["lifetime", "daily"]
 
@@ -128,17 +132,18 @@ class CapBook:
             )
         )
 
-    def set_day(self, conn: sqlite3.Connection, day: str, site_day: str) -> None:
+    def set_day(self, conn: Transaction | Any, day: str, site_day: str) -> None:
         """Move to another local day (a dry run walking through the days)."""
         if day == self.day and site_day == self.site_day:
             return
+        tx = store.as_transaction(conn)
         self._applicable.clear()
         if day != self.day:
             self.day = day
             cid = self.limits.campaign_id
             if (f"campaign:{cid}", day) not in self.counters:
                 self._load_one(
-                    conn,
+                    tx,
                     self._add(
                         Counter(
                             f"campaign:{cid}",
@@ -159,15 +164,12 @@ class CapBook:
             }:
                 scope = policy_scope(provider, self.limits.currency or "")
                 if (scope, site_day) not in self.counters:
-                    self._load_one(conn, self._provider(provider)[1])
+                    self._load_one(tx, self._provider(provider)[1])
 
-    def _load_one(self, conn: sqlite3.Connection, counter: Counter) -> None:
-        row = conn.execute(
-            "SELECT count, spend, customers FROM cap_counters WHERE scope = ? AND period = ?",
-            (counter.scope, counter.period),
-        ).fetchone()
-        if row is not None:
-            counter.count, counter.spend, counter.customers = row[0], row[1], row[2]
+    def _load_one(self, tx: Transaction, counter: Counter) -> None:
+        usage = store.counter_usage(tx, counter.scope, counter.period)
+        if usage is not None:
+            counter.count, counter.spend, counter.customers = usage
 
     def _add(self, counter: Counter) -> Counter:
         self.counters[(counter.scope, counter.period)] = counter
@@ -205,12 +207,13 @@ class CapBook:
             self._applicable[provider] = counters
         return counters
 
-    def load(self, conn: sqlite3.Connection, providers: list[str]) -> CapBook:
+    def load(self, conn: Transaction | Any, providers: list[str]) -> CapBook:
         """Read current usage for every counter this book may touch."""
+        tx = store.as_transaction(conn)
         for provider in providers:
             self._provider(provider)
         for counter in self.counters.values():
-            self._load_one(conn, counter)
+            self._load_one(tx, counter)
         return self
 
     def check(self, value: int, provider: str, first: bool) -> Refusal | None:
@@ -228,32 +231,24 @@ class CapBook:
                 counter.book(value, first)
         return refusal
 
-    def flush(self, conn: sqlite3.Connection) -> None:
+    def flush(self, conn: Transaction | Any) -> None:
         """Write the deltas; the CHECK constraints of ``cap_counters`` guard the limits."""
-        rows = [
-            (
-                c.scope,
-                c.period,
-                c.d_count,
-                c.d_spend,
-                c.d_customers,
-                c.max_count,
-                c.max_spend,
-                c.max_customers,
-            )
-            for c in self.counters.values()
-            if c.d_count or c.d_spend or c.d_customers
-        ]
-        conn.executemany(
-            "INSERT INTO cap_counters"
-            " (scope, period, count, spend, customers, max_count, max_spend, max_customers)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (scope, period) DO UPDATE SET"
-            " count = count + excluded.count, spend = spend + excluded.spend,"
-            " customers = customers + excluded.customers,"
-            " max_count = excluded.max_count, max_spend = excluded.max_spend,"
-            " max_customers = excluded.max_customers",
-            rows,
+        store.add_to_counters(
+            store.as_transaction(conn),
+            [
+                {
+                    "scope": c.scope,
+                    "period": c.period,
+                    "count": c.d_count,
+                    "spend": c.d_spend,
+                    "customers": c.d_customers,
+                    "max_count": c.max_count,
+                    "max_spend": c.max_spend,
+                    "max_customers": c.max_customers,
+                }
+                for c in self.counters.values()
+                if c.d_count or c.d_spend or c.d_customers
+            ],
         )
         for c in self.counters.values():
             c.count += c.d_count
@@ -263,17 +258,13 @@ class CapBook:
 
 
 def release_sync(
-    conn: sqlite3.Connection, scopes: list[tuple[str, str]], value: int, first: bool
+    conn: Transaction | Any, scopes: list[tuple[str, str]], value: int, first: bool
 ) -> None:
     """Give back one grant's reservation on the given counters (a failed issue)."""
-    conn.executemany(
-        "UPDATE cap_counters SET count = count - 1, spend = spend - ?, customers = customers - ?"
-        " WHERE scope = ? AND period = ?",
-        [(value, 1 if first else 0, scope, period) for scope, period in scopes],
-    )
+    store.take_from_counters(store.as_transaction(conn), scopes, value, first)
 
 
-def migrate_currencyless_sync(conn: sqlite3.Connection, site_timezone: str) -> int:
+def migrate_currencyless_sync(conn: Transaction | Any, site_timezone: str) -> int:
     """Key the policy counters by currency where they were kept by provider alone.
 
     Counters written before policy budgets had a currency (scope ``provider:<name>``)
@@ -282,25 +273,14 @@ def migrate_currencyless_sync(conn: sqlite3.Connection, site_timezone: str) -> i
     ``site_timezone``, and the old rows are removed; returns how many were removed
     (0 when there is nothing to do: running it at every start costs one query).
     """
-    old = [
-        row[0]
-        for row in conn.execute(
-            "SELECT DISTINCT scope FROM cap_counters WHERE scope LIKE 'provider:%'"
-        )
-    ]
+    tx = store.as_transaction(conn)
+    old = store.currencyless_scopes(tx)
     if not old:
         return 0
     providers = sorted({scope.split(":", 1)[1] for scope in old})
     zone = ZoneInfo(site_timezone)
     totals: dict[tuple[str, str], list[int]] = {}
-    for provider, currency, value, created_at, first in conn.execute(
-        "SELECT g.provider, g.currency, g.value_minor, g.created_at,"
-        " g.id = (SELECT min(f.id) FROM grants f WHERE f.campaign_id = g.campaign_id"
-        "         AND f.customer_id = g.customer_id AND f.state != 'failed')"
-        " FROM grants g WHERE g.state != 'failed' AND g.currency IS NOT NULL"
-        " AND g.provider IN (SELECT value FROM json_each(?))",
-        (json.dumps(providers),),
-    ):
+    for provider, currency, value, created_at, first in store.counted_grants(tx, providers):
         scope = policy_scope(provider, currency)
         day = datetime.fromtimestamp(created_at, zone).date().isoformat()
         for period in ("lifetime", day):
@@ -308,12 +288,4 @@ def migrate_currencyless_sync(conn: sqlite3.Connection, site_timezone: str) -> i
             row[0] += 1
             row[1] += value
             row[2] += 1 if first else 0
-    removed = conn.execute("DELETE FROM cap_counters WHERE scope LIKE 'provider:%'").rowcount
-    conn.executemany(
-        "INSERT INTO cap_counters (scope, period, count, spend, customers) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (scope, period) DO UPDATE SET count = excluded.count,"
-        " spend = excluded.spend, customers = excluded.customers,"
-        " max_count = NULL, max_spend = NULL, max_customers = NULL",
-        [(scope, period, *row) for (scope, period), row in sorted(totals.items())],
-    )
-    return int(removed)
+    return store.replace_currencyless(tx, totals)

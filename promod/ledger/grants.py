@@ -1,7 +1,7 @@
 """Granting a batch of due targets in one transaction: caps, reservations, rewards, events.
 
-``grant_batch`` runs in the store's worker thread (``Database.run_sync``) inside
-one ``BEGIN IMMEDIATE`` transaction. It takes up to ``batch_size`` due targets of
+``grant_batch`` runs in the store's worker thread (``Database.run``) inside one
+write transaction. It takes up to ``batch_size`` due targets of
 one run in (due time, rank) order and, for each, checks the per-customer cap, the
 site-wide frequency cap, the eligibility hook and every counter of the cap book;
 then it writes the grant rows (unique per campaign, run and customer), the target
@@ -9,13 +9,17 @@ outcomes, the counters, the transactional provider's rewards and the
 ``reward.granted`` events — all or nothing. A crash before commit leaves no
 trace; a crash after leaves the targets decided, so a restart never grants twice::
 
-    outcome = await db.run_sync(lambda conn: grant_batch(conn, job, now))
+    outcome = await db.run(lambda tx: grant_batch(tx, job, now))
+
+Every statement is one of the ledger's store functions (:mod:`promod.ledger.store`).
+Per grant the batch writes the grant row (one customer-keyed index entry,
+``grants_once``), the target's outcome (in rank order), the provider's reward and
+the ``reward.granted`` event; counters are added once per batch.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter as Tally
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +28,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from promod.campaigns.spec import CampaignSpec, Reward, currency_exponent
+from promod.ledger import store
 from promod.ledger.caps import CapBook, Limits, Refusal
-from promod.ledger.killswitch import is_engaged_sync
 from promod.notify.outbox import enqueue_many_sync, enqueue_sync
 from promod.rewards.provider import (
     GrantRequest,
@@ -33,6 +37,7 @@ from promod.rewards.provider import (
     RewardRejected,
     is_transactional,
 )
+from promod.store.seam import Transaction
 from promod.units import format_money
 
 Eligibility = Callable[[str, CampaignSpec], list[str]]
@@ -105,33 +110,15 @@ def next_local_midnight(ts: float, tz: str) -> float:
     return nxt.timestamp()
 
 
-def _ids_json(ids: list[str]) -> str:
-    return json.dumps(ids, separators=(",", ":"))
-
-
 def candidates_sync(
-    conn: sqlite3.Connection, job: GrantJob, ids: list[str], now: float
+    conn: Transaction | Any, job: GrantJob, ids: list[str], now: float
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Grants so far per customer in this campaign, and in the frequency window."""
-    arr = _ids_json(ids)
-    per_customer = dict(
-        conn.execute(
-            "SELECT customer_id, grants FROM customer_caps WHERE campaign_id = ?"
-            " AND customer_id IN (SELECT value FROM json_each(?))",
-            (job.campaign_id, arr),
-        ).fetchall()
-    )
+    tx = store.as_transaction(conn)
+    per_customer = store.grants_per_customer(tx, job.campaign_id, ids)
     recent: dict[str, int] = {}
     if job.frequency is not None:
-        since = now - job.frequency[1] * 86400
-        recent = dict(
-            conn.execute(
-                "SELECT customer_id, count(*) FROM grants WHERE customer_id IN"
-                " (SELECT value FROM json_each(?)) AND created_at >= ? AND state != 'failed'"
-                " GROUP BY customer_id",
-                (arr, since),
-            ).fetchall()
-        )
+        recent = store.grants_since(tx, ids, now - job.frequency[1] * 86400)
     return per_customer, recent
 
 
@@ -192,31 +179,17 @@ class Decider:
         return reward, None, None
 
 
-def failed_primary_sync(conn: sqlite3.Connection, job: GrantJob, ids: list[str]) -> frozenset[str]:
+def failed_primary_sync(tx: Transaction, job: GrantJob, ids: list[str]) -> frozenset[str]:
     """Customers of the batch whose main reward failed in this run, when the campaign has
     a fallback: they get the fallback (a reward never issued is not retried on them)."""
     if job.spec.reward.fallback is None:
         return frozenset()
-    return frozenset(
-        str(row[0])
-        for row in conn.execute(
-            "SELECT DISTINCT customer_id FROM grants WHERE run_id = ? AND provider = ?"
-            " AND state = 'failed' AND customer_id IN (SELECT value FROM json_each(?))",
-            (job.run_id, job.spec.reward.provider, _ids_json(ids)),
-        )
-    )
+    return frozenset(store.failed_in_run(tx, job.run_id, job.spec.reward.provider, ids))
 
 
-def issuing_on_sync(conn: sqlite3.Connection, scope: str, period: str) -> bool:
+def issuing_on_sync(tx: Transaction, scope: str, period: str) -> bool:
     """Some reward still being issued (reserved, not yet issued) holds part of this counter."""
-    row = conn.execute(
-        "SELECT 1 FROM grants AS g WHERE g.state = 'reserved' AND EXISTS"
-        " (SELECT 1 FROM json_each(g.counters) AS c"
-        "  WHERE json_extract(c.value, '$[0]') = ? AND json_extract(c.value, '$[1]') = ?)"
-        " LIMIT 1",
-        (scope, period),
-    ).fetchone()
-    return row is not None
+    return store.reserved_on_counter(tx, scope, period)
 
 
 def refusal_reason(refusal: Refusal) -> str:
@@ -230,7 +203,8 @@ def refusal_reason(refusal: Refusal) -> str:
     return f"daily_{base}" if refusal.kind == "daily" else base
 
 
-def _inventory(conn: sqlite3.Connection, job: GrantJob) -> dict[str, int | None]:
+def _inventory(conn: Transaction | Any, job: GrantJob) -> dict[str, int | None]:
+    tx = store.as_transaction(conn)
     out: dict[str, int | None] = {}
     rewards = [job.spec.reward, *([job.spec.reward.fallback] if job.spec.reward.fallback else [])]
     for reward in rewards:
@@ -238,7 +212,7 @@ def _inventory(conn: sqlite3.Connection, job: GrantJob) -> dict[str, int | None]
         if reward.provider in job.empty_providers:
             out[reward.provider] = 0
         elif provider is not None and is_transactional(provider):
-            out[reward.provider] = provider.available(conn, _options(reward))
+            out[reward.provider] = provider.available(tx, _options(reward))
         else:
             out[reward.provider] = None
     return out
@@ -253,35 +227,33 @@ def _options(reward: Reward) -> dict[str, Any]:
     return options
 
 
-def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOutcome:
+def grant_batch(conn: Transaction | Any, job: GrantJob, now: float) -> BatchOutcome:
     """Grant (or refuse) the next due targets of ``job``'s run. Call inside a transaction."""
+    tx = store.as_transaction(conn)
     outcome = BatchOutcome()
-    if is_engaged_sync(conn):
+    if store.killswitch_engaged(tx):
         outcome.halted = "kill_switch"
         return outcome
-    rows = conn.execute(
-        "SELECT customer_id, rank FROM run_targets WHERE run_id = ? AND status = 'pending'"
-        " AND due_at <= ? ORDER BY due_at, rank LIMIT ?",
-        (job.run_id, now, job.batch_size),
-    ).fetchall()
+    rows = store.due_targets(tx, job.run_id, now, job.batch_size)
     if not rows:
         return outcome
-    ids = [r[0] for r in rows]
-    ranks = {r[0]: r[1] for r in rows}
+    ids = [str(r[0]) for r in rows]
+    ranks = {str(r[0]): int(r[1]) for r in rows}
     spec = job.spec
     day = local_day(now, spec.timezone)
     site_day = local_day(now, job.site_timezone)
     rewards = [spec.reward, *([spec.reward.fallback] if spec.reward.fallback else [])]
-    book = CapBook(job.limits(), day, site_day).load(conn, [r.provider for r in rewards])
-    per_customer, recent = candidates_sync(conn, job, ids, now)
+    book = CapBook(job.limits(), day, site_day).load(tx, [r.provider for r in rewards])
+    per_customer, recent = candidates_sync(tx, job, ids, now)
     decider = Decider(
-        job, book, _inventory(conn, job), per_customer, recent, failed_primary_sync(conn, job, ids)
+        job, book, _inventory(tx, job), per_customer, recent, failed_primary_sync(tx, job, ids)
     )
 
     granted: list[tuple[str, Reward]] = []
     refused: list[tuple[str, str]] = []
+    decide = decider.decide
     for cid in ids:
-        reward, reason, halt = decider.decide(cid)
+        reward, reason, halt = decide(cid)
         if halt is not None:
             outcome.cap = halt
             outcome.halted = (
@@ -297,35 +269,28 @@ def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOut
             granted.append((cid, reward))
     outcome.processed = len(granted) + len(refused)
 
-    conn.execute("SAVEPOINT grant_batch")
     try:
-        _write(conn, job, now, day, granted, refused, book, outcome, ranks)
+        with tx.savepoint("grant_batch"):
+            _write(tx, job, now, day, granted, refused, book, outcome, ranks)
     except _Refused as exc:
         # The provider refused some grants (a customer already holding a code of the
-        # series): undo the batch, refuse those customers, decide the batch again.
-        conn.execute("ROLLBACK TO grant_batch")
-        conn.execute("RELEASE grant_batch")
-        conn.executemany(
-            "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
-            " WHERE run_id = ? AND rank = ?",
-            [(reason, now, job.run_id, ranks[cid]) for cid, reason in exc.customers.items()],
+        # series): the batch was undone; refuse those customers, decide it again.
+        store.refuse_targets(
+            tx, job.run_id, now, [(ranks[cid], reason) for cid, reason in exc.customers.items()]
         )
-        again = grant_batch(conn, job, now)
+        again = grant_batch(tx, job, now)
         again.refused.update(exc.customers.values())
         again.processed += len(exc.customers)
         return again
     except OutOfInventory:
-        conn.execute("ROLLBACK TO grant_batch")
-        conn.execute("RELEASE grant_batch")
         outcome = BatchOutcome(halted="no_inventory")
         outcome.cap = Refusal("inventory", "lifetime", "inventory", "", "")
         return outcome
-    conn.execute("RELEASE grant_batch")
 
     if (
         outcome.halted in ("cap", "daily_cap")
         and outcome.cap is not None
-        and issuing_on_sync(conn, outcome.cap.scope, outcome.cap.period)
+        and issuing_on_sync(tx, outcome.cap.scope, outcome.cap.period)
     ):
         # Part of the full cap is held by rewards a provider is still issuing. One that
         # is never issued gives its share back, so the rest wait for the outcome
@@ -336,7 +301,7 @@ def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOut
         period = outcome.cap.period if outcome.halted == "daily_cap" else "lifetime"
         reason = refusal_reason(outcome.cap)
         enqueue_sync(
-            conn,
+            tx,
             "cap.reached",
             {"campaign_id": job.campaign_id, "run_id": job.run_id, "cap": reason, "period": period},
             now=now,
@@ -349,7 +314,7 @@ def grant_batch(conn: sqlite3.Connection, job: GrantJob, now: float) -> BatchOut
 
 
 def _write(
-    conn: sqlite3.Connection,
+    tx: Transaction,
     job: GrantJob,
     now: float,
     day: str,
@@ -360,21 +325,60 @@ def _write(
     ranks: dict[str, int],
 ) -> None:
     if refused:
-        conn.executemany(
-            "UPDATE run_targets SET status = 'refused', reason = ?, decided_at = ?"
-            " WHERE run_id = ? AND rank = ?",
-            [(reason, now, job.run_id, ranks[cid]) for cid, reason in refused],
-        )
+        store.refuse_targets(tx, job.run_id, now, [(ranks[cid], reason) for cid, reason in refused])
         outcome.refused.update(reason for _, reason in refused)
     if not granted:
         return
-    book.flush(conn)
-    (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM grants").fetchone()
-    requests: list[GrantRequest] = []
-    for i, (cid, reward) in enumerate(granted, start=last + 1):
-        requests.append(
+    book.flush(tx)
+    # Written in customer order: the customer-keyed B-trees (the grants' index, the
+    # wallet balances) are walked once from left to right instead of at random.
+    granted = sorted(granted, key=lambda item: item[0])
+    currency = job.spec.currency
+    transactional = {
+        name
+        for name in {reward.provider for _, reward in granted}
+        if job.providers.get(name) is not None and is_transactional(job.providers[name])
+    }
+    # A reservation of a provider outside the database records the counters it booked,
+    # so one never issued gives back exactly those; a transactional grant is never
+    # released and records none.
+    booked = {
+        name: json.dumps(
+            [[c.scope, c.period] for c in book.applicable(name)], separators=(",", ":")
+        )
+        for name in {reward.provider for _, reward in granted} - transactional
+    }
+    rows = []
+    for cid, reward in granted:
+        inside = reward.provider in transactional
+        rows.append(
+            (
+                job.campaign_id,
+                job.run_id,
+                cid,
+                reward.provider,
+                reward.amount_minor,
+                reward.value_minor or 0,
+                currency,
+                "issued" if inside else "reserved",
+                day,
+                now,
+                now if inside else None,
+                None if inside else now,
+                booked.get(reward.provider),
+                None,
+                None,
+            )
+        )
+    # The unique index refuses a second live grant per (campaign, run, customer), the
+    # trigger one past the per-customer cap: either rolls the whole batch back.
+    ids = store.insert_grants(tx, rows)
+    store.mark_granted(tx, job.run_id, now, [ranks[cid] for cid, _ in granted])
+    by_provider: dict[str, list[GrantRequest]] = {}
+    for cid, reward in granted:
+        by_provider.setdefault(reward.provider, []).append(
             GrantRequest(
-                id=i,
+                id=ids[cid],
                 campaign_id=job.campaign_id,
                 run_id=job.run_id,
                 customer_id=cid,
@@ -382,67 +386,17 @@ def _write(
                 amount_minor=reward.amount_minor,
                 amount_exponent=reward.amount_exponent,
                 value_minor=reward.value_minor or 0,
-                currency=job.spec.currency,
+                currency=currency,
                 options=_options(reward),
             )
         )
-    by_provider: dict[str, list[GrantRequest]] = {}
-    for req in requests:
-        by_provider.setdefault(req.provider, []).append(req)
-    # The counters each reservation booked, so one never issued gives back exactly those.
-    booked = {
-        name: json.dumps(
-            [[c.scope, c.period] for c in book.applicable(name)], separators=(",", ":")
-        )
-        for name in by_provider
-    }
-    transactional = {
-        name
-        for name in by_provider
-        if job.providers.get(name) is not None and is_transactional(job.providers[name])
-    }
-    conn.executemany(
-        "INSERT INTO grants (id, campaign_id, run_id, customer_id, provider, amount_minor,"
-        " value_minor, currency, state, day, created_at, issued_at, next_attempt_at, counters)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                r.id,
-                r.campaign_id,
-                r.run_id,
-                r.customer_id,
-                r.provider,
-                r.amount_minor,
-                r.value_minor,
-                r.currency,
-                "issued" if r.provider in transactional else "reserved",
-                day,
-                now,
-                now if r.provider in transactional else None,
-                None if r.provider in transactional else now,
-                booked[r.provider],
-            )
-            for r in requests
-        ],
-    )
-    conn.executemany(
-        "INSERT INTO customer_caps (campaign_id, customer_id, grants, max_grants)"
-        " VALUES (?, ?, 1, ?) ON CONFLICT (campaign_id, customer_id)"
-        " DO UPDATE SET grants = grants + 1, max_grants = excluded.max_grants",
-        [(job.campaign_id, r.customer_id, job.spec.caps.per_customer) for r in requests],
-    )
-    conn.executemany(
-        "UPDATE run_targets SET status = 'granted', reason = NULL, decided_at = ?"
-        " WHERE run_id = ? AND rank = ?",
-        [(now, job.run_id, ranks[r.customer_id]) for r in requests],
-    )
     events: list[tuple[str, dict[str, Any]]] = []
     for name, reqs in by_provider.items():
         if name not in transactional:
             outcome.async_grants.extend(r.id for r in reqs)
             continue
         try:
-            issued = job.providers[name].issue_batch(conn, reqs, now)
+            issued = job.providers[name].issue_batch(tx, reqs, now)
         except RewardRejected as exc:
             by_id = {r.id: r.customer_id for r in reqs}
             refused_ids: dict[int, str] = dict(getattr(exc, "refused", None) or {})
@@ -455,33 +409,64 @@ def _write(
             if i.reference is not None or i.code is not None or i.expires_at is not None
         ]
         if updates:
-            conn.executemany(
-                "UPDATE grants SET reference = ?, code = ?, expires_at = ? WHERE id = ?", updates
-            )
+            store.set_grant_rewards(tx, updates)
+        payload = _Payloads()
         events.extend(
-            (f"reward.granted:{r.id}", granted_payload(r, i.code, i.expires_at, i.reference))
+            (f"reward.granted:{r.id}", payload(r, i.code, i.expires_at, i.reference))
             for r, i in zip(reqs, issued, strict=True)
         )
     if events:
-        enqueue_many_sync(conn, "reward.granted", events, now=now)
-    outcome.granted = len(requests)
-    outcome.spend = sum(r.value_minor for r in requests)
+        enqueue_many_sync(store.backend_connection(tx), "reward.granted", events, now=now)
+    outcome.granted = len(granted)
+    outcome.spend = sum(reward.value_minor or 0 for _, reward in granted)
+
+
+class _Payloads:
+    """``granted_payload`` for many grants, formatting each distinct amount once."""
+
+    def __init__(self) -> None:
+        self._money: dict[tuple[int | None, int, int, str | None], tuple[str | None, str]] = {}
+
+    def __call__(
+        self, r: GrantRequest, code: str | None, expires_at: float | None, reference: str | None
+    ) -> dict[str, Any]:
+        key = (r.amount_minor, r.amount_exponent, r.value_minor, r.currency)
+        money = self._money.get(key)
+        if money is None:
+            money = self._money[key] = _money(r)
+        return {
+            "grant_id": r.id,
+            "campaign_id": r.campaign_id,
+            "run_id": r.run_id,
+            "customer_id": r.customer_id,
+            "provider": r.provider,
+            "amount": money[0],
+            "value": money[1],
+            "currency": r.currency,
+            "code": code,
+            "expires_at": expires_at,
+            "reference": reference,
+        }
+
+
+def _money(r: GrantRequest) -> tuple[str | None, str]:
+    amount = None if r.amount_minor is None else format_money(r.amount_minor, r.amount_exponent)
+    return amount, format_money(r.value_minor, currency_exponent(r.currency))
 
 
 def granted_payload(
     r: GrantRequest, code: str | None, expires_at: float | None, reference: str | None
 ) -> dict[str, Any]:
     """The ``reward.granted`` event body (amounts as decimal strings)."""
+    amount, value = _money(r)
     return {
         "grant_id": r.id,
         "campaign_id": r.campaign_id,
         "run_id": r.run_id,
         "customer_id": r.customer_id,
         "provider": r.provider,
-        "amount": None
-        if r.amount_minor is None
-        else format_money(r.amount_minor, r.amount_exponent),
-        "value": format_money(r.value_minor, currency_exponent(r.currency)),
+        "amount": amount,
+        "value": value,
         "currency": r.currency,
         "code": code,
         "expires_at": expires_at,

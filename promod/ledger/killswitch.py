@@ -11,46 +11,43 @@ the database::
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
+from promod.ledger import store
 from promod.notify.outbox import enqueue_sync
 from promod.store.database import Database
+from promod.store.seam import Transaction
 
-KEY = "killswitch"
+KEY = store.KILLSWITCH_KEY
 
 
-def is_engaged_sync(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM meta WHERE key = ?", (KEY,)).fetchone() is not None
+def is_engaged_sync(conn: Transaction | Any) -> bool:
+    """Inside a transaction: is the kill switch engaged?"""
+    return store.killswitch_engaged(store.as_transaction(conn))
 
 
 async def is_engaged(db: Database) -> bool:
-    return await db.fetchone("SELECT 1 FROM meta WHERE key = ?", (KEY,)) is not None
+    return await db.run(store.killswitch_engaged, write=False)
 
 
 async def state(db: Database) -> dict[str, Any] | None:
-    row = await db.fetchone("SELECT value FROM meta WHERE key = ?", (KEY,))
-    return None if row is None else dict(json.loads(row[0]))
+    value = await db.run(store.killswitch_value, write=False)
+    return None if value is None else dict(json.loads(value))
 
 
 async def engage(db: Database, *, by: str, now: float) -> bool:
     """Engage; False when it already was. Records a ``killswitch.engaged`` event."""
 
-    def work(conn: sqlite3.Connection) -> bool:
-        if is_engaged_sync(conn):
+    def work(tx: Transaction) -> bool:
+        if store.killswitch_engaged(tx):
             return False
-        value = json.dumps({"engaged_at": now, "by": by})
-        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (KEY, value))
-        enqueue_sync(conn, "killswitch.engaged", {"by": by, "engaged_at": now}, now=now)
+        store.engage_killswitch(tx, json.dumps({"engaged_at": now, "by": by}))
+        enqueue_sync(tx, "killswitch.engaged", {"by": by, "engaged_at": now}, now=now)
         return True
 
-    return await db.run_sync(work, essential=True)
+    return await db.run(work, essential=True)
 
 
 async def release(db: Database) -> bool:
     """Release; False when it was not engaged."""
-
-    def work(conn: sqlite3.Connection) -> bool:
-        return conn.execute("DELETE FROM meta WHERE key = ?", (KEY,)).rowcount > 0
-
-    return await db.run_sync(work, essential=True)
+    return await db.run(store.release_killswitch, essential=True)

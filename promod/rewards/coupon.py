@@ -8,13 +8,13 @@ it). Each issued grant can be redeemed once by its customer
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promod.campaigns.spec_values import Text
 from promod.rewards.provider import GrantRequest, IssuedReward
 from promod.schema import Model
+from promod.store.seam import Transaction
 
 
 class CouponOptions(Model):
@@ -30,13 +30,13 @@ class Coupon:
     options_model = CouponOptions
     transactional = True
 
-    def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:
+    def available(self, tx: Transaction, options: Mapping[str, Any]) -> int | None:
         return None
 
     def issue_batch(
-        self, conn: sqlite3.Connection, grants: Sequence[GrantRequest], now: float
+        self, tx: Transaction, grants: Sequence[GrantRequest], now: float
     ) -> list[IssuedReward]:
         return [IssuedReward(code=str(g.options["code"])) for g in grants]
 
-    def revoke_sync(self, conn: sqlite3.Connection, grant: GrantRequest) -> None:
+    def revoke_sync(self, tx: Transaction, grant: GrantRequest) -> None:
         """A shared code cannot be taken back from one customer; nothing to do."""

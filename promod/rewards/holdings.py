@@ -6,8 +6,8 @@ a shared coupon's redemption in ``coupon_redemptions``, an expiry on the grant. 
 module joins them into one state per reward, for ``GET /v1/customers/{id}/rewards``
 and ``promodctl customers show``::
 
-    held = customer_rewards_sync(conn, "c42", now=clock.now())                 # usable ones
-    held = customer_rewards_sync(conn, "c42", now=now, states=REWARD_STATES)   # all
+    held = customer_rewards_sync(tx, "c42", now=clock.now())                 # usable ones
+    held = customer_rewards_sync(tx, "c42", now=now, states=REWARD_STATES)   # all
     [(r.grant_id, r.state) for r in held]      # [(7, "issued"), (9, "redeemed"), ...]
 
 States: ``reserved`` (granted, the provider has not issued it yet), ``issued``
@@ -18,12 +18,14 @@ reward can no longer be used. A failed grant is no reward and never listed.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from promod.campaigns.spec import currency_exponent
+from promod.ledger.store import as_transaction
+from promod.rewards.store import customer_grants
+from promod.store.seam import Row, Transaction
 from promod.units import format_money
 
 __all__ = [
@@ -79,22 +81,6 @@ def reward_state(
     return "issued"
 
 
-_QUERY = """
-SELECT g.id, g.campaign_id, g.run_id, g.provider, g.amount_minor, g.value_minor,
-       g.currency, g.state, g.created_at, g.issued_at, g.code,
-       coalesce(c.expires_at, g.expires_at) AS expires_at,
-       c.state AS code_state, c.redeemed_at AS code_redeemed_at, c.ended_at,
-       cr.redeemed_at AS coupon_redeemed_at, v.spec
-FROM grants g
-LEFT JOIN codes c ON c.grant_id = g.id
-LEFT JOIN coupon_redemptions cr ON cr.grant_id = g.id
-LEFT JOIN runs r ON r.id = g.run_id
-LEFT JOIN campaign_versions v ON v.campaign_id = g.campaign_id AND v.version = r.version
-WHERE g.customer_id = ? AND g.state != 'failed'
-ORDER BY g.created_at, g.id
-"""
-
-
 def _amount_exponent(spec_text: str | None, provider: str) -> int | None:
     """Decimal places of a grant's amount, read from the campaign version's reward table."""
     if not spec_text:
@@ -111,7 +97,7 @@ def _amount_exponent(spec_text: str | None, provider: str) -> int | None:
     return None
 
 
-def _held(row: sqlite3.Row | Any, now: float) -> HeldReward:
+def _held(row: Row, now: float) -> HeldReward:
     amount: str | None = None
     if row["amount_minor"] is not None:
         exponent = _amount_exponent(row["spec"], row["provider"])
@@ -149,7 +135,7 @@ def _held(row: sqlite3.Row | Any, now: float) -> HeldReward:
 
 
 def customer_rewards_sync(
-    conn: sqlite3.Connection,
+    conn: Transaction | Any,
     customer_id: str,
     *,
     now: float,
@@ -160,9 +146,7 @@ def customer_rewards_sync(
         unknown = set(states) - set(REWARD_STATES)
         if unknown:
             raise ValueError(f"unknown reward state {sorted(unknown)[0]!r}")
-    cursor = conn.execute(_QUERY, (customer_id,))
-    cursor.row_factory = sqlite3.Row
-    held = (_held(row, now) for row in cursor)
+    held = (_held(row, now) for row in customer_grants(as_transaction(conn), customer_id))
     if states is None:
         return [r for r in held if r.state not in FINAL_STATES]
     return [r for r in held if r.state in states]

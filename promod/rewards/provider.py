@@ -20,10 +20,11 @@ failure is retried with backoff, a permanent one releases the reservation::
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from promod.store.seam import Transaction
 
 
 @dataclass(frozen=True)
@@ -87,24 +88,27 @@ class RewardProvider(Protocol):
 class TransactionalProvider(Protocol):
     """A provider that writes its rewards inside the ledger's grant transaction.
 
-    Its methods run in the store's worker thread on a plain ``sqlite3`` connection
-    with a transaction open; they must not commit, and raise to roll back.
+    Its methods run in the store's worker thread with the grant's transaction open,
+    handed to them as the seam's :class:`~promod.store.seam.Transaction` (``tx``:
+    ``execute``, ``fetch_one``, ``fetch_all``, ``executemany``, named parameters and
+    ``tx.dialect`` for what differs between backends). They must not commit, and
+    raise to roll back.
     """
 
     name: str
     transactional: bool  # True
 
-    def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:
+    def available(self, tx: Transaction, options: Mapping[str, Any]) -> int | None:
         """How many rewards can still be issued with these options; None: unlimited."""
         ...
 
     def issue_batch(
-        self, conn: sqlite3.Connection, grants: Sequence[GrantRequest], now: float
+        self, tx: Transaction, grants: Sequence[GrantRequest], now: float
     ) -> list[IssuedReward]:
         """Issue one reward per grant, in order; the list matches ``grants``."""
         ...
 
-    def revoke_sync(self, conn: sqlite3.Connection, grant: GrantRequest) -> None:
+    def revoke_sync(self, tx: Transaction, grant: GrantRequest) -> None:
         """Take a reward back (a released or revoked grant)."""
         ...
 

@@ -1,18 +1,21 @@
 """The built-in ``wallet_points`` provider: points on promod's own per-customer wallet.
 
-A grant appends one transaction to the append-only ``wallet_transactions`` table
-inside the grant's own transaction (the balance follows by trigger), so points
-and grant commit together or not at all. ``amount`` is a whole number of points.
+A grant appends one transaction to the append-only wallet ledger inside the
+grant's own transaction (:func:`promod.rewards.store.credit_wallets`; the balance
+follows), so points and grant commit together or not at all. ``amount`` is a whole
+number of points.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promod.rewards.provider import GrantRequest, IssuedReward
+from promod.rewards.store import credit_wallets
 from promod.schema import Model
+from promod.store.seam import Transaction
 
 
 class WalletPointsOptions(Model):
@@ -36,23 +39,21 @@ class WalletPoints:
     requires_amount = True
     transactional = True
 
-    def available(self, conn: sqlite3.Connection, options: Mapping[str, Any]) -> int | None:
+    def available(self, tx: Transaction, options: Mapping[str, Any]) -> int | None:
         return None  # points never run out; budgets cap them
 
     def issue_batch(
-        self, conn: sqlite3.Connection, grants: Sequence[GrantRequest], now: float
+        self, tx: Transaction, grants: Sequence[GrantRequest], now: float
     ) -> list[IssuedReward]:
-        conn.executemany(
-            "INSERT INTO wallet_transactions (customer_id, points, grant_id, reason, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [(g.customer_id, points(g), g.id, f"campaign:{g.campaign_id}", now) for g in grants],
+        credit_wallets(
+            tx,
+            [(g.customer_id, points(g), g.id, f"campaign:{g.campaign_id}") for g in grants],
+            now=now,
         )
         # The wallet transaction carries the grant id: no reference to write back.
         return [IssuedReward() for _ in grants]
 
-    def revoke_sync(self, conn: sqlite3.Connection, grant: GrantRequest) -> None:
-        conn.execute(
-            "INSERT INTO wallet_transactions (customer_id, points, grant_id, reason, created_at)"
-            " VALUES (?, ?, NULL, ?, strftime('%s', 'now'))",
-            (grant.customer_id, -points(grant), f"revoke:{grant.id}"),
+    def revoke_sync(self, tx: Transaction, grant: GrantRequest) -> None:
+        credit_wallets(
+            tx, [(grant.customer_id, -points(grant), None, f"revoke:{grant.id}")], now=time.time()
         )

@@ -226,12 +226,21 @@ def test_the_database_refuses_a_write_past_a_cap(tmp_path: Path) -> None:
         )
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute("UPDATE cap_counters SET spend = spend + 500 WHERE scope = 'campaign:x'")
+        # The per-customer cap: a second live grant of campaign x to c1 (in another run)
+        # is refused by the database itself, a failed one does not count.
         conn.execute(
-            "INSERT INTO customer_caps (campaign_id, customer_id, grants, max_grants)"
-            " VALUES ('x', 'c1', 1, 1)"
+            "INSERT INTO campaigns (id, version, state, spec, created_at, updated_at)"
+            " VALUES ('x', 1, 'running', '{\"caps\": {\"per_customer\": 1}}', 0, 0)"
         )
+        grant = (
+            "INSERT INTO grants (campaign_id, run_id, customer_id, provider, state, day,"
+            " created_at) VALUES ('x', ?, 'c1', 'wallet_points', ?, '2026-12-01', 0)"
+        )
+        conn.execute(grant, (1, "failed"))
+        conn.execute(grant, (1, "issued"))
         with pytest.raises(sqlite3.IntegrityError):
-            conn.execute("UPDATE customer_caps SET grants = grants + 1")
+            conn.execute(grant, (2, "issued"))
+        assert conn.execute("SELECT grants, max_grants FROM customer_caps").fetchall() == [(1, 1)]
 
 
 # --- a provider outside the database running out under a count cap ------------------

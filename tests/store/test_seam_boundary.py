@@ -30,18 +30,6 @@ SQL = re.compile(
 )
 DRIVERS = {"sqlite3", "aiosqlite", "asyncpg"}
 
-# Modules not yet moved behind the seam; the list only shrinks.
-PENDING: set[str] = {
-    "promod/actors/ledger.py",
-    "promod/ledger/caps.py",
-    "promod/ledger/grants.py",
-    "promod/ledger/killswitch.py",
-    "promod/rewards/coupon.py",
-    "promod/rewards/holdings.py",
-    "promod/rewards/provider.py",
-    "promod/rewards/wallet.py",
-}
-
 
 def is_backend(rel: Path) -> bool:
     return rel.parts[:2] == ("promod", "store")
@@ -108,12 +96,9 @@ def test_sql_and_drivers_only_in_store_modules() -> None:
         hits = list(offences(path, sql_allowed=is_store_module(rel)))
         if hits:
             found[rel.as_posix()] = hits
-    unexpected = {m: h for m, h in found.items() if m not in PENDING}
-    assert not unexpected, "SQL or a driver outside the store seam:\n" + "\n".join(
-        f"{m}: {'; '.join(h[:3])}" for m, h in sorted(unexpected.items())
+    assert not found, "SQL or a driver outside the store seam:\n" + "\n".join(
+        f"{m}: {'; '.join(h[:3])}" for m, h in sorted(found.items())
     )
-    moved = PENDING - set(found)
-    assert not moved, f"behind the seam now, take off PENDING: {sorted(moved)}"
 
 
 def test_the_detector_sees_sql_and_driver_imports(tmp_path: Path) -> None:
