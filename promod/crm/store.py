@@ -67,24 +67,6 @@ _STAGED_COLUMNS = (
 )
 
 
-def _sqlite_only(dialect: Dialect, what: str) -> None:
-    """The few fragments here the seam's Dialect does not offer yet are SQLite's."""
-    if dialect.name != "sqlite":
-        raise NotImplementedError(f"promod.crm.store: {what} for the {dialect.name} backend")
-
-
-def _iso_time(dialect: Dialect, unix: str) -> str:
-    """SQL for the ISO-8601 UTC text (``utc_iso``) of the unix seconds ``unix``."""
-    _sqlite_only(dialect, "ISO time of unix seconds")
-    return f"strftime('%Y-%m-%dT%H:%M:%SZ', {unix}, 'unixepoch')"
-
-
-def _merge_json(dialect: Dialect, old: str, new: str) -> str:
-    """SQL for the JSON object ``old`` with the keys of ``new`` set over it (RFC 7396)."""
-    _sqlite_only(dialect, "JSON merge")
-    return f"json_patch({old}, {new})"
-
-
 def _run_dict(row: Row) -> dict[str, Any]:
     run = {key: row[i] for i, key in enumerate(_RUN_KEYS)}
     run["errors"] = json.loads(run["errors"])
@@ -100,8 +82,7 @@ def _stage_table(run_id: int) -> str:
 
 def _create_stage(tx: Transaction, run_id: int) -> str:
     table = _stage_table(run_id)
-    _sqlite_only(tx.dialect, "an arrival sequence column")
-    seq = "seq INTEGER PRIMARY KEY"  # the rowid: appended in arrival order
+    seq = tx.dialect.sequence_key("seq")  # appended in arrival order
     tx.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {table} ({seq}, customer_id TEXT NOT NULL,"
         " email TEXT, timezone TEXT, attributes TEXT NOT NULL, entity_type TEXT NOT NULL,"
@@ -233,7 +214,7 @@ def _still_suppressed(dialect: Dialect) -> str:
         AND e.seen_at <= p.created_at)
     AND NOT (p.reason = 'unsubscribed' AND EXISTS (SELECT 1 FROM customer_consents cc
         WHERE cc.customer_id = s.customer_id AND cc.consent = :consent AND cc.granted = 1
-        AND cc.updated_at > {_iso_time(dialect, "p.created_at")})))"""
+        AND cc.updated_at > {dialect.iso_time("p.created_at")})))"""
 
 
 def plan_run(
@@ -340,13 +321,13 @@ def apply_run(
         + " ORDER BY k.customer_id"
         " ON CONFLICT (id) DO UPDATE SET email = excluded.email,"
         " timezone = coalesce(excluded.timezone, customers.timezone),"
-        f" attributes = {_merge_json(dialect, 'customers.attributes', 'excluded.attributes')},"
+        f" attributes = {dialect.json_merge('customers.attributes', 'excluded.attributes')},"
         " updated_at = excluded.updated_at"
         " WHERE customers.email IS DISTINCT FROM excluded.email"
         " OR (excluded.timezone IS NOT NULL"
         " AND customers.timezone IS DISTINCT FROM excluded.timezone)"
         " OR (excluded.attributes <> '{}' AND customers.attributes <>"
-        f" {_merge_json(dialect, 'customers.attributes', 'excluded.attributes')})",
+        f" {dialect.json_merge('customers.attributes', 'excluded.attributes')})",
         params,
     )
     tx.execute(

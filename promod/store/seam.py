@@ -79,6 +79,18 @@ class Dialect:
     def least(self, *exprs: str) -> str:
         return f"min({', '.join(exprs)})"
 
+    def json_merge(self, old: str, new: str) -> str:
+        """The JSON object ``old`` with the keys of ``new`` set over it (RFC 7396)."""
+        return f"json_patch({old}, {new})"
+
+    def iso_time(self, unix: str) -> str:
+        """The ISO-8601 UTC text (``...T...Z``, whole seconds) of the unix seconds ``unix``."""
+        return f"strftime('%Y-%m-%dT%H:%M:%SZ', {unix}, 'unixepoch')"
+
+    def sequence_key(self, column: str) -> str:
+        """A column definition numbering a table's rows in insertion order."""
+        return f"{column} INTEGER PRIMARY KEY"
+
     def insert_ignore(self, table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:
         """An INSERT of named parameters that does nothing when ``conflict`` exists."""
         cols = ", ".join(columns)

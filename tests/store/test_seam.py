@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,23 @@ def test_store_functions_accept_a_raw_connection_while_callers_move(tmp_path: Pa
     assert isinstance(tx, SqliteTransaction) and as_tx(tx) is tx
     assert legacy_connection(tx) is conn and legacy_connection(conn) is conn
     assert tx.fetch_value("SELECT :a + 1", {"a": 1}) == 2
+
+
+async def test_dialect_json_merge_iso_time_and_sequence_key(tmp_path: Path) -> None:
+    async with await Database.open(tmp_path / "s.db") as db:
+
+        def use(tx: Transaction) -> tuple[object, object, list[int]]:
+            d = tx.dialect
+            tx.execute(f"CREATE TABLE q ({d.sequence_key('seq')}, v TEXT)")
+            tx.executemany("INSERT INTO q (v) VALUES (:v)", [{"v": "a"}, {"v": "b"}])
+            merged = tx.fetch_value(
+                f"SELECT {d.json_merge(':old', ':new')}",
+                {"old": '{"a": 1, "b": 2}', "new": '{"b": 3, "c": 4}'},
+            )
+            iso = tx.fetch_value(f"SELECT {d.iso_time(':t')}", {"t": 86_400})
+            return merged, iso, [r[0] for r in tx.fetch_all("SELECT seq FROM q ORDER BY seq")]
+
+        merged, iso, seqs = await db.run(use)
+        assert json.loads(str(merged)) == {"a": 1, "b": 3, "c": 4}
+        assert iso == "1970-01-02T00:00:00Z"
+        assert seqs == [1, 2]
