@@ -9,7 +9,6 @@ of the clock, or a :class:`SyncNow`; one refresh of a connector runs at a time.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -164,7 +163,7 @@ class CrmSyncActor(Actor):
 
     async def _audit(self, run: dict[str, Any]) -> None:
         """Every refresh is in the audit log, as the daemon's own act."""
-        daemon = Caller(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), user="promod", role=None)
+        daemon = Caller.daemon("promod")
         args = {
             k: run.get(k)
             for k in (

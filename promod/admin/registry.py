@@ -15,6 +15,7 @@ commands are declared the same way, with the :func:`command` decorator::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -67,6 +68,11 @@ class Caller:
     pid: int
     user: str
     role: Role | None  # None: not mapped in [admin.roles]; may only run public commands
+
+    @classmethod
+    def daemon(cls, user: str) -> Caller:
+        """The daemon itself acting for ``user`` (a schedule, an HTTP token), for the audit log."""
+        return cls(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), user=user, role=None)
 
 
 ERROR_CODES = frozenset(

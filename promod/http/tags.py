@@ -15,7 +15,6 @@ evaluation; see docs/tags.md.
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -122,7 +121,7 @@ def tag_router(app: App) -> APIRouter:
             changed, tags = await app.db.run(work)
         except store.TagError as exc:
             raise ApiError(404, "not_found", exc.message, {"customer_id": customer_id}) from None
-        caller = Caller(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), user=source, role=None)
+        caller = Caller.daemon(source)
         command = "http.tags.add" if add else "http.tags.remove"
         args = {"customer": customer_id, "tag": tag, "reason": reason, "changed": changed}
         await app.audit.append(caller, command, args, "ok")

@@ -277,34 +277,22 @@ class _Fanout:
             except RenderError as exc:
                 record("dead", f"template: {exc}", recipient=email)
                 return
-            self.send_message(
-                event_id,
-                type,
-                data,
-                channel,
-                customer_id,
-                email,
-                consent,
-                campaign_id,
-                footer(rendered, link, preferences),
-                link,
-            )
-            return
-        values = {
-            "customer_id": customer_id,
-            "email": email or "",
-            "reward_amount": _text(payload.get("amount")),
-            "reward_code": _text(payload.get("code")),
-            "reward_value": _text(payload.get("value")),
-            "currency": _text(payload.get("currency")),
-            "expires_at": _text(payload.get("expires_at")),
-            "unsubscribe_url": link,
-        }
-        try:
-            rendered = {k: render_placeholders(v, values) for k, v in texts.items()}
-        except ValueError as exc:
-            record("dead", f"template: {exc}", recipient=email)
-            return
+        else:
+            values = {
+                "customer_id": customer_id,
+                "email": email or "",
+                "reward_amount": _text(payload.get("amount")),
+                "reward_code": _text(payload.get("code")),
+                "reward_value": _text(payload.get("value")),
+                "currency": _text(payload.get("currency")),
+                "expires_at": _text(payload.get("expires_at")),
+                "unsubscribe_url": link,
+            }
+            try:
+                rendered = {k: render_placeholders(v, values) for k, v in texts.items()}
+            except ValueError as exc:
+                record("dead", f"template: {exc}", recipient=email)
+                return
         self.send_message(
             event_id,
             type,
